@@ -1,0 +1,92 @@
+"""The relay's one exception tree.
+
+Every error the relay raises on purpose derives from :class:`RelayError` and carries the
+fields of the Realtime API's JSON error shape, so the HTTP layer and the data channel turn
+any of them into ``{"error": {"message", "type", "code", "param"}}`` in one place::
+
+    RelayError                      status 500, type "server_error"
+    ├── InvalidRequest              400, "invalid_request_error" (bad SDP, bad JSON, bad session)
+    │   └── UnsupportedMediaType    415
+    ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
+    ├── CallNotFound                404, code "call_id_not_found"
+    ├── CapacityExceeded            503, code "capacity_exceeded"
+    └── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
+
+Messages never contain secrets: callers pass only what is safe to show a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RelayError(Exception):
+    """Root of the tree: an error with the fields of the API's JSON error shape."""
+
+    status: int = 500
+    type: str = "server_error"
+    default_code: str | None = None
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code if code is not None else self.default_code
+        self.param = param
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API's JSON error body: ``{"error": {message, type, code, param}}``."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "code": self.code,
+                "param": self.param,
+            }
+        }
+
+
+class InvalidRequest(RelayError):
+    """The client sent something the relay cannot use (SDP, JSON, session, event)."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """The request body is in an encoding this endpoint does not take."""
+
+    status = 415
+    default_code = "unsupported_content_type"
+
+
+class AuthenticationFailed(RelayError):
+    """Missing, unknown or expired bearer key."""
+
+    status = 401
+    type = "invalid_request_error"
+    default_code = "invalid_api_key"
+
+
+class CallNotFound(RelayError):
+    """No live call has that id (never had, or it has ended)."""
+
+    status = 404
+    type = "invalid_request_error"
+    default_code = "call_id_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No session found for the provided call_id", param="")
+
+
+class CapacityExceeded(RelayError):
+    """The relay is at its configured limit of concurrent calls."""
+
+    status = 503
+    default_code = "capacity_exceeded"
+
+
+class UpstreamError(RelayError):
+    """The Realtime WebSocket upstream could not be reached or closed on us."""
+
+    status = 502
+    default_code = "upstream_error"

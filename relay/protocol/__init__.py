@@ -1,0 +1,1 @@
+"""Sans-I/O Realtime protocol: events, session configuration, and each call's state machine."""

@@ -1,0 +1,58 @@
+"""Realtime events as plain dicts: ids, parsing client messages, and error events."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import string
+from typing import Any
+
+from ..errors import InvalidRequest, RelayError
+
+Event = dict[str, Any]
+
+_ALPHABET = string.ascii_letters + string.digits
+
+
+def random_id(prefix: str, length: int = 22) -> str:
+    """``prefix`` followed by ``length`` random letters and digits (about 5.95 bits each)."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def new_event_id() -> str:
+    """A fresh server event id, shaped like the hosted service's."""
+    return random_id("event_")
+
+
+def parse_event(text: str | bytes) -> Event:
+    """Parse one data-channel or WebSocket message into an event.
+
+    Raises :class:`InvalidRequest` when it is not a JSON object with a string ``type``.
+    """
+    try:
+        value = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(
+            "The message could not be parsed as JSON.", code="invalid_json"
+        ) from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest("An event must be a JSON object.", code="invalid_event")
+    kind = value.get("type")
+    if not isinstance(kind, str) or not kind:
+        raise InvalidRequest(
+            "The event is missing the 'type' field.", code="missing_required_parameter",
+            param="type",
+        )
+    return value
+
+
+def error_event(error: RelayError, event_id: str | None = None) -> Event:
+    """The ``error`` server event for ``error``; ``event_id`` names the client event at fault."""
+    body = error.to_dict()["error"]
+    body["event_id"] = event_id
+    return {"type": "error", "event_id": new_event_id(), "error": body}
+
+
+def dumps(event: Event) -> str:
+    """Compact JSON for the wire."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,135 @@
+"""Session configuration in the GA shape: merging, translating flat aliases, audio formats.
+
+The relay always speaks 24 kHz mono PCM16 to the upstream (it transcodes to and from the
+peer's codec itself), so every session it sends upstream has both audio formats pinned.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+from ..errors import InvalidRequest
+
+Session = dict[str, Any]
+
+PCM24K: dict[str, Any] = {"type": "audio/pcm", "rate": 24000}
+
+_FORMAT_ALIASES: dict[str, dict[str, Any]] = {
+    "pcm16": PCM24K,
+    "g711_ulaw": {"type": "audio/pcmu"},
+    "g711_alaw": {"type": "audio/pcma"},
+}
+
+#: Flat (beta) field → path in the GA session.
+_FLAT_ALIASES: dict[str, tuple[str, ...]] = {
+    "input_audio_format": ("audio", "input", "format"),
+    "output_audio_format": ("audio", "output", "format"),
+    "turn_detection": ("audio", "input", "turn_detection"),
+    "input_audio_transcription": ("audio", "input", "transcription"),
+    "input_audio_noise_reduction": ("audio", "input", "noise_reduction"),
+    "voice": ("audio", "output", "voice"),
+    "speed": ("audio", "output", "speed"),
+    "max_response_output_tokens": ("max_output_tokens",),
+}
+
+#: Server VAD defaults, as the hosted service documents them.
+DEFAULT_TURN_DETECTION: dict[str, Any] = {
+    "type": "server_vad",
+    "threshold": 0.5,
+    "prefix_padding_ms": 300,
+    "silence_duration_ms": 500,
+    "idle_timeout_ms": None,
+    "create_response": True,
+    "interrupt_response": True,
+}
+
+
+def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` laid over it: objects merge key by key, anything else
+    (lists, scalars, ``null``) replaces. Neither argument is modified."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def normalize_session(session: Mapping[str, Any]) -> Session:
+    """Translate flat aliases into the GA shape and check what must hold.
+
+    Accepts ``{"session": {...}}`` wrapping (older docs) as well as the bare object.
+    Raises :class:`InvalidRequest` for a session that is not an object or whose ``type``
+    is not ``"realtime"``.
+    """
+    if not isinstance(session, Mapping):
+        raise InvalidRequest("session must be a JSON object", code="invalid_type", param="session")
+    if set(session) == {"session"} and isinstance(session["session"], Mapping):
+        session = session["session"]
+    out: Session = {}
+    nested: Session = {}
+    for key, value in session.items():
+        path = _FLAT_ALIASES.get(key)
+        if path is None:
+            if key == "modalities":
+                out["output_modalities"] = _output_modalities(value)
+            else:
+                out[key] = copy.deepcopy(value)
+            continue
+        if key.endswith("_format"):
+            value = _audio_format(value, key)
+        node = nested
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = copy.deepcopy(value)
+    out = deep_merge(nested, out)
+    kind = out.get("type", "realtime")
+    if kind != "realtime":
+        raise InvalidRequest(
+            f"session.type must be 'realtime' for a voice call, not {kind!r}",
+            code="invalid_value", param="session.type",
+        )
+    out["type"] = "realtime"
+    audio = out.get("audio")
+    if audio is not None and not isinstance(audio, Mapping):
+        raise InvalidRequest("session.audio must be an object", code="invalid_type",
+                             param="session.audio")
+    return out
+
+
+def pin_relay_formats(session: Mapping[str, Any]) -> Session:
+    """``session`` with both audio formats set to the 24 kHz PCM16 the relay speaks."""
+    return deep_merge(session, {"audio": {"input": {"format": PCM24K},
+                                          "output": {"format": PCM24K}}})
+
+
+def interrupt_response(session: Mapping[str, Any]) -> bool:
+    """Whether speech from the user should cut the assistant off, per this session.
+
+    True unless turn detection is on and its ``interrupt_response`` is false; with turn
+    detection off the upstream sends no ``speech_started``, so the answer does not matter.
+    """
+    audio = session.get("audio") or {}
+    turn = (audio.get("input") or {}).get("turn_detection")
+    if not isinstance(turn, Mapping):
+        return True
+    return turn.get("interrupt_response", True) is not False
+
+
+def _audio_format(value: Any, key: str) -> Any:
+    if isinstance(value, str):
+        try:
+            return copy.deepcopy(_FORMAT_ALIASES[value])
+        except KeyError:
+            raise InvalidRequest(f"unknown audio format {value!r}", code="invalid_value",
+                                 param=key) from None
+    return value
+
+
+def _output_modalities(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise InvalidRequest("modalities must be a list", code="invalid_type", param="modalities")
+    return ["audio"] if "audio" in value else ["text"]
