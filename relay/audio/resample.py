@@ -1,0 +1,61 @@
+"""Uplink audio: decoded WebRTC frames → 24 kHz mono PCM16, cut into fixed-size chunks.
+
+One :class:`Uplink` lives as long as its call, so the resampler's filter state carries
+across frame edges (no clicks) and sample accounting is exact: over a call, the samples
+emitted equal 24 000 × the seconds of audio fed, give or take the resampler's delay,
+which :meth:`Uplink.flush` releases at the end.
+"""
+
+from __future__ import annotations
+
+import av
+
+from . import RATE, SAMPLE_BYTES
+
+
+class Uplink:
+    """Resample frames of any rate and layout to 24 kHz mono s16 and chunk them."""
+
+    def __init__(self, chunk_ms: int) -> None:
+        if chunk_ms <= 0:
+            raise ValueError("chunk_ms must be positive")
+        self.chunk_bytes = RATE * chunk_ms // 1000 * SAMPLE_BYTES
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+        self._pending = bytearray()
+        #: Samples of input fed, at their own rate, and the total duration fed in seconds.
+        self.seconds_in = 0.0
+        #: Samples emitted at 24 kHz (in chunks, and by :meth:`flush`).
+        self.samples_out = 0
+
+    def feed(self, frame: av.AudioFrame) -> list[bytes]:
+        """Feed one decoded frame; return the whole chunks now ready (often none)."""
+        self.seconds_in += frame.samples / frame.sample_rate
+        # The resampler keys its output timestamps off the input's; aiortc's pts can jump
+        # after loss, which would make PyAV pad or drop. We count samples ourselves.
+        frame.pts = None
+        for out in self._resampler.resample(frame):
+            self._pending += _plane_bytes(out)
+        return self._take_chunks()
+
+    def flush(self) -> bytes:
+        """Release the resampler's delay and whatever partial chunk remains."""
+        for out in self._resampler.resample(None):
+            self._pending += _plane_bytes(out)
+        rest = bytes(self._pending)
+        self._pending.clear()
+        self.samples_out += len(rest) // SAMPLE_BYTES
+        return rest
+
+    def _take_chunks(self) -> list[bytes]:
+        chunks = []
+        size = self.chunk_bytes
+        while len(self._pending) >= size:
+            chunks.append(bytes(self._pending[:size]))
+            del self._pending[:size]
+        self.samples_out += len(chunks) * size // SAMPLE_BYTES
+        return chunks
+
+
+def _plane_bytes(frame: av.AudioFrame) -> bytes:
+    # Plane buffers may be padded past the samples they hold: take only the audio.
+    return bytes(frame.planes[0])[: frame.samples * SAMPLE_BYTES]

@@ -1,0 +1,252 @@
+"""The aiohttp application: factory, middlewares and the HTTP handlers.
+
+Handlers are thin: they parse the request, call into the registry or the protocol
+helpers, and shape the response. Every error becomes the API's JSON error shape in
+:func:`error_middleware`, and every response carries CORS headers so browser pages on
+other origins can create calls and read the ``Location`` header.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..config import Settings
+from ..errors import InvalidRequest, RelayError, UnsupportedMediaType
+from ..protocol.session import Session, deep_merge, normalize_session
+from .auth import DEFAULT_TTL, Authenticator
+from .registry import CallRegistry
+
+logger = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+REGISTRY = web.AppKey("registry", CallRegistry)
+AUTH = web.AppKey("auth", Authenticator)
+#: URL and headers of the upstream Realtime WebSocket calls connect to.
+UPSTREAM = web.AppKey("upstream", tuple)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
+MAX_SDP_BYTES = 256 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.Application:
+    """Build the relay's app; the upstream and the calls start and stop with it."""
+    app = web.Application(middlewares=[cors_middleware, error_middleware],
+                          client_max_size=MAX_SDP_BYTES * 4)
+    app[SETTINGS] = settings
+    app[REGISTRY] = CallRegistry(settings)
+    app[AUTH] = Authenticator(settings.relay_api_keys)
+    app.cleanup_ctx.append(_upstream_ctx)
+    app.on_shutdown.append(_close_calls)
+    app.router.add_post("/v1/realtime/calls", create_call)
+    app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
+    app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
+    app.router.add_get("/healthz", health)
+    static = static_dir or STATIC_DIR
+    if (static / "index.html").exists():
+        index = static / "index.html"
+
+        async def index_page(request: web.Request) -> web.FileResponse:
+            return web.FileResponse(index)
+
+        app.router.add_get("/", index_page)
+        app.router.add_static("/static/", static)
+    return app
+
+
+# ------------------------------------------------------------------- handlers
+
+async def create_call(request: web.Request) -> web.Response:
+    """``POST /v1/realtime/calls``: an SDP offer in, 201 with the SDP answer out."""
+    app = request.app
+    settings = app[SETTINGS]
+    secret_session = app[AUTH].authorize_call(request.headers.get("Authorization"))
+    offer, client_session = await _read_offer(request)
+    session: Session = normalize_session(settings.default_session) if settings.default_session \
+        else {"type": "realtime"}
+    for layer in (secret_session, client_session):
+        if layer:
+            session = deep_merge(session, layer)
+    dcid = _dcid(request.query.get("dcid"))
+    call = app[REGISTRY].new(session)
+    answer = await call.start(offer, app[UPSTREAM], dcid=dcid)
+    logger.info("call %s: created", call.id)
+    return web.Response(
+        status=201, text=answer, content_type="text/plain", charset="utf-8",
+        headers={"Location": f"/v1/realtime/calls/{call.id}"},
+    )
+
+
+async def hangup_call(request: web.Request) -> web.Response:
+    """``POST /v1/realtime/calls/{id}/hangup``: end the call; 404 if there is none."""
+    request.app[AUTH].authorize_call(request.headers.get("Authorization"))
+    call = request.app[REGISTRY].get(request.match_info["call_id"])
+    await call.close("hangup")
+    return web.Response(status=200)
+
+
+async def create_client_secret(request: web.Request) -> web.Response:
+    """``POST /v1/realtime/client_secrets``: mint a short-lived ``ek_`` key for a browser."""
+    auth = request.app[AUTH]
+    auth.require_server_key(request.headers.get("Authorization"))
+    body = await _read_json(request) if request.can_read_body else {}
+    expires = body.get("expires_after") or {}
+    if not isinstance(expires, dict):
+        raise InvalidRequest("expires_after must be an object", code="invalid_type",
+                             param="expires_after")
+    if expires.get("anchor", "created_at") != "created_at":
+        raise InvalidRequest("expires_after.anchor must be 'created_at'", code="invalid_value",
+                             param="expires_after.anchor")
+    ttl = expires.get("seconds", DEFAULT_TTL)
+    if not isinstance(ttl, int) or isinstance(ttl, bool):
+        raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
+                             param="expires_after.seconds")
+    settings = request.app[SETTINGS]
+    session = deep_merge(normalize_session(settings.default_session),
+                         normalize_session(body.get("session") or {"type": "realtime"}))
+    secret = auth.mint(session, ttl)
+    return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
+                              "session": secret.session})
+
+
+async def health(request: web.Request) -> web.Response:
+    """``GET /healthz``: liveness and the number of live calls."""
+    return web.json_response({"status": "ok", "calls": len(request.app[REGISTRY])})
+
+
+# ---------------------------------------------------------------- middlewares
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every error into the API's JSON error shape."""
+    try:
+        return await handler(request)
+    except RelayError as exc:
+        return web.json_response(exc.to_dict(), status=exc.status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error = RelayError(exc.reason, code=exc.reason.lower().replace(" ", "_"))
+        error.type = "invalid_request_error" if exc.status < 500 else "server_error"
+        return web.json_response(error.to_dict(), status=exc.status)
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        error = RelayError("The relay had an internal error.", code="internal_error")
+        return web.json_response(error.to_dict(), status=500)
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer preflights and let any origin read responses, ``Location`` included."""
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        response: web.StreamResponse = web.Response(status=204)
+        requested = request.headers.get("Access-Control-Request-Headers")
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = requested or "Authorization, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    else:
+        response = await handler(request)
+    response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
+    response.headers["Access-Control-Expose-Headers"] = "Location"
+    response.headers["Vary"] = "Origin"
+    return response
+
+
+# ------------------------------------------------------------------ lifecycle
+
+async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    target = settings.upstream_target()
+    if target is not None:
+        app[UPSTREAM] = target
+        yield
+        return
+    from ..upstream.local import LocalRealtimeServer
+
+    server = LocalRealtimeServer(mode=settings.local_mode)
+    await server.start("127.0.0.1", 0)
+    app[UPSTREAM] = (f"{server.url}?model={settings.model}", {})
+    logger.info("using the embedded local Realtime server (%s mode)", settings.local_mode)
+    try:
+        yield
+    finally:
+        await app[REGISTRY].close_all()
+        await server.close()
+
+
+async def _close_calls(app: web.Application) -> None:
+    await app[REGISTRY].close_all()
+
+
+# -------------------------------------------------------------------- parsing
+
+async def _read_offer(request: web.Request) -> tuple[str, Session | None]:
+    kind = request.content_type
+    if kind == "multipart/form-data":
+        form = await request.post()
+        sdp = _form_text(form.get("sdp"))
+        if not sdp:
+            raise InvalidRequest("The form has no 'sdp' part.", code="missing_required_parameter",
+                                 param="sdp")
+        raw_session = _form_text(form.get("session"))
+        session = None
+        if raw_session:
+            try:
+                value = json.loads(raw_session)
+            except ValueError as exc:
+                raise InvalidRequest("The 'session' part is not valid JSON.",
+                                     code="invalid_json", param="session") from exc
+            session = normalize_session(value)
+        return sdp, session
+    if kind in ("application/sdp", "text/plain", "application/octet-stream", ""):
+        body = await request.read()
+        if len(body) > MAX_SDP_BYTES:
+            raise InvalidRequest("The SDP offer is too large.", code="invalid_offer", param="sdp")
+        try:
+            return body.decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest("The SDP offer is not UTF-8 text.", code="invalid_offer",
+                                 param="sdp") from exc
+    raise UnsupportedMediaType(
+        f"Unsupported Content-Type {kind!r}: send application/sdp or multipart/form-data."
+    )
+
+
+def _form_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    data = value.file.read(MAX_SDP_BYTES + 1)  # a part sent as a file (a Blob)
+    if len(data) > MAX_SDP_BYTES:
+        raise InvalidRequest("A form part is too large.", code="invalid_value")
+    return data.decode("utf-8", errors="replace")
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        value = await request.json()
+    except ValueError as exc:
+        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest("The body must be a JSON object.", code="invalid_type")
+    return value
+
+
+def _dcid(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) > 65534:
+        raise InvalidRequest("dcid must be a data channel id from 0 to 65534.",
+                             code="invalid_value", param="dcid")
+    return int(value)
+
+

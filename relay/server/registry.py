@@ -1,0 +1,53 @@
+"""The live calls of one relay, by id."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..config import Settings
+from ..errors import CallNotFound, CapacityExceeded
+from ..protocol.events import random_id
+from ..protocol.session import Session
+from .call import Call
+
+logger = logging.getLogger(__name__)
+
+
+def new_call_id() -> str:
+    """``rtc_u1_`` and 32 random letters and digits: about 190 bits, like the hosted ids."""
+    return random_id("rtc_u1_", 32)
+
+
+class CallRegistry:
+    """Creates calls, finds them by id, and closes them all at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._calls: dict[str, Call] = {}
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def new(self, session: Session) -> Call:
+        """A new call, registered; raises :class:`CapacityExceeded` at the limit."""
+        if len(self._calls) >= self.settings.max_calls:
+            raise CapacityExceeded("The relay is at its limit of concurrent calls.")
+        call = Call(new_call_id(), self.settings, session, on_closed=self._forget)
+        self._calls[call.id] = call
+        return call
+
+    def get(self, call_id: str) -> Call:
+        """The live call ``call_id``, or :class:`CallNotFound`."""
+        call = self._calls.get(call_id)
+        if call is None:
+            raise CallNotFound()
+        return call
+
+    async def close_all(self, reason: str = "relay shutting down") -> None:
+        """Close every live call."""
+        calls = list(self._calls.values())
+        await asyncio.gather(*(call.close(reason) for call in calls), return_exceptions=True)
+
+    def _forget(self, call: Call) -> None:
+        self._calls.pop(call.id, None)

@@ -1,0 +1,253 @@
+"""A headless WebRTC client of the Realtime calls API, as a browser or SDK would be.
+
+It creates a call (``POST /v1/realtime/calls``), streams a microphone track, opens the
+``oai-events`` channel, collects every server event and the reply audio it hears. The
+``relay call`` command and the end-to-end tests use it; it works against any server that
+speaks the calls API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import logging
+import time
+import wave
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import av
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ..audio import FRAME_SAMPLES, RATE
+from ..audio.resample import Uplink
+from ..protocol.events import Event, dumps
+from .peer import EVENTS_LABEL, create_peer, restrict_host_addresses
+
+logger = logging.getLogger(__name__)
+
+
+class PcmSource(MediaStreamTrack):
+    """A microphone made of 24 kHz mono PCM16: plays ``pcm`` in real time, then silence.
+
+    More audio can be queued while it plays with :meth:`play`.
+    """
+
+    kind = "audio"
+
+    def __init__(self, pcm: bytes = b"") -> None:
+        super().__init__()
+        self._queue = bytearray(pcm)
+        self._index = 0
+        self._start: float | None = None
+        #: Loop time at which each queued chunk started playing, by :meth:`play` order.
+        self.started_at: list[float] = []
+        self._pending_marks: list[int] = [0] if pcm else []
+        self._consumed = 0
+
+    def play(self, pcm: bytes) -> None:
+        """Queue ``pcm`` after what is already queued."""
+        self._pending_marks.append(self._consumed + len(self._queue))
+        self._queue += pcm
+
+    @property
+    def idle(self) -> bool:
+        """True when everything queued has been sent."""
+        return not self._queue
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        due = self._start + self._index * FRAME_SAMPLES / RATE
+        delay = due - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        size = FRAME_SAMPLES * 2
+        if self._pending_marks and self._pending_marks[0] <= self._consumed:
+            self._pending_marks.pop(0)
+            self.started_at.append(loop.time())
+        chunk = bytes(self._queue[:size])
+        del self._queue[:size]
+        self._consumed += len(chunk)
+        chunk += bytes(size - len(chunk))
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(chunk)
+        frame.sample_rate = RATE
+        frame.pts = self._index * FRAME_SAMPLES
+        frame.time_base = fractions.Fraction(1, RATE)
+        self._index += 1
+        return frame
+
+
+class CallClient:
+    """One call to a relay (or to any server of the Realtime calls API)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        source: MediaStreamTrack,
+        *,
+        api_key: str | None = None,
+        session: dict[str, Any] | None = None,
+        ice_addresses: Sequence[str] = (),
+        ice_servers: Sequence[str] = (),
+        negotiated_dcid: int | None = None,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.source = source
+        self.api_key = api_key
+        self.session = session
+        self.ice_addresses = tuple(ice_addresses)
+        self.negotiated_dcid = negotiated_dcid
+        self.on_event = on_event
+        self.pc: RTCPeerConnection = create_peer(ice_servers)
+        self.call_id: str | None = None
+        #: Every server event received, in order, with the loop time it arrived.
+        self.events: list[tuple[float, Event]] = []
+        #: Reply audio heard, 24 kHz mono PCM16.
+        self.received = bytearray()
+        self._uplink = Uplink(20)
+        self._new_event = asyncio.Condition()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._http: aiohttp.ClientSession | None = None
+        self.channel = self.pc.createDataChannel(
+            EVENTS_LABEL,
+            **({"negotiated": True, "id": negotiated_dcid} if negotiated_dcid is not None else {}),
+        )
+        self.channel.on("message", self._on_message)
+        self.pc.on("track", self._on_track)
+
+    async def connect(self, timeout: float = 15.0) -> None:
+        """Create the call and wait for the data channel to open."""
+        self.pc.addTrack(self.source)
+        offer = await self.pc.createOffer()
+        restrict_host_addresses(self.pc, self.ice_addresses)
+        await self.pc.setLocalDescription(offer)
+        self._http = aiohttp.ClientSession()
+        url = f"{self.base_url}/v1/realtime/calls"
+        if self.negotiated_dcid is not None:
+            url += f"?dcid={self.negotiated_dcid}"
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        sdp = self.pc.localDescription.sdp
+        if self.session is not None:
+            form = aiohttp.FormData()
+            form.add_field("sdp", sdp)
+            form.add_field("session", json.dumps(self.session))
+            response = await self._http.post(url, data=form, headers=headers)
+        else:
+            response = await self._http.post(
+                url, data=sdp, headers={**headers, "Content-Type": "application/sdp"}
+            )
+        async with response:
+            body = await response.text()
+            if response.status != 201:
+                raise RuntimeError(f"call creation failed: {response.status} {body}")
+            self.call_id = response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        opened = asyncio.Event()
+        if self.channel.readyState == "open":
+            opened.set()
+        self.channel.on("open", opened.set)
+        await asyncio.wait_for(opened.wait(), timeout)
+
+    def send(self, event: Event) -> None:
+        """Send one client event on the data channel."""
+        self.channel.send(dumps(event))
+
+    async def wait_for(
+        self, kind: str, predicate: Callable[[Event], bool] | None = None, *,
+        timeout: float = 20.0, after: int = 0,
+    ) -> Event:
+        """The first event of type ``kind`` (at index ``after`` or later) that matches."""
+        async def find() -> Event:
+            async with self._new_event:
+                while True:
+                    for _, event in self.events[after:]:
+                        if event["type"] == kind and (predicate is None or predicate(event)):
+                            return event
+                    await self._new_event.wait()
+        return await asyncio.wait_for(find(), timeout)
+
+    def types(self) -> list[str]:
+        """The types of all events received so far, in order."""
+        return [event["type"] for _, event in self.events]
+
+    async def hangup(self) -> int:
+        """``POST .../hangup``; return the HTTP status."""
+        assert self._http is not None and self.call_id is not None
+        async with self._http.post(
+            f"{self.base_url}/v1/realtime/calls/{self.call_id}/hangup",
+            headers={"Authorization": f"Bearer {self.api_key}"} if self.api_key else {},
+        ) as response:
+            await response.read()
+            return response.status
+
+    async def close(self) -> None:
+        """Close the peer and the HTTP session; safe to call twice."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _on_message(self, message: str | bytes) -> None:
+        event = json.loads(message)
+        self.events.append((time.monotonic(), event))
+        if self.on_event is not None:
+            self.on_event(event)
+        self._tasks.append(asyncio.ensure_future(self._notify()))
+
+    async def _notify(self) -> None:
+        async with self._new_event:
+            self._new_event.notify_all()
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._tasks.append(asyncio.ensure_future(self._receive(track)))
+
+    async def _receive(self, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            for chunk in self._uplink.feed(frame):
+                self.received += chunk
+
+
+def read_wav(path: Path) -> bytes:
+    """A WAV file of any rate and channel count as 24 kHz mono PCM16."""
+    with wave.open(str(path), "rb") as wav:
+        if wav.getsampwidth() != 2:
+            raise ValueError(f"{path}: only 16-bit WAV is supported")
+        rate, channels = wav.getframerate(), wav.getnchannels()
+        data = wav.readframes(wav.getnframes())
+    samples = np.frombuffer(data, dtype="<i2").reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(samples, format="s16",
+                                       layout="mono" if channels == 1 else "stereo")
+    frame.sample_rate = rate
+    uplink = Uplink(20)
+    return b"".join(uplink.feed(frame)) + uplink.flush()
+
+
+def write_wav(path: Path, pcm: bytes) -> None:
+    """Write 24 kHz mono PCM16 as a WAV file."""
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(RATE)
+        wav.writeframes(pcm)

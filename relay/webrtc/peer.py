@@ -1,0 +1,124 @@
+"""Peer connections: configuration, ICE host addresses, and answering an offer.
+
+aiortc gathers all its candidates before it answers (no trickle) and, with no ICE servers
+configured, falls back to a public STUN server; aioice never offers 127.0.0.1. So the
+relay always passes its ICE servers explicitly (empty by default: nothing is contacted)
+and can pin the host addresses it advertises, which operators need on multi-homed hosts
+and in containers, and which keeps tests on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.rtcdatachannel import RTCDataChannel
+
+from ..errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
+
+#: The data channel the Realtime API's events travel on.
+EVENTS_LABEL = "oai-events"
+
+
+def create_peer(ice_servers: Sequence[str]) -> RTCPeerConnection:
+    """A peer connection using exactly ``ice_servers`` (none means no STUN at all)."""
+    servers = [RTCIceServer(urls=url) for url in ice_servers]
+    return RTCPeerConnection(RTCConfiguration(iceServers=servers))
+
+
+def restrict_host_addresses(pc: RTCPeerConnection, addresses: Sequence[str]) -> None:
+    """Make every ICE transport of ``pc`` gather host candidates on ``addresses`` only.
+
+    Call it after the transports exist (after ``setRemoteDescription``, or after adding
+    tracks and channels on the offering side) and before ``setLocalDescription``.
+    With no addresses this does nothing and aioice picks the interfaces itself.
+    """
+    if not addresses:
+        return
+    for gatherer in _ice_gatherers(pc):
+        _pin_gatherer(gatherer, list(addresses))
+
+
+async def answer(
+    pc: RTCPeerConnection,
+    offer_sdp: str,
+    *,
+    addresses: Sequence[str] = (),
+    negotiated_channel_id: int | None = None,
+) -> tuple[str, RTCDataChannel | None]:
+    """Apply the client's offer and return the SDP answer, candidates included.
+
+    With ``negotiated_channel_id`` the relay opens the ``oai-events`` channel the client
+    pre-created out of band (``?dcid=N``) and returns it. Raises :class:`InvalidRequest`
+    for an offer that is not SDP aiortc can use or that carries no audio.
+    """
+    if "m=audio" not in offer_sdp:
+        raise InvalidRequest("The SDP offer has no audio media section.", code="invalid_offer",
+                             param="sdp")
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    except Exception as exc:  # aiortc raises ValueError, KeyError, … on bad SDP
+        raise InvalidRequest(f"The SDP offer could not be applied: {_short(exc)}",
+                             code="invalid_offer", param="sdp") from exc
+    channel = None
+    if negotiated_channel_id is not None:
+        if pc.sctp is None:
+            raise InvalidRequest("dcid was given but the offer has no data channel section.",
+                                 code="invalid_offer", param="dcid")
+        channel = pc.createDataChannel(EVENTS_LABEL, negotiated=True, id=negotiated_channel_id)
+    restrict_host_addresses(pc, addresses)
+    await pc.setLocalDescription(await pc.createAnswer())
+    return pc.localDescription.sdp, channel
+
+
+def negotiated_codec(pc: RTCPeerConnection) -> str | None:
+    """The MIME type the audio sender will use (e.g. ``audio/opus``), once negotiated."""
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == "audio" and transceiver._codecs:
+            return str(transceiver._codecs[0].mimeType).lower()
+    return None
+
+
+def _ice_gatherers(pc: RTCPeerConnection) -> Iterable[Any]:
+    seen: set[int] = set()
+    dtls = [t.receiver.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        dtls.append(pc.sctp.transport)
+    for transport in dtls:
+        gatherer = transport.transport.iceGatherer
+        if id(gatherer) not in seen:
+            seen.add(id(gatherer))
+            yield gatherer
+
+
+def _pin_gatherer(gatherer: Any, addresses: list[str]) -> None:
+    # aioice's Connection.gather_candidates takes its host addresses from a module-level
+    # function that skips loopback. Replace it on this one connection with the same steps
+    # over our addresses; get_component_candidates still adds STUN/TURN candidates.
+    connection = gatherer._connection
+
+    async def gather_candidates() -> None:
+        if connection._local_candidates_start:
+            return
+        connection._local_candidates_start = True
+        for component in connection._components:
+            connection._local_candidates += await connection.get_component_candidates(
+                component=component, addresses=addresses
+            )
+        connection._local_candidates_end = True
+
+    connection.gather_candidates = gather_candidates
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "…"

@@ -1,0 +1,88 @@
+"""Audio tracks: the paced outbound playout track, and the inbound microphone pump.
+
+aiortc *pulls* outbound media: its sender awaits ``track.recv()`` and sends at once, so the
+track itself must wait until each frame is due. Deadlines are absolute
+(``start + n × 20 ms``) so pacing never drifts; after a stall the clock is re-anchored
+instead of catching up, so the peer never gets a burst.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+from collections.abc import Callable
+
+import av
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from ..audio import FRAME_SAMPLES, RATE
+
+logger = logging.getLogger(__name__)
+
+FRAME_SECONDS = FRAME_SAMPLES / RATE
+#: Falling this far behind schedule re-anchors the clock rather than bursting.
+MAX_LATE = 3 * FRAME_SECONDS
+_TIME_BASE = fractions.Fraction(1, RATE)
+
+
+class PlayoutTrack(MediaStreamTrack):
+    """An outbound audio track that plays 20 ms frames pulled from ``source`` in real time.
+
+    ``source`` returns 24 kHz mono PCM16 (silence when it has nothing); ``after`` runs
+    once each frame has been handed to aiortc, so events about it can go out at once.
+    """
+
+    kind = "audio"
+
+    def __init__(
+        self,
+        source: Callable[[], bytes],
+        after: Callable[[], None] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__()
+        self._source = source
+        self._after = after
+        self._clock = clock or asyncio.get_running_loop().time
+        self._start: float | None = None
+        self._index = 0
+        #: Times the clock was re-anchored after a stall.
+        self.reanchors = 0
+
+    async def recv(self) -> av.AudioFrame:
+        """Wait until the next frame is due, then return it."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        now = self._clock()
+        if self._start is None:
+            self._start = now
+        due = self._start + self._index * FRAME_SECONDS
+        if now < due:
+            await asyncio.sleep(due - now)
+        elif now - due > MAX_LATE:
+            # Skip the missed frames' timestamps (the peer conceals the gap) but not their
+            # audio: nothing is lost, and nothing arrives in a burst.
+            skipped = int((now - due) / FRAME_SECONDS)
+            self._index += skipped
+            self.reanchors += 1
+        pcm = self._source()
+        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+        frame.planes[0].update(pcm)
+        frame.sample_rate = RATE
+        frame.pts = self._index * FRAME_SAMPLES
+        frame.time_base = _TIME_BASE
+        self._index += 1
+        if self._after is not None:
+            self._after()
+        return frame
+
+
+async def pump_inbound(track: MediaStreamTrack, on_frame: Callable[[av.AudioFrame], None]) -> None:
+    """Feed every frame the peer sends on ``track`` to ``on_frame`` until the track ends."""
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        on_frame(frame)

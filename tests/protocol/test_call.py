@@ -1,0 +1,293 @@
+"""The call state machine: routing, holding, playout events and barge-in, on a fake clock."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+
+from relay.audio import FRAME_BYTES, FRAME_SAMPLES
+from relay.protocol.call import CallCore
+
+PCM_20MS = b"\x01\x02" * FRAME_SAMPLES
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_core(session: dict[str, Any] | None = None, max_seconds: float = 60) -> CallCore:
+    core = CallCore("rtc_test", session or {"type": "realtime"},
+                    max_playout_samples=int(max_seconds * 24000), clock=FakeClock())
+    return core
+
+
+def up(core: CallCore, kind: str, **fields: Any) -> None:
+    core.upstream_message(json.dumps({"type": kind, **fields}))
+
+
+def delta(core: CallCore, response_id: str, item_id: str, frames: int) -> None:
+    up(core, "response.output_audio.delta", response_id=response_id, item_id=item_id,
+       output_index=0, content_index=0, delta=base64.b64encode(PCM_20MS * frames).decode())
+
+
+def start_response(core: CallCore, response_id: str, item_id: str) -> None:
+    up(core, "response.created", response={"id": response_id, "status": "in_progress"})
+    up(core, "response.output_item.added", response_id=response_id, output_index=0,
+       item={"id": item_id, "type": "message", "role": "assistant"})
+
+
+def pull(core: CallCore, frames: int) -> bytes:
+    return b"".join(core.next_frame() for _ in range(frames))
+
+
+def client_types(core: CallCore) -> list[str]:
+    return [e["type"] for e in core.drain_client()]
+
+
+def opened(session: dict[str, Any] | None = None) -> CallCore:
+    core = make_core(session)
+    core.channel_opened()
+    return core
+
+
+def test_call_core_start_sends_session_update_with_pinned_formats() -> None:
+    core = make_core({"type": "realtime", "instructions": "be brief"})
+    core.start()
+    [event] = core.drain_upstream()
+    assert event["type"] == "session.update"
+    assert event["session"]["instructions"] == "be brief"
+    assert event["session"]["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
+
+
+def test_call_core_holds_events_until_channel_opens_in_order() -> None:
+    core = make_core()
+    up(core, "session.created", session={"type": "realtime"})
+    up(core, "session.updated", session={"type": "realtime"})
+    assert core.drain_client() == []
+    core.channel_opened()
+    assert client_types(core) == ["session.created", "session.updated"]
+
+
+def test_call_core_passes_unknown_events_and_fields_untouched() -> None:
+    core = opened()
+    raw = {"type": "response.future_thing", "event_id": "e1", "obfuscation": "abc", "x": [1]}
+    core.upstream_message(json.dumps(raw))
+    assert core.drain_client() == [raw]
+
+
+def test_call_core_never_forwards_audio_deltas() -> None:
+    core = opened()
+    start_response(core, "r1", "i1")
+    core.drain_client()
+    delta(core, "r1", "i1", 3)
+    assert core.drain_client() == []
+    assert core.playout.queued == 3 * FRAME_SAMPLES
+
+
+@pytest.mark.parametrize("message", ["not json", "[1,2]", '{"no":"type"}', b"\xff\xfe"])
+def test_call_core_answers_bad_client_messages_with_error_and_goes_on(message: Any) -> None:
+    core = opened()
+    core.client_message(message)
+    [event] = core.drain_client()
+    assert event["type"] == "error" and event["error"]["type"] == "invalid_request_error"
+    core.client_message(json.dumps({"type": "response.create"}))
+    assert core.drain_upstream() == [{"type": "response.create"}]
+
+
+def test_call_core_pins_formats_in_client_session_updates() -> None:
+    core = opened()
+    core.client_message(json.dumps({"type": "session.update", "event_id": "c1",
+                                    "session": {"input_audio_format": "g711_ulaw",
+                                                "instructions": "x"}}))
+    [event] = core.drain_upstream()
+    assert event["event_id"] == "c1"
+    assert event["session"]["audio"]["input"]["format"]["type"] == "audio/pcm"
+    assert event["session"]["instructions"] == "x"
+
+
+def test_call_core_rejects_audio_appends_on_the_data_channel() -> None:
+    core = opened()
+    core.client_message(json.dumps({"type": "input_audio_buffer.append", "audio": "AAAA",
+                                    "event_id": "c9"}))
+    assert core.drain_upstream() == []
+    [event] = core.drain_client()
+    assert event["type"] == "error" and event["error"]["event_id"] == "c9"
+
+
+def test_call_core_uplink_audio_becomes_append_events() -> None:
+    core = make_core()
+    core.uplink_audio(b"\x00\x01" * 960)
+    [event] = core.drain_upstream()
+    assert event == {"type": "input_audio_buffer.append",
+                     "audio": base64.b64encode(b"\x00\x01" * 960).decode()}
+    assert core.stats.uplink_samples == 960
+
+
+def test_call_core_started_on_first_frame_and_stopped_after_done_and_drained() -> None:
+    core = opened()
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 5)
+    core.drain_client()
+    assert core.next_frame() == PCM_20MS
+    assert client_types(core) == ["output_audio_buffer.started"]
+    up(core, "response.done", response={"id": "r1", "status": "completed"})
+    assert client_types(core) == ["response.done"]  # 4 frames still queued
+    pull(core, 3)
+    assert core.drain_client() == []
+    pull(core, 1)
+    assert client_types(core) == ["output_audio_buffer.stopped"]
+    assert core.next_frame() == bytes(FRAME_BYTES)  # silence afterwards
+
+
+def test_call_core_stopped_waits_for_response_done_when_audio_drains_first() -> None:
+    core = opened()
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 2)
+    pull(core, 4)
+    core.drain_client()
+    up(core, "response.output_audio.done", response_id="r1", item_id="i1")
+    up(core, "response.done", response={"id": "r1", "status": "completed"})
+    assert client_types(core) == ["response.output_audio.done", "response.done",
+                                  "output_audio_buffer.stopped"]
+
+
+def test_call_core_barge_in_truncates_at_audio_sent_and_drops_late_deltas() -> None:
+    core = opened()
+    core.start()
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 50)  # 1 s received
+    pull(core, 13)  # 260 ms sent
+    core.drain_client()
+    core.drain_upstream()
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=1000, item_id="u2")
+    assert client_types(core) == ["input_audio_buffer.speech_started",
+                                  "output_audio_buffer.cleared"]
+    assert core.drain_upstream() == [{"type": "conversation.item.truncate", "item_id": "i1",
+                                      "content_index": 0, "audio_end_ms": 260}]
+    assert core.next_frame() == bytes(FRAME_BYTES)  # cut within one frame
+    delta(core, "r1", "i1", 10)  # late audio of the cut response
+    assert core.next_frame() == bytes(FRAME_BYTES)
+    up(core, "response.done", response={"id": "r1", "status": "cancelled"})
+    assert client_types(core) == ["response.done"]  # no stopped after cleared
+    [record] = core.stats.barge_ins
+    assert record.truncated == [("i1", 260)] and record.reason == "speech_started"
+
+
+def test_call_core_barge_in_deletes_an_item_nothing_of_which_was_played() -> None:
+    core = opened()
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 10)
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id="u1")
+    assert core.drain_upstream() == [{"type": "conversation.item.delete", "item_id": "i1"}]
+
+
+def test_call_core_interrupt_response_false_cuts_nothing() -> None:
+    td = {"type": "server_vad", "interrupt_response": False}
+    core = opened()
+    up(core, "session.updated", session={"type": "realtime",
+                                         "audio": {"input": {"turn_detection": td}}})
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 10)
+    pull(core, 2)
+    core.drain_client()
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id="u1")
+    assert client_types(core) == ["input_audio_buffer.speech_started"]
+    assert core.drain_upstream() == []
+    assert core.next_frame() == PCM_20MS
+
+
+def test_call_core_client_clear_cuts_and_is_not_forwarded() -> None:
+    core = opened()
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 10)
+    pull(core, 3)
+    core.drain_client()
+    core.client_message(json.dumps({"type": "response.cancel"}))
+    core.client_message(json.dumps({"type": "output_audio_buffer.clear"}))
+    events = core.drain_client()
+    assert [e["type"] for e in events] == ["output_audio_buffer.cleared"]
+    assert events[0]["response_id"] == "r1" and events[0]["event_id"].startswith("event_")
+    assert core.drain_upstream() == [
+        {"type": "response.cancel"},
+        {"type": "conversation.item.truncate", "item_id": "i1", "content_index": 0,
+         "audio_end_ms": 60},
+    ]
+
+
+def test_call_core_client_clear_with_nothing_playing_still_answers() -> None:
+    core = opened()
+    core.client_message(json.dumps({"type": "output_audio_buffer.clear"}))
+    assert client_types(core) == ["output_audio_buffer.cleared"]
+    assert core.drain_upstream() == []
+
+
+def test_call_core_back_to_back_responses_cut_right() -> None:
+    core = opened()
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 5)
+    up(core, "response.done", response={"id": "r1", "status": "completed"})
+    start_response(core, "r2", "i2")
+    delta(core, "r2", "i2", 5)
+    up(core, "response.done", response={"id": "r2", "status": "completed"})
+    pull(core, 5)  # r1 fully played
+    pull(core, 2)  # 40 ms of r2
+    events = core.drain_client()
+    kinds = [e["type"] for e in events]
+    assert kinds.count("output_audio_buffer.started") == 2
+    assert [e["response_id"] for e in events if e["type"] == "output_audio_buffer.stopped"] == ["r1"]
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id="u")
+    cleared = [e for e in core.drain_client() if e["type"] == "output_audio_buffer.cleared"]
+    assert [e["response_id"] for e in cleared] == ["r2"]
+    assert core.drain_upstream() == [{"type": "conversation.item.truncate", "item_id": "i2",
+                                      "content_index": 0, "audio_end_ms": 40}]
+
+
+def test_call_core_generation_done_long_before_playout_is_cut_at_what_played() -> None:
+    core = opened()
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 500)  # 10 s arrives at once
+    up(core, "response.done", response={"id": "r1", "status": "completed"})
+    pull(core, 150)  # 3 s played
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id="u")
+    assert core.drain_upstream()[-1]["audio_end_ms"] == 3000
+
+
+def test_call_core_interrupt_between_responses_touches_only_the_unplayed_one() -> None:
+    core = opened()
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 3)
+    up(core, "response.done", response={"id": "r1", "status": "completed"})
+    pull(core, 3)
+    start_response(core, "r2", "i2")  # no audio yet
+    core.drain_client()
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id="u")
+    assert client_types(core) == ["input_audio_buffer.speech_started"]  # nothing was playing
+    assert core.drain_upstream() == [{"type": "conversation.item.delete", "item_id": "i2"}]
+    delta(core, "r2", "i2", 3)
+    assert core.next_frame() == bytes(FRAME_BYTES)
+
+
+def test_call_core_playout_is_bounded_and_drops_the_excess() -> None:
+    core = make_core(max_seconds=0.1)  # 5 frames
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 8)
+    assert core.playout.queued == 5 * FRAME_SAMPLES
+    assert core.playout.dropped == 3 * FRAME_SAMPLES
+    assert pull(core, 5) == PCM_20MS * 5
+    delta(core, "r1", "i1", 2)  # room again
+    assert pull(core, 2) == PCM_20MS * 2
+
+
+def test_call_core_upstream_close_becomes_an_error_event() -> None:
+    core = opened()
+    core.upstream_closed(1011, "internal error")
+    [event] = core.drain_client()
+    assert event["type"] == "error" and event["error"]["code"] == "upstream_closed"
+    assert "1011" in event["error"]["message"]
