@@ -102,6 +102,7 @@ class CallClient:
         ice_servers: Sequence[str] = (),
         negotiated_dcid: int | None = None,
         on_event: Callable[[Event], None] | None = None,
+        edit_offer: Callable[[str], str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.source = source
@@ -110,6 +111,8 @@ class CallClient:
         self.ice_addresses = tuple(ice_addresses)
         self.negotiated_dcid = negotiated_dcid
         self.on_event = on_event
+        #: Rewrites the offer before it is posted (tests use it to mimic other clients).
+        self.edit_offer = edit_offer
         self.pc: RTCPeerConnection = create_peer(ice_servers)
         self.call_id: str | None = None
         #: Every server event received, in order, with the loop time it arrived.
@@ -139,8 +142,10 @@ class CallClient:
             url += f"?dcid={self.negotiated_dcid}"
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         sdp = self.pc.localDescription.sdp
+        if self.edit_offer is not None:
+            sdp = self.edit_offer(sdp)
         if self.session is not None:
-            form = aiohttp.FormData()
+            form = aiohttp.FormData(default_to_multipart=True)
             form.add_field("sdp", sdp)
             form.add_field("session", json.dumps(self.session))
             response = await self._http.post(url, data=form, headers=headers)

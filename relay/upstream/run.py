@@ -1,0 +1,20 @@
+"""``relay upstream``: run the embedded local Realtime server on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..config import LocalMode
+from .local import LocalRealtimeServer
+
+logger = logging.getLogger(__name__)
+
+
+async def run_local(host: str, port: int, mode: LocalMode) -> None:
+    """Serve the local Realtime server on ``host:port`` until cancelled."""
+    async with LocalRealtimeServer(mode=mode) as server:
+        await server.start(host, port)
+        logger.info("local Realtime server (%s mode) at %s", mode, server.url)
+        print(server.url, flush=True)
+        await asyncio.Event().wait()
