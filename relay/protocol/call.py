@@ -18,6 +18,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
 from ..audio import RATE, SAMPLE_BYTES
 from ..audio.playout import ItemPlayback, Playout
 from ..errors import InvalidRequest, RelayError

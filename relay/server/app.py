@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -150,7 +149,8 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response: web.StreamResponse = web.Response(status=204)
         requested = request.headers.get("Access-Control-Request-Headers")
         response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = requested or "Authorization, Content-Type"
+        response.headers["Access-Control-Allow-Headers"] = (
+            requested or "Authorization, Content-Type")
         response.headers["Access-Control-Max-Age"] = "600"
     else:
         response = await handler(request)
@@ -225,7 +225,7 @@ def _form_text(value: Any) -> str | None:
         return None
     if isinstance(value, str):
         return value
-    data = value.file.read(MAX_SDP_BYTES + 1)  # a part sent as a file (a Blob)
+    data: bytes = value.file.read(MAX_SDP_BYTES + 1)  # a part sent as a file (a Blob)
     if len(data) > MAX_SDP_BYTES:
         raise InvalidRequest("A form part is too large.", code="invalid_value")
     return data.decode("utf-8", errors="replace")

@@ -172,9 +172,7 @@ class Call:
                 self._kick()
         except ConnectionClosed:
             pass
-        ws = self._ws
-        rcvd = ws.close_rcvd
-        self.core.upstream_closed(rcvd.code if rcvd else ws.close_code, rcvd.reason if rcvd else "")
+        self.core.upstream_closed(self._ws.close_code, self._ws.close_reason or "")
         self._flush_client()
         self._close_soon("upstream closed")
 

@@ -123,10 +123,11 @@ class CallClient:
         self._new_event = asyncio.Condition()
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: aiohttp.ClientSession | None = None
-        self.channel = self.pc.createDataChannel(
-            EVENTS_LABEL,
-            **({"negotiated": True, "id": negotiated_dcid} if negotiated_dcid is not None else {}),
-        )
+        if negotiated_dcid is None:
+            self.channel = self.pc.createDataChannel(EVENTS_LABEL)
+        else:
+            self.channel = self.pc.createDataChannel(EVENTS_LABEL, negotiated=True,
+                                                     id=negotiated_dcid)
         self.channel.on("message", self._on_message)
         self.pc.on("track", self._on_track)
 
@@ -230,6 +231,7 @@ class CallClient:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            assert isinstance(frame, av.AudioFrame)
             for chunk in self._uplink.feed(frame):
                 self.received += chunk
 

@@ -85,4 +85,5 @@ async def pump_inbound(track: MediaStreamTrack, on_frame: Callable[[av.AudioFram
             frame = await track.recv()
         except MediaStreamError:
             return
+        assert isinstance(frame, av.AudioFrame)
         on_frame(frame)

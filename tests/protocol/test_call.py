@@ -241,7 +241,8 @@ def test_call_core_back_to_back_responses_cut_right() -> None:
     events = core.drain_client()
     kinds = [e["type"] for e in events]
     assert kinds.count("output_audio_buffer.started") == 2
-    assert [e["response_id"] for e in events if e["type"] == "output_audio_buffer.stopped"] == ["r1"]
+    stopped = [e["response_id"] for e in events if e["type"] == "output_audio_buffer.stopped"]
+    assert stopped == ["r1"]
     up(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id="u")
     cleared = [e for e in core.drain_client() if e["type"] == "output_audio_buffer.cleared"]
     assert [e["response_id"] for e in cleared] == ["r2"]

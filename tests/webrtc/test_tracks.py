@@ -2,6 +2,7 @@
 
 
 import pytest
+from aiortc.mediastreams import MediaStreamError
 
 from relay.audio import FRAME_BYTES, FRAME_SAMPLES
 from relay.webrtc.tracks import PlayoutTrack
@@ -62,5 +63,5 @@ async def test_playout_track_calls_after_each_frame(clock: Clock) -> None:
     await track.recv()
     assert calls == [1, 1]
     track.stop()
-    with pytest.raises(Exception):
+    with pytest.raises(MediaStreamError):
         await track.recv()

@@ -1,0 +1,288 @@
+"""One response of the local server, generated without I/O: the events that open it, its
+paced chunks, and the events that close it (completed or cancelled).
+
+A parrot response knows all its audio and transcript up front and hands them out one
+``delta_ms`` chunk at a time; the driver decides *when* (see :class:`ResponseChunk`). An
+echo response stays open and turns each appended input chunk into an output delta.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...protocol.events import Event, new_event_id, random_id
+from .conversation import Item, assistant_item, new_item_id
+
+BYTES_PER_MS = 48
+
+#: Audio tokens, as the hosted service bills them (about 10 per second in, 20 per second out).
+_INPUT_MS_PER_TOKEN = 100
+_OUTPUT_MS_PER_TOKEN = 50
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseChunk:
+    """Events to send now, and how much audio they carry.
+
+    The driver sends ``events`` at once, then waits ``audio_ms / speed`` (against an
+    absolute clock) before asking for the next chunk. ``final`` chunks end the response.
+    """
+
+    response_id: str
+    events: list[Event]
+    audio_ms: int
+    final: bool
+
+
+@dataclass(slots=True)
+class ResponsePlan:
+    """What a response will say: the audio to send and the sentence describing it."""
+
+    audio: bytes
+    transcript: str
+    input_audio_ms: int = 0
+
+
+def describe_parrot(audio_ms: int) -> str:
+    """The honest transcript of a parrot reply: it repeats audio it cannot understand."""
+    return f"You said something {audio_ms / 1000:.1f} seconds long."
+
+
+BEEP_TRANSCRIPT = "I have not heard any audio from you yet, so here is a beep."
+
+
+def beep(freq_hz: float = 440.0, duration_ms: int = 300, dbfs: float = -12.0) -> bytes:
+    """A sine tone as 24 kHz PCM16, with 5 ms fades so it does not click."""
+    count = duration_ms * 24
+    t = np.arange(count) / 24000.0
+    tone = np.sin(2 * np.pi * freq_hz * t) * (10 ** (dbfs / 20) * 32767)
+    fade = min(120, count // 2)
+    if fade:
+        ramp = np.linspace(0.0, 1.0, fade)
+        tone[:fade] *= ramp
+        tone[-fade:] *= ramp[::-1]
+    return bytes(tone.astype("<i2").tobytes())
+
+
+@dataclass(slots=True)
+class _Options:
+    audio: bool
+    in_conversation: bool
+    conversation_id: str | None
+    output_format: dict[str, Any]
+    voice: Any
+    metadata: Any
+    max_output_tokens: Any
+
+
+class Response:
+    """A response in progress: one assistant message with one audio or text part."""
+
+    def __init__(
+        self,
+        *,
+        plan: ResponsePlan | None,
+        audio: bool,
+        conversation_id: str | None,
+        output_format: dict[str, Any],
+        voice: Any = "alloy",
+        metadata: Any = None,
+        max_output_tokens: Any = "inf",
+        delta_ms: int = 100,
+    ) -> None:
+        """``plan`` is None for an open-ended echo response; ``conversation_id`` None means
+        out of band (``conversation: "none"``), so the item joins no conversation."""
+        self.id = random_id("resp_")
+        self.item: Item = assistant_item(new_item_id())
+        self._plan = plan
+        self._opts = _Options(audio, conversation_id is not None, conversation_id,
+                              output_format, voice, metadata, max_output_tokens)
+        self._delta_bytes = max(1, delta_ms) * BYTES_PER_MS
+        self._sent_bytes = 0
+        self._words = _words(plan.transcript) if plan is not None else []
+        self._sent_words = 0
+        self.finished = False
+
+    @property
+    def is_audio(self) -> bool:
+        """Whether this response speaks (``output_modalities`` ``["audio"]``)."""
+        return self._opts.audio
+
+    @property
+    def in_conversation(self) -> bool:
+        """Whether the assistant item joins the conversation (not ``conversation: none``)."""
+        return self._opts.in_conversation
+
+    # -- opening -----------------------------------------------------------------------
+
+    def start(self, previous_item_id: str | None) -> list[Event]:
+        """``response.created`` through ``response.content_part.added``."""
+        events: list[Event] = [
+            server_event("response.created", response=self._object("in_progress", None, [])),
+            server_event("response.output_item.added", response_id=self.id, output_index=0,
+                   item=self.item.public()),
+        ]
+        if self.in_conversation:
+            events.append(server_event("conversation.item.added", previous_item_id=previous_item_id,
+                                 item=self.item.public()))
+        part = {"type": "audio", "transcript": ""} if self._opts.audio else {
+            "type": "text", "text": ""}
+        events.append(server_event("response.content_part.added", **self._where(), part=part))
+        return events
+
+    # -- parrot chunks -----------------------------------------------------------------
+
+    def has_more(self) -> bool:
+        """Whether the driver should ask for another chunk (echo responses never do)."""
+        return self._plan is not None and not self.finished
+
+    def next_chunk(self, previous_item_id: str | None) -> ResponseChunk:
+        """The next chunk of a planned response; the last one carries the closing events."""
+        assert self._plan is not None and not self.finished
+        if not self._opts.audio:
+            events = [self._text_delta(word) for word in self._words]
+            self._sent_words = len(self._words)
+            events += self.finish("completed", None, previous_item_id)
+            return ResponseChunk(self.id, events, 0, True)
+        audio = self._plan.audio
+        piece = audio[self._sent_bytes:self._sent_bytes + self._delta_bytes]
+        self._sent_bytes += len(piece)
+        total = max(1, -(-len(audio) // self._delta_bytes))
+        done = -(-self._sent_bytes // self._delta_bytes)
+        # Transcript words run slightly ahead of the audio, as the hosted service's do.
+        due = min(len(self._words), -(-len(self._words) * done // total))
+        events = [self._transcript_delta(w) for w in self._words[self._sent_words:due]]
+        self._sent_words = due
+        if piece:
+            events.append(self.audio_delta(piece))
+        final = self._sent_bytes >= len(audio)
+        if final:
+            events += self.finish("completed", None, previous_item_id)
+        return ResponseChunk(self.id, events, len(piece) // BYTES_PER_MS, final)
+
+    # -- echo --------------------------------------------------------------------------
+
+    def audio_delta(self, pcm: bytes, encoded: str | None = None) -> Event:
+        """A ``response.output_audio.delta`` for ``pcm``, counted as generated audio.
+        ``encoded`` reuses the base64 the client sent, when echoing it back verbatim."""
+        self.item.output_bytes += len(pcm)
+        delta = encoded if encoded is not None else base64.b64encode(pcm).decode("ascii")
+        return server_event("response.output_audio.delta", **self._where(), delta=delta)
+
+    # -- closing -----------------------------------------------------------------------
+
+    def finish(self, status: str, reason: str | None,
+               previous_item_id: str | None) -> list[Event]:
+        """Close the part, the item and the response; ``reason`` goes in status_details."""
+        self.finished = True
+        item_status = "completed" if status == "completed" else "incomplete"
+        text = self._spoken_text()
+        where = self._where()
+        if self._opts.audio:
+            content = {"type": "output_audio", "transcript": text}
+            events = [
+                server_event("response.output_audio.done", **where),
+                server_event("response.output_audio_transcript.done", **where, transcript=text),
+                server_event("response.content_part.done", **where,
+                       part={"type": "audio", "transcript": text}),
+            ]
+        else:
+            content = {"type": "output_text", "text": text}
+            events = [
+                server_event("response.output_text.done", **where, text=text),
+                server_event("response.content_part.done", **where,
+                       part={"type": "text", "text": text}),
+            ]
+        self.item.data["status"] = item_status
+        self.item.data["content"] = [content]
+        item = self.item.public()
+        if self.in_conversation:
+            events.append(server_event("conversation.item.done", previous_item_id=previous_item_id,
+                                 item=item))
+        details = None if reason is None else {"type": status, "reason": reason}
+        response = self._object(status, details, [item])
+        response["usage"] = self._usage(text)
+        events.append(server_event("response.output_item.done", response_id=self.id,
+                             output_index=0, item=item))
+        events.append(server_event("response.done", response=response))
+        events.append(server_event("rate_limits.updated", rate_limits=_rate_limits()))
+        return events
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _spoken_text(self) -> str:
+        return "".join(self._words[:self._sent_words])
+
+    def _transcript_delta(self, word: str) -> Event:
+        return server_event("response.output_audio_transcript.delta", **self._where(), delta=word)
+
+    def _text_delta(self, word: str) -> Event:
+        return server_event("response.output_text.delta", **self._where(), delta=word)
+
+    def _where(self) -> dict[str, Any]:
+        return {"response_id": self.id, "item_id": self.item.id, "output_index": 0,
+                "content_index": 0}
+
+    def _object(self, status: str, details: Any, output: list[Any]) -> dict[str, Any]:
+        opts = self._opts
+        audio = {"output": {"format": dict(opts.output_format), "voice": opts.voice}}
+        return {
+            "object": "realtime.response",
+            "id": self.id,
+            "status": status,
+            "status_details": details,
+            "output": output,
+            "conversation_id": opts.conversation_id,
+            "output_modalities": ["audio"] if opts.audio else ["text"],
+            "max_output_tokens": opts.max_output_tokens,
+            "audio": audio,
+            "usage": None,
+            "metadata": opts.metadata,
+        }
+
+    def _usage(self, text: str) -> dict[str, Any]:
+        """Token counts in the hosted service's shape; this server only estimates them."""
+        input_ms = self._plan.input_audio_ms if self._plan is not None else 0
+        input_audio = -(-input_ms // _INPUT_MS_PER_TOKEN)
+        output_audio = -(-self.item.audio_ms() // _OUTPUT_MS_PER_TOKEN)
+        output_text = len(text.split())
+        total_in, total_out = input_audio, output_audio + output_text
+        return {
+            "total_tokens": total_in + total_out,
+            "input_tokens": total_in,
+            "output_tokens": total_out,
+            "input_token_details": {
+                "text_tokens": 0, "audio_tokens": input_audio, "image_tokens": 0,
+                "cached_tokens": 0,
+                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0,
+                                          "image_tokens": 0},
+            },
+            "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
+        }
+
+
+def _words(text: str) -> list[str]:
+    """``text`` split into deltas that concatenate back to it: each word with the space
+    before it."""
+    parts = text.split(" ")
+    return [parts[0]] + [" " + p for p in parts[1:]] if text else []
+
+
+def _rate_limits() -> list[dict[str, Any]]:
+    # A local server has no limits; report generous constants in the hosted shape.
+    return [
+        {"name": "requests", "limit": 10000, "remaining": 9999, "reset_seconds": 0.006},
+        {"name": "tokens", "limit": 1000000, "remaining": 999000, "reset_seconds": 0.06},
+    ]
+
+
+def server_event(kind: str, **fields: Any) -> Event:
+    """A server event of type ``kind`` with a fresh event_id and ``fields``."""
+    event: Event = {"type": kind, "event_id": new_event_id()}
+    event.update(fields)
+    return event
+

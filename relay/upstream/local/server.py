@@ -1,0 +1,211 @@
+"""Asyncio driver of the local Realtime server: a WebSocket listener that runs one
+:class:`~relay.upstream.local.session.LocalSession` per connection.
+
+All protocol decisions live in the session; this module only moves messages and paces
+response audio. Each connection owns two tasks, a writer (the only sender, so events go out
+in exactly the order the session produced them) and a pacer (hands out response chunks at
+``speed`` times real time against the loop's clock), both cancelled when it closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from ...protocol.events import Event, dumps
+from .config import DEFAULT_MODEL
+from .session import LocalSession
+
+logger = logging.getLogger(__name__)
+
+#: Largest client message taken (base64 audio appends can be large).
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+#: How long a closing server waits for a connection's last events to go out.
+DRAIN_TIMEOUT_S = 1.0
+
+
+class _Connection:
+    """One client connection: its session, its outbox and the tasks that serve it."""
+
+    def __init__(self, ws: ServerConnection, session: LocalSession, speed: float) -> None:
+        self._ws = ws
+        self._session = session
+        self._speed = speed
+        self._outbox: asyncio.Queue[Event] = asyncio.Queue()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def run(self) -> None:
+        """Serve the connection until either side closes it."""
+        sid = self._session.id
+        logger.info("local realtime %s: connected (%s)", sid, self._ws.request.path
+                    if self._ws.request else "?")
+        self._emit(self._session.start())
+        self._tasks = [
+            asyncio.create_task(self._write(), name=f"local-realtime-writer-{sid}"),
+            asyncio.create_task(self._pace(), name=f"local-realtime-pacer-{sid}"),
+        ]
+        try:
+            async for message in self._ws:
+                self._emit(self._session.receive_message(message))
+                if self._session.has_pending_chunk:
+                    self._wake.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            logger.info("local realtime %s: closed", sid)
+
+    async def shutdown(self) -> None:
+        """Server-side close: end the session's open response, flush, then close."""
+        self._emit(self._session.close())
+        if self._tasks and not self._tasks[0].done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
+        await self._ws.close(1001, "server shutting down")
+
+    def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            self._outbox.put_nowait(event)
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                event = await self._outbox.get()
+                try:
+                    await self._ws.send(dumps(event))
+                finally:
+                    self._outbox.task_done()
+        except ConnectionClosed:
+            pass
+
+    async def _pace(self) -> None:
+        """Hand out response chunks: each one ``audio_ms / speed`` after the previous,
+        measured from the response's first chunk so waits do not accumulate drift."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            current: str | None = None
+            deadline = loop.time()
+            while (chunk := self._session.next_response_chunk()) is not None:
+                if chunk.response_id != current:
+                    current = chunk.response_id
+                    deadline = loop.time()
+                self._emit(chunk.events)
+                deadline += chunk.audio_ms / 1000.0 / self._speed
+                delay = deadline - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+
+
+class LocalRealtimeServer:
+    """An offline Realtime API (GA) WebSocket server that parrots each user turn back.
+
+    ``mode="echo"`` instead returns every appended input chunk at once as output audio of
+    one long-lived response. Parrot audio goes out in ``delta_ms`` deltas at ``speed``
+    times real time. Any path and any (or no) ``Authorization`` header are accepted;
+    ``?model=`` names the session's model.
+    """
+
+    def __init__(
+        self,
+        mode: Literal["parrot", "echo"] = "parrot",
+        *,
+        delta_ms: int = 100,
+        speed: float = 4.0,
+        model: str = DEFAULT_MODEL,
+    ) -> None:
+        if mode not in ("parrot", "echo"):
+            raise ValueError(f"unknown mode {mode!r}")
+        if delta_ms <= 0 or speed <= 0:
+            raise ValueError("delta_ms and speed must be positive")
+        self.mode: Literal["parrot", "echo"] = mode
+        self.delta_ms = delta_ms
+        self.speed = speed
+        self.model = model
+        self._server: Server | None = None
+        self._host = "127.0.0.1"
+        self._connections: set[_Connection] = set()
+        self._closed = False
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Listen on ``host:port`` (port 0 picks a free one)."""
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        self._host = host
+        self._closed = False
+        self._server = await serve(
+            self._handle, host, port,
+            max_size=MAX_MESSAGE_BYTES,
+            compression=None,  # audio does not compress; deflate would only cost latency
+        )
+        logger.info("local realtime server (%s) listening on %s", self.mode, self.url)
+
+    @property
+    def port(self) -> int:
+        """The port listened on."""
+        if self._server is None:
+            raise RuntimeError("server not started")
+        port: int = next(iter(self._server.sockets)).getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        """WebSocket URL of the Realtime endpoint, e.g. ``ws://127.0.0.1:PORT/v1/realtime``."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"ws://{host}:{self.port}/v1/realtime"
+
+    async def close(self) -> None:
+        """Close every connection and stop listening; safe to call twice."""
+        server = self._server
+        if server is None or self._closed:
+            return
+        self._closed = True
+        # End each session politely first (an open echo response gets its response.done),
+        # then let websockets close whatever is left and wait for every handler.
+        await asyncio.gather(*(conn.shutdown() for conn in list(self._connections)),
+                             return_exceptions=True)
+        server.close(close_connections=True)
+        await server.wait_closed()
+        self._server = None
+        logger.info("local realtime server closed")
+
+    async def __aenter__(self) -> LocalRealtimeServer:
+        if self._server is None:
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        session = LocalSession(mode=self.mode, model=self._model_for(ws),
+                               delta_ms=self.delta_ms)
+        conn = _Connection(ws, session, self.speed)
+        self._connections.add(conn)
+        try:
+            await conn.run()
+        except Exception:
+            logger.exception("local realtime %s: connection failed", session.id)
+        finally:
+            self._connections.discard(conn)
+
+    def _model_for(self, ws: ServerConnection) -> str:
+        path = ws.request.path if ws.request is not None else ""
+        models = parse_qs(urlsplit(path).query).get("model")
+        return models[0] if models else self.model

@@ -1,0 +1,500 @@
+"""Sans-I/O core of the local Realtime server: one connection's session, conversation,
+input audio buffer, turn detection and responses.
+
+Feed it client messages with :meth:`LocalSession.receive_message` (or already parsed events
+with :meth:`LocalSession.receive_event`); each call returns the server events to send, in
+order. Response audio is pulled separately with :meth:`LocalSession.next_response_chunk`,
+so the driver alone decides the pacing. Nothing here blocks, sleeps or touches a socket::
+
+    session = LocalSession()
+    send(session.start())                      # session.created
+    send(session.receive_message(text))        # for every client message
+    while (chunk := session.next_response_chunk()) is not None:
+        send(chunk.events)                     # then wait chunk.audio_ms / speed
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from ...errors import InvalidRequest, RelayError
+from ...protocol.events import Event, error_event, parse_event, random_id
+from ...protocol.session import PCM24K, Session
+from .config import DEFAULT_MODEL, TurnDetection, apply_update, default_session, turn_detection
+from .conversation import (
+    Conversation,
+    Item,
+    decode_audio,
+    item_from_client,
+    latest_user_audio,
+    new_item_id,
+    user_audio_item,
+)
+from .response import (
+    BEEP_TRANSCRIPT,
+    BYTES_PER_MS,
+    Response,
+    ResponseChunk,
+    ResponsePlan,
+    beep,
+    describe_parrot,
+    server_event,
+)
+from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["parrot", "echo"]
+
+#: The hosted service refuses to commit less audio than this.
+MIN_COMMIT_MS = 100
+
+Handler = Callable[[Event], list[Event]]
+
+
+class InputBuffer:
+    """The input audio buffer, addressed by absolute byte offset since the session began."""
+
+    def __init__(self) -> None:
+        self._data = bytearray()
+        self._start = 0  # absolute offset of self._data[0]
+
+    @property
+    def end(self) -> int:
+        """Absolute offset just past the last byte appended."""
+        return self._start + len(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def append(self, pcm: bytes) -> None:
+        """Add audio at the end."""
+        self._data += pcm
+
+    def slice(self, start: int, end: int) -> bytes:
+        """Bytes between two absolute offsets (clamped to what is held)."""
+        lo = max(start - self._start, 0)
+        hi = max(min(end - self._start, len(self._data)), lo)
+        return bytes(self._data[lo:hi])
+
+    def drop_before(self, offset: int) -> None:
+        """Forget audio before an absolute offset."""
+        cut = min(max(offset - self._start, 0), len(self._data))
+        del self._data[:cut]
+        self._start += cut
+
+    def clear(self) -> None:
+        """Forget everything held."""
+        self.drop_before(self.end)
+
+
+class LocalSession:
+    """One connection's Realtime session: a parrot (or echo) that needs no model.
+
+    ``mode="parrot"`` answers each user turn by speaking its audio back; ``mode="echo"``
+    turns every ``input_audio_buffer.append`` straight into an output delta of one
+    long-lived response (for measuring the relay's own latency). ``delta_ms`` is the length
+    of each parrot audio delta.
+    """
+
+    def __init__(self, *, mode: Mode = "parrot", model: str = DEFAULT_MODEL,
+                 delta_ms: int = 100) -> None:
+        if mode not in ("parrot", "echo"):
+            raise ValueError(f"unknown mode {mode!r}")
+        self.mode: Mode = mode
+        self.delta_ms = delta_ms
+        self.config: Session = default_session(model)
+        self.conversation = Conversation()
+        self.conversation_id = random_id("conv_")
+        self._buffer = InputBuffer()
+        self._vad: EnergyVad | None = None
+        self._speech_item_id: str | None = None
+        self._speech_start_ms = 0
+        self._response: Response | None = None
+        self._queued_response = False
+        self._sync_vad()
+        self._handlers: dict[str, Handler] = {
+            "session.update": self._session_update,
+            "input_audio_buffer.append": self._append,
+            "input_audio_buffer.commit": self._commit_buffer,
+            "input_audio_buffer.clear": self._clear_buffer,
+            "conversation.item.create": self._item_create,
+            "conversation.item.retrieve": self._item_retrieve,
+            "conversation.item.truncate": self._item_truncate,
+            "conversation.item.delete": self._item_delete,
+            "response.create": self._response_create,
+            "response.cancel": self._response_cancel,
+        }
+
+    # -- the driver's interface ----------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The session id (``sess_...``), for logs."""
+        return str(self.config["id"])
+
+    @property
+    def response_active(self) -> bool:
+        """Whether a response is in progress."""
+        return self._response is not None
+
+    @property
+    def has_pending_chunk(self) -> bool:
+        """Whether :meth:`next_response_chunk` has something to hand out."""
+        return self._response is not None and self._response.has_more()
+
+    def start(self) -> list[Event]:
+        """The events to send as soon as the connection opens: ``session.created``."""
+        return [server_event("session.created", session=copy.deepcopy(self.config))]
+
+    def receive_message(self, data: str | bytes) -> list[Event]:
+        """Handle one raw WebSocket message; malformed JSON becomes an ``error`` event."""
+        try:
+            event = parse_event(data)
+        except RelayError as exc:
+            return [error_event(exc)]
+        return self.receive_event(event)
+
+    def receive_event(self, event: Mapping[str, Any]) -> list[Event]:
+        """Handle one client event. Errors become ``error`` events naming its event_id,
+        and leave the session as it was."""
+        event = dict(event)
+        client_id = event.get("event_id")
+        client_id = client_id if isinstance(client_id, str) else None
+        kind = event.get("type")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        try:
+            if handler is None:
+                raise InvalidRequest(
+                    f"Invalid value: '{kind}'. Supported values are: "
+                    + ", ".join(f"'{name}'" for name in self._handlers) + ".",
+                    code="invalid_value", param="type",
+                )
+            return handler(event)
+        except RelayError as exc:
+            return [error_event(exc, client_id)]
+
+    def next_response_chunk(self) -> ResponseChunk | None:
+        """The next chunk of the response in progress, or None when there is nothing to
+        send. The driver sends ``chunk.events`` and waits ``chunk.audio_ms / speed``."""
+        response = self._response
+        if response is None or not response.has_more():
+            return None
+        chunk = response.next_chunk(self._previous_of(response))
+        if chunk.final:
+            self._response = None
+            if self._queued_response:
+                # A turn committed while this response played: answer it now.
+                self._queued_response = False
+                chunk.events.extend(self._start_response(None))
+        return chunk
+
+    def close(self) -> list[Event]:
+        """Events that end the session cleanly: an open echo response completes, a parrot
+        response in progress is cancelled."""
+        if self._response is None:
+            return []
+        if self.mode == "echo":
+            return self._finish("completed", None)
+        return self._finish("cancelled", "client_cancelled")
+
+    # -- session ------------------------------------------------------------------------
+
+    def _session_update(self, event: Event) -> list[Event]:
+        updated = apply_update(self.config, event.get("session"))
+        before = turn_detection(self.config)
+        self.config = updated
+        if turn_detection(updated) != before:
+            self._sync_vad()
+        return [server_event("session.updated", session=copy.deepcopy(self.config))]
+
+    def _turn(self) -> TurnDetection | None:
+        return turn_detection(self.config) if self.mode == "parrot" else None
+
+    def _sync_vad(self) -> None:
+        """(Re)build the detector at the session's current audio position."""
+        turn = self._turn()
+        self._speech_item_id = None
+        if turn is None:
+            self._vad = None
+            return
+        end = self._buffer.end
+        self._vad = EnergyVad(
+            threshold=turn.threshold,
+            prefix_padding_ms=turn.prefix_padding_ms,
+            silence_duration_ms=turn.silence_duration_ms,
+            start_sample=end // 2,
+        )
+        if end % 2:
+            # Half a sample is pending: hand it over so later windows stay aligned.
+            self._vad.feed(self._buffer.slice(end - 1, end))
+
+    # -- input audio buffer -------------------------------------------------------------
+
+    def _append(self, event: Event) -> list[Event]:
+        encoded = event.get("audio")
+        pcm = decode_audio(encoded, "audio")
+        if self.mode == "echo":
+            return self._echo(pcm, str(encoded))
+        self._buffer.append(pcm)
+        if self._vad is None:
+            return []
+        events: list[Event] = []
+        for found in self._vad.feed(pcm):
+            events += self._on_vad(found)
+        if self._vad is not None:
+            self._buffer.drop_before(self._vad.retain_from_ms() * BYTES_PER_MS)
+        return events
+
+    def _on_vad(self, found: VadEvent) -> list[Event]:
+        turn = self._turn()
+        assert turn is not None
+        if isinstance(found, SpeechStarted):
+            self._speech_item_id = new_item_id()
+            self._speech_start_ms = found.audio_start_ms
+            events = [server_event("input_audio_buffer.speech_started",
+                             audio_start_ms=found.audio_start_ms, item_id=self._speech_item_id)]
+            if self._response is not None and turn.interrupt_response:
+                events += self._finish("cancelled", "turn_detected")
+            return events
+        assert isinstance(found, SpeechStopped)
+        item_id = self._speech_item_id or new_item_id()
+        self._speech_item_id = None
+        events = [server_event("input_audio_buffer.speech_stopped",
+                         audio_end_ms=found.audio_end_ms, item_id=item_id)]
+        end = found.audio_end_ms * BYTES_PER_MS
+        audio = self._buffer.slice(self._speech_start_ms * BYTES_PER_MS, end)
+        self._buffer.drop_before(end)
+        events += self._commit(item_id, audio)
+        if turn.create_response:
+            if self._response is None:
+                events += self._start_response(None)
+            else:
+                self._queued_response = True
+        return events
+
+    def _commit_buffer(self, event: Event) -> list[Event]:
+        held_ms = len(self._buffer) / BYTES_PER_MS
+        if held_ms < MIN_COMMIT_MS:
+            raise InvalidRequest(
+                "Error committing input audio buffer: buffer too small. Expected at least "
+                f"{MIN_COMMIT_MS}ms of audio, but buffer only has {held_ms:.2f}ms of audio.",
+                code="input_audio_buffer_commit_empty",
+            )
+        item_id = self._speech_item_id or new_item_id()
+        audio = self._buffer.slice(0, self._buffer.end)
+        self._buffer.clear()
+        self._reset_vad()
+        return self._commit(item_id, audio)
+
+    def _clear_buffer(self, event: Event) -> list[Event]:
+        self._buffer.clear()
+        self._reset_vad()
+        return [server_event("input_audio_buffer.cleared")]
+
+    def _reset_vad(self) -> None:
+        self._speech_item_id = None
+        if self._vad is not None:
+            self._vad.reset()
+
+    def _commit(self, item_id: str, audio: bytes) -> list[Event]:
+        previous = self.conversation.last_id()
+        item = user_audio_item(item_id, audio)
+        self.conversation.insert(item)
+        return [
+            server_event("input_audio_buffer.committed", previous_item_id=previous,
+                         item_id=item_id),
+            server_event("conversation.item.added", previous_item_id=previous, item=item.public()),
+            server_event("conversation.item.done", previous_item_id=previous, item=item.public()),
+        ]
+
+    # -- conversation -------------------------------------------------------------------
+
+    def _item_create(self, event: Event) -> list[Event]:
+        item = item_from_client(event.get("item"))
+        if "previous_item_id" in event:
+            previous = self.conversation.insert(item, event["previous_item_id"])
+        else:
+            previous = self.conversation.insert(item)
+        return [
+            server_event("conversation.item.added", previous_item_id=previous, item=item.public()),
+            server_event("conversation.item.done", previous_item_id=previous, item=item.public()),
+        ]
+
+    def _item_retrieve(self, event: Event) -> list[Event]:
+        item = self._item(event)
+        return [server_event("conversation.item.retrieved", item=item.public(with_audio=True))]
+
+    def _item_delete(self, event: Event) -> list[Event]:
+        item = self._item(event)
+        self.conversation.delete(item.id)
+        return [server_event("conversation.item.deleted", item_id=item.id)]
+
+    def _item_truncate(self, event: Event) -> list[Event]:
+        item = self._item(event)
+        if item.role != "assistant" or not _has_audio(item, self._response):
+            raise InvalidRequest("Only assistant messages with audio can be truncated.",
+                                 code="invalid_value", param="item_id")
+        if event.get("content_index", 0) != 0:
+            raise InvalidRequest("Invalid value for 'content_index': the item has one part.",
+                                 code="invalid_value", param="content_index")
+        end_ms = event.get("audio_end_ms")
+        if not isinstance(end_ms, int) or isinstance(end_ms, bool) or end_ms < 0:
+            raise InvalidRequest("audio_end_ms must be a non-negative integer",
+                                 code="invalid_value", param="audio_end_ms")
+        duration = item.audio_ms()
+        if end_ms > duration:
+            raise InvalidRequest(
+                f"Audio content of {duration}ms is already shorter than {end_ms}ms",
+                code="invalid_value", param="audio_end_ms",
+            )
+        events: list[Event] = []
+        if self._response is not None and self._response.item is item:
+            # Truncating what is still being generated stops the generation first.
+            events += self._finish("cancelled", "client_cancelled")
+        _truncate(item, end_ms, duration)
+        events.append(server_event("conversation.item.truncated", item_id=item.id,
+                             content_index=0, audio_end_ms=end_ms))
+        return events
+
+    def _item(self, event: Event) -> Item:
+        item_id = event.get("item_id")
+        item = self.conversation.get(item_id)
+        if item is None:
+            raise InvalidRequest(f"Item with item_id '{item_id}' not found.",
+                                 code="invalid_value", param="item_id")
+        return item
+
+    # -- responses ----------------------------------------------------------------------
+
+    def _response_create(self, event: Event) -> list[Event]:
+        if self._response is not None:
+            raise InvalidRequest(
+                "Conversation already has an active response in progress: "
+                f"{self._response.id}. Wait until the response is finished before creating "
+                "a new one.", code="conversation_already_has_active_response",
+            )
+        overrides = event.get("response")
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise InvalidRequest("response must be an object", code="invalid_type",
+                                 param="response")
+        if self.mode == "echo":
+            return self._open_echo()
+        return self._start_response(overrides)
+
+    def _response_cancel(self, event: Event) -> list[Event]:
+        wanted = event.get("response_id")
+        if self._response is None or (wanted is not None and wanted != self._response.id):
+            raise InvalidRequest("Cancellation failed: no active response found",
+                                 code="response_cancel_not_active")
+        return self._finish("cancelled", "client_cancelled")
+
+    def _start_response(self, overrides: Mapping[str, Any] | None) -> list[Event]:
+        opts = dict(overrides or {})
+        modalities = opts.get("output_modalities", self.config["output_modalities"])
+        if modalities not in (["audio"], ["text"]):
+            raise InvalidRequest("output_modalities must be ['audio'] or ['text']",
+                                 code="invalid_value", param="response.output_modalities")
+        conversation = opts.get("conversation", "auto")
+        if conversation not in ("auto", "none"):
+            raise InvalidRequest("conversation must be 'auto' or 'none'",
+                                 code="invalid_value", param="response.conversation")
+        output = self.config["audio"]["output"]
+        audio_opts = ((opts.get("audio") or {}).get("output") or {})
+        fmt = audio_opts.get("format", output["format"])
+        if not (isinstance(fmt, Mapping) and fmt.get("type") == "audio/pcm"
+                and fmt.get("rate", 24000) == 24000):
+            raise InvalidRequest("This server only supports audio/pcm at 24000 Hz.",
+                                 code="invalid_value", param="response.audio.output.format")
+        if "input" in opts:
+            if not isinstance(opts["input"], list):
+                raise InvalidRequest("response.input must be a list", code="invalid_type",
+                                     param="response.input")
+            source = self.conversation.resolve(opts["input"])
+        else:
+            source = list(self.conversation)
+        response = Response(
+            plan=_plan(latest_user_audio(source)),
+            audio=modalities == ["audio"],
+            conversation_id=self.conversation_id if conversation == "auto" else None,
+            output_format=dict(PCM24K),
+            voice=audio_opts.get("voice", output.get("voice")),
+            metadata=opts.get("metadata"),
+            max_output_tokens=opts.get("max_output_tokens", self.config["max_output_tokens"]),
+            delta_ms=self.delta_ms,
+        )
+        return self._open(response)
+
+    def _open_echo(self) -> list[Event]:
+        """Open the long-lived echo response that appended audio flows into."""
+        return self._open(Response(
+            plan=None, audio=True, conversation_id=self.conversation_id,
+            output_format=dict(PCM24K), voice=self.config["audio"]["output"].get("voice"),
+            delta_ms=self.delta_ms,
+        ))
+
+    def _open(self, response: Response) -> list[Event]:
+        previous = self.conversation.last_id()
+        if response.in_conversation:
+            self.conversation.insert(response.item)
+        self._response = response
+        logger.debug("session %s: response %s started", self.id, response.id)
+        return response.start(previous)
+
+    def _echo(self, pcm: bytes, encoded: str) -> list[Event]:
+        events = self._open_echo() if self._response is None else []
+        if pcm:
+            assert self._response is not None
+            events.append(self._response.audio_delta(pcm, encoded))
+        return events
+
+    def _finish(self, status: str, reason: str | None) -> list[Event]:
+        response = self._response
+        assert response is not None
+        self._response = None
+        if status == "cancelled":
+            # A cancelled response takes any answer queued behind it along: the user is
+            # talking or the client said stop, and the next turn will be answered anew.
+            self._queued_response = False
+        logger.debug("session %s: response %s %s", self.id, response.id, status)
+        return response.finish(status, reason, self._previous_of(response))
+
+    def _previous_of(self, response: Response) -> str | None:
+        if not response.in_conversation:
+            return None
+        return self.conversation.previous_id(response.item.id)
+
+
+def _plan(source: Item | None) -> ResponsePlan:
+    """Parrot the user's latest audio, or beep when there is none."""
+    if source is None:
+        return ResponsePlan(beep(), BEEP_TRANSCRIPT)
+    ms = source.audio_ms()
+    return ResponsePlan(source.audio, describe_parrot(ms), input_audio_ms=ms)
+
+
+def _has_audio(item: Item, active: Response | None) -> bool:
+    if active is not None and active.item is item:
+        return active.is_audio
+    return item.output_bytes > 0 or any(
+        isinstance(part, Mapping) and part.get("type") == "output_audio"
+        for part in item.data.get("content", [])
+    )
+
+
+def _truncate(item: Item, end_ms: int, duration_ms: int) -> None:
+    """Cut an assistant item's audio to ``end_ms`` and its transcript in proportion,
+    at a word boundary, so the context holds nothing the user did not hear."""
+    item.output_bytes = min(item.output_bytes, end_ms * BYTES_PER_MS)
+    for part in item.data.get("content", []):
+        if isinstance(part, dict) and isinstance(part.get("transcript"), str):
+            text: str = part["transcript"]
+            keep = len(text) * end_ms // duration_ms if duration_ms else 0
+            cut = text[:keep]
+            if keep < len(text) and not text[keep].isspace():
+                cut = cut[:cut.rfind(" ")] if " " in cut else ""
+            part["transcript"] = cut.rstrip()
+
