@@ -13,8 +13,10 @@ logger = logging.getLogger(__name__)
 
 async def run_local(host: str, port: int, mode: LocalMode) -> None:
     """Serve the local Realtime server on ``host:port`` until cancelled."""
-    async with LocalRealtimeServer(mode=mode) as server:
-        await server.start(host, port)
-        logger.info("local Realtime server (%s mode) at %s", mode, server.url)
+    server = LocalRealtimeServer(mode=mode)
+    await server.start(host, port)
+    try:
         print(server.url, flush=True)
         await asyncio.Event().wait()
+    finally:
+        await server.close()

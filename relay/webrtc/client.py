@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 import av
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..audio import FRAME_SAMPLES, RATE
@@ -103,6 +103,7 @@ class CallClient:
         negotiated_dcid: int | None = None,
         on_event: Callable[[Event], None] | None = None,
         edit_offer: Callable[[str], str] | None = None,
+        codecs: Sequence[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.source = source
@@ -113,6 +114,8 @@ class CallClient:
         self.on_event = on_event
         #: Rewrites the offer before it is posted (tests use it to mimic other clients).
         self.edit_offer = edit_offer
+        #: Audio codecs to offer, by MIME type (e.g. ``("audio/PCMU",)``); empty: aiortc's.
+        self.codecs = tuple(codecs)
         self.pc: RTCPeerConnection = create_peer(ice_servers)
         self.call_id: str | None = None
         #: Every server event received, in order, with the loop time it arrived.
@@ -134,6 +137,12 @@ class CallClient:
     async def connect(self, timeout: float = 15.0) -> None:
         """Create the call and wait for the data channel to open."""
         self.pc.addTrack(self.source)
+        if self.codecs:
+            wanted = [c.lower() for c in self.codecs]
+            available = RTCRtpSender.getCapabilities("audio").codecs
+            for transceiver in self.pc.getTransceivers():
+                transceiver.setCodecPreferences(
+                    [c for c in available if c.mimeType.lower() in wanted])
         offer = await self.pc.createOffer()
         restrict_host_addresses(self.pc, self.ice_addresses)
         await self.pc.setLocalDescription(offer)

@@ -1,0 +1,277 @@
+"""The demo page in a real Chromium: a call with a fake microphone, over loopback.
+
+Chromium plays a WAV file as its microphone (looping it); the relay's embedded upstream
+parrots each utterance back. The page records every data-channel event and the loudest
+assistant audio it heard in ``window.relayDemo``, which these tests read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from aiohttp import ClientSession, web
+
+from ..conftest import base_url, live_calls, write_wav
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+#: Chromium's audio capture runs at 48 kHz; a file at that rate needs no resampling.
+CAPTURE_RATE = 48000
+#: Silence after the utterance in the looped fake mic: the VAD's turn end (400 ms), the
+#: reply (as long as the utterance) and a margin must fit before the loop speaks again.
+TRAILING_SILENCE_S = 3.5
+FAST_VAD = {"type": "realtime", "audio": {"input": {"turn_detection": {
+    "type": "server_vad", "silence_duration_ms": 400, "prefix_padding_ms": 200}}}}
+#: A peak level (0..1) well above an idle Opus stream and well below the parrot's speech.
+AUDIBLE = 0.05
+#: Set to a path to keep a screenshot of the demo page taken mid-call.
+SCREENSHOT_ENV = "RELAY_DEMO_SCREENSHOT"
+
+
+@pytest.fixture(autouse=True)
+def _require_chromium() -> None:
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (Debian's chromium package)")
+
+
+def upsample(pcm: bytes, factor: int) -> bytes:
+    """24 kHz PCM16 to ``factor`` times the rate, by linear interpolation."""
+    x = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    t = np.arange(len(x) * factor) / factor
+    return bytes(np.interp(t, np.arange(len(x)), x).round().astype("<i2").tobytes())
+
+
+@pytest.fixture(scope="session")
+def speech_mic(speech: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake microphone: the speech fixture, then enough silence to end the turn."""
+    pcm = upsample(speech, CAPTURE_RATE // 24000)
+    pcm += bytes(2 * int(CAPTURE_RATE * TRAILING_SILENCE_S))
+    path = tmp_path_factory.mktemp("mic") / "speech.wav"
+    write_wav(path, pcm, CAPTURE_RATE)
+    return path
+
+
+@pytest.fixture(scope="session")
+def silent_mic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fake microphone that never speaks, for tests that must not start turns."""
+    path = tmp_path_factory.mktemp("mic") / "silence.wav"
+    write_wav(path, bytes(2 * CAPTURE_RATE), CAPTURE_RATE)
+    return path
+
+
+@asynccontextmanager
+async def chromium(user_data: Path, mic: Path) -> AsyncIterator[Any]:
+    """A headless Chromium whose microphone plays ``mic``; yields its browser context."""
+    from playwright.async_api import async_playwright
+
+    args = [
+        "--no-sandbox",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={mic}",
+        "--allow-loopback-in-peer-connection",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-gpu",
+        "--no-first-run",
+    ]
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(user_data), executable_path=str(CHROMIUM), headless=True, args=args,
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
+async def open_page(context: Any, url: str) -> tuple[Any, list[str]]:
+    """Open ``url``; also return the list the page's uncaught errors are collected in."""
+    page = context.pages[0] if context.pages else await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(url)
+    return page, errors
+
+
+async def wait_for_events(page: Any, *types: str, timeout: float = 25) -> None:
+    """Wait until the page has received an event of each of ``types``."""
+    await page.wait_for_function(
+        "types => types.every(t => window.relayDemo.events.some(e => e.type === t))",
+        arg=list(types), timeout=timeout * 1000, polling=20,
+    )
+
+
+async def wait_for_state(page: Any, state: str, timeout: float = 15) -> None:
+    await page.wait_for_function("s => window.relayDemo.state === s", arg=state,
+                                 timeout=timeout * 1000)
+
+
+async def event_types(page: Any) -> list[str]:
+    types: list[str] = await page.evaluate("window.relayDemo.events.map(e => e.type)")
+    return types
+
+
+async def test_demo_page_call_is_parroted_back_and_heard(relay_factory, speech_mic,
+                                                        tmp_path) -> None:
+    relay = await relay_factory(default_session=FAST_VAD)
+    async with chromium(tmp_path / "profile", speech_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "connected")
+        call_id = await page.evaluate("window.relayDemo.callId")
+        assert re.fullmatch(r"rtc_\w+", call_id), call_id
+        assert await page.locator("#call-id").text_content() == call_id
+
+        await wait_for_events(page, "output_audio_buffer.started")
+        await page.get_by_text("Assistant speaking").wait_for()
+        if os.environ.get(SCREENSHOT_ENV):
+            await page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
+        await wait_for_events(page, "input_audio_buffer.speech_started", "response.done",
+                              "output_audio_buffer.stopped")
+
+        types = await event_types(page)
+        assert types[0] == "session.created"
+        assert "response.output_audio.delta" not in types
+        assert types.index("output_audio_buffer.started") < types.index(
+            "output_audio_buffer.stopped")
+        levels = await page.evaluate(
+            "({mic: window.relayDemo.maxMicLevel, remote: window.relayDemo.maxRemoteLevel})")
+        assert levels["mic"] > AUDIBLE, levels
+        assert levels["remote"] > AUDIBLE, levels  # the reply really played in the page
+        # The parrot's transcript reached the transcript panel.
+        await page.locator("#transcript li.assistant", has_text="You said something").wait_for()
+        assert await page.locator("#log li").count() > 10
+        assert await page.evaluate("window.relayDemo.hangup()") == 200
+        assert await page.evaluate("window.relayDemo.state") == "closed"
+        assert errors == []
+
+
+async def test_demo_page_interrupt_cuts_the_reply_off(relay_factory, speech_mic,
+                                                     tmp_path) -> None:
+    relay = await relay_factory(default_session=FAST_VAD)
+    async with chromium(tmp_path / "profile", speech_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.get_by_role("button", name="Start").click()
+        # The reply lasts as long as the utterance (about 1.9 s): time enough to cut it.
+        await wait_for_events(page, "output_audio_buffer.started")
+        await page.get_by_role("button", name="Interrupt").click()
+        await wait_for_events(page, "output_audio_buffer.cleared", timeout=5)
+        types = await event_types(page)
+        cleared = types.index("output_audio_buffer.cleared")
+        assert "output_audio_buffer.stopped" not in types[:cleared]
+        await page.get_by_text("Assistant quiet").wait_for()
+        await page.locator("#transcript li.assistant.cut").wait_for()
+        # The page logged what it sent, in order.
+        sent = await page.locator("#log li.out .type").all_text_contents()
+        assert sent[-2:] == ["response.cancel", "output_audio_buffer.clear"]
+        await page.evaluate("window.relayDemo.hangup()")
+        assert errors == []
+
+
+async def test_demo_page_text_message_then_hang_up_ends_the_call(relay_factory, silent_mic,
+                                                                 tmp_path) -> None:
+    relay = await relay_factory()
+    async with chromium(tmp_path / "profile", silent_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "connected")
+        await page.get_by_label("Message to the assistant").fill("Hello there")
+        await page.get_by_role("button", name="Send").click()
+        await wait_for_events(page, "response.done", timeout=15)
+        await page.locator("#transcript li.user", has_text="Hello there").wait_for()
+        await page.locator("#transcript li.assistant").first.wait_for()
+        call_id = await page.evaluate("window.relayDemo.callId")
+        assert live_calls(relay) == 1
+
+        await page.get_by_role("button", name="Hang up").click()
+        await wait_for_state(page, "closed", timeout=5)
+        assert await page.get_by_role("button", name="Start").is_enabled()
+        assert live_calls(relay) == 0
+        async with ClientSession() as http:
+            url = f"{base_url(relay)}/v1/realtime/calls/{call_id}/hangup"
+            async with http.post(url) as response:
+                assert response.status == 404
+                assert (await response.json())["error"]["code"] == "call_id_not_found"
+        assert errors == []
+
+
+async def test_demo_page_shows_the_relay_error_message(relay_factory, silent_mic,
+                                                      tmp_path) -> None:
+    relay = await relay_factory(relay_api_keys=("sk-right",))
+    async with chromium(tmp_path / "profile", silent_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.locator("summary", has_text="Settings").click()
+        await page.get_by_label("API key or client secret").fill("sk-wrong")
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "failed")
+        alert = page.get_by_role("alert")
+        await alert.wait_for()
+        assert "Incorrect API key provided." in await alert.text_content()
+        assert live_calls(relay) == 0
+        assert errors == []
+
+
+CROSS_ORIGIN_PAGE = """<!doctype html>
+<title>another origin</title>
+<script>
+/* Create a call on the relay at `base` from this origin, read its id, and hang up. */
+async function tryCall(base) {
+  const mic = await navigator.mediaDevices.getUserMedia({audio: true});
+  const pc = new RTCPeerConnection();
+  mic.getTracks().forEach(track => pc.addTrack(track, mic));
+  pc.createDataChannel("oai-events");
+  await pc.setLocalDescription(await pc.createOffer());
+  const headers = {"Content-Type": "application/sdp", "Authorization": "Bearer sk-test"};
+  const created = await fetch(base + "/v1/realtime/calls",
+                              {method: "POST", headers, body: pc.localDescription.sdp});
+  const location = created.headers.get("Location");
+  const answer = await created.text();
+  await pc.setRemoteDescription({type: "answer", sdp: answer});
+  const callId = location.split("/").pop();
+  const hangup = () => fetch(`${base}/v1/realtime/calls/${callId}/hangup`,
+                             {method: "POST", headers: {"Authorization": "Bearer sk-test"}});
+  const first = await hangup();
+  const second = await hangup();
+  pc.close();
+  mic.getTracks().forEach(track => track.stop());
+  return {status: created.status, location, callId, hangup: first.status,
+          again: second.status, againBody: await second.json()};
+}
+</script>
+"""
+
+
+async def test_cross_origin_page_creates_a_call_and_reads_its_location(
+        relay_factory, aiohttp_server, silent_mic, tmp_path) -> None:
+    # The key makes the relay check Authorization, so the preflight must let it through.
+    relay = await relay_factory(relay_api_keys=("sk-test",))
+    other = web.Application()
+
+    async def page_handler(request: web.Request) -> web.Response:
+        return web.Response(text=CROSS_ORIGIN_PAGE, content_type="text/html")
+
+    other.router.add_get("/", page_handler)
+    origin = await aiohttp_server(other, host="127.0.0.1")
+    assert origin.port != relay.port  # another port is another origin
+
+    async with chromium(tmp_path / "profile", silent_mic) as context:
+        page, errors = await open_page(context, f"http://127.0.0.1:{origin.port}/")
+        result = await page.evaluate("base => tryCall(base)", base_url(relay))
+        assert result["status"] == 201
+        assert result["location"] == f"/v1/realtime/calls/{result['callId']}"
+        assert re.fullmatch(r"rtc_\w+", result["callId"])
+        assert result["hangup"] == 200
+        assert result["again"] == 404
+        assert result["againBody"]["error"]["code"] == "call_id_not_found"
+        assert live_calls(relay) == 0
+        assert errors == []
