@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/stats", stats)
     static = static_dir or STATIC_DIR
     if (static / "index.html").exists():
         index = static / "index.html"
@@ -119,6 +120,12 @@ async def create_client_secret(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     """``GET /healthz``: liveness and the number of live calls."""
     return web.json_response({"status": "ok", "calls": len(request.app[REGISTRY])})
+
+
+async def stats(request: web.Request) -> web.Response:
+    """``GET /stats`` (server key): every live call's counters, barge-ins included."""
+    request.app[AUTH].require_server_key(request.headers.get("Authorization"))
+    return web.json_response({"calls": [call.stats() for call in request.app[REGISTRY]]})
 
 
 # ---------------------------------------------------------------- middlewares

@@ -122,6 +122,10 @@ class Call:
         with contextlib.suppress(Exception):
             await self.pc.close()
         self._closed.set()
+        stats = self.stats()
+        logger.info("call %s: closed; %d frames out (%d with audio), %.1f s uplink, "
+                    "barge-ins %s", self.id, stats["frames_out"], stats["audio_frames_out"],
+                    stats["uplink_seconds_in"], stats["barge_ins"])
         if self._on_closed is not None:
             self._on_closed(self)
 

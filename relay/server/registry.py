@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
 
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
@@ -36,6 +37,9 @@ class CallRegistry:
         call = Call(new_call_id(), self.settings, session, on_closed=self._forget)
         self._calls[call.id] = call
         return call
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(list(self._calls.values()))
 
     def get(self, call_id: str) -> Call:
         """The live call ``call_id``, or :class:`CallNotFound`."""

@@ -16,6 +16,7 @@ import logging
 import time
 import wave
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,17 @@ class PcmSource(MediaStreamTrack):
         return frame
 
 
+@dataclass
+class RtpArrival:
+    """One RTP packet of reply audio as it reached the client, before any jitter buffer."""
+
+    at: float
+    sequence: int
+    timestamp: int
+    payload_type: int
+    payload: bytes
+
+
 class CallClient:
     """One call to a relay (or to any server of the Realtime calls API)."""
 
@@ -122,6 +134,8 @@ class CallClient:
         self.events: list[tuple[float, Event]] = []
         #: Reply audio heard, 24 kHz mono PCM16.
         self.received = bytearray()
+        #: Every RTP packet of reply audio, timed on arrival (``time.monotonic()``).
+        self.rtp: list[RtpArrival] = []
         self._uplink = Uplink(20)
         self._new_event = asyncio.Condition()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -137,6 +151,7 @@ class CallClient:
     async def connect(self, timeout: float = 15.0) -> None:
         """Create the call and wait for the data channel to open."""
         self.pc.addTrack(self.source)
+        self._record_rtp()
         if self.codecs:
             wanted = [c.lower() for c in self.codecs]
             available = RTCRtpSender.getCapabilities("audio").codecs
@@ -218,6 +233,34 @@ class CallClient:
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+    def rtp_levels(self) -> list[tuple[float, float]]:
+        """``(arrival time, RMS level)`` of each received Opus packet, decoded in order."""
+        decoder = av.CodecContext.create("opus", "r")
+        levels = []
+        for packet in self.rtp:
+            frames = decoder.decode(av.Packet(packet.payload))
+            parts = [f.to_ndarray().astype(np.float64).ravel() for f in frames]
+            x = np.concatenate(parts) if parts else np.zeros(0)
+            if frames and frames[0].format.name.startswith("flt"):
+                x *= 32767  # the native decoder gives floats in [-1, 1]
+            levels.append((packet.at, float(np.sqrt(np.mean(x**2))) if len(x) else 0.0))
+        return levels
+
+    def _record_rtp(self) -> None:
+        # Timing decoded frames would include aiortc's jitter buffer (about 80 ms, and it
+        # holds a burst's tail), so wrap the receiver's packet entry point instead.
+        for transceiver in self.pc.getTransceivers():
+            receiver = transceiver.receiver
+            handle = receiver._handle_rtp_packet
+
+            async def record(packet: Any, arrival_time_ms: int, handle: Any = handle) -> None:
+                self.rtp.append(RtpArrival(time.monotonic(), packet.sequence_number,
+                                           packet.timestamp, packet.payload_type,
+                                           bytes(packet.payload)))
+                await handle(packet, arrival_time_ms)
+
+            receiver._handle_rtp_packet = record  # type: ignore[method-assign]
 
     def _on_message(self, message: str | bytes) -> None:
         event = json.loads(message)

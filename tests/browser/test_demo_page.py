@@ -142,6 +142,7 @@ async def test_demo_page_call_is_parroted_back_and_heard(relay_factory, speech_m
         types = await event_types(page)
         assert types[0] == "session.created"
         assert "response.output_audio.delta" not in types
+        assert "error" not in types
         assert types.index("output_audio_buffer.started") < types.index(
             "output_audio_buffer.stopped")
         levels = await page.evaluate(
@@ -171,9 +172,12 @@ async def test_demo_page_interrupt_cuts_the_reply_off(relay_factory, speech_mic,
         assert "output_audio_buffer.stopped" not in types[:cleared]
         await page.get_by_text("Assistant quiet").wait_for()
         await page.locator("#transcript li.assistant.cut").wait_for()
-        # The page logged what it sent, in order.
+        # The page logged what it sent: response.cancel only while the response was still
+        # being generated (the parrot generates faster than real time), then the clear.
         sent = await page.locator("#log li.out .type").all_text_contents()
-        assert sent[-2:] == ["response.cancel", "output_audio_buffer.clear"]
+        assert sent[-1] == "output_audio_buffer.clear", sent
+        assert sent[:-1] in ([], ["response.cancel"]), sent
+        assert await page.get_by_role("alert").is_hidden()
         await page.evaluate("window.relayDemo.hangup()")
         assert errors == []
 

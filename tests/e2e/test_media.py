@@ -19,7 +19,7 @@ async def test_media_uplink_sends_exactly_what_it_receives(relay, make_client) -
     client: CallClient = make_client(tone)
     await client.connect()
     await asyncio.sleep(seconds + 1.0)
-    [call] = list(relay.app[REGISTRY]._calls.values())
+    [call] = list(relay.app[REGISTRY])
     stats = call.stats()
     received = stats["uplink_seconds_in"]
     assert received > seconds
