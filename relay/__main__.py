@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="host address to advertise in ICE (repeatable; default all)")
     serve.add_argument("--uplink-chunk-ms", type=int, help="audio per input_audio_buffer.append")
     serve.add_argument("--max-calls", type=int, help="concurrent call limit")
+    serve.add_argument("--opus-bitrate", type=int, help="bit rate of the Opus sent to peers")
     serve.add_argument("--local-mode", choices=["parrot", "echo"],
                        help="what the embedded upstream answers with")
     serve.add_argument("--session", help="default session (GA JSON) merged under each call's")
@@ -94,6 +95,7 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         ice_servers=tuple(args.ice_server) or None,
         ice_addresses=tuple(a for v in args.ice_address for a in split_list(v)) or None,
         uplink_chunk_ms=args.uplink_chunk_ms, max_calls=args.max_calls,
+        opus_bitrate=args.opus_bitrate,
         local_mode=args.local_mode, default_session=session, log_level=args.log_level,
     )
 

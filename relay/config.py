@@ -49,6 +49,8 @@ class Settings:
 
     #: Duration of each ``input_audio_buffer.append`` sent upstream.
     uplink_chunk_ms: int = 40
+    #: Bit rate of the Opus the relay sends (24 kHz mono speech).
+    opus_bitrate: int = 32000
     #: Most assistant audio buffered per call; deltas beyond it are dropped.
     playout_max_seconds: float = 120.0
     #: Concurrent calls; more get 503 ``capacity_exceeded``.
@@ -99,6 +101,7 @@ class Settings:
             "RELAY_MODEL": ("model", str),
             "RELAY_UPLINK_CHUNK_MS": ("uplink_chunk_ms", int),
             "RELAY_PLAYOUT_MAX_SECONDS": ("playout_max_seconds", float),
+            "RELAY_OPUS_BITRATE": ("opus_bitrate", int),
             "RELAY_MAX_CALLS": ("max_calls", int),
             "RELAY_CONNECT_TIMEOUT": ("connect_timeout", float),
             "RELAY_LOCAL_MODE": ("local_mode", str),
@@ -130,6 +133,8 @@ class Settings:
         """Raise :class:`InvalidRequest` for values that cannot work."""
         if not 10 <= self.uplink_chunk_ms <= 1000 or self.uplink_chunk_ms % 10:
             raise InvalidRequest("uplink_chunk_ms must be a multiple of 10 from 10 to 1000")
+        if not 6000 <= self.opus_bitrate <= 510000:
+            raise InvalidRequest("opus_bitrate must be from 6000 to 510000 bits per second")
         if self.playout_max_seconds <= 0:
             raise InvalidRequest("playout_max_seconds must be positive")
         if self.local_mode not in ("parrot", "echo"):

@@ -27,7 +27,7 @@ from ..protocol.call import CallCore
 from ..protocol.events import dumps
 from ..protocol.session import Session
 from ..upstream.client import connect_upstream
-from ..webrtc.peer import EVENTS_LABEL, answer, create_peer
+from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, negotiated_codec
 from ..webrtc.tracks import PlayoutTrack, pump_inbound
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class Call:
             )
             if channel is not None:
                 self._attach_channel(channel)
+            if negotiated_codec(self.pc) == "audio/opus":
+                self.track.encode_opus(self.settings.opus_bitrate)
             self._spawn(self._connect_deadline(), "connect-deadline")
             return sdp
         except BaseException:

@@ -4,6 +4,11 @@ aiortc *pulls* outbound media: its sender awaits ``track.recv()`` and sends at o
 track itself must wait until each frame is due. Deadlines are absolute
 (``start + n × 20 ms``) so pacing never drifts; after a stall the clock is re-anchored
 instead of catching up, so the peer never gets a burst.
+
+When the peer negotiated Opus, the track encodes itself (24 kHz mono, libopus) and hands
+aiortc ready packets. aiortc then skips its own encoder — which would resample to 48 kHz
+stereo and encode at 96 kbit/s on a worker thread — and its pure-Python audio-level loop
+over every sample. For G.711 peers it returns frames and aiortc encodes them.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ import asyncio
 import fractions
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.audio.codeccontext import AudioCodecContext
 
 from ..audio import FRAME_SAMPLES, RATE
 
@@ -47,10 +54,24 @@ class PlayoutTrack(MediaStreamTrack):
         self._clock = clock or asyncio.get_running_loop().time
         self._start: float | None = None
         self._index = 0
+        self._opus: AudioCodecContext | None = None
         #: Times the clock was re-anchored after a stall.
         self.reanchors = 0
 
-    async def recv(self) -> av.AudioFrame:
+    def encode_opus(self, bitrate: int) -> None:
+        """From now on return Opus packets encoded at ``bitrate`` bits per second."""
+        codec = av.CodecContext.create("libopus", "w")
+        assert isinstance(codec, AudioCodecContext)
+        codec.sample_rate = RATE
+        codec.layout = "mono"
+        codec.format = "s16"
+        codec.bit_rate = bitrate
+        codec.time_base = _TIME_BASE
+        # 'voip' favours speech intelligibility; 20 ms matches the frames we pace.
+        codec.options = {"application": "voip", "frame_duration": "20"}
+        self._opus = codec
+
+    async def recv(self) -> av.AudioFrame | av.Packet[Any]:
         """Wait until the next frame is due, then return it."""
         if self.readyState != "live":
             raise MediaStreamError
@@ -73,9 +94,16 @@ class PlayoutTrack(MediaStreamTrack):
         frame.pts = self._index * FRAME_SAMPLES
         frame.time_base = _TIME_BASE
         self._index += 1
+        out: av.AudioFrame | av.Packet[Any] = frame
+        if self._opus is not None:
+            # libopus gives one packet per 20 ms frame; stamp it with our own clock so the
+            # RTP timestamps stay monotonic whatever the encoder's lookahead.
+            [out] = self._opus.encode(frame)
+            out.pts = frame.pts
+            out.time_base = _TIME_BASE
         if self._after is not None:
             self._after()
-        return frame
+        return out
 
 
 async def pump_inbound(track: MediaStreamTrack, on_frame: Callable[[av.AudioFrame], None]) -> None:

@@ -182,13 +182,18 @@ async def test_demo_page_interrupt_cuts_the_reply_off(relay_factory, speech_mic,
         assert errors == []
 
 
-async def test_demo_page_text_message_then_hang_up_ends_the_call(relay_factory, silent_mic,
-                                                                 tmp_path) -> None:
+async def test_demo_page_instructions_text_message_then_hang_up_ends_the_call(
+        relay_factory, silent_mic, tmp_path) -> None:
     relay = await relay_factory()
     async with chromium(tmp_path / "profile", silent_mic) as context:
         page, errors = await open_page(context, base_url(relay))
+        await page.locator("summary", has_text="Settings").click()
+        await page.get_by_label("Instructions").fill("Answer in one word.")
         await page.get_by_role("button", name="Start").click()
         await wait_for_state(page, "connected")
+        await page.wait_for_function(
+            "() => window.relayDemo.events.some(e => e.type === 'session.updated'"
+            " && e.session.instructions === 'Answer in one word.')", timeout=10_000)
         await page.get_by_label("Message to the assistant").fill("Hello there")
         await page.get_by_role("button", name="Send").click()
         await wait_for_events(page, "response.done", timeout=15)

@@ -65,3 +65,27 @@ async def test_playout_track_calls_after_each_frame(clock: Clock) -> None:
     track.stop()
     with pytest.raises(MediaStreamError):
         await track.recv()
+
+
+async def test_playout_track_encodes_opus_packets_with_monotonic_pts(clock: Clock) -> None:
+    import av
+    import numpy as np
+
+    t = np.arange(FRAME_SAMPLES * 50) / 24000
+    tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    chunks = [tone[i:i + FRAME_BYTES] for i in range(0, len(tone), FRAME_BYTES)]
+    track = PlayoutTrack(lambda: chunks.pop(0) if chunks else bytes(FRAME_BYTES), clock=clock)
+    track.encode_opus(32000)
+    decoder = av.CodecContext.create("opus", "r")
+    pts, decoded = [], []
+    for _ in range(50):
+        packet = await track.recv()
+        assert isinstance(packet, av.Packet)
+        pts.append(packet.pts)
+        for frame in decoder.decode(av.Packet(bytes(packet))):
+            decoded.append(frame.to_ndarray().ravel())
+    assert pts == [i * FRAME_SAMPLES for i in range(50)]
+    audio = np.concatenate(decoded)[4800:]  # past the codec's start-up
+    level = np.sqrt(np.mean(audio.astype(float) ** 2))
+    scale = 32767 if audio.dtype.kind == "f" else 1
+    assert level * scale == pytest.approx(8000 / np.sqrt(2), rel=0.1)
