@@ -1,0 +1,649 @@
+/**
+ * The relay's demo page: one voice call with the assistant, over WebRTC.
+ *
+ * The page does what any client of the Realtime WebRTC API does: it captures the
+ * microphone, creates an RTCPeerConnection with the mic track and an "oai-events" data
+ * channel, POSTs its SDP offer to /v1/realtime/calls and applies the answer. The
+ * assistant's voice arrives as a remote audio track; everything else arrives as JSON
+ * events on the data channel.
+ *
+ * For tests (and the curious, from the console) the page exposes `window.relayDemo`:
+ * `events` (the events received on the channel), `state`, `callId`, the meters'
+ * levels (`maxRemoteLevel` is the loudest assistant audio heard, 0..1), and `start()`,
+ * `hangup()`, `send(event)`, `interrupt()`.
+ */
+
+const CALLS_URL = "/v1/realtime/calls";
+/** How long to wait for ICE gathering before posting the offer anyway. */
+const ICE_GATHERING_TIMEOUT_MS = 2000;
+/** Lines kept in the on-page event log. */
+const LOG_LINES = 300;
+/** Events kept in `relayDemo.events`; the oldest go first (a long call sends many). */
+const MAX_EVENTS = 5000;
+/** How often the level meters sample their analysers. A timer, not requestAnimationFrame,
+ * so the levels keep being measured when the tab is hidden. */
+const METER_INTERVAL_MS = 50;
+/** Log summaries are cut to this many characters. */
+const SUMMARY_CHARS = 140;
+
+const $ = (id) => document.getElementById(id);
+const ui = {
+  state: $("state"),
+  callId: $("call-id"),
+  start: $("start"),
+  hangup: $("hangup"),
+  interrupt: $("interrupt"),
+  micMeter: $("mic-meter"),
+  micFill: $("mic-fill"),
+  speaking: $("speaking"),
+  speakingText: $("speaking-text"),
+  error: $("error"),
+  apiKey: $("api-key"),
+  instructions: $("instructions"),
+  audio: $("remote-audio"),
+  transcript: $("transcript"),
+  messageForm: $("message-form"),
+  message: $("message"),
+  send: $("send"),
+  log: $("log"),
+  logCount: $("log-count"),
+};
+
+/**
+ * The current call, or null. Each start() makes a new one, so handlers of a call that
+ * has ended can tell (`call !== session`) and do nothing.
+ * @type {null | {pc: RTCPeerConnection|null, channel: RTCDataChannel|null,
+ *   mic: MediaStream|null, audio: AudioContext|null, id: string|null, meterTimer: number|null,
+ *   analysers: {mic?: AnalyserNode, remote?: AnalyserNode}, closed: boolean}}
+ */
+let call = null;
+
+/** Transcript entries by conversation item id, so deltas land in the right line. */
+const transcriptItems = new Map();
+/** The assistant item being spoken, marked when the user interrupts it. */
+let speakingItemId = null;
+/** The response being generated (between response.created and response.done), or null. */
+let activeResponseId = null;
+/** Errors that need no alert: a cancel that raced the end of its response is harmless. */
+const QUIET_ERRORS = new Set(["response_cancel_not_active"]);
+
+const demo = {
+  events: [],
+  state: "idle",
+  callId: null,
+  micLevel: 0,
+  maxMicLevel: 0,
+  remoteLevel: 0,
+  maxRemoteLevel: 0,
+  start,
+  hangup,
+  send,
+  interrupt,
+};
+window.relayDemo = demo;
+
+// ------------------------------------------------------------------ the call
+
+/** Start a call: microphone, peer connection, offer → relay → answer. */
+async function start() {
+  if (call) return;
+  clearError();
+  resetCallView();
+  const session = {
+    pc: null, channel: null, mic: null, audio: null, id: null, meterTimer: null,
+    analysers: {}, closed: false,
+  };
+  call = session;
+  setState("starting");
+  updateControls();
+  try {
+    // Made while handling the click, so the browser lets it play.
+    session.audio = new AudioContext();
+    session.audio.resume().catch(() => {});
+    session.mic = await getMicrophone();
+    if (session.closed) {
+      // Hung up while the browser was asking for the microphone.
+      session.mic.getTracks().forEach((track) => track.stop());
+      return;
+    }
+    session.analysers.mic = analyse(session.audio, session.mic);
+    session.meterTimer = setInterval(() => updateMeters(session), METER_INTERVAL_MS);
+
+    const pc = new RTCPeerConnection();
+    session.pc = pc;
+    watchPeer(session);
+    for (const track of session.mic.getAudioTracks()) pc.addTrack(track, session.mic);
+    session.channel = pc.createDataChannel("oai-events");
+    watchChannel(session);
+    pc.ontrack = (event) => playRemote(session, event.streams[0] || new MediaStream([event.track]));
+
+    await pc.setLocalDescription(await pc.createOffer());
+    // The relay does not trickle: give the offer its candidates if they come quickly.
+    await iceGatheringDone(pc, ICE_GATHERING_TIMEOUT_MS);
+    if (session.closed) return;
+    logNote(`posting the offer (ICE gathering ${pc.iceGatheringState})`);
+    const { answer, callId } = await postOffer(pc.localDescription.sdp);
+    if (session.closed) {
+      // Hung up while the relay was answering: end the call it just made.
+      if (callId) postHangup(callId).catch(() => {});
+      return;
+    }
+    session.id = callId;
+    demo.callId = callId;
+    ui.callId.textContent = callId || "unknown";
+    logNote(`call ${callId} created`);
+    await pc.setRemoteDescription({ type: "answer", sdp: answer });
+  } catch (error) {
+    if (session.closed) return;
+    const message = error.message || String(error);
+    logLine("note", "·", `failed: ${message}`, "error");
+    showError(message);
+    await teardown(session, "failed");
+  }
+}
+
+/** Hang up: tell the relay, then close everything. Resolves to the hangup's HTTP status. */
+async function hangup() {
+  const session = call;
+  if (!session) return null;
+  session.closed = true;  // from now on, the call's own handlers stay quiet
+  let status = null;
+  if (session.id) {
+    try {
+      const response = await postHangup(session.id);
+      status = response.status;
+      // 404: the relay had already ended the call; nothing to tell the user.
+      if (!response.ok && response.status !== 404) showError(await errorMessage(response));
+    } catch (error) {
+      showError(`Hang up failed: ${error.message}`);
+    }
+  }
+  logNote("hung up");
+  await teardown(session, "closed");
+  return status;
+}
+
+/** Send one client event on the data channel; false if the channel is not open. */
+function send(event) {
+  const channel = call && call.channel;
+  if (!channel || channel.readyState !== "open") return false;
+  channel.send(JSON.stringify(event));
+  logLine("out", event.type, summarize(event));
+  return true;
+}
+
+/**
+ * Cut the assistant off: cancel the response still being generated, if any, and drop
+ * the audio not yet played (the relay then tells the model how much was heard).
+ */
+function interrupt() {
+  if (activeResponseId) send({ type: "response.cancel" });
+  send({ type: "output_audio_buffer.clear" });
+}
+
+/** Send a typed message as a user item and ask for a response to it. */
+function sendText(text) {
+  const item = {
+    type: "message",
+    role: "user",
+    content: [{ type: "input_text", text }],
+  };
+  if (send({ type: "conversation.item.create", item })) send({ type: "response.create" });
+}
+
+/** Release everything the call holds. Safe to call twice. */
+async function teardown(session, state) {
+  session.closed = true;
+  clearInterval(session.meterTimer);
+  if (session.channel) session.channel.close();
+  if (session.pc) session.pc.close();
+  if (session.mic) session.mic.getTracks().forEach((track) => track.stop());
+  if (session.audio && session.audio.state !== "closed") {
+    await session.audio.close().catch(() => {});
+  }
+  if (call !== session) return;
+  call = null;
+  ui.audio.srcObject = null;
+  setSpeaking(false);
+  setMeter(0);
+  setState(state);
+  updateControls();
+}
+
+// -------------------------------------------------------------------- set-up
+
+async function getMicrophone() {
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw new Error("This page cannot use the microphone here: browsers allow it only on " +
+      "https:// pages and on http://localhost.");
+  }
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true });
+  } catch (error) {
+    if (error.name === "NotAllowedError") throw new Error("Microphone access was denied.");
+    if (error.name === "NotFoundError") throw new Error("No microphone was found.");
+    throw new Error(`Could not open the microphone: ${error.message}`);
+  }
+}
+
+/** Resolve when ICE gathering completes, or after `timeoutMs`, whichever comes first. */
+function iceGatheringDone(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(finish, timeoutMs);
+    function check() {
+      if (pc.iceGatheringState === "complete") finish();
+    }
+    function finish() {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    }
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
+
+/** POST the offer; return the answer and the call id (the Location's last segment). */
+async function postOffer(sdp) {
+  let response;
+  try {
+    response = await fetch(CALLS_URL, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp", ...authHeaders() },
+      body: sdp,
+    });
+  } catch (error) {
+    throw new Error(`Could not reach the relay: ${error.message}`);
+  }
+  if (!response.ok) throw new Error(await errorMessage(response));
+  const location = response.headers.get("Location");
+  const callId = location
+    ? new URL(location, window.location.href).pathname.split("/").filter(Boolean).pop()
+    : null;
+  return { answer: await response.text(), callId };
+}
+
+function postHangup(callId, options = {}) {
+  return fetch(`${CALLS_URL}/${encodeURIComponent(callId)}/hangup`, {
+    method: "POST",
+    headers: authHeaders(),
+    ...options,
+  });
+}
+
+function authHeaders() {
+  const key = ui.apiKey.value.trim();
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+/** The message of an API error body ({"error": {"message", "code", ...}}), or the status. */
+async function errorMessage(response) {
+  const text = await response.text().catch(() => "");
+  try {
+    const { error } = JSON.parse(text);
+    if (error && error.message) {
+      const code = error.code ? `, ${error.code}` : "";
+      return `${error.message} (HTTP ${response.status}${code})`;
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  const detail = text ? `: ${text.slice(0, 200)}` : "";
+  return `The relay answered HTTP ${response.status} ${response.statusText}${detail}`;
+}
+
+function watchPeer(session) {
+  const pc = session.pc;
+  pc.onconnectionstatechange = () => {
+    if (call !== session || session.closed) return;
+    const state = pc.connectionState;
+    if (state !== "new") setState(state);
+    logNote(`connection ${state}`);
+    if (state === "failed") {
+      showError("The connection to the relay failed (ICE or DTLS). Is --ice-address set to " +
+        "an address this browser can reach?");
+      teardown(session, "failed");
+    }
+  };
+}
+
+function watchChannel(session) {
+  const channel = session.channel;
+  channel.onopen = () => {
+    if (call !== session) return;
+    logNote("data channel open");
+    updateControls();
+    const instructions = ui.instructions.value.trim();
+    if (instructions) send({ type: "session.update", session: { type: "realtime", instructions } });
+  };
+  channel.onmessage = (message) => {
+    if (call !== session) return;
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch {
+      logLine("in", "(not JSON)", String(message.data).slice(0, SUMMARY_CHARS), "error");
+      return;
+    }
+    receive(event);
+  };
+  channel.onclose = () => {
+    if (call !== session || session.closed) return;
+    // The relay closes the channel when it ends the call (hangup elsewhere, timeouts).
+    logNote("data channel closed by the relay");
+    teardown(session, "closed");
+  };
+}
+
+// ------------------------------------------------------------------- audio
+
+/** An analyser fed by `stream`; not connected to the speakers. */
+function analyse(context, stream) {
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 1024;
+  context.createMediaStreamSource(stream).connect(analyser);
+  return analyser;
+}
+
+function playRemote(session, stream) {
+  if (call !== session) return;
+  // The <audio> element plays it; Chrome also only feeds a remote stream into WebAudio
+  // while a media element is playing it.
+  ui.audio.srcObject = stream;
+  ui.audio.play().catch((error) => logNote(`audio playback blocked: ${error.message}`));
+  session.analysers.remote = analyse(session.audio, stream);
+}
+
+/** Peak amplitude (0..1) of the analyser's latest window. */
+function peak(analyser) {
+  const samples = new Float32Array(analyser.fftSize);
+  analyser.getFloatTimeDomainData(samples);
+  let max = 0;
+  for (const sample of samples) max = Math.max(max, Math.abs(sample));
+  return max;
+}
+
+function updateMeters(session) {
+  const { mic, remote } = session.analysers;
+  if (mic) {
+    demo.micLevel = peak(mic);
+    demo.maxMicLevel = Math.max(demo.maxMicLevel, demo.micLevel);
+    setMeter(demo.micLevel);
+  }
+  if (remote) {
+    demo.remoteLevel = peak(remote);
+    demo.maxRemoteLevel = Math.max(demo.maxRemoteLevel, demo.remoteLevel);
+    ui.speaking.style.setProperty("--level", demo.remoteLevel.toFixed(3));
+  }
+}
+
+/** Show a 0..1 peak on the mic meter, on a -60..0 dBFS scale (how loudness feels). */
+function setMeter(level) {
+  const dbfs = level > 0 ? 20 * Math.log10(level) : -60;
+  const percent = Math.round(Math.min(100, Math.max(0, (dbfs + 60) / 60 * 100)));
+  ui.micFill.style.width = `${percent}%`;
+  ui.micMeter.setAttribute("aria-valuenow", String(percent));
+}
+
+// ------------------------------------------------------------------ events
+
+/** Handle one server event from the data channel. */
+function receive(event) {
+  demo.events.push(event);
+  if (demo.events.length > MAX_EVENTS) demo.events.splice(0, demo.events.length - MAX_EVENTS);
+  logLine("in", event.type, summarize(event), event.type === "error" ? "error" : "");
+
+  switch (event.type) {
+    case "error": {
+      const error = event.error || {};
+      if (QUIET_ERRORS.has(error.code)) break;
+      const code = error.code ? ` (${error.code})` : "";
+      showError(`The assistant reported an error: ${error.message || "unknown error"}${code}`);
+      break;
+    }
+    case "response.created":
+      activeResponseId = (event.response && event.response.id) || "unknown";
+      break;
+    case "response.done":
+      activeResponseId = null;
+      break;
+    case "output_audio_buffer.started":
+      setSpeaking(true);
+      break;
+    case "output_audio_buffer.stopped":
+      setSpeaking(false);
+      speakingItemId = null;
+      break;
+    case "output_audio_buffer.cleared":
+      setSpeaking(false);
+      if (speakingItemId) transcriptEntry(speakingItemId, "assistant").classList.add("cut");
+      speakingItemId = null;
+      break;
+    case "conversation.item.added":
+      addItem(event.item || {});
+      break;
+    case "conversation.item.input_audio_transcription.completed":
+      setEntryText(event.item_id, "user", event.transcript);
+      break;
+    case "response.output_audio_transcript.delta":
+    case "response.output_text.delta":
+      speakingItemId = event.item_id;
+      appendEntryText(event.item_id, "assistant", event.delta);
+      break;
+    case "response.output_audio_transcript.done":
+      setEntryText(event.item_id, "assistant", event.transcript);
+      break;
+    case "response.output_text.done":
+      setEntryText(event.item_id, "assistant", event.text);
+      break;
+    default:
+      break;
+  }
+}
+
+/** A short, human summary of an event for the log. */
+function summarize(event) {
+  const item = event.item || {};
+  const response = event.response || {};
+  const parts = (() => {
+    switch (event.type) {
+      case "session.created":
+      case "session.updated": {
+        const session = event.session || {};
+        const voice = session.audio && session.audio.output && session.audio.output.voice;
+        return [session.id, session.model, voice && `voice ${voice}`];
+      }
+      case "session.update":
+        return [event.session && event.session.instructions && "instructions"];
+      case "error":
+        return [event.error && event.error.code, event.error && event.error.message];
+      case "input_audio_buffer.speech_started":
+        return [`at ${event.audio_start_ms} ms`];
+      case "input_audio_buffer.speech_stopped":
+        return [`at ${event.audio_end_ms} ms`];
+      case "response.created":
+      case "response.done":
+        return [response.id, response.status];
+      case "conversation.item.added":
+      case "conversation.item.done":
+      case "conversation.item.create":
+        return [item.role || item.type, item.id, itemText(item) && `“${itemText(item)}”`];
+      case "response.output_audio_transcript.delta":
+      case "response.output_text.delta":
+        return [JSON.stringify(event.delta)];
+      case "response.output_audio_transcript.done":
+        return [`“${event.transcript}”`];
+      case "conversation.item.input_audio_transcription.completed":
+        return [`“${event.transcript}”`];
+      case "rate_limits.updated":
+        return (event.rate_limits || []).map((limit) => `${limit.name} ${limit.remaining}`);
+      default:
+        return [event.response_id, event.item_id];
+    }
+  })();
+  const text = parts.filter(Boolean).join(" · ");
+  return text.length > SUMMARY_CHARS ? `${text.slice(0, SUMMARY_CHARS - 1)}…` : text;
+}
+
+// -------------------------------------------------------------- transcript
+
+/** Put a conversation item into the transcript, in the order the relay reports them. */
+function addItem(item) {
+  if (item.type !== "message" || !item.id) return;
+  const role = item.role === "assistant" ? "assistant" : "user";
+  const entry = transcriptEntry(item.id, role);
+  const text = itemText(item);
+  if (text) setEntryText(item.id, role, text);
+  else if (role === "user") entry.querySelector(".text").textContent = "(spoke)";
+}
+
+function itemText(item) {
+  return (item.content || [])
+    .map((part) => part.text || part.transcript || "")
+    .join(" ")
+    .trim();
+}
+
+/** The transcript line of an item, created at the end of the transcript if new. */
+function transcriptEntry(itemId, role) {
+  let entry = transcriptItems.get(itemId);
+  if (!entry) {
+    entry = document.createElement("li");
+    entry.className = role;
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = role === "assistant" ? "Assistant" : "You";
+    const text = document.createElement("span");
+    text.className = "text";
+    entry.append(who, text);
+    followTail(ui.transcript, () => ui.transcript.append(entry));
+    transcriptItems.set(itemId, entry);
+  }
+  return entry;
+}
+
+function appendEntryText(itemId, role, delta) {
+  if (!itemId || !delta) return;
+  const text = transcriptEntry(itemId, role).querySelector(".text");
+  followTail(ui.transcript, () => { text.textContent += delta; });
+}
+
+function setEntryText(itemId, role, text) {
+  if (!itemId || typeof text !== "string") return;
+  const element = transcriptEntry(itemId, role).querySelector(".text");
+  followTail(ui.transcript, () => { element.textContent = text; });
+}
+
+// -------------------------------------------------------------------- view
+
+function setState(state) {
+  demo.state = state;
+  ui.state.textContent = state;
+  ui.state.dataset.state = state;
+}
+
+function setSpeaking(speaking) {
+  ui.speaking.dataset.speaking = String(speaking);
+  ui.speakingText.textContent = speaking ? "Assistant speaking" : "Assistant quiet";
+  if (!speaking) ui.speaking.style.setProperty("--level", "0");
+}
+
+function updateControls() {
+  const open = Boolean(call && call.channel && call.channel.readyState === "open");
+  ui.start.disabled = Boolean(call);
+  ui.hangup.disabled = !call;
+  ui.interrupt.disabled = !open;
+  ui.message.disabled = !open;
+  ui.send.disabled = !open;
+}
+
+function resetCallView() {
+  demo.events = [];
+  demo.callId = null;
+  demo.micLevel = demo.maxMicLevel = demo.remoteLevel = demo.maxRemoteLevel = 0;
+  ui.callId.textContent = "—";
+  ui.transcript.replaceChildren();
+  transcriptItems.clear();
+  speakingItemId = null;
+  activeResponseId = null;
+  ui.log.replaceChildren();
+  updateLogCount();
+}
+
+function showError(message) {
+  ui.error.textContent = message;
+  ui.error.hidden = false;
+}
+
+function clearError() {
+  ui.error.textContent = "";
+  ui.error.hidden = true;
+}
+
+/** A note from the page itself (not an event) in the log. */
+function logNote(text) {
+  logLine("note", "·", text);
+}
+
+/** Add a line to the log, newest last, keeping at most LOG_LINES. */
+function logLine(direction, type, summary, extraClass = "") {
+  const log = ui.log;
+  const line = document.createElement("li");
+  line.className = `${direction} ${extraClass}`.trim();
+  const time = document.createElement("time");
+  time.textContent = new Date().toISOString().slice(11, 23);
+  const arrow = document.createElement("span");
+  arrow.className = "dir";
+  const arrowGlyph = document.createElement("span");
+  arrowGlyph.setAttribute("aria-hidden", "true");
+  arrowGlyph.textContent = { in: "←", out: "→", note: "" }[direction];
+  const arrowWord = document.createElement("span");
+  arrowWord.className = "visually-hidden";
+  arrowWord.textContent = { in: "received", out: "sent", note: "note" }[direction];
+  arrow.append(arrowGlyph, arrowWord);
+  const kind = document.createElement("span");
+  kind.className = "type";
+  kind.textContent = type;
+  const detail = document.createElement("span");
+  detail.className = "summary";
+  detail.textContent = summary;
+  detail.title = summary;  // the whole summary, when the line is too narrow for it
+  line.append(time, arrow, kind, detail);
+  followTail(log, () => {
+    log.append(line);
+    while (log.childElementCount > LOG_LINES) log.firstElementChild.remove();
+  });
+  updateLogCount();
+}
+
+/**
+ * Run `change` on a scrolling list, then keep showing its newest (last) lines, unless
+ * the reader had scrolled up to read older ones. Only the list scrolls, never the page.
+ */
+function followTail(list, change) {
+  const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40;
+  change();
+  if (atBottom) list.scrollTop = list.scrollHeight;
+}
+
+function updateLogCount() {
+  const count = ui.log.childElementCount;
+  ui.logCount.textContent = count ? `(${count}${count >= LOG_LINES ? ", newest" : ""})` : "";
+}
+
+// ------------------------------------------------------------------- wiring
+
+ui.start.addEventListener("click", () => start());
+ui.hangup.addEventListener("click", () => hangup());
+ui.interrupt.addEventListener("click", () => interrupt());
+ui.messageForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = ui.message.value.trim();
+  if (!text) return;
+  sendText(text);
+  ui.message.value = "";
+});
+// Leaving the page ends the call on the relay too (keepalive outlives the page).
+window.addEventListener("pagehide", () => {
+  if (call && call.id) postHangup(call.id, { keepalive: true }).catch(() => {});
+});
