@@ -100,23 +100,19 @@ def _ice_gatherers(pc: RTCPeerConnection) -> Iterable[Any]:
             yield gatherer
 
 
-def _pin_gatherer(gatherer: Any, addresses: list[str]) -> None:
-    # aioice's Connection.gather_candidates takes its host addresses from a module-level
-    # function that skips loopback. Replace it on this one connection with the same steps
-    # over our addresses; get_component_candidates still adds STUN/TURN candidates.
+def _pin_gatherer(gatherer: Any, pinned: list[str]) -> None:
+    # aioice's gather_candidates takes host addresses from a module-level function that
+    # skips loopback, then asks get_component_candidates(component, addresses) for the
+    # candidates. Wrapping that one public method on this one connection swaps the list
+    # and leaves aioice's module state, and its STUN/TURN candidates, alone.
     connection = gatherer._connection
+    original = connection.get_component_candidates
 
-    async def gather_candidates() -> None:
-        if connection._local_candidates_start:
-            return
-        connection._local_candidates_start = True
-        for component in connection._components:
-            connection._local_candidates += await connection.get_component_candidates(
-                component=component, addresses=addresses
-            )
-        connection._local_candidates_end = True
+    async def get_component_candidates(component: int, addresses: list[str],
+                                       timeout: int = 5) -> Any:
+        return await original(component=component, addresses=pinned, timeout=timeout)
 
-    connection.gather_candidates = gather_candidates
+    connection.get_component_candidates = get_component_candidates
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,227 @@
+"""Start, pin, drive and stop the processes of one benchmark run.
+
+For every server and every N a fresh server process is started on the server core, and a
+fresh load process on the load core drives N concurrent calls against it; the load process
+reads the server's CPU time and RSS from /proc at the edges of its measured window. Then a
+last fresh server takes the sequential calls. Every child is tracked and stopped by its
+PID, also when the run is interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+# The relay under test; {python} and {port} are filled in. Change here or with --relay-cmd.
+RELAY_CMD = (
+    "{python} -m relay serve --host 127.0.0.1 --port {port}"
+    " --local-mode echo --ice-address 127.0.0.1"
+)
+BASELINES = ("bare", "rightsized")
+SERVER_CORE = 0
+LOAD_CORE = 1
+READY_TIMEOUT = 30.0
+SETTLE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything one run needs to know."""
+
+    servers: tuple[str, ...]
+    ns: tuple[int, ...]
+    duration: float
+    warmup: float
+    calls: int
+    call_audio: float
+    relay_cmd: str
+    log_dir: Path
+    datachannel: bool
+    pin: bool
+    script: Path  # scripts/bench, re-run for the baseline and load sub-modes
+    repo: Path
+
+
+def log(message: str) -> None:
+    """Progress to stderr, so stdout stays the report."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Processes:
+    """The children of this run; each is stopped by its PID."""
+
+    def __init__(self) -> None:
+        self._running: list[tuple[subprocess.Popen[bytes], TextIO]] = []
+
+    def start(
+        self, argv: list[str], core: int | None, log_path: Path, cwd: Path
+    ) -> subprocess.Popen[bytes]:
+        """Start ``argv`` (pinned to ``core`` with taskset if given), output to ``log_path``."""
+        if core is not None:
+            argv = ["taskset", "-c", str(core), *argv]  # taskset execs: same PID
+        handle = log_path.open("w")
+        # Without an API key in its environment the relay uses its embedded upstream.
+        env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+        proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=env)
+        self._running.append((proc, handle))
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 5.0) -> int | None:
+        """SIGTERM, then SIGKILL after ``grace`` seconds; return the exit code."""
+        entry = next((e for e in self._running if e[0] is proc), None)
+        if entry is None:
+            return proc.poll()
+        self._running.remove(entry)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(grace)
+        entry[1].close()
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        """Stop every child still tracked."""
+        for proc, _ in list(self._running):
+            self.stop(proc)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> None:
+    """Wait until 127.0.0.1:``port`` accepts; raise if ``proc`` dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} before listening")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server not listening on port {port} after {timeout:.0f} s")
+
+
+def server_argv(plan: Plan, name: str, port: int) -> list[str]:
+    """The command line of server ``name`` on ``port``."""
+    if name in BASELINES:
+        return [sys.executable, str(plan.script), "--serve-baseline", name, "--port", str(port)]
+    return shlex.split(plan.relay_cmd.format(python=sys.executable, port=port))
+
+
+def _core(plan: Plan, core: int) -> int | None:
+    return core if plan.pin else None
+
+
+def run_load(procs: Processes, plan: Plan, spec: dict[str, Any], tag: str) -> dict[str, Any]:
+    """Run one load process on the load core and return its JSON record."""
+    with tempfile.TemporaryDirectory() as tmp:
+        result_path = Path(tmp) / "result.json"
+        argv = [
+            sys.executable,
+            str(plan.script),
+            "--load-worker",
+            json.dumps(spec),
+            "--result",
+            str(result_path),
+        ]
+        proc = procs.start(
+            argv, _core(plan, LOAD_CORE), plan.log_dir / f"{tag}-load.log", plan.repo
+        )
+        try:
+            proc.wait(float(spec["deadline"]) + 15.0)
+        except subprocess.TimeoutExpired:
+            log(f"{tag}: load process overran its deadline; stopping it")
+        code = procs.stop(proc)
+        if code != 0 or not result_path.exists():
+            raise RuntimeError(f"load process failed (exit {code}); see {tag}-load.log")
+        result: dict[str, Any] = json.loads(result_path.read_text())
+        return result
+
+
+def with_server(
+    procs: Processes, plan: Plan, name: str, tag: str, spec: dict[str, Any]
+) -> dict[str, Any]:
+    """Start a fresh server, run one load scenario against it, stop it."""
+    port = free_port()
+    server = procs.start(
+        server_argv(plan, name, port),
+        _core(plan, SERVER_CORE),
+        plan.log_dir / f"{tag}-server.log",
+        plan.repo,
+    )
+    try:
+        wait_listening(server, port, READY_TIMEOUT)
+        time.sleep(SETTLE_SECONDS)
+        spec = {**spec, "url": f"http://127.0.0.1:{port}", "server_pid": server.pid}
+        result = run_load(procs, plan, spec, tag)
+        if server.poll() is not None:
+            result.setdefault("errors", []).append(f"server exited with {server.returncode}")
+        return result
+    finally:
+        procs.stop(server)
+
+
+def bench_server(procs: Processes, plan: Plan, name: str) -> dict[str, Any]:
+    """All concurrent runs and the sequential calls for one server."""
+    runs: list[dict[str, Any]] = []
+    for n in plan.ns:
+        log(f"{name}: {n} concurrent sessions, {plan.warmup:.0f} s warm-up + {plan.duration:.0f} s")
+        spec = {
+            "mode": "concurrent",
+            "n": n,
+            "warmup": plan.warmup,
+            "duration": plan.duration,
+            "datachannel": plan.datachannel,
+            "deadline": plan.warmup + plan.duration + 3.0 * n + 60.0,
+        }
+        try:
+            runs.append(with_server(procs, plan, name, f"{name}-n{n}", spec))
+        except RuntimeError as exc:
+            log(f"{name} n={n}: {exc}")
+            runs.append({"n": n, "error": str(exc)})
+    sequential: dict[str, Any] | None = None
+    if plan.calls > 0:
+        log(f"{name}: {plan.calls} sequential calls")
+        spec = {
+            "mode": "sequential",
+            "calls": plan.calls,
+            "call_audio": plan.call_audio,
+            "datachannel": plan.datachannel,
+            "deadline": plan.calls * (plan.call_audio + 3.0) + 60.0,
+        }
+        try:
+            sequential = with_server(procs, plan, name, f"{name}-sequential", spec)
+        except RuntimeError as exc:
+            log(f"{name} sequential: {exc}")
+            sequential = {"error": str(exc)}
+    return {"runs": runs, "sequential": sequential}
+
+
+def run_plan(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Benchmark every server of the plan; children are stopped whatever happens."""
+    plan.log_dir.mkdir(parents=True, exist_ok=True)
+    if plan.pin:
+        os.sched_setaffinity(0, {LOAD_CORE})  # keep this process off the server's core
+    procs = Processes()
+    try:
+        return {name: bench_server(procs, plan, name) for name in plan.servers}
+    finally:
+        procs.stop_all()
