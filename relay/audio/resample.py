@@ -4,6 +4,12 @@ One :class:`Uplink` lives as long as its call, so the resampler's filter state c
 across frame edges (no clicks) and sample accounting is exact: over a call, the samples
 emitted equal 24 000 × the seconds of audio fed, give or take the resampler's delay,
 which :meth:`Uplink.flush` releases at the end.
+
+The resampler holds back a few samples (its filter delay), so a frame never yields quite
+a whole frame of output. Chunks cut at exactly N ms would then wait for the next frame to
+top them up, adding a whole frame (20 ms) of latency to every chunk. A chunk is therefore
+sent once it is within :data:`SLACK_MS` of full: durations vary by those few samples, and
+every sample is still sent exactly once, in order.
 """
 
 from __future__ import annotations
@@ -11,6 +17,9 @@ from __future__ import annotations
 import av
 
 from . import RATE, SAMPLE_BYTES
+
+#: A chunk this close to its nominal duration is sent rather than held for the next frame.
+SLACK_MS = 2
 
 
 class Uplink:
@@ -20,6 +29,7 @@ class Uplink:
         if chunk_ms <= 0:
             raise ValueError("chunk_ms must be positive")
         self.chunk_bytes = RATE * chunk_ms // 1000 * SAMPLE_BYTES
+        self._ready_bytes = self.chunk_bytes - RATE * SLACK_MS // 1000 * SAMPLE_BYTES
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
         self._pending = bytearray()
         #: Samples of input fed, at their own rate, and the total duration fed in seconds.
@@ -48,11 +58,11 @@ class Uplink:
 
     def _take_chunks(self) -> list[bytes]:
         chunks = []
-        size = self.chunk_bytes
-        while len(self._pending) >= size:
+        while len(self._pending) >= self._ready_bytes:
+            size = min(self.chunk_bytes, len(self._pending))
             chunks.append(bytes(self._pending[:size]))
             del self._pending[:size]
-        self.samples_out += len(chunks) * size // SAMPLE_BYTES
+            self.samples_out += size // SAMPLE_BYTES
         return chunks
 
 

@@ -48,6 +48,9 @@ class Plan:
     log_dir: Path
     datachannel: bool
     pin: bool
+    #: Run the relay's fake model (the echo upstream) as its own process on the load core,
+    #: as a real deployment's model is remote; False keeps it inside the relay's process.
+    separate_upstream: bool
     script: Path  # scripts/bench, re-run for the baseline and load sub-modes
     repo: Path
 
@@ -161,8 +164,19 @@ def with_server(
 ) -> dict[str, Any]:
     """Start a fresh server, run one load scenario against it, stop it."""
     port = free_port()
+    argv = server_argv(plan, name, port)
+    upstream = None
+    if name == "relay" and plan.separate_upstream:
+        upstream_port = free_port()
+        upstream = procs.start(
+            [sys.executable, "-m", "relay", "upstream", "--mode", "echo",
+             "--port", str(upstream_port)],
+            _core(plan, LOAD_CORE), plan.log_dir / f"{tag}-upstream.log", plan.repo,
+        )
+        wait_listening(upstream, upstream_port, READY_TIMEOUT)
+        argv += ["--upstream-url", f"ws://127.0.0.1:{upstream_port}/v1/realtime"]
     server = procs.start(
-        server_argv(plan, name, port),
+        argv,
         _core(plan, SERVER_CORE),
         plan.log_dir / f"{tag}-server.log",
         plan.repo,
@@ -177,6 +191,8 @@ def with_server(
         return result
     finally:
         procs.stop(server)
+        if upstream is not None:
+            procs.stop(upstream)
 
 
 def bench_server(procs: Processes, plan: Plan, name: str) -> dict[str, Any]:
