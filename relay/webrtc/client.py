@@ -30,6 +30,7 @@ from ..audio import FRAME_SAMPLES, RATE
 from ..audio.resample import Uplink
 from ..protocol.events import Event, dumps
 from .peer import EVENTS_LABEL, create_peer, restrict_host_addresses
+from .tracks import pump_inbound
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ class CallClient:
         #: Every RTP packet of reply audio, timed on arrival (``time.monotonic()``).
         self.rtp: list[RtpArrival] = []
         self._uplink = Uplink(20)
-        self._new_event = asyncio.Condition()
+        self._waiters: list[asyncio.Future[None]] = []
         self._tasks: list[asyncio.Task[Any]] = []
         self._http: aiohttp.ClientSession | None = None
         if negotiated_dcid is None:
@@ -200,12 +201,17 @@ class CallClient:
     ) -> Event:
         """The first event of type ``kind`` (at index ``after`` or later) that matches."""
         async def find() -> Event:
-            async with self._new_event:
-                while True:
-                    for _, event in self.events[after:]:
-                        if event["type"] == kind and (predicate is None or predicate(event)):
-                            return event
-                    await self._new_event.wait()
+            while True:
+                for _, event in self.events[after:]:
+                    if event["type"] == kind and (predicate is None or predicate(event)):
+                        return event
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
         return await asyncio.wait_for(find(), timeout)
 
     def types(self) -> list[str]:
@@ -267,25 +273,21 @@ class CallClient:
         self.events.append((time.monotonic(), event))
         if self.on_event is not None:
             self.on_event(event)
-        self._tasks.append(asyncio.ensure_future(self._notify()))
-
-    async def _notify(self) -> None:
-        async with self._new_event:
-            self._new_event.notify_all()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
             self._tasks.append(asyncio.ensure_future(self._receive(track)))
 
     async def _receive(self, track: MediaStreamTrack) -> None:
-        while True:
-            try:
-                frame = await track.recv()
-            except MediaStreamError:
-                return
-            assert isinstance(frame, av.AudioFrame)
+        def hear(frame: av.AudioFrame) -> None:
             for chunk in self._uplink.feed(frame):
                 self.received += chunk
+
+        await pump_inbound(track, hear)
 
 
 def read_wav(path: Path) -> bytes:
