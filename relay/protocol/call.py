@@ -255,9 +255,9 @@ class CallCore:
             self.stats.bad_upstream_messages += 1
             return
         item = self._item(response_id, item_id)
-        before = self.playout.dropped
+        already_dropping = item.dropped > 0
         self.playout.push(item, pcm)
-        if self.playout.dropped != before and item.dropped == self.playout.dropped - before:
+        if item.dropped and not already_dropping:  # once per item, not per delta
             logger.warning("call %s: playout buffer full, dropping audio of %s",
                            self.call_id, item_id)
 

@@ -100,6 +100,16 @@ def normalize_session(session: Mapping[str, Any]) -> Session:
     return out
 
 
+def layer_sessions(*layers: Mapping[str, Any] | None) -> Session:
+    """Lay each session over the ones before it (e.g. server defaults, a client secret's
+    session, the call's own), each normalized first; empty layers are skipped."""
+    session: Session = {"type": "realtime"}
+    for layer in layers:
+        if layer:
+            session = deep_merge(session, normalize_session(layer))
+    return session
+
+
 def pin_relay_formats(session: Mapping[str, Any]) -> Session:
     """``session`` with both audio formats set to the 24 kHz PCM16 the relay speaks."""
     return deep_merge(session, {"audio": {"input": {"format": PCM24K},

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError, UnsupportedMediaType
-from ..protocol.session import Session, deep_merge, normalize_session
+from ..protocol.session import Session, layer_sessions, normalize_session
 from .auth import DEFAULT_TTL, Authenticator
 from .registry import CallRegistry
 
@@ -70,11 +70,7 @@ async def create_call(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     secret_session = app[AUTH].authorize_call(request.headers.get("Authorization"))
     offer, client_session = await _read_offer(request)
-    session: Session = normalize_session(settings.default_session) if settings.default_session \
-        else {"type": "realtime"}
-    for layer in (secret_session, client_session):
-        if layer:
-            session = deep_merge(session, layer)
+    session = layer_sessions(settings.default_session, secret_session, client_session)
     dcid = _dcid(request.query.get("dcid"))
     call = app[REGISTRY].new(session)
     answer = await call.start(offer, app[UPSTREAM], dcid=dcid)
@@ -110,8 +106,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
         raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
                              param="expires_after.seconds")
     settings = request.app[SETTINGS]
-    session = deep_merge(normalize_session(settings.default_session),
-                         normalize_session(body.get("session") or {"type": "realtime"}))
+    session = layer_sessions(settings.default_session, body.get("session"))
     secret = auth.mint(session, ttl)
     return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
                               "session": secret.session})

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import logging
 import time
@@ -26,11 +25,11 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..audio import FRAME_SAMPLES, RATE
+from ..audio import FRAME_BYTES, FRAME_SAMPLES, RATE
 from ..audio.resample import Uplink
 from ..protocol.events import Event, dumps
 from .peer import EVENTS_LABEL, create_peer, restrict_host_addresses
-from .tracks import pump_inbound
+from .tracks import pcm_frame, pump_inbound
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +47,10 @@ class PcmSource(MediaStreamTrack):
         self._queue = bytearray(pcm)
         self._index = 0
         self._start: float | None = None
-        #: Loop time at which each queued chunk started playing, by :meth:`play` order.
-        self.started_at: list[float] = []
-        self._pending_marks: list[int] = [0] if pcm else []
-        self._consumed = 0
 
     def play(self, pcm: bytes) -> None:
         """Queue ``pcm`` after what is already queued."""
-        self._pending_marks.append(self._consumed + len(self._queue))
         self._queue += pcm
-
-    @property
-    def idle(self) -> bool:
-        """True when everything queued has been sent."""
-        return not self._queue
 
     async def recv(self) -> av.AudioFrame:
         if self.readyState != "live":
@@ -69,23 +58,12 @@ class PcmSource(MediaStreamTrack):
         loop = asyncio.get_running_loop()
         if self._start is None:
             self._start = loop.time()
-        due = self._start + self._index * FRAME_SAMPLES / RATE
-        delay = due - loop.time()
+        delay = self._start + self._index * FRAME_SAMPLES / RATE - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        size = FRAME_SAMPLES * 2
-        if self._pending_marks and self._pending_marks[0] <= self._consumed:
-            self._pending_marks.pop(0)
-            self.started_at.append(loop.time())
-        chunk = bytes(self._queue[:size])
-        del self._queue[:size]
-        self._consumed += len(chunk)
-        chunk += bytes(size - len(chunk))
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(chunk)
-        frame.sample_rate = RATE
-        frame.pts = self._index * FRAME_SAMPLES
-        frame.time_base = fractions.Fraction(1, RATE)
+        chunk = bytes(self._queue[:FRAME_BYTES])
+        del self._queue[:FRAME_BYTES]
+        frame = pcm_frame(chunk + bytes(FRAME_BYTES - len(chunk)), self._index)
         self._index += 1
         return frame
 

@@ -33,6 +33,16 @@ MAX_LATE = 3 * FRAME_SECONDS
 _TIME_BASE = fractions.Fraction(1, RATE)
 
 
+def pcm_frame(pcm: bytes, index: int) -> av.AudioFrame:
+    """Frame number ``index`` of a 24 kHz mono stream: 20 ms of PCM16 ``pcm``, with pts."""
+    frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
+    frame.planes[0].update(pcm)
+    frame.sample_rate = RATE
+    frame.pts = index * FRAME_SAMPLES
+    frame.time_base = _TIME_BASE
+    return frame
+
+
 class PlayoutTrack(MediaStreamTrack):
     """An outbound audio track that plays 20 ms frames pulled from ``source`` in real time.
 
@@ -87,12 +97,7 @@ class PlayoutTrack(MediaStreamTrack):
             skipped = int((now - due) / FRAME_SECONDS)
             self._index += skipped
             self.reanchors += 1
-        pcm = self._source()
-        frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-        frame.planes[0].update(pcm)
-        frame.sample_rate = RATE
-        frame.pts = self._index * FRAME_SAMPLES
-        frame.time_base = _TIME_BASE
+        frame = pcm_frame(self._source(), self._index)
         self._index += 1
         out: av.AudioFrame | av.Packet[Any] = frame
         if self._opus is not None:
