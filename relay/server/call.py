@@ -21,12 +21,13 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..audio import RATE
-from ..audio.resample import Uplink
+from ..audio.inbound import InboundAudio
 from ..config import Settings
 from ..protocol.call import CallCore
 from ..protocol.events import dumps
 from ..protocol.session import Session
 from ..upstream.client import connect_upstream
+from ..webrtc.inbound import audio_codecs, tap_audio
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, negotiated_codec
 from ..webrtc.tracks import PlayoutTrack, pump_inbound
 
@@ -53,7 +54,9 @@ class Call:
             max_playout_samples=int(settings.playout_max_seconds * RATE),
             clock=loop.time,
         )
-        self.uplink = Uplink(settings.uplink_chunk_ms)
+        self.inbound = InboundAudio(settings.uplink_chunk_ms)
+        self._remote_track: MediaStreamTrack | None = None
+        self._tapped = False
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
         self.track = PlayoutTrack(self.core.next_frame, after=self._flush_client)
         self.close_reason: str | None = None
@@ -97,6 +100,7 @@ class Call:
                 self._attach_channel(channel)
             if negotiated_codec(self.pc) == "audio/opus":
                 self.track.encode_opus(self.settings.opus_bitrate)
+            self._start_uplink()
             self._spawn(self._connect_deadline(), "connect-deadline")
             return sdp
         except BaseException:
@@ -136,9 +140,14 @@ class Call:
         stats = self.core.stats
         return {
             "call_id": self.id,
-            "uplink_seconds_in": self.uplink.seconds_in,
-            "uplink_samples_out": self.uplink.samples_out,
+            "uplink_seconds_in": self.inbound.uplink.seconds_in,
+            "uplink_samples_out": self.inbound.uplink.samples_out,
             "uplink_samples_sent": stats.uplink_samples,
+            "uplink_tapped": self._tapped,
+            "uplink_packets": self.inbound.stats.packets,
+            "uplink_lost": self.inbound.stats.lost,
+            "uplink_late": self.inbound.stats.late,
+            "uplink_undecodable": self.inbound.stats.undecodable,
             "frames_out": stats.frames_out,
             "audio_frames_out": stats.audio_frames_out,
             "playout_dropped_samples": self.core.playout.dropped,
@@ -190,8 +199,12 @@ class Call:
             for event in self.core.drain_upstream():
                 await self._ws.send(dumps(event))
 
-    async def _pump_uplink(self, track: MediaStreamTrack) -> None:
-        await pump_inbound(track, self._on_uplink_frame)
+    def _start_uplink(self) -> None:
+        self.inbound.set_codecs(audio_codecs(self.pc))
+        self._tapped = tap_audio(self.pc, self._on_uplink_packet)
+        if not self._tapped and self._remote_track is not None:
+            # Fallback: aiortc decodes (through its jitter buffer) and we read its track.
+            self._spawn(pump_inbound(self._remote_track, self._on_uplink_frame), "uplink")
 
     async def _connect_deadline(self) -> None:
         await asyncio.sleep(self.settings.connect_timeout)
@@ -200,8 +213,13 @@ class Call:
 
     # ----------------------------------------------------------- peer events
 
+    def _on_uplink_packet(self, payload_type: int, sequence: int, payload: bytes) -> None:
+        self._send_uplink(self.inbound.packet(payload_type, sequence, payload))
+
     def _on_uplink_frame(self, frame: av.AudioFrame) -> None:
-        chunks = self.uplink.feed(frame)
+        self._send_uplink(self.inbound.uplink.feed(frame))
+
+    def _send_uplink(self, chunks: list[bytes]) -> None:
         if chunks:
             for chunk in chunks:
                 self.core.uplink_audio(chunk)
@@ -232,7 +250,7 @@ class Call:
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "audio":
-            self._spawn(self._pump_uplink(track), "uplink")
+            self._remote_track = track
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState

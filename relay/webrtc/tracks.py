@@ -31,6 +31,10 @@ FRAME_SECONDS = FRAME_SAMPLES / RATE
 #: Falling this far behind schedule re-anchors the clock rather than bursting.
 MAX_LATE = 3 * FRAME_SECONDS
 _TIME_BASE = fractions.Fraction(1, RATE)
+# aiortc's Opus packetizer converts a packet's pts to its 48 kHz RTP clock with Fraction
+# arithmetic unless the packet is already stamped in 48 kHz units: stamp it so.
+_RTP_RATE = 48000
+_RTP_TIME_BASE = fractions.Fraction(1, _RTP_RATE)
 
 
 def pcm_frame(pcm: bytes, index: int) -> av.AudioFrame:
@@ -97,15 +101,16 @@ class PlayoutTrack(MediaStreamTrack):
             skipped = int((now - due) / FRAME_SECONDS)
             self._index += skipped
             self.reanchors += 1
-        frame = pcm_frame(self._source(), self._index)
+        index = self._index
         self._index += 1
+        frame = pcm_frame(self._source(), index)
         out: av.AudioFrame | av.Packet[Any] = frame
         if self._opus is not None:
             # libopus gives one packet per 20 ms frame; stamp it with our own clock so the
             # RTP timestamps stay monotonic whatever the encoder's lookahead.
             [out] = self._opus.encode(frame)
-            out.pts = frame.pts
-            out.time_base = _TIME_BASE
+            out.pts = index * FRAME_SAMPLES * (_RTP_RATE // RATE)
+            out.time_base = _RTP_TIME_BASE
         if self._after is not None:
             self._after()
         return out

@@ -24,8 +24,11 @@ async def test_media_uplink_sends_exactly_what_it_receives(relay, make_client) -
     received = stats["uplink_seconds_in"]
     assert received > seconds
     # Everything resampled went upstream, in whole chunks, and nothing more.
-    chunk = call.uplink.chunk_bytes // 2
+    chunk = call.inbound.uplink.chunk_bytes // 2
     assert abs(stats["uplink_samples_sent"] - 24000 * received) <= chunk + 480
+    # The relay decoded the RTP itself (no aiortc jitter buffer), and nothing was lost.
+    assert stats["uplink_tapped"] and stats["uplink_packets"] >= seconds * 50
+    assert stats["uplink_lost"] == 0 and stats["uplink_undecodable"] == 0
 
 
 async def test_media_g711_only_peer_talks_and_hears(make_client, speech) -> None:
@@ -38,3 +41,20 @@ async def test_media_g711_only_peer_talks_and_hears(make_client, speech) -> None
     reply = bytes(client.received)
     voiced = sum(1 for i in range(0, len(reply), 960) if rms(reply[i:i + 960]) > 300) * 0.02
     assert voiced > 1.0
+
+
+async def test_media_uplink_falls_back_to_the_track_without_the_tap(
+        relay, make_client, monkeypatch) -> None:
+    # An aiortc without the receiver internals the tap needs: audio goes through its track.
+    monkeypatch.setattr("relay.server.call.tap_audio", lambda pc, on_packet: False)
+    seconds = 2.0
+    t = np.arange(int(24000 * seconds)) / 24000
+    tone = (0.2 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    client: CallClient = make_client(tone)
+    await client.connect()
+    await asyncio.sleep(seconds + 0.5)
+    [call] = list(relay.app[REGISTRY])
+    stats = call.stats()
+    assert not stats["uplink_tapped"] and stats["uplink_packets"] == 0
+    assert stats["uplink_seconds_in"] > seconds
+    assert abs(stats["uplink_samples_sent"] - 24000 * stats["uplink_seconds_in"]) <= 960

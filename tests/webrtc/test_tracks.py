@@ -1,6 +1,8 @@
 """Pacing of the outbound track against a fake clock."""
 
 
+from fractions import Fraction
+
 import pytest
 from aiortc.mediastreams import MediaStreamError
 
@@ -81,10 +83,11 @@ async def test_playout_track_encodes_opus_packets_with_monotonic_pts(clock: Cloc
     for _ in range(50):
         packet = await track.recv()
         assert isinstance(packet, av.Packet)
-        pts.append(packet.pts)
+        pts.append(packet.pts * packet.time_base)
         for frame in decoder.decode(av.Packet(bytes(packet))):
             decoded.append(frame.to_ndarray().ravel())
-    assert pts == [i * FRAME_SAMPLES for i in range(50)]
+    assert pts == [Fraction(i * FRAME_SAMPLES, 24000) for i in range(50)]
+    assert packet.time_base == Fraction(1, 48000)  # aiortc's RTP clock: no conversion
     audio = np.concatenate(decoded)[4800:]  # past the codec's start-up
     level = np.sqrt(np.mean(audio.astype(float) ** 2))
     scale = 32767 if audio.dtype.kind == "f" else 1

@@ -1,0 +1,71 @@
+"""Taking the peer's audio RTP packets straight from aiortc's receiver.
+
+aiortc's receiver runs every packet through RTCP statistics and payload parsing, then
+through a playout jitter buffer, a decoder thread and the remote track's queue. The relay
+keeps the first part (the peer gets proper receiver reports) and replaces the jitter
+buffer with a tap: :class:`PacketTap` takes each depayloaded packet and hands it on at once,
+and tells aiortc no frame is ready, so aiortc's decoder thread stays idle and the remote
+track yields nothing. :class:`relay.audio.inbound.InboundAudio` then reorders and decodes.
+
+This reaches one private attribute of aiortc's ``RTCRtpReceiver`` (its jitter buffer,
+whose ``add(packet)`` contract is small). :func:`tap_audio` returns False when that
+attribute is not there, so the caller can fall back to reading the track.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCPeerConnection
+from aiortc.rtp import RtpPacket
+
+logger = logging.getLogger(__name__)
+
+#: Where aiortc's RTCRtpReceiver keeps its jitter buffer (a name-mangled private field).
+_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+
+#: Called with (payload type, sequence number, payload) for every audio packet.
+PacketHandler = Callable[[int, int, bytes], None]
+
+
+class PacketTap:
+    """Stands in for aiortc's jitter buffer: passes each packet on, never yields a frame."""
+
+    def __init__(self, on_packet: PacketHandler) -> None:
+        self._on_packet = on_packet
+
+    def add(self, packet: RtpPacket) -> tuple[bool, None]:
+        """aiortc's jitter buffer contract: (send a PLI?, completed encoded frame or None)."""
+        # aiortc stores the depayloaded bytes on the packet before this call.
+        payload = getattr(packet, "_data", packet.payload)
+        self._on_packet(packet.payload_type, packet.sequence_number, payload)
+        return False, None
+
+
+def audio_codecs(pc: RTCPeerConnection) -> dict[int, str]:
+    """The negotiated audio payload types of ``pc`` and their MIME types."""
+    codecs: dict[int, str] = {}
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == "audio":
+            for codec in transceiver._codecs:
+                if codec.payloadType is not None:
+                    codecs[codec.payloadType] = str(codec.mimeType).lower()
+    return codecs
+
+
+def tap_audio(pc: RTCPeerConnection, on_packet: PacketHandler) -> bool:
+    """Route the audio packets ``pc`` receives to ``on_packet`` instead of its tracks.
+
+    Call it once the remote description is applied and before media flows. Returns
+    False (and changes nothing) if this aiortc has no jitter buffer to stand in for.
+    """
+    receivers: list[Any] = [t.receiver for t in pc.getTransceivers() if t.kind == "audio"]
+    if not receivers or not all(hasattr(r, _JITTER_BUFFER) for r in receivers):
+        logger.warning("this aiortc has no receiver jitter buffer to tap; "
+                       "reading the audio track instead")
+        return False
+    for receiver in receivers:
+        setattr(receiver, _JITTER_BUFFER, PacketTap(on_packet))
+    return True
