@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="what the embedded upstream answers with")
     serve.add_argument("--session", help="default session (GA JSON) merged under each call's")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
+    serve.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"],
+                       help="event loop to run on (default auto: uvloop if installed)")
 
     upstream = sub.add_parser("upstream", help="run only the embedded local Realtime server")
     upstream.add_argument("--host", default="127.0.0.1")
@@ -61,9 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             settings = _serve_settings(args)
             _setup_logging(settings.log_level)
-            from .server.run import serve
+            from .server.run import run
 
-            asyncio.run(serve(settings))
+            run(settings)
         elif args.command == "upstream":
             _setup_logging("INFO")
             from .upstream.run import run_local
@@ -97,6 +99,7 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         uplink_chunk_ms=args.uplink_chunk_ms, max_calls=args.max_calls,
         opus_bitrate=args.opus_bitrate,
         local_mode=args.local_mode, default_session=session, log_level=args.log_level,
+        event_loop=args.event_loop,
     )
 
 

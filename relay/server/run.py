@@ -1,13 +1,16 @@
-"""Running the relay's app until interrupted."""
+"""Running the relay's app until interrupted, on the configured event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
+from collections.abc import Callable
 
 from aiohttp import web
 
 from ..config import Settings
+from ..errors import InvalidRequest
 from .app import create_app
 
 logger = logging.getLogger(__name__)
@@ -19,8 +22,28 @@ async def serve(settings: Settings) -> None:
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
-    logger.info("relay listening on http://%s:%d/", settings.host, settings.port)
+    loop = type(asyncio.get_running_loop())
+    logger.info("relay listening on http://%s:%d/ (event loop: %s.%s)", settings.host,
+                settings.port, loop.__module__, loop.__qualname__)
     try:
         await asyncio.Event().wait()
     finally:
         await runner.cleanup()
+
+
+def run(settings: Settings) -> None:
+    """Serve until interrupted, on the event loop ``settings.event_loop`` names."""
+    with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
+        runner.run(serve(settings))
+
+
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The factory for ``choice`` (``auto``, ``uvloop``, ``asyncio``); None: asyncio's."""
+    if choice == "asyncio" or (choice == "auto" and importlib.util.find_spec("uvloop") is None):
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        raise InvalidRequest("event_loop 'uvloop' is not installed") from exc
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

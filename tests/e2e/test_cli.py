@@ -42,13 +42,13 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-@pytest.fixture
-def served_relay() -> Iterator[str]:
+@pytest.fixture(params=["uvloop", "asyncio"])
+def served_relay(request: pytest.FixtureRequest) -> Iterator[str]:
     port = free_port()
     session = json.dumps({"type": "realtime", "audio": {"input": {"turn_detection": {
         "type": "server_vad", "silence_duration_ms": 400}}}})
     process = start("serve", "--port", str(port), "--ice-address", "127.0.0.1",
-                    "--session", session)
+                    "--session", session, "--event-loop", request.param)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
     while True:
@@ -64,6 +64,8 @@ def served_relay() -> Iterator[str]:
         yield url
     finally:
         stop(process)
+    log = process.stdout.read().decode() if process.stdout else ""
+    assert f"event loop: {request.param}." in log
 
 
 def read_pcm(path: Path) -> np.ndarray:
