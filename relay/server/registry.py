@@ -11,6 +11,7 @@ from ..errors import CallNotFound, CapacityExceeded
 from ..protocol.events import random_id
 from ..protocol.session import Session
 from .call import Call
+from .memory import heap_trimmer
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class CallRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._calls: dict[str, Call] = {}
+        self._trim = heap_trimmer() if settings.trim_memory else None
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -55,3 +57,5 @@ class CallRegistry:
 
     def _forget(self, call: Call) -> None:
         self._calls.pop(call.id, None)
+        if self._trim is not None:
+            self._trim()

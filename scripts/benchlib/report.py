@@ -76,13 +76,12 @@ def table(results: Results) -> str:
         if "error" in seq:
             lines.append(f"{server:<11} sequential calls: error: {seq['error']}")
             continue
-        samples = seq["rss_samples_kib"]
-        first_calls = samples[1][0] if len(samples) > 1 else 0
+        first_calls = seq.get("warmup_calls", 10)
         lines.append(
             f"{server:<11} {seq['calls']} sequential calls in {seq['seconds']:.0f} s: RSS idle "
             f"{seq['rss_idle_kib'] / 1024:.1f} MiB, after {first_calls} "
             f"{seq['rss_first_kib'] / 1024:.1f} MiB,"
-            f" last {seq['rss_last_kib'] / 1024:.1f} MiB, slope "
+            f" last {seq['rss_last_kib'] / 1024:.1f} MiB, slope since "
             f"{_fmt(seq['rss_slope_kib_per_call'], '+.1f')} KiB/call"
             + (f"  ({len(seq['errors'])} errors)" if seq["errors"] else "")
         )
