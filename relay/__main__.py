@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--uplink-chunk-ms", type=int, help="audio per input_audio_buffer.append")
     serve.add_argument("--max-calls", type=int, help="concurrent call limit")
     serve.add_argument("--opus-bitrate", type=int, help="bit rate of the Opus sent to peers")
+    serve.add_argument("--opus-complexity", type=int,
+                       help="libopus complexity 0-10 (default 10; lower: less CPU, worse sound)")
+    serve.add_argument("--opus-application", choices=["voip", "audio", "lowdelay"],
+                       help="Opus mode sent to peers (default lowdelay: CELT only)")
     serve.add_argument("--local-mode", choices=["parrot", "echo"],
                        help="what the embedded upstream answers with")
     serve.add_argument("--session", help="default session (GA JSON) merged under each call's")
@@ -97,7 +101,8 @@ def _serve_settings(args: argparse.Namespace) -> Settings:
         ice_servers=tuple(args.ice_server) or None,
         ice_addresses=tuple(a for v in args.ice_address for a in split_list(v)) or None,
         uplink_chunk_ms=args.uplink_chunk_ms, max_calls=args.max_calls,
-        opus_bitrate=args.opus_bitrate,
+        opus_bitrate=args.opus_bitrate, opus_complexity=args.opus_complexity,
+        opus_application=args.opus_application,
         local_mode=args.local_mode, default_session=session, log_level=args.log_level,
         event_loop=args.event_loop,
     )

@@ -12,6 +12,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from .audio.encode import (
+    APPLICATIONS,
+    DEFAULT_APPLICATION,
+    DEFAULT_BITRATE,
+    DEFAULT_COMPLEXITY,
+)
 from .errors import InvalidRequest
 
 LocalMode = Literal["parrot", "echo"]
@@ -52,8 +58,12 @@ class Settings:
     #: frame) measured 20 ms less echo round trip than 40 ms for about 3% more relay CPU
     #: (scripts/bench, N = 12), so latency wins.
     uplink_chunk_ms: int = 20
-    #: Bit rate of the Opus the relay sends (24 kHz mono speech).
-    opus_bitrate: int = 32000
+    #: The Opus the relay sends (24 kHz mono): bit rate, libopus complexity (0-10: lower
+    #: is cheaper and sounds worse) and mode (``voip``, ``audio`` or ``lowdelay``, the
+    #: CELT-only mode). relay/audio/encode.py has the measurements behind the defaults.
+    opus_bitrate: int = DEFAULT_BITRATE
+    opus_complexity: int = DEFAULT_COMPLEXITY
+    opus_application: str = DEFAULT_APPLICATION
     #: Most assistant audio buffered per call; deltas beyond it are dropped.
     playout_max_seconds: float = 120.0
     #: Concurrent calls; more get 503 ``capacity_exceeded``.
@@ -112,6 +122,8 @@ class Settings:
             "RELAY_UPLINK_CHUNK_MS": ("uplink_chunk_ms", int),
             "RELAY_PLAYOUT_MAX_SECONDS": ("playout_max_seconds", float),
             "RELAY_OPUS_BITRATE": ("opus_bitrate", int),
+            "RELAY_OPUS_COMPLEXITY": ("opus_complexity", int),
+            "RELAY_OPUS_APPLICATION": ("opus_application", str),
             "RELAY_MAX_CALLS": ("max_calls", int),
             "RELAY_CONNECT_TIMEOUT": ("connect_timeout", float),
             "RELAY_LOCAL_MODE": ("local_mode", str),
@@ -147,6 +159,10 @@ class Settings:
             raise InvalidRequest("uplink_chunk_ms must be a multiple of 10 from 10 to 1000")
         if not 6000 <= self.opus_bitrate <= 510000:
             raise InvalidRequest("opus_bitrate must be from 6000 to 510000 bits per second")
+        if not 0 <= self.opus_complexity <= 10:
+            raise InvalidRequest("opus_complexity must be from 0 to 10")
+        if self.opus_application not in APPLICATIONS:
+            raise InvalidRequest(f"opus_application must be one of {', '.join(APPLICATIONS)}")
         if self.playout_max_seconds <= 0:
             raise InvalidRequest("playout_max_seconds must be positive")
         if self.local_mode not in ("parrot", "echo"):

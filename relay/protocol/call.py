@@ -212,6 +212,11 @@ class CallCore:
         self._to_client.clear()
         return events
 
+    @property
+    def upstream_pending(self) -> bool:
+        """Whether :meth:`drain_upstream` has anything (so a writer need not wake for nothing)."""
+        return bool(self._to_upstream)
+
     def drain_upstream(self) -> list[Event]:
         """Events for the upstream WebSocket."""
         events, self._to_upstream = self._to_upstream, []

@@ -21,6 +21,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from ..audio import RATE
+from ..audio.encode import OpusEncoder
 from ..audio.inbound import InboundAudio
 from ..config import Settings
 from ..protocol.call import CallCore
@@ -99,7 +100,9 @@ class Call:
             if channel is not None:
                 self._attach_channel(channel)
             if negotiated_codec(self.pc) == "audio/opus":
-                self.track.encode_opus(self.settings.opus_bitrate)
+                self.track.encode_opus(OpusEncoder(
+                    self.settings.opus_bitrate, self.settings.opus_complexity,
+                    self.settings.opus_application))
             self._start_uplink()
             self._spawn(self._connect_deadline(), "connect-deadline")
             return sdp
@@ -138,6 +141,7 @@ class Call:
     def stats(self) -> dict[str, Any]:
         """A snapshot of the call's counters, for logs, tests and the benchmark."""
         stats = self.core.stats
+        encoder = self.track.encoder_stats
         return {
             "call_id": self.id,
             "uplink_seconds_in": self.inbound.uplink.seconds_in,
@@ -153,6 +157,7 @@ class Call:
             "playout_dropped_samples": self.core.playout.dropped,
             "dropped_deltas": stats.dropped_deltas,
             "track_reanchors": self.track.reanchors,
+            "frames_encoded": encoder.encoded if encoder is not None else None,
             "barge_ins": [
                 {"reason": b.reason, "response_ids": b.response_ids, "truncated": b.truncated,
                  "deleted": b.deleted, "cut_latency_ms": b.cut_latency_ms}
@@ -265,7 +270,8 @@ class Call:
 
     def _kick(self) -> None:
         self._flush_client()
-        self._upstream_ready.set()
+        if self.core.upstream_pending:
+            self._upstream_ready.set()
 
     def _flush_client(self) -> None:
         channel = self._channel

@@ -26,10 +26,11 @@ from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..audio import FRAME_BYTES, FRAME_SAMPLES, RATE
+from ..audio.encode import pcm_frame
 from ..audio.resample import Uplink
 from ..protocol.events import Event, dumps
 from .peer import EVENTS_LABEL, create_peer, restrict_host_addresses
-from .tracks import pcm_frame, pump_inbound
+from .tracks import pump_inbound
 
 logger = logging.getLogger(__name__)
 

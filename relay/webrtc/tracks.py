@@ -21,30 +21,19 @@ from typing import Any
 
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from av.audio.codeccontext import AudioCodecContext
 
 from ..audio import FRAME_SAMPLES, RATE
+from ..audio.encode import EncoderStats, OpusEncoder, pcm_frame
 
 logger = logging.getLogger(__name__)
 
 FRAME_SECONDS = FRAME_SAMPLES / RATE
 #: Falling this far behind schedule re-anchors the clock rather than bursting.
 MAX_LATE = 3 * FRAME_SECONDS
-_TIME_BASE = fractions.Fraction(1, RATE)
 # aiortc's Opus packetizer converts a packet's pts to its 48 kHz RTP clock with Fraction
 # arithmetic unless the packet is already stamped in 48 kHz units: stamp it so.
 _RTP_RATE = 48000
 _RTP_TIME_BASE = fractions.Fraction(1, _RTP_RATE)
-
-
-def pcm_frame(pcm: bytes, index: int) -> av.AudioFrame:
-    """Frame number ``index`` of a 24 kHz mono stream: 20 ms of PCM16 ``pcm``, with pts."""
-    frame = av.AudioFrame(format="s16", layout="mono", samples=FRAME_SAMPLES)
-    frame.planes[0].update(pcm)
-    frame.sample_rate = RATE
-    frame.pts = index * FRAME_SAMPLES
-    frame.time_base = _TIME_BASE
-    return frame
 
 
 class PlayoutTrack(MediaStreamTrack):
@@ -68,22 +57,18 @@ class PlayoutTrack(MediaStreamTrack):
         self._clock = clock or asyncio.get_running_loop().time
         self._start: float | None = None
         self._index = 0
-        self._opus: AudioCodecContext | None = None
+        self._opus: OpusEncoder | None = None
         #: Times the clock was re-anchored after a stall.
         self.reanchors = 0
 
-    def encode_opus(self, bitrate: int) -> None:
-        """From now on return Opus packets encoded at ``bitrate`` bits per second."""
-        codec = av.CodecContext.create("libopus", "w")
-        assert isinstance(codec, AudioCodecContext)
-        codec.sample_rate = RATE
-        codec.layout = "mono"
-        codec.format = "s16"
-        codec.bit_rate = bitrate
-        codec.time_base = _TIME_BASE
-        # 'voip' favours speech intelligibility; 20 ms matches the frames we pace.
-        codec.options = {"application": "voip", "frame_duration": "20"}
-        self._opus = codec
+    def encode_opus(self, encoder: OpusEncoder) -> None:
+        """From now on return Opus packets from ``encoder``."""
+        self._opus = encoder
+
+    @property
+    def encoder_stats(self) -> EncoderStats | None:
+        """Frames the Opus encoder was given and actually ran for (None: not encoding)."""
+        return self._opus.stats if self._opus is not None else None
 
     async def recv(self) -> av.AudioFrame | av.Packet[Any]:
         """Wait until the next frame is due, then return it."""
@@ -103,14 +88,15 @@ class PlayoutTrack(MediaStreamTrack):
             self.reanchors += 1
         index = self._index
         self._index += 1
-        frame = pcm_frame(self._source(), index)
-        out: av.AudioFrame | av.Packet[Any] = frame
+        pcm = self._source()
+        out: av.AudioFrame | av.Packet[Any]
         if self._opus is not None:
-            # libopus gives one packet per 20 ms frame; stamp it with our own clock so the
-            # RTP timestamps stay monotonic whatever the encoder's lookahead.
-            [out] = self._opus.encode(frame)
+            # Stamped with our own clock, so RTP timestamps follow the pacing exactly.
+            out = av.Packet(self._opus.encode(pcm))
             out.pts = index * FRAME_SAMPLES * (_RTP_RATE // RATE)
             out.time_base = _RTP_TIME_BASE
+        else:
+            out = pcm_frame(pcm, index)
         if self._after is not None:
             self._after()
         return out

@@ -303,6 +303,10 @@ def _concurrent_result(
     }
 
 
+#: Seconds to wait after a call ends before reading the server's RSS.
+RSS_SETTLE = 0.5
+
+
 async def run_sequential(spec: dict[str, Any]) -> dict[str, Any]:
     """Calls one after another, each exchanging audio briefly; server RSS every 10 calls."""
     server_pid = int(spec["server_pid"])
@@ -326,6 +330,8 @@ async def run_sequential(spec: dict[str, Any]) -> dict[str, Any]:
             finally:
                 errors += await _close_sessions(opened, http)
             if done % 10 == 0 or done == calls:
+                # Let the server finish closing the call before reading its memory.
+                await asyncio.sleep(RSS_SETTLE)
                 samples.append((done, procstat.rss_kib(server_pid)))
     # Warm-up: the first fifth of the calls (at least 10) load codecs and fill pools once.
     warm = [(c, r) for c, r in samples if c >= max(10, calls // 5)] or samples[-1:]

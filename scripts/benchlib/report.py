@@ -18,48 +18,91 @@ def _fmt(value: float | None, spec: str) -> str:
     return format(value, spec)
 
 
+def is_relay(server: str) -> bool:
+    """The relay itself, or one of its variants (``relay-NAME``)."""
+    return server == "relay" or server.startswith("relay-")
+
+
 def ok_runs(results: Results, server: str) -> dict[int, dict[str, Any]]:
-    """A server's successful concurrent runs, by N."""
-    runs = results.get(server, {}).get("runs", [])
-    return {run["n"]: run for run in runs if "error" not in run}
+    """A server's successful concurrent runs by N; over rounds, the run of median CPU."""
+    by_n: dict[int, list[dict[str, Any]]] = {}
+    for run in results.get(server, {}).get("runs", []):
+        if "error" not in run:
+            by_n.setdefault(run["n"], []).append(run)
+    return {
+        n: sorted(runs, key=lambda r: r["cpu_pct_per_session"])[(len(runs) - 1) // 2]
+        for n, runs in by_n.items()
+    }
+
+
+def _by_round(results: Results, server: str) -> dict[tuple[int, int], dict[str, Any]]:
+    return {
+        (run["n"], run.get("round", 0)): run
+        for run in results.get(server, {}).get("runs", [])
+        if "error" not in run
+    }
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def ratios(results: Results) -> list[dict[str, Any]]:
-    """Per N: relay CPU over each baseline's, and relay round trip minus each baseline's."""
-    relay = ok_runs(results, "relay")
+    """Per relay (or variant) and N: CPU over each baseline's and round trip minus it.
+
+    Each ratio pairs runs of the same round (neighbours in time); over several rounds the
+    row gives the median, and the per-round values beside it.
+    """
     rows: list[dict[str, Any]] = []
-    for n, run in sorted(relay.items()):
-        row: dict[str, Any] = {"n": n}
-        for base in ("rightsized", "bare"):
-            other = ok_runs(results, base).get(n)
-            if other is None:
-                continue
-            row[f"cpu_relay_over_{base}"] = (
-                run["cpu_pct_per_session"] / other["cpu_pct_per_session"]
-            )
-            ours, theirs = run["rtt"]["median_ms"], other["rtt"]["median_ms"]
-            if ours is not None and theirs is not None:
-                row[f"rtt_relay_minus_{base}_ms"] = ours - theirs
-        rows.append(row)
+    for server in (s for s in results if is_relay(s)):
+        ours = _by_round(results, server)
+        for n in sorted({n for n, _ in ours}):
+            row: dict[str, Any] = {"server": server, "n": n}
+            for base in ("rightsized", "bare"):
+                theirs = _by_round(results, base)
+                cpu: list[float] = []
+                rtt: list[float] = []
+                for (run_n, round_), run in sorted(ours.items()):
+                    other = theirs.get((run_n, round_))
+                    if run_n != n or other is None:
+                        continue
+                    cpu.append(run["cpu_pct_per_session"] / other["cpu_pct_per_session"])
+                    a, b = run["rtt"]["median_ms"], other["rtt"]["median_ms"]
+                    if a is not None and b is not None:
+                        rtt.append(a - b)
+                if cpu:
+                    row[f"cpu_relay_over_{base}"] = _median(cpu)
+                    row[f"cpu_relay_over_{base}_rounds"] = cpu
+                if rtt:
+                    row[f"rtt_relay_minus_{base}_ms"] = _median(rtt)
+            rows.append(row)
     return rows
 
 
 def table(results: Results) -> str:
     """The per server × N table, the sequential-call RSS lines and the ratios."""
+    width = max([11, *(len(server) + 1 for server in results)])
+    rounds = any(run.get("round", 0) for data in results.values() for run in data["runs"])
     head = (
-        f"{'server':<11}{'N':>3} {'cpu%/sess':>9} {'frm/s':>6} {'lost':>5} {'stall':>5} "
+        f"{'server':<{width}}{'N':>3}{' r' if rounds else ''} "
+        f"{'cpu%/sess':>9} {'frm/s':>6} {'lost':>5} {'stall':>5} "
         f"{'maxgap':>7} {'rtt med':>8} {'p95':>6} {'drift':>6} {'clicks':>8} "
         f"{'rss/sess':>9} {'load%':>6} {'late':>6}"
     )
     lines = [head, "-" * len(head)]
     for server, data in results.items():
-        for run in data["runs"]:
+        for run in sorted(data["runs"], key=lambda r: (r["n"], r.get("round", 0))):
+            label = f"{server:<{width}}{run['n']:>3}"
+            if rounds:
+                label += f"{run.get('round', 0) + 1:>2}"
             if "error" in run:
-                lines.append(f"{server:<11}{run['n']:>3}  error: {run['error']}")
+                lines.append(f"{label}  error: {run['error']}")
                 continue
             rtt = run["rtt"]
             lines.append(
-                f"{server:<11}{run['n']:>3} {run['cpu_pct_per_session']:>9.2f} "
+                f"{label} {run['cpu_pct_per_session']:>9.2f} "
                 f"{run['frames_per_s_per_session']:>6.1f} {run['lost']:>5} {run['stalls']:>5} "
                 f"{run['max_gap_ms']:>5.0f}ms {_fmt(rtt['median_ms'], '.0f'):>6}ms "
                 f"{_fmt(rtt['p95_ms'], '.0f'):>4}ms {_fmt(rtt['drift_ms'], '+.0f'):>4}ms "
@@ -74,11 +117,12 @@ def table(results: Results) -> str:
         if not seq:
             continue
         if "error" in seq:
-            lines.append(f"{server:<11} sequential calls: error: {seq['error']}")
+            lines.append(f"{server:<{width}} sequential calls: error: {seq['error']}")
             continue
         first_calls = seq.get("warmup_calls", 10)
         lines.append(
-            f"{server:<11} {seq['calls']} sequential calls in {seq['seconds']:.0f} s: RSS idle "
+            f"{server:<{width}} {seq['calls']} sequential calls in {seq['seconds']:.0f} s: "
+            f"RSS idle "
             f"{seq['rss_idle_kib'] / 1024:.1f} MiB, after {first_calls} "
             f"{seq['rss_first_kib'] / 1024:.1f} MiB,"
             f" last {seq['rss_last_kib'] / 1024:.1f} MiB, slope since "
@@ -87,11 +131,16 @@ def table(results: Results) -> str:
         )
     for row in ratios(results):
         parts: list[str] = []
+        name = row["server"]
         for base in ("rightsized", "bare"):
             if f"cpu_relay_over_{base}" in row:
-                parts.append(f"cpu relay/{base} {row[f'cpu_relay_over_{base}']:.2f}")
+                part = f"cpu {name}/{base} {row[f'cpu_relay_over_{base}']:.2f}"
+                rounds = row[f"cpu_relay_over_{base}_rounds"]
+                if len(rounds) > 1:
+                    part += " (rounds " + " ".join(f"{r:.2f}" for r in rounds) + ")"
+                parts.append(part)
             if f"rtt_relay_minus_{base}_ms" in row:
-                parts.append(f"rtt relay-{base} {row[f'rtt_relay_minus_{base}_ms']:+.0f} ms")
+                parts.append(f"rtt {name}-{base} {row[f'rtt_relay_minus_{base}_ms']:+.0f} ms")
         if parts:
             lines.append(f"ratios N={row['n']}: " + ", ".join(parts))
     if any(

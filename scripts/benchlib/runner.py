@@ -1,10 +1,12 @@
 """Start, pin, drive and stop the processes of one benchmark run.
 
-For every server and every N a fresh server process is started on the server core, and a
-fresh load process on the load core drives N concurrent calls against it; the load process
-reads the server's CPU time and RSS from /proc at the edges of its measured window. Then a
-last fresh server takes the sequential calls. Every child is tracked and stopped by its
-PID, also when the run is interrupted.
+For every N, and in each round, every server in turn gets a fresh process on the server
+core, and a fresh load process on the load core drives N concurrent calls against it; the
+load process reads the server's CPU time and RSS from /proc at the edges of its measured
+window. Servers are interleaved per N (not one server's whole sweep after another's), so
+a busy spell on a shared machine hits neighbours in time, whose ratios are then compared
+within the round. Then a last fresh server of each kind takes the sequential calls.
+Every child is tracked and stopped by its PID, also when the run is interrupted.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -53,6 +55,10 @@ class Plan:
     separate_upstream: bool
     script: Path  # scripts/bench, re-run for the baseline and load sub-modes
     repo: Path
+    #: Relay variants: server name ("relay-NAME") → extra arguments for ``relay serve``.
+    variants: dict[str, str] = field(default_factory=dict)
+    #: Times the whole concurrent sweep is repeated.
+    rounds: int = 1
 
 
 def log(message: str) -> None:
@@ -126,7 +132,8 @@ def server_argv(plan: Plan, name: str, port: int) -> list[str]:
     """The command line of server ``name`` on ``port``."""
     if name in BASELINES:
         return [sys.executable, str(plan.script), "--serve-baseline", name, "--port", str(port)]
-    return shlex.split(plan.relay_cmd.format(python=sys.executable, port=port))
+    argv = shlex.split(plan.relay_cmd.format(python=sys.executable, port=port))
+    return argv + shlex.split(plan.variants.get(name, ""))
 
 
 def _core(plan: Plan, core: int) -> int | None:
@@ -166,7 +173,7 @@ def with_server(
     port = free_port()
     argv = server_argv(plan, name, port)
     upstream = None
-    if name == "relay" and plan.separate_upstream:
+    if name not in BASELINES and plan.separate_upstream:
         upstream_port = free_port()
         upstream = procs.start(
             [sys.executable, "-m", "relay", "upstream", "--mode", "echo",
@@ -195,40 +202,42 @@ def with_server(
             procs.stop(upstream)
 
 
-def bench_server(procs: Processes, plan: Plan, name: str) -> dict[str, Any]:
-    """All concurrent runs and the sequential calls for one server."""
-    runs: list[dict[str, Any]] = []
-    for n in plan.ns:
-        log(f"{name}: {n} concurrent sessions, {plan.warmup:.0f} s warm-up + {plan.duration:.0f} s")
-        spec = {
-            "mode": "concurrent",
-            "n": n,
-            "warmup": plan.warmup,
-            "duration": plan.duration,
-            "datachannel": plan.datachannel,
-            "deadline": plan.warmup + plan.duration + 3.0 * n + 60.0,
-        }
-        try:
-            runs.append(with_server(procs, plan, name, f"{name}-n{n}", spec))
-        except RuntimeError as exc:
-            log(f"{name} n={n}: {exc}")
-            runs.append({"n": n, "error": str(exc)})
-    sequential: dict[str, Any] | None = None
-    if plan.calls > 0:
-        log(f"{name}: {plan.calls} sequential calls")
-        spec = {
-            "mode": "sequential",
-            "calls": plan.calls,
-            "call_audio": plan.call_audio,
-            "datachannel": plan.datachannel,
-            "deadline": plan.calls * (plan.call_audio + 3.0) + 60.0,
-        }
-        try:
-            sequential = with_server(procs, plan, name, f"{name}-sequential", spec)
-        except RuntimeError as exc:
-            log(f"{name} sequential: {exc}")
-            sequential = {"error": str(exc)}
-    return {"runs": runs, "sequential": sequential}
+def concurrent_run(procs: Processes, plan: Plan, name: str, n: int, round_: int) -> dict[str, Any]:
+    """One server under N concurrent calls; an ``error`` record if it could not be run."""
+    suffix = f", round {round_ + 1}/{plan.rounds}" if plan.rounds > 1 else ""
+    log(f"{name}: {n} concurrent sessions, {plan.warmup:.0f} s warm-up + "
+        f"{plan.duration:.0f} s{suffix}")
+    spec = {
+        "mode": "concurrent",
+        "n": n,
+        "warmup": plan.warmup,
+        "duration": plan.duration,
+        "datachannel": plan.datachannel,
+        "deadline": plan.warmup + plan.duration + 3.0 * n + 60.0,
+    }
+    try:
+        result = with_server(procs, plan, name, f"{name}-n{n}-r{round_ + 1}", spec)
+    except RuntimeError as exc:
+        log(f"{name} n={n}: {exc}")
+        result = {"n": n, "error": str(exc)}
+    return {**result, "round": round_}
+
+
+def sequential_run(procs: Processes, plan: Plan, name: str) -> dict[str, Any]:
+    """One server taking ``plan.calls`` calls one after another."""
+    log(f"{name}: {plan.calls} sequential calls")
+    spec = {
+        "mode": "sequential",
+        "calls": plan.calls,
+        "call_audio": plan.call_audio,
+        "datachannel": plan.datachannel,
+        "deadline": plan.calls * (plan.call_audio + 3.0) + 60.0,
+    }
+    try:
+        return with_server(procs, plan, name, f"{name}-sequential", spec)
+    except RuntimeError as exc:
+        log(f"{name} sequential: {exc}")
+        return {"error": str(exc)}
 
 
 def run_plan(plan: Plan) -> dict[str, dict[str, Any]]:
@@ -237,7 +246,17 @@ def run_plan(plan: Plan) -> dict[str, dict[str, Any]]:
     if plan.pin:
         os.sched_setaffinity(0, {LOAD_CORE})  # keep this process off the server's core
     procs = Processes()
+    results: dict[str, dict[str, Any]] = {
+        name: {"runs": [], "sequential": None} for name in plan.servers
+    }
     try:
-        return {name: bench_server(procs, plan, name) for name in plan.servers}
+        for round_ in range(plan.rounds):
+            for n in plan.ns:
+                for name in plan.servers:
+                    results[name]["runs"].append(concurrent_run(procs, plan, name, n, round_))
+        if plan.calls > 0:
+            for name in plan.servers:
+                results[name]["sequential"] = sequential_run(procs, plan, name)
+        return results
     finally:
         procs.stop_all()

@@ -7,6 +7,7 @@ import pytest
 from aiortc.mediastreams import MediaStreamError
 
 from relay.audio import FRAME_BYTES, FRAME_SAMPLES
+from relay.audio.encode import OpusEncoder
 from relay.webrtc.tracks import PlayoutTrack
 
 
@@ -77,7 +78,7 @@ async def test_playout_track_encodes_opus_packets_with_monotonic_pts(clock: Cloc
     tone = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
     chunks = [tone[i:i + FRAME_BYTES] for i in range(0, len(tone), FRAME_BYTES)]
     track = PlayoutTrack(lambda: chunks.pop(0) if chunks else bytes(FRAME_BYTES), clock=clock)
-    track.encode_opus(32000)
+    track.encode_opus(OpusEncoder())
     decoder = av.CodecContext.create("opus", "r")
     pts, decoded = [], []
     for _ in range(50):
