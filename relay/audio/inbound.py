@@ -147,16 +147,15 @@ class InboundAudio:
         decoder = self._decoders.get(payload_type)
         if decoder is None:
             decoder = self._decoders[payload_type] = _decoder(self._codecs[payload_type])
+        chunks: list[bytes] = []
         try:
-            frames = decoder.decode(av.Packet(payload))
+            for frame in decoder.decode(av.Packet(payload)):
+                # (The resampler refuses a frame of another rate: a mid-call codec switch.)
+                chunks += self.uplink.feed(frame)
+                self.stats.decoded += 1
+                self._last_samples, self._last_rate = frame.samples, frame.sample_rate
         except (av.FFmpegError, ValueError):
             self.stats.undecodable += 1
-            return []
-        chunks: list[bytes] = []
-        for frame in frames:
-            self.stats.decoded += 1
-            self._last_samples, self._last_rate = frame.samples, frame.sample_rate
-            chunks += self.uplink.feed(frame)
         return chunks
 
     def _conceal(self, packets: int) -> list[bytes]:

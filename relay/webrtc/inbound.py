@@ -35,12 +35,20 @@ class PacketTap:
 
     def __init__(self, on_packet: PacketHandler) -> None:
         self._on_packet = on_packet
+        #: Packets whose handler raised (the first one is logged with its traceback).
+        self.failures = 0
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         """aiortc's jitter buffer contract: (send a PLI?, completed encoded frame or None)."""
         # aiortc stores the depayloaded bytes on the packet before this call.
         payload = getattr(packet, "_data", packet.payload)
-        self._on_packet(packet.payload_type, packet.sequence_number, payload)
+        try:
+            self._on_packet(packet.payload_type, packet.sequence_number, payload)
+        except Exception:
+            # Raising here would end aiortc's receive loop, and with it the call's media.
+            self.failures += 1
+            if self.failures == 1:
+                logger.exception("handling an inbound audio packet failed; dropping it")
         return False, None
 
 

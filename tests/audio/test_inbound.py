@@ -162,3 +162,13 @@ def test_inbound_sequence_jump_resynchronises() -> None:
         out += b"".join(inbound.packet(OPUS, seq, packet))
     assert inbound.stats.late == 0 and inbound.stats.lost == 0
     assert len(out) + len(inbound.flush()) == pytest.approx(2 * 24000, abs=960)
+
+
+def test_inbound_codec_switch_mid_call_is_counted_not_fatal() -> None:
+    opus, mulaw = opus_packets(0.5), mulaw_packets(0.5)
+    inbound = make()
+    out = b"".join(b"".join(inbound.packet(OPUS, i, p)) for i, p in enumerate(opus))
+    base = len(opus)
+    out += b"".join(b"".join(inbound.packet(PCMU, base + i, p)) for i, p in enumerate(mulaw))
+    assert inbound.stats.undecodable == len(mulaw)  # the 8 kHz frames do not fit the stream
+    assert len(out) > 0.4 * 24000 * 2

@@ -93,3 +93,4 @@ async def test_playout_track_encodes_opus_packets_with_monotonic_pts(clock: Cloc
     level = np.sqrt(np.mean(audio.astype(float) ** 2))
     scale = 32767 if audio.dtype.kind == "f" else 1
     assert level * scale == pytest.approx(8000 / np.sqrt(2), rel=0.1)
+
