@@ -1,13 +1,13 @@
 """Outbound audio: 24 kHz mono PCM16 frames → av frames, and → Opus packets.
 
-Encoding is the largest single cost of a call (scripts/bench: about a quarter of the
-relay's CPU), and most of a real call's downlink is the silence between the model's
+Encoding is one of the largest costs of a call (scripts/bench: about a quarter of the
+relay's CPU in the hybrid 'voip' mode, an eighth in the CELT-only default), and most of a real call's downlink is the silence between the model's
 turns. libopus, fed digital silence, settles within a few hundred milliseconds into
 encoding every frame to the same small packet (it still revises it now and then, a few
 bits in a long silence). From the moment a silent frame encodes to the same packet as the
 one before, :class:`OpusEncoder` repeats that packet instead of running the encoder,
 until audio comes back. The peer decodes the same digital silence, and the speech after
-it scores the same: PESQ-WB within ±0.02 of never skipping, on four espeak voices.
+it scores within 0.04 PESQ-WB of never skipping (four espeak voices, both modes).
 """
 
 from __future__ import annotations
@@ -23,22 +23,24 @@ from . import FRAME_BYTES, FRAME_SAMPLES, RATE
 TIME_BASE = fractions.Fraction(1, RATE)
 _SILENCE = bytes(FRAME_BYTES)
 
-#: Measured on six espeak voices (24 kHz mono, 20 ms frames; PESQ-WB of the decoded
-#: speech, mean over voices; encode time per frame, same machine and run):
+#: Measured by scripts/opus-quality (six espeak voices, 24 kHz mono, 20 ms frames; PESQ-WB
+#: of the decoded speech; encode CPU time per frame, one run on a shared machine, so
+#: compare within the column):
 #:
-#: ==========  =======  ==========  =====  =======
-#: mode        kbit/s   complexity  PESQ   encode
-#: ==========  =======  ==========  =====  =======
-#: voip        32       10          4.08   194 µs
-#: voip        32       6           3.96   ~155 µs
-#: voip        40       10          4.22   ~195 µs
-#: lowdelay    40       10          4.11   79 µs
-#: lowdelay    48       10          4.26   80 µs
-#: lowdelay    48       5           4.10   60 µs
-#: lowdelay    64       10          4.42   ~80 µs
-#: ==========  =======  ==========  =====  =======
+#: ==========  =======  ==========  ============  ======  =======
+#: mode        kbit/s   complexity  PESQ-WB mean  min     encode
+#: ==========  =======  ==========  ============  ======  =======
+#: voip        32       10          4.04          3.81    437 µs
+#: voip        32       6           3.92          3.69    368 µs
+#: voip        40       10          4.19          4.01    448 µs
+#: audio       32       10          4.07          3.88    456 µs
+#: lowdelay    40       10          4.07          3.80    182 µs
+#: lowdelay    48       10          4.23          4.07    171 µs
+#: lowdelay    48       5           4.10          4.05    162 µs
+#: lowdelay    64       10          4.40          4.30    238 µs
+#: ==========  =======  ==========  ============  ======  =======
 #:
-#: 'lowdelay' is Opus' CELT-only mode: at 48 kbit/s it sounds better than the hybrid
+#: 'lowdelay' is Opus' CELT-only mode: at 48 kbit/s it scores better than the hybrid
 #: 'voip' mode at 32 and costs 60% less to encode (and 4 ms less codec delay), for
 #: 16 kbit/s more per call. Those are the defaults; all three are settings.
 DEFAULT_APPLICATION = "lowdelay"
