@@ -18,14 +18,15 @@ def tone(rate: int, seconds: float, amplitude: float = 0.3) -> np.ndarray:
     return (amplitude * 32767 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.int16)
 
 
-def opus_packets(seconds: float, channels: int = 1) -> list[bytes]:
-    """20 ms Opus packets of a 1 kHz tone, as a browser would send them."""
+def opus_packets(seconds: float, channels: int = 1, frame_ms: int = 20) -> list[bytes]:
+    """Opus packets of a 1 kHz tone, as a browser would send them (20 ms by default)."""
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate = 48000
     encoder.layout = "stereo" if channels == 2 else "mono"
     encoder.format = "s16"
     encoder.bit_rate = 64000
     encoder.time_base = fractions.Fraction(1, 48000)
+    encoder.options = {"frame_duration": str(frame_ms)}
     pcm = tone(48000, seconds)
     packets = []
     for i in range(len(pcm) // 960):
@@ -81,6 +82,18 @@ def test_inbound_opus_decodes_to_24k_mono_tone(channels: int) -> None:
     assert dominant_hz(body) == pytest.approx(TONE_HZ, abs=3)
     assert np.sqrt(np.mean(body**2)) == pytest.approx(0.3 * 32767 / np.sqrt(2), rel=0.1)
     assert inbound.stats.decoded == len(packets) and inbound.stats.lost == 0
+
+
+@pytest.mark.parametrize("frame_ms", [10, 60])
+def test_inbound_other_packet_durations(frame_ms: int) -> None:
+    packets = opus_packets(1.2, frame_ms=frame_ms)
+    assert len(packets) == pytest.approx(1200 / frame_ms, abs=2)
+    inbound = make()
+    order = [i for i in range(len(packets)) if i != 7]  # and one lost
+    y = feed(inbound, order, packets)
+    assert inbound.stats.lost == 1 and inbound.stats.concealed == 1
+    assert len(y) == pytest.approx(1.2 * 24000, abs=480 + 24 * frame_ms)
+    assert dominant_hz(y[4800:-2400]) == pytest.approx(TONE_HZ, abs=3)
 
 
 def test_inbound_chunks_leave_as_each_packet_arrives() -> None:
