@@ -1,13 +1,14 @@
 """Outbound audio: 24 kHz mono PCM16 frames → av frames, and → Opus packets.
 
 Encoding is one of the largest costs of a call (scripts/bench: about a quarter of the
-relay's CPU in the hybrid 'voip' mode, an eighth in the CELT-only default), and most of a real call's downlink is the silence between the model's
-turns. libopus, fed digital silence, settles within a few hundred milliseconds into
-encoding every frame to the same small packet (it still revises it now and then, a few
-bits in a long silence). From the moment a silent frame encodes to the same packet as the
-one before, :class:`OpusEncoder` repeats that packet instead of running the encoder,
-until audio comes back. The peer decodes the same digital silence, and the speech after
-it scores within 0.04 PESQ-WB of never skipping (four espeak voices, both modes).
+relay's CPU in the hybrid 'voip' mode, an eighth in the CELT-only default), and most of
+a real call's downlink is the silence between the model's turns. libopus, fed digital
+silence, settles within a few hundred milliseconds into encoding every frame to the same
+small packet (it still revises it now and then, a few bits in a long silence). From the
+moment a silent frame encodes to the same packet as the one before, :class:`OpusEncoder`
+repeats that packet instead of running the encoder, until audio comes back. The peer
+decodes the same digital silence, and the speech after it scores within 0.04 PESQ-WB of
+never skipping (four espeak voices, both modes).
 """
 
 from __future__ import annotations
