@@ -12,20 +12,28 @@ from relay.webrtc.client import CallClient
 from .test_call_e2e import FAST_VAD, rms
 
 
-async def test_media_uplink_sends_exactly_what_it_receives(relay, make_client) -> None:
-    seconds = 4.0
+def tone(seconds: float) -> bytes:
+    """A 440 Hz tone, 24 kHz mono PCM16."""
     t = np.arange(int(24000 * seconds)) / 24000
-    tone = (0.2 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
-    client: CallClient = make_client(tone)
+    return (0.2 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+
+
+async def stats_after_playing(relay, make_client, seconds: float) -> dict:
+    """Play a tone of ``seconds`` into a call; the call's stats once it has all arrived."""
+    client: CallClient = make_client(tone(seconds))
     await client.connect()
     await asyncio.sleep(seconds + 1.0)
     [call] = list(relay.app[REGISTRY])
-    stats = call.stats()
+    return call.stats() | {"chunk_samples": call.inbound.uplink.chunk_bytes // 2}
+
+
+async def test_media_uplink_sends_exactly_what_it_receives(relay, make_client) -> None:
+    seconds = 4.0
+    stats = await stats_after_playing(relay, make_client, seconds)
     received = stats["uplink_seconds_in"]
     assert received > seconds
     # Everything resampled went upstream, in whole chunks, and nothing more.
-    chunk = call.inbound.uplink.chunk_bytes // 2
-    assert abs(stats["uplink_samples_sent"] - 24000 * received) <= chunk + 480
+    assert abs(stats["uplink_samples_sent"] - 24000 * received) <= stats["chunk_samples"] + 480
     # The relay decoded the RTP itself (no aiortc jitter buffer), and nothing was lost.
     assert stats["uplink_tapped"] and stats["uplink_packets"] >= seconds * 50
     assert stats["uplink_lost"] == 0 and stats["uplink_undecodable"] == 0
@@ -48,13 +56,7 @@ async def test_media_uplink_falls_back_to_the_track_without_the_tap(
     # An aiortc without the receiver internals the tap needs: audio goes through its track.
     monkeypatch.setattr("relay.server.call.tap_audio", lambda pc, on_packet: False)
     seconds = 2.0
-    t = np.arange(int(24000 * seconds)) / 24000
-    tone = (0.2 * 32767 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
-    client: CallClient = make_client(tone)
-    await client.connect()
-    await asyncio.sleep(seconds + 0.5)
-    [call] = list(relay.app[REGISTRY])
-    stats = call.stats()
+    stats = await stats_after_playing(relay, make_client, seconds)
     assert not stats["uplink_tapped"] and stats["uplink_packets"] == 0
     assert stats["uplink_seconds_in"] > seconds
     assert abs(stats["uplink_samples_sent"] - 24000 * stats["uplink_seconds_in"]) <= 960
