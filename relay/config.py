@@ -55,8 +55,9 @@ class Settings:
     ice_addresses: tuple[str, ...] = ()
 
     #: Duration of each ``input_audio_buffer.append`` sent upstream. 20 ms (one WebRTC
-    #: frame) measured 20 ms less echo round trip than 40 ms for about 3% more relay CPU
-    #: (scripts/bench, N = 12), so latency wins.
+    #: frame) is the lowest latency. 40 ms measured 20 ms more echo round trip (44 vs
+    #: 23 ms) for 20% less relay CPU (scripts/bench, N = 12, three rounds; the echo
+    #: upstream halves its deltas too, so with a real model expect about half that).
     uplink_chunk_ms: int = 20
     #: The Opus the relay sends (24 kHz mono): bit rate, libopus complexity (0-10: lower
     #: is cheaper and sounds worse) and mode (``voip``, ``audio`` or ``lowdelay``, the
