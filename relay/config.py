@@ -82,8 +82,9 @@ class Settings:
     local_mode: LocalMode = "parrot"
     log_level: str = "INFO"
     #: The event loop ``relay serve`` runs on. ``auto``: uvloop where it is installed
-    #: (it is a dependency on Linux and macOS), else asyncio's own. uvloop measured about
-    #: 10% less relay CPU per session (scripts/bench, N = 12).
+    #: (it is a dependency on Linux and macOS), else asyncio's own. In paired runs
+    #: (scripts/bench, N = 12, three rounds) uvloop measured 0.80 of the right-sized
+    #: echo's CPU against asyncio's 0.85, and later, with the GC tuned, 0.72 against 0.71.
     event_loop: EventLoop = "auto"
 
     def __repr__(self) -> str:
