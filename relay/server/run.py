@@ -20,8 +20,7 @@ logger = logging.getLogger(__name__)
 #: a few short-lived containers, so CPython's default (700, 10, 10) collects the young
 #: generation dozens of times a second per call; collecting ~30× less often measured
 #: 0.71 of the right-sized echo's CPU against 0.80 (scripts/bench, N = 12, one paired
-#: three-round run). The
-#: youngest generation then holds at most a few megabytes between collections.
+#: three-round run). The youngest generation then holds at most a few megabytes.
 GC_THRESHOLDS = (20_000, 20, 20)
 
 
