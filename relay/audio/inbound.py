@@ -32,10 +32,12 @@ from .resample import Uplink
 
 logger = logging.getLogger(__name__)
 
-#: Decoders for the audio codecs a WebRTC peer may send, by lower-case MIME type:
-#: (FFmpeg decoder, the rate to decode at). libopus always decodes at 48 kHz in FFmpeg.
+#: Decoders for every audio codec aiortc negotiates, by lower-case MIME type: (FFmpeg
+#: decoder, the rate it decodes at). libopus always decodes at 48 kHz in FFmpeg; G.722
+#: is 16 kHz audio although its RTP clock says 8000.
 DECODERS: Mapping[str, tuple[str, int]] = {
     "audio/opus": ("libopus", 48000),
+    "audio/g722": ("g722", 16000),
     "audio/pcmu": ("pcm_mulaw", 8000),
     "audio/pcma": ("pcm_alaw", 8000),
 }

@@ -8,8 +8,8 @@ import pytest
 
 from relay.audio.inbound import MAX_CONCEAL_PACKETS, InboundAudio
 
-OPUS, PCMU = 111, 0
-CODECS = {OPUS: "audio/opus", PCMU: "audio/PCMU"}
+OPUS, PCMU, PCMA, G722 = 111, 0, 8, 9
+CODECS = {OPUS: "audio/opus", PCMU: "audio/PCMU", PCMA: "audio/PCMA", G722: "audio/G722"}
 TONE_HZ = 1000.0
 
 
@@ -38,19 +38,27 @@ def opus_packets(seconds: float, channels: int = 1, frame_ms: int = 20) -> list[
     return packets
 
 
-def mulaw_packets(seconds: float) -> list[bytes]:
-    encoder = av.CodecContext.create("pcm_mulaw", "w")
-    encoder.sample_rate = 8000
+def narrowband_packets(seconds: float, codec: str = "pcm_mulaw",
+                       rate: int = 8000) -> list[bytes]:
+    """20 ms packets of a 1 kHz tone in a G.711 (or, at 16 kHz, G.722) codec."""
+    encoder = av.CodecContext.create(codec, "w")
+    encoder.sample_rate = rate
     encoder.layout = "mono"
     encoder.format = "s16"
-    pcm = tone(8000, seconds)
+    pcm = tone(rate, seconds)
+    per = rate // 50
     packets = []
-    for i in range(len(pcm) // 160):
-        frame = av.AudioFrame.from_ndarray(pcm[None, i * 160:(i + 1) * 160], format="s16",
+    for i in range(len(pcm) // per):
+        frame = av.AudioFrame.from_ndarray(pcm[None, i * per:(i + 1) * per], format="s16",
                                            layout="mono")
-        frame.sample_rate = 8000
+        frame.sample_rate = rate
+        frame.pts = i * per
         packets += [bytes(p) for p in encoder.encode(frame)]
     return packets
+
+
+def mulaw_packets(seconds: float) -> list[bytes]:
+    return narrowband_packets(seconds)
 
 
 def feed(inbound: InboundAudio, order: list[int], packets: list[bytes], pt: int = OPUS,
@@ -104,11 +112,15 @@ def test_inbound_chunks_leave_as_each_packet_arrives() -> None:
     assert all(size >= 2 * 480 - 2 * 48 for size in sizes[1:])
 
 
-def test_inbound_g711_decodes_and_resamples() -> None:
-    packets = mulaw_packets(2.0)
-    y = feed(make(), list(range(len(packets))), packets, pt=PCMU)
+@pytest.mark.parametrize("pt,codec,rate", [(PCMU, "pcm_mulaw", 8000),
+                                           (PCMA, "pcm_alaw", 8000), (G722, "g722", 16000)])
+def test_inbound_g711_and_g722_decode_and_resample(pt: int, codec: str, rate: int) -> None:
+    packets = narrowband_packets(2.0, codec, rate)
+    y = feed(make(), list(range(len(packets))), packets, pt=pt)
     assert len(y) == pytest.approx(2.0 * 24000, abs=480)
-    assert dominant_hz(y[2400:-2400]) == pytest.approx(TONE_HZ, abs=3)
+    body = y[2400:-2400]
+    assert dominant_hz(body) == pytest.approx(TONE_HZ, abs=3)
+    assert np.sqrt(np.mean(body**2)) == pytest.approx(0.3 * 32767 / np.sqrt(2), rel=0.1)
 
 
 def test_inbound_reordered_packets_come_out_in_order() -> None:

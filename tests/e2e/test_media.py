@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pytest
 
 from relay.server.app import REGISTRY
 from relay.webrtc.client import CallClient
@@ -39,10 +40,12 @@ async def test_media_uplink_sends_exactly_what_it_receives(relay, make_client) -
     assert stats["uplink_lost"] == 0 and stats["uplink_undecodable"] == 0
 
 
-async def test_media_g711_only_peer_talks_and_hears(make_client, speech) -> None:
-    client: CallClient = make_client(speech, session=FAST_VAD, codecs=("audio/PCMU",))
+@pytest.mark.parametrize("codec", ["PCMU", "G722"])
+async def test_media_g711_or_g722_only_peer_talks_and_hears(make_client, speech,
+                                                            codec: str) -> None:
+    client: CallClient = make_client(speech, session=FAST_VAD, codecs=(f"audio/{codec}",))
     await client.connect()
-    assert "PCMU/8000" in client.pc.remoteDescription.sdp
+    assert f"{codec}/8000" in client.pc.remoteDescription.sdp
     assert "opus" not in client.pc.remoteDescription.sdp.lower()
     await client.wait_for("output_audio_buffer.stopped", timeout=30)
     await asyncio.sleep(0.3)
