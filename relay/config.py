@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
-from .audio.encode import (
-    APPLICATIONS,
-    DEFAULT_APPLICATION,
-    DEFAULT_BITRATE,
-    DEFAULT_COMPLEXITY,
+from .audio import (
+    DEFAULT_OPUS_APPLICATION,
+    DEFAULT_OPUS_BITRATE,
+    DEFAULT_OPUS_COMPLEXITY,
+    OPUS_APPLICATIONS,
 )
 from .errors import InvalidRequest
 
@@ -62,9 +62,9 @@ class Settings:
     #: The Opus the relay sends (24 kHz mono): bit rate, libopus complexity (0-10: lower
     #: is cheaper and sounds worse) and mode (``voip``, ``audio`` or ``lowdelay``, the
     #: CELT-only mode). relay/audio/encode.py has the measurements behind the defaults.
-    opus_bitrate: int = DEFAULT_BITRATE
-    opus_complexity: int = DEFAULT_COMPLEXITY
-    opus_application: str = DEFAULT_APPLICATION
+    opus_bitrate: int = DEFAULT_OPUS_BITRATE
+    opus_complexity: int = DEFAULT_OPUS_COMPLEXITY
+    opus_application: str = DEFAULT_OPUS_APPLICATION
     #: Most assistant audio buffered per call; deltas beyond it are dropped.
     playout_max_seconds: float = 120.0
     #: Concurrent calls; more get 503 ``capacity_exceeded``.
@@ -163,8 +163,9 @@ class Settings:
             raise InvalidRequest("opus_bitrate must be from 6000 to 510000 bits per second")
         if not 0 <= self.opus_complexity <= 10:
             raise InvalidRequest("opus_complexity must be from 0 to 10")
-        if self.opus_application not in APPLICATIONS:
-            raise InvalidRequest(f"opus_application must be one of {', '.join(APPLICATIONS)}")
+        if self.opus_application not in OPUS_APPLICATIONS:
+            raise InvalidRequest("opus_application must be one of "
+                                 + ", ".join(OPUS_APPLICATIONS))
         if self.playout_max_seconds <= 0:
             raise InvalidRequest("playout_max_seconds must be positive")
         if self.local_mode not in ("parrot", "echo"):

@@ -7,3 +7,10 @@ SAMPLE_BYTES = 2
 FRAME_MS = 20
 FRAME_SAMPLES = RATE * FRAME_MS // 1000
 FRAME_BYTES = FRAME_SAMPLES * SAMPLE_BYTES
+
+#: The Opus the relay sends to peers, by default: CELT-only ('lowdelay') at 48 kbit/s,
+#: full complexity. relay/audio/encode.py has the measurements behind these.
+OPUS_APPLICATIONS = ("voip", "audio", "lowdelay")
+DEFAULT_OPUS_APPLICATION = "lowdelay"
+DEFAULT_OPUS_BITRATE = 48000
+DEFAULT_OPUS_COMPLEXITY = 10

@@ -19,7 +19,14 @@ from dataclasses import dataclass
 import av
 from av.audio.codeccontext import AudioCodecContext
 
-from . import FRAME_BYTES, FRAME_SAMPLES, RATE
+from . import (
+    DEFAULT_OPUS_APPLICATION,
+    DEFAULT_OPUS_BITRATE,
+    DEFAULT_OPUS_COMPLEXITY,
+    FRAME_BYTES,
+    FRAME_SAMPLES,
+    RATE,
+)
 
 TIME_BASE = fractions.Fraction(1, RATE)
 _SILENCE = bytes(FRAME_BYTES)
@@ -43,11 +50,8 @@ _SILENCE = bytes(FRAME_BYTES)
 #:
 #: 'lowdelay' is Opus' CELT-only mode: at 48 kbit/s it scores better than the hybrid
 #: 'voip' mode at 32 and costs 60% less to encode (and 4 ms less codec delay), for
-#: 16 kbit/s more per call. Those are the defaults; all three are settings.
-DEFAULT_APPLICATION = "lowdelay"
-DEFAULT_BITRATE = 48000
-DEFAULT_COMPLEXITY = 10
-APPLICATIONS = ("voip", "audio", "lowdelay")
+#: 16 kbit/s more per call. Those are the defaults (relay/audio/__init__.py); all three
+#: are settings.
 
 
 def pcm_frame(pcm: bytes, index: int) -> av.AudioFrame:
@@ -71,8 +75,9 @@ class EncoderStats:
 class OpusEncoder:
     """Encode 20 ms frames of 24 kHz mono PCM16 to Opus, skipping the work in silence."""
 
-    def __init__(self, bitrate: int = DEFAULT_BITRATE, complexity: int = DEFAULT_COMPLEXITY,
-                 application: str = DEFAULT_APPLICATION) -> None:
+    def __init__(self, bitrate: int = DEFAULT_OPUS_BITRATE,
+                 complexity: int = DEFAULT_OPUS_COMPLEXITY,
+                 application: str = DEFAULT_OPUS_APPLICATION) -> None:
         codec = av.CodecContext.create("libopus", "w")
         assert isinstance(codec, AudioCodecContext)
         codec.sample_rate = RATE

@@ -20,7 +20,6 @@ resamples to 24 kHz mono and cuts the chunks.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -29,8 +28,6 @@ import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 
 from .resample import Uplink
-
-logger = logging.getLogger(__name__)
 
 #: Decoders for every audio codec aiortc negotiates, by lower-case MIME type: (FFmpeg
 #: decoder, the rate it decodes at). libopus always decodes at 48 kHz in FFmpeg; G.722

@@ -28,8 +28,8 @@ from ..protocol.call import CallCore
 from ..protocol.events import dumps
 from ..protocol.session import Session
 from ..upstream.client import connect_upstream
-from ..webrtc.inbound import audio_codecs, tap_audio
-from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, negotiated_codec
+from ..webrtc.inbound import tap_audio
+from ..webrtc.peer import EVENTS_LABEL, answer, audio_codecs, create_peer, negotiated_codec
 from ..webrtc.tracks import PlayoutTrack, pump_inbound
 
 logger = logging.getLogger(__name__)

@@ -52,17 +52,6 @@ class PacketTap:
         return False, None
 
 
-def audio_codecs(pc: RTCPeerConnection) -> dict[int, str]:
-    """The negotiated audio payload types of ``pc`` and their MIME types."""
-    codecs: dict[int, str] = {}
-    for transceiver in pc.getTransceivers():
-        if transceiver.kind == "audio":
-            for codec in transceiver._codecs:
-                if codec.payloadType is not None:
-                    codecs[codec.payloadType] = str(codec.mimeType).lower()
-    return codecs
-
-
 def tap_audio(pc: RTCPeerConnection, on_packet: PacketHandler) -> bool:
     """Route the audio packets ``pc`` receives to ``on_packet`` instead of its tracks.
 

@@ -80,12 +80,21 @@ async def answer(
     return pc.localDescription.sdp, channel
 
 
+def audio_codecs(pc: RTCPeerConnection) -> dict[int, str]:
+    """The negotiated audio payload types of ``pc`` and their MIME types, in preference
+    order (the first is the one the relay sends)."""
+    codecs: dict[int, str] = {}
+    for transceiver in pc.getTransceivers():
+        if transceiver.kind == "audio":
+            for codec in transceiver._codecs:
+                if codec.payloadType is not None:
+                    codecs[codec.payloadType] = str(codec.mimeType).lower()
+    return codecs
+
+
 def negotiated_codec(pc: RTCPeerConnection) -> str | None:
     """The MIME type the audio sender will use (e.g. ``audio/opus``), once negotiated."""
-    for transceiver in pc.getTransceivers():
-        if transceiver.kind == "audio" and transceiver._codecs:
-            return str(transceiver._codecs[0].mimeType).lower()
-    return None
+    return next(iter(audio_codecs(pc).values()), None)
 
 
 def _ice_gatherers(pc: RTCPeerConnection) -> Iterable[Any]:
