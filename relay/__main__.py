@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .config import Settings, parse_headers, split_list
 from .errors import RelayError
+from .upstream import LOCAL_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="libopus complexity 0-10 (default 10; lower: less CPU, worse sound)")
     serve.add_argument("--opus-application", choices=["voip", "audio", "lowdelay"],
                        help="Opus mode sent to peers (default lowdelay: CELT only)")
-    serve.add_argument("--local-mode", choices=["parrot", "echo"],
+    serve.add_argument("--local-mode", choices=LOCAL_MODES,
                        help="what the embedded upstream answers with")
     serve.add_argument("--session", help="default session (GA JSON) merged under each call's")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     upstream = sub.add_parser("upstream", help="run only the embedded local Realtime server")
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8765)
-    upstream.add_argument("--mode", choices=["parrot", "echo"], default="parrot")
+    upstream.add_argument("--mode", choices=LOCAL_MODES, default=LOCAL_MODES[0])
 
     call = sub.add_parser("call", help="call a relay headlessly with a WAV file")
     call.add_argument("--input", required=True, type=Path, help="16-bit WAV to speak")

@@ -19,11 +19,11 @@ from .audio import (
     OPUS_APPLICATIONS,
 )
 from .errors import InvalidRequest
+from .protocol.session import DEFAULT_MODEL
+from .upstream import LOCAL_MODES, LocalMode
 
-LocalMode = Literal["parrot", "echo"]
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 
-DEFAULT_MODEL = "gpt-realtime"
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 
 #: Fields whose values are secrets: masked in repr, never logged.
@@ -168,8 +168,8 @@ class Settings:
                                  + ", ".join(OPUS_APPLICATIONS))
         if self.playout_max_seconds <= 0:
             raise InvalidRequest("playout_max_seconds must be positive")
-        if self.local_mode not in ("parrot", "echo"):
-            raise InvalidRequest("local_mode must be 'parrot' or 'echo'")
+        if self.local_mode not in LOCAL_MODES:
+            raise InvalidRequest("local_mode must be one of " + ", ".join(LOCAL_MODES))
         if self.event_loop not in ("auto", "uvloop", "asyncio"):
             raise InvalidRequest("event_loop must be 'auto', 'uvloop' or 'asyncio'")
         for url in self.ice_servers:

@@ -14,6 +14,9 @@ from ..errors import InvalidRequest
 
 Session = dict[str, Any]
 
+#: The model a session uses when nobody names one.
+DEFAULT_MODEL = "gpt-realtime"
+
 PCM24K: dict[str, Any] = {"type": "audio/pcm", "rate": 24000}
 
 _FORMAT_ALIASES: dict[str, dict[str, Any]] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..config import LocalMode
+from . import LocalMode
 from .local import LocalRealtimeServer
 
 logger = logging.getLogger(__name__)

@@ -10,14 +10,13 @@ from typing import Any
 from ...errors import InvalidRequest
 from ...protocol.events import random_id
 from ...protocol.session import (
+    DEFAULT_MODEL,
     DEFAULT_TURN_DETECTION,
     PCM24K,
     Session,
     deep_merge,
     normalize_session,
 )
-
-DEFAULT_MODEL = "gpt-realtime"
 
 #: ``semantic_vad`` has no threshold or durations; its eagerness picks a silence length.
 _EAGERNESS_SILENCE_MS = {"low": 1000, "medium": 500, "auto": 500, "high": 250}

@@ -13,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 from types import TracebackType
-from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from ...protocol.events import Event, dumps
-from .config import DEFAULT_MODEL
+from ...protocol.session import DEFAULT_MODEL
+from .. import LOCAL_MODES, LocalMode
 from .session import LocalSession
 
 logger = logging.getLogger(__name__)
@@ -119,17 +119,17 @@ class LocalRealtimeServer:
 
     def __init__(
         self,
-        mode: Literal["parrot", "echo"] = "parrot",
+        mode: LocalMode = "parrot",
         *,
         delta_ms: int = 100,
         speed: float = 4.0,
         model: str = DEFAULT_MODEL,
     ) -> None:
-        if mode not in ("parrot", "echo"):
+        if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if delta_ms <= 0 or speed <= 0:
             raise ValueError("delta_ms and speed must be positive")
-        self.mode: Literal["parrot", "echo"] = mode
+        self.mode: LocalMode = mode
         self.delta_ms = delta_ms
         self.speed = speed
         self.model = model

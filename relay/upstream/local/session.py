@@ -18,12 +18,13 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from ...errors import InvalidRequest, RelayError
 from ...protocol.events import Event, error_event, parse_event, random_id
-from ...protocol.session import PCM24K, Session
-from .config import DEFAULT_MODEL, TurnDetection, apply_update, default_session, turn_detection
+from ...protocol.session import DEFAULT_MODEL, PCM24K, Session
+from .. import LOCAL_MODES, LocalMode
+from .config import TurnDetection, apply_update, default_session, turn_detection
 from .conversation import (
     Conversation,
     Item,
@@ -47,7 +48,6 @@ from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
 
-Mode = Literal["parrot", "echo"]
 
 #: The hosted service refuses to commit less audio than this.
 MIN_COMMIT_MS = 100
@@ -100,11 +100,11 @@ class LocalSession:
     of each parrot audio delta.
     """
 
-    def __init__(self, *, mode: Mode = "parrot", model: str = DEFAULT_MODEL,
+    def __init__(self, *, mode: LocalMode = "parrot", model: str = DEFAULT_MODEL,
                  delta_ms: int = 100) -> None:
-        if mode not in ("parrot", "echo"):
+        if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
-        self.mode: Mode = mode
+        self.mode: LocalMode = mode
         self.delta_ms = delta_ms
         self.config: Session = default_session(model)
         self.conversation = Conversation()
