@@ -29,6 +29,7 @@ from ..audio import FRAME_BYTES, FRAME_SAMPLES, RATE
 from ..audio.encode import pcm_frame
 from ..audio.resample import Uplink
 from ..protocol.events import Event, dumps
+from .internals import wrap_rtp_receive
 from .peer import EVENTS_LABEL, create_peer, restrict_host_addresses
 from .tracks import pump_inbound
 
@@ -234,18 +235,14 @@ class CallClient:
 
     def _record_rtp(self) -> None:
         # Timing decoded frames would include aiortc's jitter buffer (about 80 ms, and it
-        # holds a burst's tail), so wrap the receiver's packet entry point instead.
+        # holds a burst's tail), so record each packet as it reaches the receiver.
+        def record(packet: Any) -> None:
+            self.rtp.append(RtpArrival(time.monotonic(), packet.sequence_number,
+                                       packet.timestamp, packet.payload_type,
+                                       bytes(packet.payload)))
+
         for transceiver in self.pc.getTransceivers():
-            receiver = transceiver.receiver
-            handle = receiver._handle_rtp_packet
-
-            async def record(packet: Any, arrival_time_ms: int, handle: Any = handle) -> None:
-                self.rtp.append(RtpArrival(time.monotonic(), packet.sequence_number,
-                                           packet.timestamp, packet.payload_type,
-                                           bytes(packet.payload)))
-                await handle(packet, arrival_time_ms)
-
-            receiver._handle_rtp_packet = record  # type: ignore[method-assign]
+            wrap_rtp_receive(transceiver.receiver, record)
 
     def _on_message(self, message: str | bytes) -> None:
         event = json.loads(message)

@@ -7,9 +7,9 @@ buffer with a tap: :class:`PacketTap` takes each depayloaded packet and hands it
 and tells aiortc no frame is ready, so aiortc's decoder thread stays idle and the remote
 track yields nothing. :class:`relay.audio.inbound.InboundAudio` then reorders and decodes.
 
-This reaches one private attribute of aiortc's ``RTCRtpReceiver`` (its jitter buffer,
-whose ``add(packet)`` contract is small). :func:`tap_audio` returns False when that
-attribute is not there, so the caller can fall back to reading the track.
+The one private attribute this needs (the receiver's jitter buffer, whose ``add(packet)``
+contract is small) is reached through :mod:`relay.webrtc.internals`; :func:`tap_audio`
+returns False when it is not there, so the caller can fall back to reading the track.
 """
 
 from __future__ import annotations
@@ -21,10 +21,9 @@ from typing import Any
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
-logger = logging.getLogger(__name__)
+from .internals import has_jitter_buffer, replace_jitter_buffer
 
-#: Where aiortc's RTCRtpReceiver keeps its jitter buffer (a name-mangled private field).
-_JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
+logger = logging.getLogger(__name__)
 
 #: Called with (payload type, sequence number, payload) for every audio packet.
 PacketHandler = Callable[[int, int, bytes], None]
@@ -59,10 +58,10 @@ def tap_audio(pc: RTCPeerConnection, on_packet: PacketHandler) -> bool:
     False (and changes nothing) if this aiortc has no jitter buffer to stand in for.
     """
     receivers: list[Any] = [t.receiver for t in pc.getTransceivers() if t.kind == "audio"]
-    if not receivers or not all(hasattr(r, _JITTER_BUFFER) for r in receivers):
+    if not receivers or not all(has_jitter_buffer(r) for r in receivers):
         logger.warning("this aiortc has no receiver jitter buffer to tap; "
                        "reading the audio track instead")
         return False
     for receiver in receivers:
-        setattr(receiver, _JITTER_BUFFER, PacketTap(on_packet))
+        replace_jitter_buffer(receiver, PacketTap(on_packet))
     return True

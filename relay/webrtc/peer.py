@@ -10,8 +10,7 @@ and in containers, and which keeps tests on loopback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from aiortc import (
     RTCConfiguration,
@@ -22,6 +21,7 @@ from aiortc import (
 from aiortc.rtcdatachannel import RTCDataChannel
 
 from ..errors import InvalidRequest
+from . import internals
 
 logger = logging.getLogger(__name__)
 
@@ -42,10 +42,8 @@ def restrict_host_addresses(pc: RTCPeerConnection, addresses: Sequence[str]) -> 
     tracks and channels on the offering side) and before ``setLocalDescription``.
     With no addresses this does nothing and aioice picks the interfaces itself.
     """
-    if not addresses:
-        return
-    for gatherer in _ice_gatherers(pc):
-        _pin_gatherer(gatherer, list(addresses))
+    if addresses:
+        internals.pin_host_addresses(pc, addresses)
 
 
 async def answer(
@@ -83,45 +81,12 @@ async def answer(
 def audio_codecs(pc: RTCPeerConnection) -> dict[int, str]:
     """The negotiated audio payload types of ``pc`` and their MIME types, in preference
     order (the first is the one the relay sends)."""
-    codecs: dict[int, str] = {}
-    for transceiver in pc.getTransceivers():
-        if transceiver.kind == "audio":
-            for codec in transceiver._codecs:
-                if codec.payloadType is not None:
-                    codecs[codec.payloadType] = str(codec.mimeType).lower()
-    return codecs
+    return internals.negotiated_audio_codecs(pc)
 
 
 def negotiated_codec(pc: RTCPeerConnection) -> str | None:
     """The MIME type the audio sender will use (e.g. ``audio/opus``), once negotiated."""
     return next(iter(audio_codecs(pc).values()), None)
-
-
-def _ice_gatherers(pc: RTCPeerConnection) -> Iterable[Any]:
-    seen: set[int] = set()
-    dtls = [t.receiver.transport for t in pc.getTransceivers()]
-    if pc.sctp is not None:
-        dtls.append(pc.sctp.transport)
-    for transport in dtls:
-        gatherer = transport.transport.iceGatherer
-        if id(gatherer) not in seen:
-            seen.add(id(gatherer))
-            yield gatherer
-
-
-def _pin_gatherer(gatherer: Any, pinned: list[str]) -> None:
-    # aioice's gather_candidates takes host addresses from a module-level function that
-    # skips loopback, then asks get_component_candidates(component, addresses) for the
-    # candidates. Wrapping that one public method on this one connection swaps the list
-    # and leaves aioice's module state, and its STUN/TURN candidates, alone.
-    connection = gatherer._connection
-    original = connection.get_component_candidates
-
-    async def get_component_candidates(component: int, addresses: list[str],
-                                       timeout: int = 5) -> Any:
-        return await original(component=component, addresses=pinned, timeout=timeout)
-
-    connection.get_component_candidates = get_component_candidates
 
 
 def _short(exc: BaseException) -> str:

@@ -31,6 +31,7 @@ from aiortc import (
 )
 from aiortc.rtp import RtpPacket
 
+from relay.webrtc.internals import wrap_rtp_receive
 from relay.webrtc.peer import restrict_host_addresses
 
 from . import metrics, procstat
@@ -120,12 +121,13 @@ class LoadSession:
             c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"
         ]
         transceiver.setCodecPreferences(opus)
-        # Time RTP arrival, not decoded-frame arrival: replace the receiver's entry point.
-        transceiver.receiver._handle_rtp_packet = self._on_rtp  # type: ignore[method-assign]
+        # Time RTP arrival, not decoded-frame arrival: take packets at the receiver's entry
+        # point, and decode them here instead of in aiortc's receive path.
+        wrap_rtp_receive(transceiver.receiver, self._on_rtp, forward=False)
         if datachannel:
             self._pc.createDataChannel("oai-events")
 
-    async def _on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+    def _on_rtp(self, packet: RtpPacket) -> None:
         now = time.monotonic()
         self.trace.arrivals.append(now)
         self.trace.sequences.append(packet.sequence_number)

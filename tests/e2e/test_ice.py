@@ -8,6 +8,7 @@ from aiohttp import ClientSession
 from aiortc import RTCPeerConnection
 
 from relay.webrtc.client import CallClient, PcmSource
+from relay.webrtc.internals import ice_connection
 from relay.webrtc.peer import create_peer, restrict_host_addresses
 
 from ..conftest import LOOPBACK, base_url
@@ -62,6 +63,6 @@ async def test_ice_peer_default_uses_no_stun_server() -> None:
     pc.addTransceiver("audio")
     await pc.setLocalDescription(await pc.createOffer())
     gatherer = pc.getTransceivers()[0].sender.transport.transport.iceGatherer
-    assert gatherer._connection.stun_server is None
+    assert ice_connection(gatherer).stun_server is None
     assert "srflx" not in pc.localDescription.sdp
     await pc.close()

@@ -1,0 +1,42 @@
+"""The one module that reaches into aiortc/aioice internals: fails loudly when they move."""
+
+import pytest
+from aiortc import RTCPeerConnection
+
+from relay.webrtc import internals
+
+
+async def test_internals_all_present_in_installed_aiortc() -> None:
+    # If this fails, an aiortc/aioice upgrade moved what the relay relies on: the message
+    # names each attribute (see the table in relay/webrtc/internals.py).
+    assert await internals.check() == []
+
+
+async def test_internals_missing_attribute_raises_naming_it() -> None:
+    pc = RTCPeerConnection()
+    transceiver = pc.addTransceiver("audio")
+    try:
+        del transceiver._codecs
+        with pytest.raises(internals.AiortcInternalsMoved, match=r"RTCRtpTransceiver\._codecs"):
+            internals.negotiated_audio_codecs(pc)
+    finally:
+        await pc.close()
+
+
+async def test_internals_missing_jitter_buffer_is_reported_not_raised() -> None:
+    pc = RTCPeerConnection()
+    receiver = pc.addTransceiver("audio").receiver
+    try:
+        assert internals.has_jitter_buffer(receiver)
+        delattr(receiver, internals.JITTER_BUFFER)
+        assert not internals.has_jitter_buffer(receiver)
+        with pytest.raises(internals.AiortcInternalsMoved, match="jitter_buffer"):
+            internals.replace_jitter_buffer(receiver, object())
+    finally:
+        await pc.close()
+
+
+async def test_internals_check_names_a_moved_attribute(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(internals, "_INSTANCE_ATTRIBUTES",
+                        (*internals._INSTANCE_ATTRIBUTES, ("RTCRtpReceiver", "_no_such_thing")))
+    assert await internals.check() == ["RTCRtpReceiver._no_such_thing"]
