@@ -19,6 +19,7 @@ from aiohttp import web
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError, UnsupportedMediaType
 from ..protocol.session import Session, layer_sessions, normalize_session
+from ..upstream.client import UpstreamConnector, WebSocketConnector
 from .auth import DEFAULT_TTL, Authenticator
 from .registry import CallRegistry
 
@@ -27,8 +28,8 @@ logger = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", CallRegistry)
 AUTH = web.AppKey("auth", Authenticator)
-#: URL and headers of the upstream Realtime WebSocket calls connect to.
-UPSTREAM = web.AppKey("upstream", tuple)
+#: Where calls get their upstream Realtime sessions.
+UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 MAX_SDP_BYTES = 256 * 1024
@@ -72,8 +73,8 @@ async def create_call(request: web.Request) -> web.Response:
     offer, client_session = await _read_offer(request)
     session = layer_sessions(settings.default_session, secret_session, client_session)
     dcid = _dcid(request.query.get("dcid"))
-    call = app[REGISTRY].new(session)
-    answer = await call.start(offer, app[UPSTREAM], dcid=dcid)
+    call = app[REGISTRY].new(session, app[UPSTREAM])
+    answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
     return web.Response(
         status=201, text=answer, content_type="text/plain", charset="utf-8",
@@ -168,14 +169,14 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     target = settings.upstream_target()
     if target is not None:
-        app[UPSTREAM] = target
+        app[UPSTREAM] = WebSocketConnector(*target, model=settings.model)
         yield
         return
     from ..upstream.local import LocalRealtimeServer
 
     server = LocalRealtimeServer(mode=settings.local_mode)
     await server.start("127.0.0.1", 0)
-    app[UPSTREAM] = (f"{server.url}?model={settings.model}", {})
+    app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
     logger.info("using the embedded local Realtime server (%s mode)", settings.local_mode)
     try:
         yield

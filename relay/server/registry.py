@@ -10,7 +10,8 @@ from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
 from ..protocol.events import random_id
 from ..protocol.session import Session
-from .call import Call
+from ..upstream.client import UpstreamConnector
+from .driver import CallDriver
 from .memory import heap_trimmer
 
 logger = logging.getLogger(__name__)
@@ -26,24 +27,26 @@ class CallRegistry:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._calls: dict[str, Call] = {}
+        self._calls: dict[str, CallDriver] = {}
         self._trim = heap_trimmer() if settings.trim_memory else None
 
     def __len__(self) -> int:
         return len(self._calls)
 
-    def new(self, session: Session) -> Call:
-        """A new call, registered; raises :class:`CapacityExceeded` at the limit."""
+    def new(self, session: Session, upstream: UpstreamConnector) -> CallDriver:
+        """A new call whose upstream session comes from ``upstream``, registered; raises
+        :class:`CapacityExceeded` at the limit."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.")
-        call = Call(new_call_id(), self.settings, session, on_closed=self._forget)
+        call = CallDriver(new_call_id(), self.settings, session, upstream,
+                          on_closed=self._forget)
         self._calls[call.id] = call
         return call
 
-    def __iter__(self) -> Iterator[Call]:
+    def __iter__(self) -> Iterator[CallDriver]:
         return iter(list(self._calls.values()))
 
-    def get(self, call_id: str) -> Call:
+    def get(self, call_id: str) -> CallDriver:
         """The live call ``call_id``, or :class:`CallNotFound`."""
         call = self._calls.get(call_id)
         if call is None:
@@ -55,7 +58,7 @@ class CallRegistry:
         calls = list(self._calls.values())
         await asyncio.gather(*(call.close(reason) for call in calls), return_exceptions=True)
 
-    def _forget(self, call: Call) -> None:
+    def _forget(self, call: CallDriver) -> None:
         self._calls.pop(call.id, None)
         if self._trim is not None:
             self._trim()

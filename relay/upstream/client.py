@@ -1,9 +1,17 @@
-"""Connecting to an upstream Realtime WebSocket (GA protocol)."""
+"""Connecting to an upstream Realtime WebSocket (GA protocol).
+
+A call driver never opens a socket itself: it is handed an :class:`UpstreamConnector`
+(the way httpx is handed a transport) and asks it for an :class:`UpstreamSocket` per call.
+:class:`WebSocketConnector` is the real one; tests hand the driver an in-memory one, and
+later connectors may route or authenticate differently without the driver changing.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidHandshake, InvalidStatus
@@ -14,6 +22,71 @@ logger = logging.getLogger(__name__)
 
 #: Audio deltas and long session objects can be large; the default 1 MiB is not enough.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class UpstreamSocket(Protocol):
+    """One call's upstream Realtime session: messages in, messages out, a close."""
+
+    def __aiter__(self) -> AsyncIterator[str | bytes]:
+        """Every message the upstream sends. Iteration ends when the session closes
+        cleanly; websockets' ``ConnectionClosed`` may end it when it did not."""
+        ...
+
+    async def send(self, message: str) -> None:
+        """Send one client event (JSON text)."""
+
+    async def close(self) -> None:
+        """Close the session; safe to call twice."""
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code once closed (None before, or when none was received)."""
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason once closed."""
+
+
+class UpstreamConnector(Protocol):
+    """Opens an upstream Realtime session for a call."""
+
+    async def connect(self, model: str | None = None) -> UpstreamSocket:
+        """A new session on ``model`` (None: the connector's default); raises
+        :class:`~relay.errors.UpstreamError` when it cannot be opened."""
+        ...
+
+
+class WebSocketConnector:
+    """Opens real Realtime WebSockets at ``url`` with ``headers`` (the key among them)."""
+
+    def __init__(self, url: str, headers: Mapping[str, str], *, model: str | None = None,
+                 timeout: float = 10.0) -> None:
+        self.url = url
+        self._headers = dict(headers)
+        #: The model asked for when the call names none.
+        self.model = model
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        # Never the headers: they carry the key.
+        return f"WebSocketConnector({self.url!r}, model={self.model!r})"
+
+    async def connect(self, model: str | None = None) -> UpstreamSocket:
+        """Open a session, on ``model`` or the default one."""
+        url = with_model(self.url, model or self.model)
+        socket: UpstreamSocket = await connect_upstream(url, self._headers,
+                                                        timeout=self.timeout)
+        return socket
+
+
+def with_model(url: str, model: str | None) -> str:
+    """``url`` with its ``model`` query parameter set to ``model`` (kept when None)."""
+    if not model:
+        return url
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "model"]
+    query.append(("model", model))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 async def connect_upstream(

@@ -78,17 +78,6 @@ async def answer(
     return pc.localDescription.sdp, channel
 
 
-def audio_codecs(pc: RTCPeerConnection) -> dict[int, str]:
-    """The negotiated audio payload types of ``pc`` and their MIME types, in preference
-    order (the first is the one the relay sends)."""
-    return internals.negotiated_audio_codecs(pc)
-
-
-def negotiated_codec(pc: RTCPeerConnection) -> str | None:
-    """The MIME type the audio sender will use (e.g. ``audio/opus``), once negotiated."""
-    return next(iter(audio_codecs(pc).values()), None)
-
-
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "…"

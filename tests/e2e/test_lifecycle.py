@@ -11,7 +11,7 @@ from aiortc import RTCPeerConnection
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 
-from relay.server.call import Call
+from relay.server.driver import CallDriver
 from relay.webrtc.client import CallClient, PcmSource
 
 from ..conftest import LOOPBACK, base_url, live_calls
@@ -88,7 +88,7 @@ async def test_lifecycle_fifty_calls_leave_nothing_behind(relay) -> None:
     await wait_until(lambda: live_calls(relay) == 0)
     await asyncio.sleep(1.0)  # let closing transports finish
     assert len(asyncio.all_tasks()) <= tasks_before
-    assert count(Call) == 0
+    assert count(CallDriver) == 0
     assert count(RTCPeerConnection) == 0
     assert count(ClientConnection) == 0
     assert count(ServerConnection) == 0
