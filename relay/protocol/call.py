@@ -8,6 +8,12 @@ outbound track's clock. After each feed it drains two lists: events for the clie
 Everything about the protocol is decided here: which events go where, the
 ``output_audio_buffer.*`` events only WebRTC has, and barge-in — cutting playout off
 and telling the upstream exactly how much of each item the user heard.
+
+The client's story of its session is the hosted endpoint's: its first event is a
+``session.created`` that describes the call's effective session (the relay's first
+``session.update`` applied: the upstream's own ``session.created``, with its defaults, is
+not passed on), and each ``session.updated`` it gets answers one of its own updates
+(:mod:`relay.protocol.updates` pairs answers with askers).
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from dataclasses import dataclass, field
 from ..audio import RATE, SAMPLE_BYTES
 from ..audio.playout import ItemPlayback, Playout
 from ..errors import InvalidRequest, RelayError
+from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, error_event, new_event_id, parse_event
 from .session import Session, interrupt_response, normalize_session, pin_relay_formats
+from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
 logger = logging.getLogger(__name__)
 
@@ -100,9 +108,11 @@ class CallCore:
         self._clock = clock
         #: The upstream's effective session, from session.created/updated.
         self.session: Session = {}
+        self._updates = SessionUpdates()
         self._to_client: deque[Event] = deque()
         self._to_upstream: list[Event] = []
         self._channel_open = False
+        self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
         self._responses: dict[str, ResponsePlayback] = {}
         self._items: dict[str, ItemPlayback] = {}
         #: Responses cut off by barge-in: their late deltas are dropped, never played.
@@ -114,13 +124,14 @@ class CallCore:
 
     def start(self) -> None:
         """Queue the initial ``session.update``: the call's session, formats pinned."""
-        self._to_upstream.append(
-            {"type": "session.update", "session": pin_relay_formats(self.requested_session)}
-        )
+        self._update_session(INITIAL, {"type": "session.update",
+                                       "session": self.requested_session})
 
-    def channel_opened(self) -> None:
-        """The client's ``oai-events`` channel is open: held events may flow."""
+    def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        """The client's ``oai-events`` channel is open and takes messages of up to
+        ``max_message_size`` bytes (0: any size): held events may flow."""
         self._channel_open = True
+        self._max_message_size = max_message_size
 
     def uplink_audio(self, pcm: bytes) -> None:
         """Microphone audio, 24 kHz mono PCM16, to append to the upstream's buffer."""
@@ -153,12 +164,11 @@ class CallCore:
         if kind == "response.output_audio.delta":
             self._audio_delta(event)
             return
+        if kind in ("session.created", "session.updated", "error"):
+            self._session_answer(event)
+            return
         self._send_client(event)
-        if kind in ("session.created", "session.updated"):
-            session = event.get("session")
-            if isinstance(session, dict):
-                self.session = session
-        elif kind == "response.created":
+        if kind == "response.created":
             response_id = (event.get("response") or {}).get("id")
             if isinstance(response_id, str) and response_id not in self._cut:
                 self._response(response_id)
@@ -212,6 +222,11 @@ class CallCore:
         self._to_client.clear()
         return events
 
+    def drain_client_messages(self) -> list[str]:
+        """:meth:`drain_client`, encoded to fit the channel's message size (see
+        :mod:`relay.protocol.channel` for what replaces an event too large for it)."""
+        return [channel_message(event, self._max_message_size) for event in self.drain_client()]
+
     @property
     def upstream_pending(self) -> bool:
         """Whether :meth:`drain_upstream` has anything (so a writer need not wake for nothing)."""
@@ -239,11 +254,50 @@ class CallCore:
             if not isinstance(session, dict):
                 raise InvalidRequest("session.update needs a 'session' object",
                                      code="missing_required_parameter", param="session")
-            # Partial updates are normal: fill the required type, then pin our formats.
+            # Partial updates are normal: fill the required type (formats are pinned later).
             session = normalize_session({"type": "realtime", **session})
-            self._to_upstream.append({**event, "session": pin_relay_formats(session)})
+            self._update_session(CLIENT, {**event, "session": session})
         else:
             self._to_upstream.append(event)
+
+    def _update_session(self, source: str, event: Event) -> None:
+        """Send ``source``'s ``session.update`` upstream, formats pinned and the model left
+        to the connection (the upstream chose it when the call connected)."""
+        session = pin_relay_formats(event["session"])
+        session.pop("model", None)
+        self._to_upstream.append(self._updates.send(source, {**event, "session": session}))
+
+    def _session_answer(self, event: Event) -> None:
+        """Route ``session.created``/``session.updated``/``error`` to whoever asked."""
+        kind = event["type"]
+        if kind == "error":
+            pending = self._updates.failed(event)
+            if pending is None:
+                self._send_client(event)
+            else:
+                self._update_failed(pending, event)
+            return
+        session = event.get("session")
+        if isinstance(session, dict):
+            self.session = session
+        if kind == "session.created":
+            return  # the upstream's defaults: the client's session.created comes later
+        pending = self._updates.answered()
+        if pending is None:
+            logger.debug("call %s: unasked session.updated not passed on", self.call_id)
+        elif pending.source == INITIAL:
+            self._send_client({**event, "type": "session.created"})
+        elif pending.source == CLIENT:
+            self._send_client(event)
+
+    def _update_failed(self, pending: PendingUpdate, error: Event) -> None:
+        body = dict(error["error"])
+        body["event_id"] = pending.own_id
+        self._send_client({**error, "error": body})
+        if pending.source == INITIAL:
+            # The call's configuration was refused: the session is what the upstream made.
+            self._send_client({"type": "session.created", "event_id": new_event_id(),
+                               "session": self.session})
 
     def _audio_delta(self, event: Event) -> None:
         response_id = event.get("response_id")

@@ -24,11 +24,12 @@ from websockets.exceptions import ConnectionClosed
 from ..audio import RATE
 from ..config import Settings
 from ..protocol.call import CallCore
+from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.media import CallMedia
-from ..webrtc.peer import EVENTS_LABEL, answer, create_peer
+from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ class CallDriver:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._upstream_ready = asyncio.Event()
         self._closing = False
+        #: Data-channel messages that could not be sent.
+        self._send_failures = 0
         self._closed = asyncio.Event()
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -140,6 +143,7 @@ class CallDriver:
             "audio_frames_out": stats.audio_frames_out,
             "playout_dropped_samples": self.core.playout.dropped,
             "dropped_deltas": stats.dropped_deltas,
+            "channel_send_failures": self._send_failures,
             "barge_ins": [
                 {"reason": b.reason, "response_ids": b.response_ids, "truncated": b.truncated,
                  "deleted": b.deleted, "cut_latency_ms": b.cut_latency_ms}
@@ -218,7 +222,7 @@ class CallDriver:
             channel.on("open", self._on_channel_open)
 
     def _on_channel_open(self) -> None:
-        self.core.channel_opened()
+        self.core.channel_opened(remote_max_message_size(self.pc, DEFAULT_MAX_MESSAGE_SIZE))
         self._flush_client()
 
     def _on_connection_state(self) -> None:
@@ -241,5 +245,12 @@ class CallDriver:
         channel = self._channel
         if channel is None or channel.readyState != "open":
             return
-        for event in self.core.drain_client():
-            channel.send(dumps(event))
+        for message in self.core.drain_client_messages():
+            try:
+                channel.send(message)
+            except Exception:
+                # It runs in the upstream reader and in aiortc's sender loop: a failure
+                # here must cost one message, never the call (nor its audio).
+                self._send_failures += 1
+                if self._send_failures == 1:
+                    logger.exception("call %s: sending on the data channel failed", self.id)

@@ -78,6 +78,18 @@ async def answer(
     return pc.localDescription.sdp, channel
 
 
+def remote_max_message_size(pc: RTCPeerConnection, default: int) -> int:
+    """The largest data channel message the peer takes, from its ``a=max-message-size``
+    (0: any size); ``default`` when its description names none."""
+    description = pc.remoteDescription
+    for line in (description.sdp if description is not None else "").splitlines():
+        if line.startswith("a=max-message-size:"):
+            value = line.partition(":")[2].strip()
+            if value.isdigit():
+                return int(value)
+    return default
+
+
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 200 else text[:200] + "…"

@@ -48,9 +48,10 @@ async def test_call_multipart_session_is_applied(make_client) -> None:
                "audio": {"output": {"voice": "verse"}}}
     client: CallClient = make_client(session=session)
     await client.connect()
-    updated = await client.wait_for("session.updated")
-    assert updated["session"]["instructions"] == "Speak like a pirate."
-    assert updated["session"]["audio"]["output"]["voice"] == "verse"
+    created = await client.wait_for("session.created")
+    assert created["session"]["instructions"] == "Speak like a pirate."
+    assert created["session"]["audio"]["output"]["voice"] == "verse"
+    assert client.types()[0] == "session.created"
 
 
 async def test_call_negotiated_data_channel_works(make_client) -> None:

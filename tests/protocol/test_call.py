@@ -68,11 +68,13 @@ def test_call_core_start_sends_session_update_with_pinned_formats() -> None:
 
 def test_call_core_holds_events_until_channel_opens_in_order() -> None:
     core = make_core()
+    core.start()
     up(core, "session.created", session={"type": "realtime"})
     up(core, "session.updated", session={"type": "realtime"})
+    up(core, "rate_limits.updated", rate_limits=[])
     assert core.drain_client() == []
     core.channel_opened()
-    assert client_types(core) == ["session.created", "session.updated"]
+    assert client_types(core) == ["session.created", "rate_limits.updated"]
 
 
 def test_call_core_passes_unknown_events_and_fields_untouched() -> None:

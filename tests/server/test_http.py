@@ -86,8 +86,8 @@ async def test_http_keys_guard_calls_and_client_secrets_carry_a_session(
         "from the secret"
     client: CallClient = make_client(server=server, api_key=secret["value"])
     await client.connect()
-    updated = await client.wait_for("session.updated")
-    assert updated["session"]["instructions"] == "from the secret"
+    created = await client.wait_for("session.created")
+    assert created["session"]["instructions"] == "from the secret"
     assert await client.hangup() == 200
     stranger: CallClient = make_client(server=server, api_key="ek_not_minted_here")
     try:
