@@ -9,41 +9,23 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import Settings, parse_headers, split_list
+from .config import Settings, settings_listing, settings_markdown
 from .errors import RelayError
 from .upstream import LOCAL_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``serve``, ``upstream`` and ``call``."""
+    """The command line: ``serve``, ``settings``, ``upstream`` and ``call``."""
     parser = argparse.ArgumentParser(prog="relay", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the relay (demo page at /)")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    serve.add_argument("--upstream-url", help="Realtime WebSocket URL (default: embedded "
-                       "server, or OpenAI's when OPENAI_API_KEY is set)")
-    serve.add_argument("--model", help="model for the upstream session")
-    serve.add_argument("--upstream-header", action="append", default=[], metavar="'NAME: VALUE'",
-                       help="extra upstream header, e.g. 'api-key: ...' (repeatable)")
-    serve.add_argument("--ice-server", action="append", default=[], metavar="URL",
-                       help="stun:/turn: URL for the relay's peers (repeatable; default none)")
-    serve.add_argument("--ice-address", action="append", default=[], metavar="IP",
-                       help="host address to advertise in ICE (repeatable; default all)")
-    serve.add_argument("--uplink-chunk-ms", type=int, help="audio per input_audio_buffer.append")
-    serve.add_argument("--max-calls", type=int, help="concurrent call limit")
-    serve.add_argument("--opus-bitrate", type=int, help="bit rate of the Opus sent to peers")
-    serve.add_argument("--opus-complexity", type=int,
-                       help="libopus complexity 0-10 (default 10; lower: less CPU, worse sound)")
-    serve.add_argument("--opus-application", choices=["voip", "audio", "lowdelay"],
-                       help="Opus mode sent to peers (default lowdelay: CELT only)")
-    serve.add_argument("--local-mode", choices=LOCAL_MODES,
-                       help="what the embedded upstream answers with")
-    serve.add_argument("--session", help="default session (GA JSON) merged under each call's")
-    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")
-    serve.add_argument("--event-loop", choices=["auto", "uvloop", "asyncio"],
-                       help="event loop to run on (default auto: uvloop if installed)")
+    Settings.add_flags(serve)
+
+    listing = sub.add_parser("settings", help="print the settings relay serve would use "
+                             "from this environment (secrets masked)")
+    listing.add_argument("--markdown", action="store_true",
+                         help="print the README's table of every setting instead")
 
     upstream = sub.add_parser("upstream", help="run only the embedded local Realtime server")
     upstream.add_argument("--host", default="127.0.0.1")
@@ -66,11 +48,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
-            settings = _serve_settings(args)
+            settings = Settings.from_args(args)
             _setup_logging(settings.log_level)
             from .server.run import run
 
             run(settings)
+        elif args.command == "settings":
+            print(settings_markdown() if args.markdown else settings_listing(Settings.from_env()),
+                  end="")
         elif args.command == "upstream":
             _setup_logging("INFO")
             from .upstream.run import run_local
@@ -90,32 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _serve_settings(args: argparse.Namespace) -> Settings:
-    session = None
-    if args.session:
-        from .config import parse_session_json
-
-        session = parse_session_json(args.session, "--session")
-    return Settings.from_env(
-        host=args.host, port=args.port, upstream_url=args.upstream_url, model=args.model,
-        upstream_headers=parse_headers(args.upstream_header) or None,
-        ice_servers=tuple(args.ice_server) or None,
-        ice_addresses=tuple(a for v in args.ice_address for a in split_list(v)) or None,
-        uplink_chunk_ms=args.uplink_chunk_ms, max_calls=args.max_calls,
-        opus_bitrate=args.opus_bitrate, opus_complexity=args.opus_complexity,
-        opus_application=args.opus_application,
-        local_mode=args.local_mode, default_session=session, log_level=args.log_level,
-        event_loop=args.event_loop,
-    )
-
-
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # aiortc and aioice are chatty at INFO about every candidate pair.
     for noisy in ("aioice", "aiortc", "websockets"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
-
 
 
 if __name__ == "__main__":

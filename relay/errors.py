@@ -10,7 +10,8 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
     ├── CallNotFound                404, code "call_id_not_found"
     ├── CapacityExceeded            503, code "capacity_exceeded"
-    └── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
+    ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
+    └── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
 
 Messages never contain secrets: callers pass only what is safe to show a client.
 """
@@ -90,3 +91,10 @@ class UpstreamError(RelayError):
 
     status = 502
     default_code = "upstream_error"
+
+
+class ConfigError(RelayError):
+    """A setting's value cannot work. The message names the setting as a person sets it
+    (``RELAY_PORT / --port``) and ``param`` is its field name in ``Settings``."""
+
+    default_code = "invalid_setting"

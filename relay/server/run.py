@@ -11,7 +11,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from ..config import Settings
-from ..errors import InvalidRequest
+from ..errors import ConfigError
 from .app import create_app
 
 logger = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
     except ImportError as exc:
-        raise InvalidRequest("event_loop 'uvloop' is not installed") from exc
+        raise ConfigError(f"{Settings.names('event_loop')} is uvloop, which is not installed",
+                          param="event_loop") from exc
     factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
     return factory

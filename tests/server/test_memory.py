@@ -3,7 +3,7 @@
 import pytest
 
 from relay.config import Settings
-from relay.errors import InvalidRequest
+from relay.errors import ConfigError
 from relay.server.memory import heap_trimmer
 
 
@@ -18,5 +18,5 @@ def test_memory_trimmer_runs_on_glibc() -> None:
 def test_memory_trim_setting_from_env() -> None:
     assert Settings.from_env({}).trim_memory is True
     assert Settings.from_env({"RELAY_TRIM_MEMORY": "off"}).trim_memory is False
-    with pytest.raises(InvalidRequest, match="RELAY_TRIM_MEMORY is not a valid boolean"):
+    with pytest.raises(ConfigError, match="RELAY_TRIM_MEMORY must be on or off"):
         Settings.from_env({"RELAY_TRIM_MEMORY": "maybe"})

@@ -1,0 +1,245 @@
+"""Settings: the environment, the generated flags, validation, masking, the README table."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relay.__main__ import build_parser, main
+from relay.config import Settings, settings_listing, settings_markdown
+from relay.errors import ConfigError, InvalidRequest, RelayError
+from relay.settings_table import add_flags, declared, markdown_table, read_flags, setting
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def serve_args(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["serve", *argv])
+
+
+# Every environment variable, one value of each parser kind, and what it becomes.
+ENVIRONMENT = [
+    ("RELAY_HOST", "0.0.0.0", "host", "0.0.0.0"),
+    ("RELAY_PORT", "9000", "port", 9000),
+    ("RELAY_UPSTREAM_URL", "wss://example.test/v1/realtime", "upstream_url",
+     "wss://example.test/v1/realtime"),
+    ("OPENAI_API_KEY", "sk-abc", "api_key", "sk-abc"),
+    ("RELAY_UPSTREAM_HEADERS", "api-key: k1\nX-Trace:  on \n", "upstream_headers",
+     (("api-key", "k1"), ("X-Trace", "on"))),
+    ("RELAY_MODEL", "gpt-realtime-mini", "model", "gpt-realtime-mini"),
+    ("RELAY_MODELS", "gpt-realtime, gpt-realtime-mini,,", "models",
+     ("gpt-realtime", "gpt-realtime-mini")),
+    ("RELAY_SESSION", '{"type": "realtime", "instructions": "hi"}', "default_session",
+     {"type": "realtime", "instructions": "hi"}),
+    ("RELAY_ICE_SERVERS", "stun:stun.example.test:3478, turn:t.example.test", "ice_servers",
+     ("stun:stun.example.test:3478", "turn:t.example.test")),
+    ("RELAY_ICE_ADDRESSES", "10.0.0.2,::1", "ice_addresses", ("10.0.0.2", "::1")),
+    ("RELAY_API_KEYS", "sk-one, sk-two", "relay_api_keys", ("sk-one", "sk-two")),
+    ("RELAY_UPLINK_CHUNK_MS", "40", "uplink_chunk_ms", 40),
+    ("RELAY_OPUS_BITRATE", "32000", "opus_bitrate", 32000),
+    ("RELAY_OPUS_APPLICATION", "voip", "opus_application", "voip"),
+    ("RELAY_OPUS_COMPLEXITY", "5", "opus_complexity", 5),
+    ("RELAY_EVENT_LOOP", "asyncio", "event_loop", "asyncio"),
+    ("RELAY_TRIM_MEMORY", "off", "trim_memory", False),
+    ("RELAY_PLAYOUT_MAX_SECONDS", "2.5", "playout_max_seconds", 2.5),
+    ("RELAY_MAX_CALLS", "3", "max_calls", 3),
+    ("RELAY_LOCAL_MODE", "echo", "local_mode", "echo"),
+    ("RELAY_CONNECT_TIMEOUT", "7.5", "connect_timeout", 7.5),
+    ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),
+]
+
+
+@pytest.mark.parametrize(("var", "text", "name", "value"), ENVIRONMENT)
+def test_config_env_variable_sets_its_setting(var: str, text: str, name: str,
+                                              value: Any) -> None:
+    settings = Settings.from_env({var: text})
+    assert getattr(settings, name) == value
+    assert settings.replace(**{name: getattr(Settings(), name)}) == Settings()
+
+
+def test_config_every_env_variable_is_tested() -> None:
+    assert {s.env for _, s in declared(Settings)} == {var for var, *_ in ENVIRONMENT}
+
+
+def test_config_defaults_when_the_environment_is_empty_or_blank() -> None:
+    assert Settings.from_env({}) == Settings()
+    assert Settings.from_env({"RELAY_PORT": "", "OPENAI_API_KEY": ""}) == Settings()
+    assert Settings().uses_local_upstream
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("on", True), ("1", True), ("TRUE", True), ("yes", True),
+    ("off", False), ("0", False), ("false", False), ("No", False),
+])
+def test_config_booleans_read_on_and_off(text: str, value: bool) -> None:
+    assert Settings.from_env({"RELAY_TRIM_MEMORY": text}).trim_memory is value
+
+
+def test_config_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_MAX_CALLS", "7")
+    assert Settings.from_env().max_calls == 7
+
+
+def test_config_flags_override_the_environment() -> None:
+    env = {"RELAY_PORT": "8000", "RELAY_HOST": "0.0.0.0", "RELAY_ICE_ADDRESSES": "10.0.0.2"}
+    settings = Settings.from_args(serve_args("--port", "9000", "--ice-address", "::1"), env)
+    assert (settings.port, settings.host, settings.ice_addresses) == (9000, "0.0.0.0", ("::1",))
+
+
+def test_config_a_flag_replaces_a_bad_environment_value_unread() -> None:
+    settings = Settings.from_args(serve_args("--port", "9000"), {"RELAY_PORT": "eighty"})
+    assert settings.port == 9000
+
+
+def test_config_none_overrides_are_ignored() -> None:
+    settings = Settings.from_env({"RELAY_PORT": "8000"}, port=None, model=None, max_calls=5)
+    assert (settings.port, settings.model, settings.max_calls) == (8000, Settings().model, 5)
+
+
+def test_config_repeated_flags_join_and_take_comma_lists() -> None:
+    settings = Settings.from_args(serve_args(
+        "--ice-address", "127.0.0.1,10.0.0.2", "--ice-address", "::1",
+        "--upstream-header", "api-key: k", "--upstream-header", "X-A: b",
+        "--models", "m1,m2", "--models", "m3"), {})
+    assert settings.ice_addresses == ("127.0.0.1", "10.0.0.2", "::1")
+    assert settings.upstream_headers == (("api-key", "k"), ("X-A", "b"))
+    assert settings.models == ("m1", "m2", "m3")
+
+
+# A valid argument for every flag, and the value it gives.
+FLAGS: dict[str, tuple[str, Any]] = {
+    "host": ("0.0.0.0", "0.0.0.0"),
+    "port": ("9001", 9001),
+    "upstream_url": ("ws://127.0.0.1:9/v1/realtime", "ws://127.0.0.1:9/v1/realtime"),
+    "upstream_headers": ("api-key: k", (("api-key", "k"),)),
+    "model": ("m", "m"),
+    "models": ("m,n", ("m", "n")),
+    "default_session": ('{"instructions": "x"}', {"instructions": "x"}),
+    "ice_servers": ("stun:127.0.0.1:3478", ("stun:127.0.0.1:3478",)),
+    "ice_addresses": ("127.0.0.1", ("127.0.0.1",)),
+    "uplink_chunk_ms": ("40", 40),
+    "opus_bitrate": ("24000", 24000),
+    "opus_application": ("audio", "audio"),
+    "opus_complexity": ("3", 3),
+    "event_loop": ("asyncio", "asyncio"),
+    "max_calls": ("9", 9),
+    "local_mode": ("echo", "echo"),
+    "log_level": ("WARNING", "WARNING"),
+}
+
+
+def test_config_generated_parser_accepts_every_flag() -> None:
+    flagged = {name: s.flag for name, s in declared(Settings) if s.flag}
+    assert set(flagged) == set(FLAGS)
+    argv = [item for name, flag in flagged.items() for item in (flag, FLAGS[name][0])]
+    settings = Settings.from_args(serve_args(*argv), {})
+    assert {name: getattr(settings, name) for name in FLAGS} == {
+        name: value for name, (_, value) in FLAGS.items()}
+
+
+@pytest.mark.parametrize(("var", "text", "message"), [
+    ("RELAY_PORT", "http", "RELAY_PORT / --port must be an integer"),
+    ("RELAY_PORT", "70000", "RELAY_PORT / --port must be from 1 to 65535"),
+    ("RELAY_CONNECT_TIMEOUT", "soon", "RELAY_CONNECT_TIMEOUT must be a number"),
+    ("RELAY_CONNECT_TIMEOUT", "0", "RELAY_CONNECT_TIMEOUT must be positive"),
+    ("RELAY_PLAYOUT_MAX_SECONDS", "-1", "RELAY_PLAYOUT_MAX_SECONDS must be positive"),
+    ("RELAY_TRIM_MEMORY", "maybe", "RELAY_TRIM_MEMORY must be on or off"),
+    ("RELAY_UPLINK_CHUNK_MS", "25", "RELAY_UPLINK_CHUNK_MS / --uplink-chunk-ms must be a "
+     "multiple of 10 from 10 to 1000"),
+    ("RELAY_OPUS_BITRATE", "100", "RELAY_OPUS_BITRATE / --opus-bitrate must be from 6000 to "
+     "510000 bits per second"),
+    ("RELAY_OPUS_COMPLEXITY", "11", "RELAY_OPUS_COMPLEXITY / --opus-complexity must be from "
+     "0 to 10"),
+    ("RELAY_OPUS_APPLICATION", "music", "RELAY_OPUS_APPLICATION / --opus-application must be "
+     "one of voip, audio, lowdelay"),
+    ("RELAY_EVENT_LOOP", "trio", "RELAY_EVENT_LOOP / --event-loop must be one of auto, "
+     "uvloop, asyncio"),
+    ("RELAY_LOCAL_MODE", "mute", "RELAY_LOCAL_MODE / --local-mode must be one of parrot, echo"),
+    ("RELAY_LOG_LEVEL", "loud", "RELAY_LOG_LEVEL / --log-level must be a log level"),
+    ("RELAY_ICE_SERVERS", "http://x", "RELAY_ICE_SERVERS / --ice-server must be stun:, turn:"),
+    ("RELAY_ICE_ADDRESSES", "localhost", "RELAY_ICE_ADDRESSES / --ice-address must be IP "
+     "addresses"),
+    ("RELAY_UPSTREAM_HEADERS", "no colon", "RELAY_UPSTREAM_HEADERS / --upstream-header must "
+     "be 'Name: value' lines"),
+    ("RELAY_SESSION", "{nope", "RELAY_SESSION / --session must be a JSON object"),
+    ("RELAY_SESSION", "[1]", "RELAY_SESSION / --session must be a JSON object"),
+    ("RELAY_SESSION", '{"type": "transcription"}', "RELAY_SESSION / --session is not a "
+     "session the relay can use: session.type must be 'realtime'"),
+    ("RELAY_MODELS", "gpt-realtime, two words", "RELAY_MODELS / --models must be model names"),
+])
+def test_config_bad_value_is_a_config_error_naming_env_and_flag(var: str, text: str,
+                                                                message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        Settings.from_env({var: text})
+    assert not isinstance(info.value, InvalidRequest)
+    assert info.value.param == next(name for name, s in declared(Settings) if s.env == var)
+
+
+def test_config_bad_flag_reads_like_the_environment() -> None:
+    with pytest.raises(ConfigError, match=re.escape("RELAY_PORT / --port must be an integer")):
+        Settings.from_args(serve_args("--port", "http"), {})
+    with pytest.raises(ConfigError, match="RELAY_MAX_CALLS / --max-calls must be positive"):
+        Settings.from_args(serve_args("--max-calls", "0"), {})
+
+
+def test_config_wrong_type_from_code_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=re.escape("RELAY_PORT / --port must be an integer")):
+        Settings.from_env({}, port="8080")
+
+
+def test_config_cli_prints_config_errors_and_exits_2(capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAY_OPUS_COMPLEXITY", "12")
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == (
+        "relay: RELAY_OPUS_COMPLEXITY / --opus-complexity must be from 0 to 10\n")
+    assert issubclass(ConfigError, RelayError)
+
+
+def test_config_repr_masks_secrets() -> None:
+    settings = Settings(api_key="sk-upstream-secret", relay_api_keys=("sk-relay-secret",),
+                        upstream_headers=(("api-key", "azure-secret"),))
+    shown = repr(settings) + settings_listing(settings)
+    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret"):
+        assert secret not in shown
+    assert "api_key='***'" in repr(settings) and "relay_api_keys = '***'" in shown
+    assert "api_key=None" in repr(Settings()) and "port=8080" in repr(Settings())
+
+
+def test_config_readme_table_is_the_generated_one() -> None:
+    text = README.read_text()
+    match = re.search(r"<!-- settings:[^\n]*-->\n(.*?)<!-- end of settings -->", text, re.S)
+    assert match, "README.md lost its settings markers"
+    assert match.group(1).strip() == settings_markdown().strip(), (
+        "README.md's settings table is stale: paste `relay settings --markdown` between "
+        "its markers")
+
+
+def test_config_readme_table_has_a_row_per_setting() -> None:
+    rows = settings_markdown().splitlines()[2:]
+    assert len(rows) == len(list(declared(Settings)))
+    assert "| upstream key |  | `OPENAI_API_KEY` | none |" in rows
+    assert ("| models clients may request (`?model=` / `session.model`) | `--models MODEL,...` "
+            "(repeatable) | `RELAY_MODELS` (comma-separated) | any |") in rows
+    assert any("`--local-mode parrot\\|echo`" in row for row in rows)
+
+
+@dataclass(frozen=True)
+class _Switched:
+    loud: bool = setting(False, flag="--loud", env="X_LOUD", help="100% louder | clearer")
+
+
+def test_config_boolean_flag_is_a_switch() -> None:
+    parser = argparse.ArgumentParser()
+    add_flags(parser, _Switched)
+    assert read_flags(_Switched, parser.parse_args(["--loud"])) == {"loud": True}
+    assert read_flags(_Switched, parser.parse_args(["--no-loud"])) == {"loud": False}
+    assert read_flags(_Switched, parser.parse_args([])) == {}
+    assert "100% louder" in parser.format_help()
+    assert markdown_table(_Switched).splitlines()[2] == (
+        "| 100% louder \\| clearer | `--loud`, `--no-loud` | `X_LOUD` | off |")
