@@ -10,7 +10,8 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
     ├── CallNotFound                404, code "call_id_not_found"
     ├── CapacityExceeded            503, code "capacity_exceeded"
-    └── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
+    ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
+    └── CallCreationFailed          the status a server answered the client (relay.client)
 
 Messages never contain secrets: callers pass only what is safe to show a client.
 """
