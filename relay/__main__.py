@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_local(args.host, args.port, args.mode))
         else:
             _setup_logging("WARNING")
-            from .webrtc.call_cli import run_call
+            from .client.cli import run_call
 
             return asyncio.run(run_call(args.url, args.input, args.output, api_key=args.api_key,
                                         ice_addresses=args.ice_address, timeout=args.timeout))

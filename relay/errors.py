@@ -11,7 +11,9 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── CallNotFound                404, code "call_id_not_found"
     ├── CapacityExceeded            503, code "capacity_exceeded"
     ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
-    └── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
+    ├── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
+    ├── AiortcInternalsMoved        500, aiortc moved what relay.webrtc.internals reaches
+    └── CallCreationFailed          the status a server answered the client (relay.client)
 
 Messages never contain secrets: callers pass only what is safe to show a client.
 """

@@ -11,9 +11,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from relay.client import CallClient, PcmSource, read_wav
 from relay.config import Settings
 from relay.server.app import REGISTRY, create_app
-from relay.webrtc.client import CallClient, PcmSource, read_wav
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOOPBACK = ("127.0.0.1",)

@@ -1,10 +1,11 @@
 """The load process: N headless aiortc client sessions against one server.
 
 Each session sends the pre-encoded click train (``audio.ClickTrain``) as ``av.Packet``s
-paced against an absolute clock, so the load never encodes. Echoed audio is timed at the
-RTP level: the receiver's ``_handle_rtp_packet`` is replaced by a recorder, which also
-keeps the packets out of aiortc's jitter buffer (it holds ~80 ms and delays bursts) and
-its decoder. The recorder decodes each payload itself to find echoed clicks.
+paced against an absolute clock, so the load never encodes. Calls are created with the
+client's handshake (``relay.client.create_call``). Echoed audio is timed at the RTP
+level: the receiver's ``_handle_rtp_packet`` is replaced by a recorder, which also keeps
+the packets out of aiortc's jitter buffer (it holds ~80 ms and delays bursts) and its
+decoder. The recorder decodes each payload itself to find echoed clicks.
 
 Two scenarios: ``concurrent`` (N calls at once, warm up, measure a window, hang up) and
 ``sequential`` (calls one after another, server RSS sampled every 10 calls).
@@ -22,17 +23,11 @@ from typing import Any
 
 import aiohttp
 import av
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCRtpSender,
-    RTCSessionDescription,
-)
+from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender
 from aiortc.rtp import RtpPacket
 
+from relay.client import create_call, hang_up
 from relay.webrtc.internals import wrap_rtp_receive
-from relay.webrtc.peer import restrict_host_addresses
 
 from . import metrics, procstat
 from .audio import (
@@ -49,7 +44,6 @@ from .audio import (
 
 logger = logging.getLogger(__name__)
 
-CALLS_PATH = "/v1/realtime/calls"
 CONNECT_TIMEOUT = 15.0
 MEDIA_TIMEOUT = 10.0
 
@@ -142,27 +136,14 @@ class LoadSession:
 
     async def connect(self, http: aiohttp.ClientSession) -> None:
         """Offer, post, apply the answer (ICE on 127.0.0.1 only, no STUN)."""
-        restrict_host_addresses(self._pc, ["127.0.0.1"])
-        await self._pc.setLocalDescription(await self._pc.createOffer())
-        async with http.post(
-            self._base_url + CALLS_PATH,
-            data=self._pc.localDescription.sdp,
-            headers={"Content-Type": "application/sdp"},
-        ) as response:
-            body = await response.text()
-            if response.status != 201:
-                raise RuntimeError(f"call {self.index}: HTTP {response.status}: {body[:200]}")
-            self.call_id = response.headers["Location"].rstrip("/").rsplit("/", 1)[-1]
-        await self._pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
+        answer = await create_call(http, self._base_url, self._pc, ice_addresses=["127.0.0.1"])
+        self.call_id = answer.call_id
 
     async def hangup(self, http: aiohttp.ClientSession) -> int | None:
         """Post the hangup; return the HTTP status (None if never connected)."""
         if self.call_id is None:
             return None
-        url = f"{self._base_url}{CALLS_PATH}/{self.call_id}/hangup"
-        async with http.post(url) as response:
-            await response.read()
-            return response.status
+        return await hang_up(http, self._base_url, self.call_id)
 
     async def close(self) -> None:
         """Close the peer (safe to call twice)."""

@@ -6,7 +6,7 @@ import pytest
 
 from relay.audio import FRAME_BYTES
 from relay.audio.encode import OpusEncoder
-from relay.webrtc.client import read_wav
+from relay.client import read_wav
 
 from ..conftest import FIXTURES
 

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 from aiohttp import ClientSession
 
-from relay.webrtc.client import CallClient
+from relay.client import CallClient
 
 from ..conftest import base_url
+from ..support.rtp import RtpRecorder, record_rtp
 
 FRAME_MS = 20
 #: RMS above this is reply audio (the tone is ~4600 RMS; Opus silence is ~0).
@@ -34,9 +35,9 @@ def session(interrupt: bool = True) -> dict[str, Any]:
         "interrupt_response": interrupt}}}}
 
 
-def audible_between(client: CallClient, start: float, end: float) -> list[float]:
+def audible_between(rtp: RtpRecorder, start: float, end: float) -> list[float]:
     """Arrival times of audible reply packets in [start, end)."""
-    return [at for at, level in client.rtp_levels() if start <= at < end and level > AUDIBLE]
+    return [at for at, level in rtp.levels() if start <= at < end and level > AUDIBLE]
 
 
 def event_time(client: CallClient, kind: str, nth: int = 0) -> float:
@@ -60,6 +61,7 @@ def assert_no_errors(client: CallClient, allowed: tuple[str, ...] = ()) -> None:
 async def test_barge_in_speech_cuts_playout_and_truncates_to_what_was_heard(
         relay, make_client) -> None:
     client: CallClient = make_client(session=session())
+    rtp = record_rtp(client.pc)
     await client.connect()
     started = await first_reply_playing(client, 0.6)
     client.source.play(tone(0.5, 880))  # the user talks over the reply
@@ -69,7 +71,7 @@ async def test_barge_in_speech_cuts_playout_and_truncates_to_what_was_heard(
     await asyncio.sleep(0.3)
     t_started = event_time(client, "output_audio_buffer.started")
     t_cleared = event_time(client, "output_audio_buffer.cleared")
-    heard = audible_between(client, t_started - 1.0, t_cleared + 0.25)
+    heard = audible_between(rtp, t_started - 1.0, t_cleared + 0.25)
     # Playout stops within 60 ms of the cleared event.
     assert heard[-1] - t_cleared < 0.060, heard[-1] - t_cleared
     # audio_end_ms is what the client received, to within a frame (plus one in flight).
@@ -91,6 +93,7 @@ async def test_barge_in_speech_cuts_playout_and_truncates_to_what_was_heard(
 
 async def test_barge_in_client_cancel_and_clear_truncate_exactly(make_client) -> None:
     client: CallClient = make_client(session=session())
+    rtp = record_rtp(client.pc)
     await client.connect()
     started = await first_reply_playing(client, 0.5)
     client.send({"type": "response.cancel"})
@@ -100,7 +103,7 @@ async def test_barge_in_client_cancel_and_clear_truncate_exactly(make_client) ->
     truncated = await client.wait_for("conversation.item.truncated", timeout=10)
     await asyncio.sleep(0.3)
     t_cleared = event_time(client, "output_audio_buffer.cleared")
-    heard = audible_between(client, 0, t_cleared + 0.25)
+    heard = audible_between(rtp, 0, t_cleared + 0.25)
     assert heard[-1] - t_cleared < 0.060
     assert abs(truncated["audio_end_ms"] - len(heard) * FRAME_MS) <= 2 * FRAME_MS
     assert "output_audio_buffer.stopped" not in client.types()
@@ -114,6 +117,7 @@ async def test_barge_in_between_two_responses(make_client) -> None:
     and an interrupt while the first still plays: the first is truncated at what was
     heard, the second, never heard, is deleted."""
     client: CallClient = make_client(session=session())
+    rtp = record_rtp(client.pc)
     await client.connect()
     first = await first_reply_playing(client, 0.1)
     await client.wait_for("response.done", timeout=10)  # generated at 4x real time
@@ -131,7 +135,7 @@ async def test_barge_in_between_two_responses(make_client) -> None:
     assert set(all_cleared) == {first["response_id"], second["response"]["id"]}
     assert deleted["item_id"] == second["response"]["output"][0]["id"]
     t_cleared = event_time(client, "output_audio_buffer.cleared")
-    heard = audible_between(client, 0, t_cleared + 0.25)
+    heard = audible_between(rtp, 0, t_cleared + 0.25)
     assert abs(truncated["audio_end_ms"] - len(heard) * FRAME_MS) <= 2 * FRAME_MS
     # Nothing of the second reply was ever played.
     assert "output_audio_buffer.started" not in [
@@ -156,6 +160,7 @@ async def test_barge_in_after_playout_ended_cuts_nothing(make_client) -> None:
 
 async def test_barge_in_interrupt_response_false_cuts_nothing(make_client) -> None:
     client: CallClient = make_client(session=session(interrupt=False))
+    rtp = record_rtp(client.pc)
     await client.connect()
     await first_reply_playing(client, 0.4)
     client.source.play(tone(0.4, 880))
@@ -164,7 +169,7 @@ async def test_barge_in_interrupt_response_false_cuts_nothing(make_client) -> No
     stopped = await client.wait_for("output_audio_buffer.stopped", timeout=20)
     await asyncio.sleep(0.3)
     t_started = event_time(client, "output_audio_buffer.started")
-    heard = audible_between(client, t_started - 1.0, event_time(client, stopped["type"]) + 0.25)
+    heard = audible_between(rtp, t_started - 1.0, event_time(client, stopped["type"]) + 0.25)
     assert len(heard) * FRAME_MS >= 1400  # the whole 1.5 s reply was played
     kinds = client.types()
     assert "output_audio_buffer.cleared" not in kinds

@@ -8,7 +8,7 @@ import json
 import numpy as np
 from aiohttp import ClientSession
 
-from relay.webrtc.client import CallClient
+from relay.client import CallClient
 
 from ..conftest import base_url, live_calls
 

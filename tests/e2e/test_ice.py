@@ -7,7 +7,7 @@ import re
 from aiohttp import ClientSession
 from aiortc import RTCPeerConnection
 
-from relay.webrtc.client import CallClient, PcmSource
+from relay.client import CallClient, PcmSource
 from relay.webrtc.internals import ice_connection
 from relay.webrtc.peer import create_peer, restrict_host_addresses
 

@@ -11,8 +11,8 @@ from aiortc import RTCPeerConnection
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 
+from relay.client import CallClient, PcmSource
 from relay.server.driver import CallDriver
-from relay.webrtc.client import CallClient, PcmSource
 
 from ..conftest import LOOPBACK, base_url, live_calls
 

@@ -7,8 +7,8 @@ import asyncio
 import numpy as np
 import pytest
 
+from relay.client import CallClient
 from relay.server.app import REGISTRY
-from relay.webrtc.client import CallClient
 
 from .test_call_e2e import FAST_VAD, rms
 

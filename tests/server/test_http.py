@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import ClientSession
 
-from relay.webrtc.client import CallClient
+from relay.client import CallClient
 
 from ..conftest import base_url, live_calls
 

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..protocol.events import Event
-from .client import CallClient, PcmSource, read_wav, write_wav
+from .call_client import CallClient
+from .media import PcmSource, read_wav, write_wav
 
 
 async def run_call(url: str, input_path: Path, output_path: Path, *, api_key: str | None,

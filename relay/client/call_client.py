@@ -1,0 +1,173 @@
+"""A headless WebRTC client of the Realtime calls API, as a browser or SDK would be.
+
+It creates a call (``POST /v1/realtime/calls``), streams a microphone track, opens the
+``oai-events`` channel, collects every server event and the reply audio it hears. The
+``relay call`` command and the end-to-end tests use it; it works against any server that
+speaks the calls API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import aiohttp
+import av
+from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc.mediastreams import MediaStreamTrack
+
+from ..audio.resample import Uplink
+from ..protocol.events import Event, dumps
+from ..webrtc.peer import EVENTS_LABEL, create_peer
+from ..webrtc.tracks import pump_inbound
+from .handshake import create_call, hang_up
+
+
+class CallClient:
+    """One call to a relay (or to any server of the Realtime calls API).
+
+    The microphone track is added when the client is built, so ``pc``'s transceiver (and
+    its receiver) exist before :meth:`connect`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        source: MediaStreamTrack,
+        *,
+        api_key: str | None = None,
+        session: dict[str, Any] | None = None,
+        ice_addresses: Sequence[str] = (),
+        ice_servers: Sequence[str] = (),
+        negotiated_dcid: int | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        edit_offer: Callable[[str], str] | None = None,
+        codecs: Sequence[str] = (),
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.source = source
+        self.api_key = api_key
+        self.session = session
+        self.ice_addresses = tuple(ice_addresses)
+        self.negotiated_dcid = negotiated_dcid
+        self.on_event = on_event
+        #: Rewrites the offer before it is posted (tests use it to mimic other clients).
+        self.edit_offer = edit_offer
+        #: Audio codecs to offer, by MIME type (e.g. ``("audio/PCMU",)``); empty: aiortc's.
+        self.codecs = tuple(codecs)
+        self.pc: RTCPeerConnection = create_peer(ice_servers)
+        self.call_id: str | None = None
+        #: Every server event received, in order, with the time it arrived
+        #: (``time.monotonic()``).
+        self.events: list[tuple[float, Event]] = []
+        #: Reply audio heard, 24 kHz mono PCM16.
+        self.received = bytearray()
+        self._uplink = Uplink(20)
+        self._waiters: list[asyncio.Future[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._http: aiohttp.ClientSession | None = None
+        self.pc.addTrack(self.source)
+        if negotiated_dcid is None:
+            self.channel = self.pc.createDataChannel(EVENTS_LABEL)
+        else:
+            self.channel = self.pc.createDataChannel(EVENTS_LABEL, negotiated=True,
+                                                     id=negotiated_dcid)
+        self.channel.on("message", self._on_message)
+        self.pc.on("track", self._on_track)
+
+    async def connect(self, timeout: float = 15.0) -> None:
+        """Create the call and wait for the data channel to open.
+
+        Raises :class:`~relay.client.CallCreationFailed` if the server refuses the call.
+        """
+        self._prefer_codecs()
+        self._http = aiohttp.ClientSession()
+        answer = await create_call(
+            self._http, self.base_url, self.pc, ice_addresses=self.ice_addresses,
+            api_key=self.api_key, session=self.session, dcid=self.negotiated_dcid,
+            edit_offer=self.edit_offer,
+        )
+        self.call_id = answer.call_id
+        opened = asyncio.Event()
+        if self.channel.readyState == "open":
+            opened.set()
+        self.channel.on("open", opened.set)
+        await asyncio.wait_for(opened.wait(), timeout)
+
+    def send(self, event: Event) -> None:
+        """Send one client event on the data channel."""
+        self.channel.send(dumps(event))
+
+    async def wait_for(
+        self, kind: str, predicate: Callable[[Event], bool] | None = None, *,
+        timeout: float = 20.0, after: int = 0,
+    ) -> Event:
+        """The first event of type ``kind`` (at index ``after`` or later) that matches."""
+        async def find() -> Event:
+            while True:
+                for _, event in self.events[after:]:
+                    if event["type"] == kind and (predicate is None or predicate(event)):
+                        return event
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                try:
+                    await waiter
+                finally:
+                    if waiter in self._waiters:
+                        self._waiters.remove(waiter)
+        return await asyncio.wait_for(find(), timeout)
+
+    def types(self) -> list[str]:
+        """The types of all events received so far, in order."""
+        return [event["type"] for _, event in self.events]
+
+    async def hangup(self) -> int:
+        """``POST .../hangup``; return the HTTP status."""
+        assert self._http is not None and self.call_id is not None
+        return await hang_up(self._http, self.base_url, self.call_id, api_key=self.api_key)
+
+    async def close(self) -> None:
+        """Close the peer and the HTTP session; safe to call twice."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def _prefer_codecs(self) -> None:
+        if not self.codecs:
+            return
+        wanted = [c.lower() for c in self.codecs]
+        available = RTCRtpSender.getCapabilities("audio").codecs
+        for transceiver in self.pc.getTransceivers():
+            transceiver.setCodecPreferences(
+                [c for c in available if c.mimeType.lower() in wanted])
+
+    def _on_message(self, message: str | bytes) -> None:
+        event = json.loads(message)
+        self.events.append((time.monotonic(), event))
+        if self.on_event is not None:
+            self.on_event(event)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._tasks.append(asyncio.ensure_future(self._receive(track)))
+
+    async def _receive(self, track: MediaStreamTrack) -> None:
+        def hear(frame: av.AudioFrame) -> None:
+            for chunk in self._uplink.feed(frame):
+                self.received += chunk
+
+        await pump_inbound(track, hear)
