@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
+from .events import random_id
 
 Session = dict[str, Any]
 
@@ -111,6 +112,61 @@ def layer_sessions(*layers: Mapping[str, Any] | None) -> Session:
         if layer:
             session = deep_merge(session, normalize_session(layer))
     return session
+
+
+def default_session(model: str = DEFAULT_MODEL) -> Session:
+    """A full GA session with the hosted service's defaults, as its ``session.created``
+    and its ``client_secrets`` response describe one (with a fresh ``sess_`` id)."""
+    return {
+        "type": "realtime",
+        "object": "realtime.session",
+        "id": random_id("sess_"),
+        "model": model,
+        "output_modalities": ["audio"],
+        "instructions": "",
+        "audio": {
+            "input": {
+                "format": dict(PCM24K),
+                "transcription": None,
+                "noise_reduction": None,
+                "turn_detection": dict(DEFAULT_TURN_DETECTION),
+            },
+            "output": {"format": dict(PCM24K), "voice": "alloy", "speed": 1.0},
+        },
+        "tools": [],
+        "tool_choice": "auto",
+        "max_output_tokens": "inf",
+        "tracing": None,
+        "truncation": "auto",
+    }
+
+
+def effective_session(session: Mapping[str, Any], *, model: str = DEFAULT_MODEL,
+                      expires_at: int = 0) -> Session:
+    """Every field of the session a call asking for ``session`` runs with: the GA
+    defaults with ``session`` laid over them, in the shape typed clients parse.
+
+    An object whose ``type`` differs from the default's replaces it rather than merging
+    (``semantic_vad`` keeps no ``threshold``, ``audio/pcmu`` no ``rate``). Identity
+    fields are the server's: a fresh ``id``, ``object``, and ``model``, which is the
+    relay's own because the upstream URL, not the session, picks the model.
+    """
+    full = _overlay(default_session(model), normalize_session(session))
+    full.update(object="realtime.session", id=random_id("sess_"), model=model,
+                expires_at=expires_at)
+    return full
+
+
+def _overlay(base: Mapping[str, Any], update: Mapping[str, Any]) -> Session:
+    merged = copy.deepcopy(dict(base))
+    for key, value in update.items():
+        old = merged.get(key)
+        if (isinstance(value, Mapping) and isinstance(old, Mapping)
+                and value.get("type", old.get("type")) == old.get("type")):
+            merged[key] = _overlay(old, value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
 
 
 def pin_relay_formats(session: Mapping[str, Any]) -> Session:

@@ -14,11 +14,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp.multipart import parse_content_disposition
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError, UnsupportedMediaType
-from ..protocol.session import Session, layer_sessions, normalize_session
+from ..protocol.session import Session, effective_session, layer_sessions, normalize_session
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from .auth import DEFAULT_TTL, Authenticator
 from .registry import CallRegistry
@@ -33,6 +34,8 @@ UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 MAX_SDP_BYTES = 256 * 1024
+#: Parts a call's form may have (it needs two: ``sdp`` and ``session``).
+MAX_FORM_PARTS = 16
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -109,8 +112,12 @@ async def create_client_secret(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     session = layer_sessions(settings.default_session, body.get("session"))
     secret = auth.mint(session, ttl)
+    # Typed clients (openai-python's ClientSecretCreateResponse) need the full session,
+    # identity fields included, not just the fields that were asked for.
+    described = effective_session(secret.session, model=settings.model,
+                                  expires_at=secret.expires_at)
     return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
-                              "session": secret.session})
+                              "session": described})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -194,12 +201,12 @@ async def _close_calls(app: web.Application) -> None:
 async def _read_offer(request: web.Request) -> tuple[str, Session | None]:
     kind = request.content_type
     if kind == "multipart/form-data":
-        form = await request.post()
-        sdp = _form_text(form.get("sdp"))
+        parts = await _read_form(request, ("sdp", "session"))
+        sdp = parts.get("sdp")
         if not sdp:
             raise InvalidRequest("The form has no 'sdp' part.", code="missing_required_parameter",
                                  param="sdp")
-        raw_session = _form_text(form.get("session"))
+        raw_session = parts.get("session")
         session = None
         if raw_session:
             try:
@@ -214,24 +221,80 @@ async def _read_offer(request: web.Request) -> tuple[str, Session | None]:
         if len(body) > MAX_SDP_BYTES:
             raise InvalidRequest("The SDP offer is too large.", code="invalid_offer", param="sdp")
         try:
-            return body.decode("utf-8"), None
-        except UnicodeDecodeError as exc:
-            raise InvalidRequest("The SDP offer is not UTF-8 text.", code="invalid_offer",
-                                 param="sdp") from exc
+            return body.decode(request.charset or "utf-8"), None
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise InvalidRequest("The SDP offer is not text in its charset.",
+                                 code="invalid_offer", param="sdp") from exc
     raise UnsupportedMediaType(
         f"Unsupported Content-Type {kind!r}: send application/sdp or multipart/form-data."
     )
 
 
-def _form_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    data: bytes = value.file.read(MAX_SDP_BYTES + 1)  # a part sent as a file (a Blob)
-    if len(data) > MAX_SDP_BYTES:
-        raise InvalidRequest("A form part is too large.", code="invalid_value")
-    return data.decode("utf-8", errors="replace")
+async def _read_form(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
+    """The text of the form parts called ``names``; other parts are read and dropped.
+
+    The parts are read here rather than with ``request.post()``, which hands a part over
+    as ``str``, ``bytes`` or a file depending on its headers, decodes only ``text/*``
+    parts with their charset, and fails without naming the part. Here every part is
+    bytes decoded with its own charset (UTF-8 by default), whatever its Content-Type and
+    whether or not it carries a filename, and every error names the part.
+    """
+    texts: dict[str, str] = {}
+    try:
+        reader = await request.multipart()
+        for _ in range(MAX_FORM_PARTS):
+            next_part = await reader.next()
+            if next_part is None:
+                return texts
+            part, name = _named_part(next_part)
+            data = await _read_part(part, name)
+            if name in names:
+                if name in texts:
+                    raise InvalidRequest(f"The form has more than one {name!r} part.",
+                                         code="invalid_value", param=name)
+                texts[name] = _part_text(part, data, name)
+    except (ValueError, RuntimeError) as exc:  # aiohttp's words for a malformed body
+        raise InvalidRequest("The multipart/form-data body is malformed.",
+                             code="invalid_multipart", param=None) from exc
+    raise InvalidRequest(f"The form has more than {MAX_FORM_PARTS} parts.",
+                         code="invalid_multipart")
+
+
+def _named_part(part: MultipartReader | BodyPartReader) -> tuple[BodyPartReader, str]:
+    if isinstance(part, MultipartReader):  # a part that is itself multipart/mixed
+        _, params = parse_content_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+        raise InvalidRequest("A form part may not be multipart itself.",
+                             code="invalid_value", param=params.get("name"))
+    if not part.name:
+        raise InvalidRequest("A form part has no name in its Content-Disposition.",
+                             code="invalid_multipart")
+    return part, part.name
+
+
+async def _read_part(part: BodyPartReader, name: str) -> bytes:
+    data = bytearray()
+    while chunk := await part.read_chunk():
+        data += chunk
+        if len(data) > MAX_SDP_BYTES:
+            raise InvalidRequest(f"The {name!r} part is too large.", code="invalid_value",
+                                 param=name)
+    return bytes(data)
+
+
+def _part_text(part: BodyPartReader, data: bytes, name: str) -> str:
+    """``data`` decoded per the part's headers: transfer encoding, then charset."""
+    charset = part.get_charset(default="utf-8")
+    try:
+        return bytes(part.decode(data)).decode(charset)
+    except LookupError as exc:
+        raise InvalidRequest(f"The {name!r} part names an unknown charset {charset!r}.",
+                             code="invalid_value", param=name) from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"The {name!r} part is not valid {charset} text.",
+                             code="invalid_value", param=name) from exc
+    except (ValueError, RuntimeError) as exc:  # bad base64, unknown transfer encoding
+        raise InvalidRequest(f"The {name!r} part could not be decoded: {exc}",
+                             code="invalid_value", param=name) from exc
 
 
 async def _read_json(request: web.Request) -> dict[str, Any]:

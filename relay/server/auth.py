@@ -41,13 +41,21 @@ class Authenticator:
             raise AuthenticationFailed("A server API key is required for this endpoint.")
 
     def authorize_call(self, authorization: str | None) -> Session | None:
-        """Check the key of a call request; return the session of a client secret, if any."""
+        """Check the key of a call request; return the session of a client secret, if any.
+
+        A live client secret this relay minted always binds its session. With no server
+        keys configured (open mode) any other bearer is accepted too, including an ``ek_``
+        key minted elsewhere or expired: browser SDKs refuse keys without that prefix, so
+        a page in open mode may send any ``ek_`` string.
+        """
         token = _bearer(authorization)
-        if token.startswith(SECRET_PREFIX):
-            secret = self._secrets.get(token)
-            if secret is None or secret.expires_at <= self._clock():
-                raise AuthenticationFailed("The client secret is unknown or has expired.")
+        secret = self._live_secret(token)
+        if secret is not None:
             return secret.session
+        if not self._server_keys:
+            return None
+        if token.startswith(SECRET_PREFIX):
+            raise AuthenticationFailed("The client secret is unknown or has expired.")
         if not self._is_server_key(token):
             raise AuthenticationFailed("Incorrect API key provided.")
         return None
@@ -62,6 +70,12 @@ class Authenticator:
         self._purge()
         secret = ClientSecret(random_id(SECRET_PREFIX, 32), int(self._clock()) + ttl, session)
         self._secrets[secret.value] = secret
+        return secret
+
+    def _live_secret(self, token: str) -> ClientSecret | None:
+        secret = self._secrets.get(token) if token.startswith(SECRET_PREFIX) else None
+        if secret is None or secret.expires_at <= self._clock():
+            return None
         return secret
 
     def _is_server_key(self, token: str) -> bool:
