@@ -34,7 +34,7 @@ from openai.types.realtime.realtime_session_create_response import (
 )
 
 from ..conftest import base_url, live_calls
-from ..offer_peer import OfferPeer
+from ..support.offer import OfferPeer
 
 SESSION: dict[str, Any] = {"type": "realtime", "instructions": "Answer like a lighthouse keeper.",
                            "audio": {"output": {"voice": "verse"}}}

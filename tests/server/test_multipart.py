@@ -18,7 +18,7 @@ from aiohttp import ClientSession
 from aiohttp.test_utils import TestServer
 
 from ..conftest import base_url, live_calls
-from ..offer_peer import OfferPeer
+from ..support.offer import OfferPeer
 
 BOUNDARY = "------------------------d74496d66958873e"
 SESSION = {"type": "realtime", "instructions": "Café au lait, s'il vous plaît.",

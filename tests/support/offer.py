@@ -1,6 +1,6 @@
 """A bare offering peer, for tests that post the SDP offer themselves (raw HTTP, the SDK).
 
-:class:`relay.webrtc.client.CallClient` posts its own offer; these tests need the offer as
+:class:`relay.client.CallClient` posts its own offer; these tests need the offer as
 text, the answer applied by hand, and the data channel's events in order.
 """
 
@@ -14,11 +14,11 @@ from types import TracebackType
 from typing import Any
 
 from aiortc import RTCSessionDescription
-from relay.webrtc.client import PcmSource
 
+from relay.client import PcmSource
 from relay.webrtc.peer import EVENTS_LABEL, create_peer, restrict_host_addresses
 
-from .conftest import LOOPBACK
+from ..conftest import LOOPBACK
 
 
 class OfferPeer:
@@ -72,12 +72,9 @@ class OfferPeer:
 
     async def session_matching(self, predicate: Callable[[dict[str, Any]], bool],
                                timeout: float = 20.0) -> dict[str, Any]:
-        """The first session (of ``session.created`` or ``session.updated``) that matches.
-
-        Today's relay sends the upstream's own ``session.created`` and then a
-        ``session.updated`` with the call's session; a relay that opens with a
-        ``session.created`` describing the call's session sends no update. This finds the
-        call's session either way; events before it are consumed.
+        """The first session (of ``session.created`` or ``session.updated``) that matches;
+        events before it are consumed. (The call's first event, ``session.created``,
+        already describes the call's session: tests that need that check it themselves.)
         """
         async def find() -> dict[str, Any]:
             while True:
