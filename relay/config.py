@@ -100,7 +100,7 @@ class Settings:
     model: str = setting(
         DEFAULT_MODEL, flag="--model", env="RELAY_MODEL", metavar="MODEL",
         help="model for the upstream session")
-    #: Not used yet: what a call's ``?model=`` or ``session.model`` may name.
+    #: What a call's ``session.model`` or ``?model=`` may name (the default model always).
     models: tuple[str, ...] = setting(
         (), flag="--models", env="RELAY_MODELS", check=_model_names, metavar="MODEL,...",
         help="models clients may request (`?model=` / `session.model`)", shown="any")

@@ -7,7 +7,7 @@ peer's codec itself), so every session it sends upstream has both audio formats 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -139,6 +139,27 @@ def default_session(model: str = DEFAULT_MODEL) -> Session:
         "tracing": None,
         "truncation": "auto",
     }
+
+
+def choose_model(session: Mapping[str, Any], query: str | None, *, default: str,
+                 allowed: Sequence[str] = ()) -> str:
+    """The upstream model of a call: ``session.model``, else the request's ``?model=``,
+    else ``default``. ``allowed`` (empty: any) is the operator's list; the default is
+    always allowed. Raises :class:`InvalidRequest` naming the parameter otherwise."""
+    model, param = session.get("model"), "session.model"
+    if model is None:
+        model, param = query, "model"
+    if model is None or model == "":
+        return default
+    if not isinstance(model, str):
+        raise InvalidRequest("model must be a string", code="invalid_type", param=param)
+    if allowed and model not in allowed and model != default:
+        raise InvalidRequest(
+            f"The model {model[:100]!r} is not available on this relay; it serves "
+            + ", ".join(sorted({default, *allowed})) + ".",
+            code="model_not_allowed", param=param,
+        )
+    return model
 
 
 def effective_session(session: Mapping[str, Any], *, model: str = DEFAULT_MODEL,

@@ -19,7 +19,13 @@ from aiohttp.multipart import parse_content_disposition
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError, UnsupportedMediaType
-from ..protocol.session import Session, effective_session, layer_sessions, normalize_session
+from ..protocol.session import (
+    Session,
+    choose_model,
+    effective_session,
+    layer_sessions,
+    normalize_session,
+)
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from .auth import DEFAULT_TTL, Authenticator
 from .registry import CallRegistry
@@ -75,8 +81,10 @@ async def create_call(request: web.Request) -> web.Response:
     secret_session = app[AUTH].authorize_call(request.headers.get("Authorization"))
     offer, client_session = await _read_offer(request)
     session = layer_sessions(settings.default_session, secret_session, client_session)
+    model = choose_model(session, request.query.get("model"), default=settings.model,
+                         allowed=settings.models)
     dcid = _dcid(request.query.get("dcid"))
-    call = app[REGISTRY].new(session, app[UPSTREAM])
+    call = app[REGISTRY].new(session, app[UPSTREAM], model)
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
     return web.Response(
@@ -111,10 +119,11 @@ async def create_client_secret(request: web.Request) -> web.Response:
                              param="expires_after.seconds")
     settings = request.app[SETTINGS]
     session = layer_sessions(settings.default_session, body.get("session"))
+    model = choose_model(session, None, default=settings.model, allowed=settings.models)
     secret = auth.mint(session, ttl)
     # Typed clients (openai-python's ClientSecretCreateResponse) need the full session,
     # identity fields included, not just the fields that were asked for.
-    described = effective_session(secret.session, model=settings.model,
+    described = effective_session(secret.session, model=model,
                                   expires_at=secret.expires_at)
     return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
                               "session": described})

@@ -44,6 +44,7 @@ class CallDriver:
         session: Session,
         upstream: UpstreamConnector,
         *,
+        model: str | None = None,
         on_closed: Callable[[CallDriver], None] | None = None,
     ) -> None:
         self.id = call_id
@@ -60,6 +61,8 @@ class CallDriver:
                                after_frame=self._flush_client)
         self.close_reason: str | None = None
         self._upstream = upstream
+        #: The upstream model asked for (None: the connector's default).
+        self.model = model
         self._on_closed = on_closed
         self._socket: UpstreamSocket | None = None
         self._channel: RTCDataChannel | None = None
@@ -85,7 +88,7 @@ class CallDriver:
         On any failure the call is closed before the exception propagates.
         """
         try:
-            self._socket = await self._upstream.connect()
+            self._socket = await self._upstream.connect(self.model)
             self.core.start()
             self._spawn(self._read_upstream(), "upstream-reader")
             self._spawn(self._write_upstream(), "upstream-writer")

@@ -33,13 +33,14 @@ class CallRegistry:
     def __len__(self) -> int:
         return len(self._calls)
 
-    def new(self, session: Session, upstream: UpstreamConnector) -> CallDriver:
-        """A new call whose upstream session comes from ``upstream``, registered; raises
-        :class:`CapacityExceeded` at the limit."""
+    def new(self, session: Session, upstream: UpstreamConnector,
+            model: str | None = None) -> CallDriver:
+        """A new call on ``model`` whose upstream session comes from ``upstream``,
+        registered; raises :class:`CapacityExceeded` at the limit."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.")
         call = CallDriver(new_call_id(), self.settings, session, upstream,
-                          on_closed=self._forget)
+                          model=model, on_closed=self._forget)
         self._calls[call.id] = call
         return call
 
