@@ -294,3 +294,90 @@ def test_call_core_upstream_close_becomes_an_error_event() -> None:
     [event] = core.drain_client()
     assert event["type"] == "error" and event["error"]["code"] == "upstream_closed"
     assert "1011" in event["error"]["message"]
+
+
+# ------------------------------------------------ the client's story of its session
+
+def started(session: dict[str, Any] | None = None) -> tuple[CallCore, str]:
+    """A core whose channel is open and whose first session.update went upstream."""
+    core = opened(session or {"type": "realtime", "instructions": "be brief"})
+    core.start()
+    [initial] = core.drain_upstream()
+    return core, initial["event_id"]
+
+
+def test_call_core_first_event_is_created_with_the_calls_session() -> None:
+    core, _ = started()
+    up(core, "session.created", session={"type": "realtime", "instructions": ""})
+    assert core.drain_client() == []  # the upstream's defaults are not the call's story
+    up(core, "session.updated", event_id="ev_up",
+       session={"type": "realtime", "instructions": "be brief"})
+    [created] = core.drain_client()
+    assert created["type"] == "session.created"
+    assert created["session"]["instructions"] == "be brief"
+
+
+def test_call_core_session_updated_only_answers_the_clients_own_update() -> None:
+    core, _ = started()
+    up(core, "session.created", session={"type": "realtime"})
+    up(core, "session.updated", session={"type": "realtime", "instructions": "be brief"})
+    core.drain_client()
+    up(core, "session.updated", session={"type": "realtime", "instructions": "unasked"})
+    assert core.drain_client() == []
+    core.client_message(json.dumps({"type": "session.update", "event_id": "mine",
+                                    "session": {"instructions": "louder"}}))
+    [update] = core.drain_upstream()
+    assert update["event_id"] == "mine" and "model" not in update["session"]
+    up(core, "session.updated", session={"type": "realtime", "instructions": "louder"})
+    assert client_types(core) == ["session.updated"]
+    assert core.session["instructions"] == "louder"
+
+
+def test_call_core_error_about_a_client_update_names_its_event_id() -> None:
+    core, _ = started()
+    up(core, "session.updated", session={"type": "realtime"})
+    core.drain_client()
+    core.client_message(json.dumps({"type": "session.update", "session": {"voice": "x"}}))
+    [update] = core.drain_upstream()
+    sent_id = update["event_id"]  # the relay named it, so the answer can be routed
+    up(core, "error", error={"type": "invalid_request_error", "code": "invalid_value",
+                             "message": "bad voice", "param": "session.audio.output.voice",
+                             "event_id": sent_id})
+    [error] = core.drain_client()
+    assert error["type"] == "error" and error["error"]["event_id"] is None
+    assert error["error"]["message"] == "bad voice"
+    assert len(core._updates) == 0
+
+
+def test_call_core_refused_initial_update_still_creates_the_session() -> None:
+    core, initial_id = started()
+    up(core, "session.created", session={"type": "realtime", "instructions": "defaults"})
+    up(core, "error", error={"type": "invalid_request_error", "code": "unknown_parameter",
+                             "message": "no such field", "param": "session.x",
+                             "event_id": initial_id})
+    events = core.drain_client()
+    assert [e["type"] for e in events] == ["error", "session.created"]
+    assert events[1]["session"]["instructions"] == "defaults"
+
+
+def test_call_core_other_errors_pass_through() -> None:
+    core, _ = started()
+    up(core, "error", error={"type": "server_error", "code": None, "message": "x",
+                             "param": None, "event_id": "someone_else"})
+    assert client_types(core) == ["error"]
+
+
+def test_call_core_large_event_fits_the_channel_limit() -> None:
+    core = make_core()
+    core.channel_opened(max_message_size=4096)
+    audio = base64.b64encode(b"\x00" * 48_000).decode()
+    up(core, "conversation.item.retrieved", event_id="ev1", item={
+        "id": "item1", "type": "message", "role": "user", "object": "realtime.item",
+        "status": "completed",
+        "content": [{"type": "input_audio", "audio": audio, "transcript": "hi"}]})
+    [message] = core.drain_client_messages()
+    event = json.loads(message)
+    assert len(message.encode()) <= 4096
+    assert event["item"]["content"][0] == {"type": "input_audio", "audio": None,
+                                           "transcript": "hi"}
+    assert event["relay_omitted"] == ["item.content[0].audio"]
