@@ -122,7 +122,8 @@ class Settings:
     #: line is visible to every user of the machine.
     relay_api_keys: tuple[str, ...] = setting(
         (), env="RELAY_API_KEYS", secret=True,
-        help="keys that may create calls / mint client secrets", shown="none: open (any bearer, `ek_` too)")
+        help="keys that may create calls / mint client secrets",
+        shown="none: open (any bearer, `ek_` too)")
 
     #: 20 ms (one WebRTC frame) is the lowest latency. 40 ms measured 20 ms more echo round
     #: trip (44 vs 23 ms) for 20% less relay CPU (scripts/bench, N = 12, three rounds; the

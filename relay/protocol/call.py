@@ -110,6 +110,10 @@ class CallCore:
         self.session: Session = {}
         self._updates = SessionUpdates()
         self._to_client: deque[Event] = deque()
+        #: Outboxes of the sidebands attached, by name.
+        self._sidebands: dict[str, list[Event]] = {}
+        #: Assistant items the relay truncated or deleted itself (see _client_truncate).
+        self._truncated: deque[str] = deque(maxlen=256)
         self._to_upstream: list[Event] = []
         self._channel_open = False
         self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
@@ -140,18 +144,35 @@ class CallCore:
             {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
         )
 
-    def client_message(self, text: str | bytes) -> None:
-        """One message from the data channel."""
+    def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
+        """One message from the data channel, or from the sideband ``source`` names."""
         try:
             event = parse_event(text)
         except InvalidRequest as exc:
-            self._send_client(error_event(exc))
+            self._reply(source, error_event(exc))
             return
         try:
-            self._client_event(event)
+            self._client_event(event, source)
         except RelayError as exc:
             event_id = event.get("event_id")
-            self._send_client(error_event(exc, event_id if isinstance(event_id, str) else None))
+            self._reply(source, error_event(exc, event_id if isinstance(event_id, str) else None))
+
+    def attach_sideband(self, name: str) -> None:
+        """A server-side controller joined the call as ``name``: from now on it gets every
+        event the client gets, except ``session.created`` (it gets no greeting)."""
+        self._sidebands[name] = []
+
+    def detach_sideband(self, name: str) -> None:
+        """The sideband ``name`` left; what was queued for it is dropped."""
+        self._sidebands.pop(name, None)
+
+    def drain_sideband(self, name: str) -> list[Event]:
+        """Events for the sideband ``name``."""
+        events = self._sidebands.get(name)
+        if not events:
+            return []
+        self._sidebands[name] = []
+        return events
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream WebSocket."""
@@ -239,11 +260,13 @@ class CallCore:
 
     # ---------------------------------------------------------------- internals
 
-    def _client_event(self, event: Event) -> None:
+    def _client_event(self, event: Event, source: str) -> None:
         kind = event["type"]
         if kind == "output_audio_buffer.clear":
             self._interrupt("client_clear", explicit=True)
-        elif kind == "input_audio_buffer.append":
+        elif kind == "conversation.item.truncate":
+            self._client_truncate(event, source)
+        elif kind == "input_audio_buffer.append" and source == CLIENT:
             raise InvalidRequest(
                 "In a WebRTC call the microphone audio travels on the RTP track; "
                 "input_audio_buffer.append is not accepted on the data channel.",
@@ -256,7 +279,22 @@ class CallCore:
                                      code="missing_required_parameter", param="session")
             # Partial updates are normal: fill the required type (formats are pinned later).
             session = normalize_session({"type": "realtime", **session})
-            self._update_session(CLIENT, {**event, "session": session})
+            self._update_session(source, {**event, "session": session})
+        else:
+            self._to_upstream.append(event)
+
+    def _client_truncate(self, event: Event, source: str) -> None:
+        """The relay owns playout, so only it knows what was heard: a truncation of an
+        item it played is its own to make (controllers estimating from wall-clock time or
+        from deltas they never saw would overshoot). One it already made is dropped; one
+        of an item still playing cuts playout there, as ``output_audio_buffer.clear``
+        would, and the relay sends the exact truncation. Other items' go through."""
+        item_id = event.get("item_id")
+        if item_id in self._truncated:
+            logger.info("call %s: %s's truncation of %s dropped: the relay truncated it",
+                        self.call_id, source, item_id)
+        elif item_id in self._items:
+            self._interrupt(f"{source}_truncate", explicit=False)
         else:
             self._to_upstream.append(event)
 
@@ -286,18 +324,19 @@ class CallCore:
         if pending is None:
             logger.debug("call %s: unasked session.updated not passed on", self.call_id)
         elif pending.source == INITIAL:
-            self._send_client({**event, "type": "session.created"})
-        elif pending.source == CLIENT:
+            self._to_channel({**event, "type": "session.created"})
+        else:
+            # Everyone shares the session: the client and every sideband see the change.
             self._send_client(event)
 
     def _update_failed(self, pending: PendingUpdate, error: Event) -> None:
         body = dict(error["error"])
         body["event_id"] = pending.own_id
-        self._send_client({**error, "error": body})
+        self._reply(pending.source, {**error, "error": body})
         if pending.source == INITIAL:
             # The call's configuration was refused: the session is what the upstream made.
-            self._send_client({"type": "session.created", "event_id": new_event_id(),
-                               "session": self.session})
+            self._to_channel({"type": "session.created", "event_id": new_event_id(),
+                              "session": self.session})
 
     def _audio_delta(self, event: Event) -> None:
         response_id = event.get("response_id")
@@ -378,11 +417,13 @@ class CallCore:
                                       "item_id": item.item_id, "content_index": 0,
                                       "audio_end_ms": audio_end_ms})
             record.truncated.append((item.item_id, audio_end_ms))
+            self._truncated.append(item.item_id)
         else:
             # The upstream rejects a truncation at 0 ms; nothing was heard, so drop it.
             self._to_upstream.append({"type": "conversation.item.delete",
                                       "item_id": item.item_id})
             record.deleted.append(item.item_id)
+            self._truncated.append(item.item_id)
 
     def _finish(self, response: ResponsePlayback, kind: str) -> None:
         self._send_client(self._buffer_event(kind, response))
@@ -397,6 +438,19 @@ class CallCore:
         return {"type": kind, "event_id": new_event_id(), "response_id": response.response_id}
 
     def _send_client(self, event: Event) -> None:
+        """A server event of the call: to the client and to every sideband."""
+        self._to_channel(event)
+        for outbox in self._sidebands.values():
+            outbox.append(event)
+
+    def _reply(self, source: str, event: Event) -> None:
+        """An event for whoever sent a client event: the data channel or one sideband."""
+        if source in (CLIENT, INITIAL):
+            self._to_channel(event)
+        elif source in self._sidebands:
+            self._sidebands[source].append(event)
+
+    def _to_channel(self, event: Event) -> None:
         if not self._channel_open and len(self._to_client) >= MAX_HELD_EVENTS:
             self._to_client.popleft()
             self.stats.held_dropped += 1
