@@ -14,10 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ...audio import RATE
 from ...protocol.events import Event, new_event_id, random_id
-from .conversation import Item, assistant_item, new_item_id
-
-BYTES_PER_MS = 48
+from .conversation import BYTES_PER_MS, Item, assistant_item, new_item_id
 
 #: Audio tokens, as the hosted service bills them (about 10 per second in, 20 per second out).
 _INPUT_MS_PER_TOKEN = 100
@@ -57,8 +56,8 @@ BEEP_TRANSCRIPT = "I have not heard any audio from you yet, so here is a beep."
 
 def beep(freq_hz: float = 440.0, duration_ms: int = 300, dbfs: float = -12.0) -> bytes:
     """A sine tone as 24 kHz PCM16, with 5 ms fades so it does not click."""
-    count = duration_ms * 24
-    t = np.arange(count) / 24000.0
+    count = duration_ms * RATE // 1000
+    t = np.arange(count) / RATE
     tone = np.sin(2 * np.pi * freq_hz * t) * (10 ** (dbfs / 20) * 32767)
     fade = min(120, count // 2)
     if fade:

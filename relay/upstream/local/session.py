@@ -24,8 +24,9 @@ from ...errors import InvalidRequest, RelayError
 from ...protocol.events import Event, error_event, parse_event, random_id
 from ...protocol.session import DEFAULT_MODEL, PCM24K, Session
 from .. import LOCAL_MODES, LocalMode
-from .config import TurnDetection, apply_update, default_session, turn_detection
+from .config import TurnDetection, apply_update, default_session, is_pcm24k, turn_detection
 from .conversation import (
+    BYTES_PER_MS,
     Conversation,
     Item,
     decode_audio,
@@ -36,7 +37,6 @@ from .conversation import (
 )
 from .response import (
     BEEP_TRANSCRIPT,
-    BYTES_PER_MS,
     Response,
     ResponseChunk,
     ResponsePlan,
@@ -405,9 +405,8 @@ class LocalSession:
         output = self.config["audio"]["output"]
         audio_opts = ((opts.get("audio") or {}).get("output") or {})
         fmt = audio_opts.get("format", output["format"])
-        if not (isinstance(fmt, Mapping) and fmt.get("type") == "audio/pcm"
-                and fmt.get("rate", 24000) == 24000):
-            raise InvalidRequest("This server only supports audio/pcm at 24000 Hz.",
+        if not is_pcm24k(fmt):
+            raise InvalidRequest(f"This server only supports audio/pcm at {PCM24K['rate']} Hz.",
                                  code="invalid_value", param="response.audio.output.format")
         if "input" in opts:
             if not isinstance(opts["input"], list):
