@@ -17,6 +17,7 @@ from ...protocol.session import (
     deep_merge,
     normalize_session,
 )
+from .tools import check_tools
 
 #: ``semantic_vad`` has no threshold or durations; its eagerness picks a silence length.
 _EAGERNESS_SILENCE_MS = {"low": 1000, "medium": 500, "auto": 500, "high": 250}
@@ -75,6 +76,7 @@ def apply_update(current: Mapping[str, Any], update: Any) -> Session:
     merged = deep_merge(current, normalized)
     _check_formats(merged)
     _check_modalities(merged)
+    check_tools(merged.get("tools"), merged.get("tool_choice"), "session")
     merged["audio"]["input"]["turn_detection"] = _complete_turn_detection(
         _turn_detection_after(current, normalized)
     )

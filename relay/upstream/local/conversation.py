@@ -113,6 +113,21 @@ def assistant_item(item_id: str) -> Item:
     )
 
 
+def function_call_item(item_id: str, name: str, call_id: str) -> Item:
+    """A function call about to be generated: in progress, no arguments yet."""
+    return Item(
+        {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "in_progress",
+            "name": name,
+            "call_id": call_id,
+            "arguments": "",
+        }
+    )
+
+
 def item_from_client(raw: Any) -> Item:
     """The item of a ``conversation.item.create``, checked, with any input audio decoded."""
     if not isinstance(raw, Mapping):
