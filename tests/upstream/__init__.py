@@ -1,1 +1,1 @@
-"""Tests of the embedded local Realtime server."""
+"""Tests of the model side (relay.upstream)."""

@@ -17,6 +17,7 @@ from ...protocol.session import (
     deep_merge,
     normalize_session,
 )
+from .tools import check_tools
 
 #: ``semantic_vad`` has no threshold or durations; its eagerness picks a silence length.
 _EAGERNESS_SILENCE_MS = {"low": 1000, "medium": 500, "auto": 500, "high": 250}
@@ -75,6 +76,7 @@ def apply_update(current: Mapping[str, Any], update: Any) -> Session:
     merged = deep_merge(current, normalized)
     _check_formats(merged)
     _check_modalities(merged)
+    check_tools(merged.get("tools"), merged.get("tool_choice"), "session")
     merged["audio"]["input"]["turn_detection"] = _complete_turn_detection(
         _turn_detection_after(current, normalized)
     )
@@ -171,6 +173,13 @@ def _check_server_vad(turn: Mapping[str, Any]) -> None:
             )
 
 
+def is_pcm24k(fmt: Any) -> bool:
+    """Whether an audio format object is the only one this server speaks, 24 kHz PCM16
+    (a missing ``rate`` means 24 kHz, as the hosted service reads it)."""
+    return (isinstance(fmt, Mapping) and fmt.get("type") == PCM24K["type"]
+            and fmt.get("rate", PCM24K["rate"]) == PCM24K["rate"])
+
+
 def _check_formats(session: Session) -> None:
     audio = session.get("audio")
     if not isinstance(audio, Mapping):
@@ -179,14 +188,10 @@ def _check_formats(session: Session) -> None:
     for direction in ("input", "output"):
         side: Any = audio.get(direction)
         fmt = side.get("format") if isinstance(side, Mapping) else None
-        if not (
-            isinstance(fmt, Mapping)
-            and fmt.get("type") == "audio/pcm"
-            and fmt.get("rate", 24000) == 24000
-        ):
+        if not is_pcm24k(fmt):
             raise InvalidRequest(
-                f"This server only supports audio/pcm at 24000 Hz for {direction}, "
-                f"not {fmt!r}.",
+                f"This server only supports audio/pcm at {PCM24K['rate']} Hz for "
+                f"{direction}, not {fmt!r}.",
                 code="invalid_value", param=f"session.audio.{direction}.format",
             )
         side["format"] = dict(PCM24K)  # fill in the rate if the client left it out

@@ -9,8 +9,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ...audio import RATE, SAMPLE_BYTES
 from ...errors import InvalidRequest
 from ...protocol.events import random_id
+
+#: Bytes in one millisecond of the server's audio (24 kHz mono PCM16).
+BYTES_PER_MS = RATE // 1000 * SAMPLE_BYTES
 
 _ROLES = ("user", "assistant", "system")
 _ITEM_TYPES = ("message", "function_call", "function_call_output")
@@ -63,7 +67,7 @@ class Item:
 
     def audio_ms(self) -> int:
         """Milliseconds of audio (24 kHz PCM16) held for this item."""
-        return (len(self.audio) + self.output_bytes) // 48
+        return (len(self.audio) + self.output_bytes) // BYTES_PER_MS
 
     def has_input_audio(self) -> bool:
         """Whether this is a user message carrying audio that can be parroted."""
@@ -105,6 +109,21 @@ def assistant_item(item_id: str) -> Item:
             "status": "in_progress",
             "role": "assistant",
             "content": [],
+        }
+    )
+
+
+def function_call_item(item_id: str, name: str, call_id: str) -> Item:
+    """A function call about to be generated: in progress, no arguments yet."""
+    return Item(
+        {
+            "id": item_id,
+            "object": "realtime.item",
+            "type": "function_call",
+            "status": "in_progress",
+            "name": name,
+            "call_id": call_id,
+            "arguments": "",
         }
     )
 

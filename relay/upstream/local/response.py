@@ -1,27 +1,33 @@
 """One response of the local server, generated without I/O: the events that open it, its
 paced chunks, and the events that close it (completed or cancelled).
 
-A parrot response knows all its audio and transcript up front and hands them out one
-``delta_ms`` chunk at a time; the driver decides *when* (see :class:`ResponseChunk`). An
-echo response stays open and turns each appended input chunk into an output delta.
+A :class:`Response` answers with one assistant message. A parrot (or tool report) response
+knows all its audio and transcript up front and hands them out one ``delta_ms`` chunk at a
+time; the driver decides *when* (see :class:`ResponseChunk`). An echo response stays open
+and turns each appended input chunk into an output delta. A :class:`FunctionCallResponse`
+calls a function instead: one ``function_call`` item whose arguments stream at once.
 """
 
 from __future__ import annotations
 
 import base64
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ...audio import RATE
 from ...protocol.events import Event, new_event_id, random_id
-from .conversation import Item, assistant_item, new_item_id
-
-BYTES_PER_MS = 48
+from .conversation import BYTES_PER_MS, Item, assistant_item, function_call_item, new_item_id
 
 #: Audio tokens, as the hosted service bills them (about 10 per second in, 20 per second out).
 _INPUT_MS_PER_TOKEN = 100
 _OUTPUT_MS_PER_TOKEN = 50
+#: Text tokens, roughly: four characters each.
+_CHARS_PER_TOKEN = 4
+#: Characters per ``response.function_call_arguments.delta`` (a few tokens' worth).
+ARGUMENT_DELTA_CHARS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +60,14 @@ def describe_parrot(audio_ms: int) -> str:
 
 BEEP_TRANSCRIPT = "I have not heard any audio from you yet, so here is a beep."
 
+#: The tone under a tool report: a fifth above the plain beep, so an ear can tell them apart.
+TOOL_TONE_HZ = 660.0
+
 
 def beep(freq_hz: float = 440.0, duration_ms: int = 300, dbfs: float = -12.0) -> bytes:
     """A sine tone as 24 kHz PCM16, with 5 ms fades so it does not click."""
-    count = duration_ms * 24
-    t = np.arange(count) / 24000.0
+    count = duration_ms * RATE // 1000
+    t = np.arange(count) / RATE
     tone = np.sin(2 * np.pi * freq_hz * t) * (10 ** (dbfs / 20) * 32767)
     fade = min(120, count // 2)
     if fade:
@@ -68,43 +77,31 @@ def beep(freq_hz: float = 440.0, duration_ms: int = 300, dbfs: float = -12.0) ->
     return bytes(tone.astype("<i2").tobytes())
 
 
-@dataclass(slots=True)
-class _Options:
+@dataclass(frozen=True, slots=True)
+class ResponseOptions:
+    """How a response is shaped: the session's settings under ``response.create``'s."""
+
     audio: bool
-    in_conversation: bool
+    #: None for an out-of-band response (``conversation: "none"``): its item joins no
+    #: conversation.
     conversation_id: str | None
     output_format: dict[str, Any]
-    voice: Any
-    metadata: Any
-    max_output_tokens: Any
+    voice: Any = "alloy"
+    metadata: Any = None
+    max_output_tokens: Any = "inf"
 
 
-class Response:
-    """A response in progress: one assistant message with one audio or text part."""
+class BaseResponse(ABC):
+    """A response in progress, with its one output item: what the session drives.
 
-    def __init__(
-        self,
-        *,
-        plan: ResponsePlan | None,
-        audio: bool,
-        conversation_id: str | None,
-        output_format: dict[str, Any],
-        voice: Any = "alloy",
-        metadata: Any = None,
-        max_output_tokens: Any = "inf",
-        delta_ms: int = 100,
-    ) -> None:
-        """``plan`` is None for an open-ended echo response; ``conversation_id`` None means
-        out of band (``conversation: "none"``), so the item joins no conversation."""
+    The session sends :meth:`start`'s events at once, then hands out :meth:`next_chunk`
+    while :meth:`has_more`; :meth:`finish` closes the response early (cancelled).
+    """
+
+    def __init__(self, item: Item, options: ResponseOptions) -> None:
         self.id = random_id("resp_")
-        self.item: Item = assistant_item(new_item_id())
-        self._plan = plan
-        self._opts = _Options(audio, conversation_id is not None, conversation_id,
-                              output_format, voice, metadata, max_output_tokens)
-        self._delta_bytes = max(1, delta_ms) * BYTES_PER_MS
-        self._sent_bytes = 0
-        self._words = _words(plan.transcript) if plan is not None else []
-        self._sent_words = 0
+        self.item = item
+        self._opts = options
         self.finished = False
 
     @property
@@ -114,21 +111,96 @@ class Response:
 
     @property
     def in_conversation(self) -> bool:
-        """Whether the assistant item joins the conversation (not ``conversation: none``)."""
-        return self._opts.in_conversation
+        """Whether the output item joins the conversation (not ``conversation: none``)."""
+        return self._opts.conversation_id is not None
+
+    @abstractmethod
+    def start(self, previous_item_id: str | None) -> list[Event]:
+        """The events that open the response, up to where its content starts."""
+
+    @abstractmethod
+    def has_more(self) -> bool:
+        """Whether the driver should ask for another chunk."""
+
+    @abstractmethod
+    def next_chunk(self, previous_item_id: str | None) -> ResponseChunk:
+        """The next chunk; the last one carries the closing events."""
+
+    @abstractmethod
+    def finish(self, status: str, reason: str | None,
+               previous_item_id: str | None) -> list[Event]:
+        """Close the content, the item and the response; ``reason`` goes in
+        status_details."""
+
+    def _opening(self, previous_item_id: str | None) -> list[Event]:
+        """``response.created``, ``response.output_item.added`` and (in conversation)
+        ``conversation.item.added``."""
+        events: list[Event] = [
+            server_event("response.created", response=self._object("in_progress", None, [])),
+            server_event("response.output_item.added", response_id=self.id, output_index=0,
+                         item=self.item.public()),
+        ]
+        if self.in_conversation:
+            events.append(server_event("conversation.item.added",
+                                       previous_item_id=previous_item_id,
+                                       item=self.item.public()))
+        return events
+
+    def _closing(self, status: str, reason: str | None, previous_item_id: str | None,
+                 usage: dict[str, Any]) -> list[Event]:
+        """``conversation.item.done`` (in conversation), ``response.output_item.done``,
+        ``response.done`` and ``rate_limits.updated``, for the item as it now stands."""
+        self.finished = True
+        item = self.item.public()
+        events: list[Event] = []
+        if self.in_conversation:
+            events.append(server_event("conversation.item.done",
+                                       previous_item_id=previous_item_id, item=item))
+        details = None if reason is None else {"type": status, "reason": reason}
+        response = self._object(status, details, [item])
+        response["usage"] = usage
+        events.append(server_event("response.output_item.done", response_id=self.id,
+                                   output_index=0, item=item))
+        events.append(server_event("response.done", response=response))
+        events.append(server_event("rate_limits.updated", rate_limits=_rate_limits()))
+        return events
+
+    def _object(self, status: str, details: Any, output: list[Any]) -> dict[str, Any]:
+        opts = self._opts
+        audio = {"output": {"format": dict(opts.output_format), "voice": opts.voice}}
+        return {
+            "object": "realtime.response",
+            "id": self.id,
+            "status": status,
+            "status_details": details,
+            "output": output,
+            "conversation_id": opts.conversation_id,
+            "output_modalities": ["audio"] if opts.audio else ["text"],
+            "max_output_tokens": opts.max_output_tokens,
+            "audio": audio,
+            "usage": None,
+            "metadata": opts.metadata,
+        }
+
+
+class Response(BaseResponse):
+    """A response that answers: one assistant message with one audio or text part."""
+
+    def __init__(self, plan: ResponsePlan | None, options: ResponseOptions, *,
+                 delta_ms: int = 100) -> None:
+        """``plan`` is None for an open-ended echo response."""
+        super().__init__(assistant_item(new_item_id()), options)
+        self._plan = plan
+        self._delta_bytes = max(1, delta_ms) * BYTES_PER_MS
+        self._sent_bytes = 0
+        self._words = _words(plan.transcript) if plan is not None else []
+        self._sent_words = 0
 
     # -- opening -----------------------------------------------------------------------
 
     def start(self, previous_item_id: str | None) -> list[Event]:
         """``response.created`` through ``response.content_part.added``."""
-        events: list[Event] = [
-            server_event("response.created", response=self._object("in_progress", None, [])),
-            server_event("response.output_item.added", response_id=self.id, output_index=0,
-                   item=self.item.public()),
-        ]
-        if self.in_conversation:
-            events.append(server_event("conversation.item.added", previous_item_id=previous_item_id,
-                                 item=self.item.public()))
+        events = self._opening(previous_item_id)
         part = {"type": "audio", "transcript": ""} if self._opts.audio else {
             "type": "text", "text": ""}
         events.append(server_event("response.content_part.added", **self._where(), part=part))
@@ -178,8 +250,6 @@ class Response:
     def finish(self, status: str, reason: str | None,
                previous_item_id: str | None) -> list[Event]:
         """Close the part, the item and the response; ``reason`` goes in status_details."""
-        self.finished = True
-        item_status = "completed" if status == "completed" else "incomplete"
         text = self._spoken_text()
         where = self._where()
         if self._opts.audio:
@@ -188,29 +258,20 @@ class Response:
                 server_event("response.output_audio.done", **where),
                 server_event("response.output_audio_transcript.done", **where, transcript=text),
                 server_event("response.content_part.done", **where,
-                       part={"type": "audio", "transcript": text}),
+                             part={"type": "audio", "transcript": text}),
             ]
         else:
             content = {"type": "output_text", "text": text}
             events = [
                 server_event("response.output_text.done", **where, text=text),
                 server_event("response.content_part.done", **where,
-                       part={"type": "text", "text": text}),
+                             part={"type": "text", "text": text}),
             ]
-        self.item.data["status"] = item_status
+        self.item.data["status"] = "completed" if status == "completed" else "incomplete"
         self.item.data["content"] = [content]
-        item = self.item.public()
-        if self.in_conversation:
-            events.append(server_event("conversation.item.done", previous_item_id=previous_item_id,
-                                 item=item))
-        details = None if reason is None else {"type": status, "reason": reason}
-        response = self._object(status, details, [item])
-        response["usage"] = self._usage(text)
-        events.append(server_event("response.output_item.done", response_id=self.id,
-                             output_index=0, item=item))
-        events.append(server_event("response.done", response=response))
-        events.append(server_event("rate_limits.updated", rate_limits=_rate_limits()))
-        return events
+        input_ms = self._plan.input_audio_ms if self._plan is not None else 0
+        usage = _usage(input_ms, self.item.audio_ms(), len(text.split()))
+        return events + self._closing(status, reason, previous_item_id, usage)
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -218,7 +279,8 @@ class Response:
         return "".join(self._words[:self._sent_words])
 
     def _transcript_delta(self, word: str) -> Event:
-        return server_event("response.output_audio_transcript.delta", **self._where(), delta=word)
+        return server_event("response.output_audio_transcript.delta", **self._where(),
+                            delta=word)
 
     def _text_delta(self, word: str) -> Event:
         return server_event("response.output_text.delta", **self._where(), delta=word)
@@ -227,42 +289,80 @@ class Response:
         return {"response_id": self.id, "item_id": self.item.id, "output_index": 0,
                 "content_index": 0}
 
-    def _object(self, status: str, details: Any, output: list[Any]) -> dict[str, Any]:
-        opts = self._opts
-        audio = {"output": {"format": dict(opts.output_format), "voice": opts.voice}}
-        return {
-            "object": "realtime.response",
-            "id": self.id,
-            "status": status,
-            "status_details": details,
-            "output": output,
-            "conversation_id": opts.conversation_id,
-            "output_modalities": ["audio"] if opts.audio else ["text"],
-            "max_output_tokens": opts.max_output_tokens,
-            "audio": audio,
-            "usage": None,
-            "metadata": opts.metadata,
-        }
 
-    def _usage(self, text: str) -> dict[str, Any]:
-        """Token counts in the hosted service's shape; this server only estimates them."""
-        input_ms = self._plan.input_audio_ms if self._plan is not None else 0
-        input_audio = -(-input_ms // _INPUT_MS_PER_TOKEN)
-        output_audio = -(-self.item.audio_ms() // _OUTPUT_MS_PER_TOKEN)
-        output_text = len(text.split())
-        total_in, total_out = input_audio, output_audio + output_text
-        return {
-            "total_tokens": total_in + total_out,
-            "input_tokens": total_in,
-            "output_tokens": total_out,
-            "input_token_details": {
-                "text_tokens": 0, "audio_tokens": input_audio, "image_tokens": 0,
-                "cached_tokens": 0,
-                "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0,
-                                          "image_tokens": 0},
-            },
-            "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
-        }
+class FunctionCallResponse(BaseResponse):
+    """A response that calls a function: one ``function_call`` item, whose arguments
+    stream as ``response.function_call_arguments.delta`` events, and no audio."""
+
+    def __init__(self, name: str, arguments: str, options: ResponseOptions) -> None:
+        super().__init__(function_call_item(new_item_id(), name, random_id("call_", 16)),
+                         options)
+        self._arguments = arguments
+        self._sent = 0  # characters of the arguments sent so far
+
+    @property
+    def call_id(self) -> str:
+        """The call's id, which the client's ``function_call_output`` will name."""
+        return str(self.item.data["call_id"])
+
+    def start(self, previous_item_id: str | None) -> list[Event]:
+        """``response.created`` through ``conversation.item.added`` (no content parts:
+        a function call has none)."""
+        return self._opening(previous_item_id)
+
+    def has_more(self) -> bool:
+        """Whether the arguments are still to be sent."""
+        return not self.finished
+
+    def next_chunk(self, previous_item_id: str | None) -> ResponseChunk:
+        """Every argument delta and the closing events: there is no audio to pace."""
+        assert not self.finished
+        where = self._where()
+        events = [server_event("response.function_call_arguments.delta", **where, delta=piece)
+                  for piece in _pieces(self._arguments, ARGUMENT_DELTA_CHARS)]
+        self._sent = len(self._arguments)
+        events += self.finish("completed", None, previous_item_id)
+        return ResponseChunk(self.id, events, 0, True)
+
+    def finish(self, status: str, reason: str | None,
+               previous_item_id: str | None) -> list[Event]:
+        """``response.function_call_arguments.done`` (sent even for a cancelled call, as
+        the hosted service does, with what was sent), then the item and the response."""
+        arguments = self._arguments[:self._sent]
+        self.item.data["status"] = "completed" if status == "completed" else "incomplete"
+        self.item.data["arguments"] = arguments
+        events = [server_event("response.function_call_arguments.done", **self._where(),
+                               name=self.item.data["name"], arguments=arguments)]
+        usage = _usage(0, 0, -(-len(arguments) // _CHARS_PER_TOKEN))
+        return events + self._closing(status, reason, previous_item_id, usage)
+
+    def _where(self) -> dict[str, Any]:
+        return {"response_id": self.id, "item_id": self.item.id, "output_index": 0,
+                "call_id": self.call_id}
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    """``text`` in pieces of ``size`` characters (one piece, maybe empty, at least)."""
+    return [text[i:i + size] for i in range(0, len(text), size)] or [text]
+
+
+def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[str, Any]:
+    """Token counts in the hosted service's shape; this server only estimates them."""
+    input_audio = -(-input_audio_ms // _INPUT_MS_PER_TOKEN)
+    output_audio = -(-output_audio_ms // _OUTPUT_MS_PER_TOKEN)
+    total_in, total_out = input_audio, output_audio + output_text
+    return {
+        "total_tokens": total_in + total_out,
+        "input_tokens": total_in,
+        "output_tokens": total_out,
+        "input_token_details": {
+            "text_tokens": 0, "audio_tokens": input_audio, "image_tokens": 0,
+            "cached_tokens": 0,
+            "cached_tokens_details": {"text_tokens": 0, "audio_tokens": 0,
+                                      "image_tokens": 0},
+        },
+        "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
+    }
 
 
 def _words(text: str) -> list[str]:

@@ -109,7 +109,8 @@ class _Connection:
 
 
 class LocalRealtimeServer:
-    """An offline Realtime API (GA) WebSocket server that parrots each user turn back.
+    """An offline Realtime API (GA) WebSocket server that parrots each user turn back
+    (and calls function tools by the rules in :mod:`relay.upstream.local`).
 
     ``mode="echo"`` instead returns every appended input chunk at once as output audio of
     one long-lived response. Parrot audio goes out in ``delta_ms`` deltas at ``speed``

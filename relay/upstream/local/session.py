@@ -1,5 +1,5 @@
 """Sans-I/O core of the local Realtime server: one connection's session, conversation,
-input audio buffer, turn detection and responses.
+input audio buffer, turn detection and responses (answers and function calls).
 
 Feed it client messages with :meth:`LocalSession.receive_message` (or already parsed events
 with :meth:`LocalSession.receive_event`); each call returns the server events to send, in
@@ -24,8 +24,9 @@ from ...errors import InvalidRequest, RelayError
 from ...protocol.events import Event, error_event, parse_event, random_id
 from ...protocol.session import DEFAULT_MODEL, PCM24K, Session
 from .. import LOCAL_MODES, LocalMode
-from .config import TurnDetection, apply_update, default_session, turn_detection
+from .config import TurnDetection, apply_update, default_session, is_pcm24k, turn_detection
 from .conversation import (
+    BYTES_PER_MS,
     Conversation,
     Item,
     decode_audio,
@@ -36,14 +37,18 @@ from .conversation import (
 )
 from .response import (
     BEEP_TRANSCRIPT,
-    BYTES_PER_MS,
+    TOOL_TONE_HZ,
+    BaseResponse,
+    FunctionCallResponse,
     Response,
     ResponseChunk,
+    ResponseOptions,
     ResponsePlan,
     beep,
     describe_parrot,
     server_event,
 )
+from .tools import ToolCall, ToolReport, call_names, check_output, check_tools, choose
 from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
@@ -98,6 +103,12 @@ class LocalSession:
     turns every ``input_audio_buffer.append`` straight into an output delta of one
     long-lived response (for measuring the relay's own latency). ``delta_ms`` is the length
     of each parrot audio delta.
+
+    In parrot mode a response may call a function tool instead, by the rules of
+    :mod:`.tools`: a named ``tool_choice`` calls that function, ``"required"`` the first
+    function tool, ``"auto"`` one whose name the user's latest text message contains,
+    ``"none"`` nothing. Once the client adds the call's ``function_call_output``, the next
+    response says it used the tool, output included ("I used get_weather: ...").
     """
 
     def __init__(self, *, mode: LocalMode = "parrot", model: str = DEFAULT_MODEL,
@@ -113,7 +124,7 @@ class LocalSession:
         self._vad: EnergyVad | None = None
         self._speech_item_id: str | None = None
         self._speech_start_ms = 0
-        self._response: Response | None = None
+        self._response: BaseResponse | None = None
         self._queued_response = False
         self._sync_vad()
         self._handlers: dict[str, Handler] = {
@@ -315,6 +326,7 @@ class LocalSession:
 
     def _item_create(self, event: Event) -> list[Event]:
         item = item_from_client(event.get("item"))
+        check_output(item, self.conversation)
         if "previous_item_id" in event:
             previous = self.conversation.insert(item, event["previous_item_id"])
         else:
@@ -394,6 +406,18 @@ class LocalSession:
 
     def _start_response(self, overrides: Mapping[str, Any] | None) -> list[Event]:
         opts = dict(overrides or {})
+        options = self._response_options(opts)
+        source = self._response_input(opts)
+        tools = opts.get("tools", self.config["tools"])
+        choice = opts.get("tool_choice", self.config["tool_choice"])
+        check_tools(tools, choice, "response")
+        step = choose(source, tools, choice, call_names([*self.conversation, *source]))
+        if isinstance(step, ToolCall):
+            return self._open(FunctionCallResponse(step.name, step.arguments, options))
+        return self._open(Response(_plan(source, step), options, delta_ms=self.delta_ms))
+
+    def _response_options(self, opts: Mapping[str, Any]) -> ResponseOptions:
+        """The session's response settings under ``response.create``'s, checked."""
         modalities = opts.get("output_modalities", self.config["output_modalities"])
         if modalities not in (["audio"], ["text"]):
             raise InvalidRequest("output_modalities must be ['audio'] or ['text']",
@@ -404,39 +428,41 @@ class LocalSession:
                                  code="invalid_value", param="response.conversation")
         output = self.config["audio"]["output"]
         audio_opts = ((opts.get("audio") or {}).get("output") or {})
-        fmt = audio_opts.get("format", output["format"])
-        if not (isinstance(fmt, Mapping) and fmt.get("type") == "audio/pcm"
-                and fmt.get("rate", 24000) == 24000):
-            raise InvalidRequest("This server only supports audio/pcm at 24000 Hz.",
+        if not is_pcm24k(audio_opts.get("format", output["format"])):
+            raise InvalidRequest(f"This server only supports audio/pcm at {PCM24K['rate']} Hz.",
                                  code="invalid_value", param="response.audio.output.format")
-        if "input" in opts:
-            if not isinstance(opts["input"], list):
-                raise InvalidRequest("response.input must be a list", code="invalid_type",
-                                     param="response.input")
-            source = self.conversation.resolve(opts["input"])
-        else:
-            source = list(self.conversation)
-        response = Response(
-            plan=_plan(latest_user_audio(source)),
+        return ResponseOptions(
             audio=modalities == ["audio"],
             conversation_id=self.conversation_id if conversation == "auto" else None,
             output_format=dict(PCM24K),
             voice=audio_opts.get("voice", output.get("voice")),
             metadata=opts.get("metadata"),
             max_output_tokens=opts.get("max_output_tokens", self.config["max_output_tokens"]),
-            delta_ms=self.delta_ms,
         )
-        return self._open(response)
+
+    def _response_input(self, opts: Mapping[str, Any]) -> list[Item]:
+        """The items a response answers: ``response.input`` when given, else the
+        conversation. Tool outputs given inline must answer calls known by then."""
+        if "input" not in opts:
+            return list(self.conversation)
+        if not isinstance(opts["input"], list):
+            raise InvalidRequest("response.input must be a list", code="invalid_type",
+                                 param="response.input")
+        source = self.conversation.resolve(opts["input"])
+        for index, item in enumerate(source):
+            if self.conversation.get(item.id) is not item:
+                check_output(item, [*self.conversation, *source[:index]])
+        return source
 
     def _open_echo(self) -> list[Event]:
         """Open the long-lived echo response that appended audio flows into."""
-        return self._open(Response(
-            plan=None, audio=True, conversation_id=self.conversation_id,
-            output_format=dict(PCM24K), voice=self.config["audio"]["output"].get("voice"),
-            delta_ms=self.delta_ms,
-        ))
+        options = ResponseOptions(
+            audio=True, conversation_id=self.conversation_id, output_format=dict(PCM24K),
+            voice=self.config["audio"]["output"].get("voice"),
+        )
+        return self._open(Response(None, options, delta_ms=self.delta_ms))
 
-    def _open(self, response: Response) -> list[Event]:
+    def _open(self, response: BaseResponse) -> list[Event]:
         previous = self.conversation.last_id()
         if response.in_conversation:
             self.conversation.insert(response.item)
@@ -447,7 +473,8 @@ class LocalSession:
     def _echo(self, pcm: bytes, encoded: str) -> list[Event]:
         events = self._open_echo() if self._response is None else []
         if pcm:
-            assert self._response is not None
+            # In echo mode every response is the open echo response.
+            assert isinstance(self._response, Response)
             events.append(self._response.audio_delta(pcm, encoded))
         return events
 
@@ -462,21 +489,25 @@ class LocalSession:
         logger.debug("session %s: response %s %s", self.id, response.id, status)
         return response.finish(status, reason, self._previous_of(response))
 
-    def _previous_of(self, response: Response) -> str | None:
+    def _previous_of(self, response: BaseResponse) -> str | None:
         if not response.in_conversation:
             return None
         return self.conversation.previous_id(response.item.id)
 
 
-def _plan(source: Item | None) -> ResponsePlan:
-    """Parrot the user's latest audio, or beep when there is none."""
+def _plan(items: list[Item], report: ToolReport | None) -> ResponsePlan:
+    """Report what the tools gave (over a tone), else parrot the user's latest audio, or
+    beep when there is none."""
+    if report is not None:
+        return ResponsePlan(beep(TOOL_TONE_HZ), report.transcript)
+    source = latest_user_audio(items)
     if source is None:
         return ResponsePlan(beep(), BEEP_TRANSCRIPT)
     ms = source.audio_ms()
     return ResponsePlan(source.audio, describe_parrot(ms), input_audio_ms=ms)
 
 
-def _has_audio(item: Item, active: Response | None) -> bool:
+def _has_audio(item: Item, active: BaseResponse | None) -> bool:
     if active is not None and active.item is item:
         return active.is_audio
     return item.output_bytes > 0 or any(

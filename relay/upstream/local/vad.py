@@ -25,12 +25,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-RATE = 24000
+from ...audio import RATE, SAMPLE_BYTES
+
 SAMPLES_PER_MS = RATE // 1000
-BYTES_PER_MS = SAMPLES_PER_MS * 2
 WINDOW_MS = 10
 WINDOW_SAMPLES = WINDOW_MS * SAMPLES_PER_MS
-WINDOW_BYTES = WINDOW_SAMPLES * 2
+WINDOW_BYTES = WINDOW_SAMPLES * SAMPLE_BYTES
 
 #: dBFS reported for a window of digital silence (log of zero is undefined).
 _FLOOR_DBFS = -120.0

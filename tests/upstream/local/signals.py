@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-RATE = 24000
-BYTES_PER_MS = 48
+from relay.audio import RATE
+from relay.upstream.local.conversation import BYTES_PER_MS
 
 
 def tone(ms: int, dbfs: float = -20.0, freq: float = 220.0) -> bytes:

@@ -381,8 +381,8 @@ def test_session_items_can_be_created_retrieved_and_deleted() -> None:
     assert types(added) == ["conversation.item.added", "conversation.item.done"]
     first = session.receive_event({"type": "conversation.item.create",
                                    "previous_item_id": "root", "item": {
-                                       "type": "function_call_output", "call_id": "c",
-                                       "output": "{}"}})
+                                       "type": "function_call", "call_id": "c",
+                                       "name": "f", "arguments": "{}"}})
     assert first[0]["previous_item_id"] is None
     assert [item.id for item in session.conversation][1] == "item_a"
     [retrieved] = session.receive_event({"type": "conversation.item.retrieve",

@@ -1,0 +1,213 @@
+"""Function calling in the local server: whether a response calls a tool, which one, with
+what arguments, and what it says once the client has sent the tool's output.
+
+The rules are deterministic, so an agent with function tools (an Agents SDK
+``RealtimeAgent``, say) runs offline against this server the same way every time:
+
+* Only tools of ``type: "function"`` count; any other (``mcp``) is ignored. ``tools`` and
+  ``tool_choice`` come from ``response.create`` (``response.tools``,
+  ``response.tool_choice``) when it sets them, else from the session.
+* ``tool_choice`` ``{"type": "function", "name": N}`` calls N, which must be one of the
+  function tools (else the ``session.update`` or ``response.create`` is refused);
+  ``"required"`` calls the first function tool; ``"none"`` calls nothing. These hold even
+  right after a tool's output, as the hosted model's do: reset the choice to stop a loop.
+* ``"auto"`` calls the first function tool whose name the user's latest message mentions
+  (:func:`mentions`: the whole name, in any case, e.g. ``get_weather`` in "please
+  get_weather for Paris"), unless tool output has arrived since that message. An MCP tool
+  choice, which this server cannot honour, counts as ``"auto"``.
+* The user's latest message is the last user ``message`` among the response's input (the
+  conversation, or ``response.input``); what it says is the text of its ``input_text``
+  parts (:func:`user_text`). Audio says nothing, for now.
+* A call's arguments are :func:`~.schema.example_arguments` of the tool's ``parameters``:
+  compact JSON that validates against them.
+* A response that calls nothing, when ``function_call_output`` items follow the user's
+  latest message, says it used each tool and what came out: an output ``Sunny, 21 C`` of
+  ``get_weather`` gives "I used get_weather: Sunny, 21 C" (:func:`report`), spoken (over a
+  tone) or as text. Otherwise it answers as it would without tools.
+* A ``function_call_output`` must answer a ``function_call`` already in the conversation
+  (same ``call_id``); like the hosted service, this one refuses any other with the code
+  ``invalid_tool_call_id`` (:func:`check_output`).
+
+Matching speech is meant to be a small step from here: :func:`user_text` would add the
+transcripts of audio parts, and :func:`mentions` a second pattern for the name's words
+("get weather"); :func:`choose` would not change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import InvalidRequest
+from .conversation import Item
+from .schema import example_arguments
+
+TOOL_CHOICE_MODES = ("auto", "none", "required")
+
+#: Characters that may sit in a tool name; a mention must not run into more of them.
+_NAME_CHARS = r"[A-Za-z0-9_-]"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A response that calls ``name`` with ``arguments`` (a JSON object, as text)."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolReport:
+    """A response that tells the user what the tools it called gave back."""
+
+    transcript: str
+
+
+def function_tools(tools: Any) -> list[Mapping[str, Any]]:
+    """The function tools among a ``tools`` list, in order (other kinds are ignored)."""
+    if not isinstance(tools, list):
+        return []
+    return [tool for tool in tools if isinstance(tool, Mapping)
+            and tool.get("type") == "function" and isinstance(tool.get("name"), str)]
+
+
+def check_tools(tools: Any, choice: Any, where: str) -> None:
+    """Raise :class:`InvalidRequest` (``param`` under ``where``: ``session`` or
+    ``response``) unless ``tools`` and ``tool_choice`` are usable together."""
+    if not isinstance(tools, list):
+        raise InvalidRequest(f"Invalid type for '{where}.tools': expected an array.",
+                             code="invalid_type", param=f"{where}.tools")
+    for index, tool in enumerate(tools):
+        param = f"{where}.tools[{index}]"
+        if not isinstance(tool, Mapping):
+            raise InvalidRequest(f"Invalid type for '{param}': expected an object.",
+                                 code="invalid_type", param=param)
+        if tool.get("type") != "function":
+            continue
+        name = tool.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(f"Missing required parameter: '{param}.name'.",
+                                 code="missing_required_parameter", param=f"{param}.name")
+        if tool.get("parameters") is not None and not isinstance(tool["parameters"], Mapping):
+            raise InvalidRequest(f"Invalid type for '{param}.parameters': expected an object.",
+                                 code="invalid_type", param=f"{param}.parameters")
+    _check_choice(choice, function_tools(tools), f"{where}.tool_choice")
+
+
+def _check_choice(choice: Any, tools: list[Mapping[str, Any]], param: str) -> None:
+    if isinstance(choice, str) and choice in TOOL_CHOICE_MODES:
+        return
+    if isinstance(choice, Mapping) and choice.get("type") == "mcp":
+        return
+    if isinstance(choice, Mapping) and choice.get("type") == "function":
+        name = choice.get("name")
+        if any(tool["name"] == name for tool in tools):
+            return
+        raise InvalidRequest(
+            f"Tool choice names function '{name}', which is not among the function tools.",
+            code="invalid_value", param=param,
+        )
+    raise InvalidRequest(
+        f"Invalid value for '{param}': expected 'auto', 'none', 'required' or "
+        "{'type': 'function', 'name': ...}.", code="invalid_value", param=param,
+    )
+
+
+def mentions(text: str, name: str) -> bool:
+    """Whether ``text`` names the tool ``name``: the whole name, in any case, not as part
+    of a longer name (``get_weather`` is in "Get_Weather, please" but not in
+    "forget_weather" or "get_weather2")."""
+    if not name:
+        return False
+    pattern = rf"(?<!{_NAME_CHARS}){re.escape(name)}(?!{_NAME_CHARS})"
+    return re.search(pattern, text, re.IGNORECASE) is not None
+
+
+def user_text(item: Item) -> str:
+    """What a user message says in text: its ``input_text`` parts, one per line."""
+    parts = item.data.get("content")
+    if not isinstance(parts, list):
+        return ""
+    return "\n".join(part["text"] for part in parts if isinstance(part, Mapping)
+                     and part.get("type") == "input_text" and isinstance(part.get("text"), str))
+
+
+def choose(items: Sequence[Item], tools: Any, choice: Any,
+           call_names: Mapping[str, str]) -> ToolCall | ToolReport | None:
+    """What a response over ``items`` (its input, in order) does about tools: call one,
+    report what they gave, or nothing (None: answer as without tools). ``call_names``
+    maps the call ids known to the conversation to the functions called."""
+    functions = function_tools(tools)
+    forced = _forced(functions, choice)
+    if forced is not None:
+        return _call(forced)
+    latest, outputs = _latest_turn(items)
+    if outputs:
+        return ToolReport(report(outputs, call_names))
+    if choice == "none" or latest is None:
+        return None
+    text = user_text(latest)
+    for tool in functions:
+        if mentions(text, tool["name"]):
+            return _call(tool)
+    return None
+
+
+def _forced(tools: list[Mapping[str, Any]], choice: Any) -> Mapping[str, Any] | None:
+    """The tool a ``tool_choice`` makes the response call whatever was said, if any."""
+    if choice == "required":
+        return tools[0] if tools else None
+    if isinstance(choice, Mapping) and choice.get("type") == "function":
+        return next((tool for tool in tools if tool["name"] == choice.get("name")), None)
+    return None
+
+
+def _call(tool: Mapping[str, Any]) -> ToolCall:
+    arguments = example_arguments(tool.get("parameters"))
+    return ToolCall(str(tool["name"]),
+                    json.dumps(arguments, separators=(",", ":"), ensure_ascii=False))
+
+
+def _latest_turn(items: Iterable[Item]) -> tuple[Item | None, list[Item]]:
+    """The user's latest message, and the tool outputs that came after it."""
+    latest: Item | None = None
+    outputs: list[Item] = []
+    for item in items:
+        kind = item.data.get("type")
+        if kind == "message" and item.role == "user":
+            latest, outputs = item, []
+        elif kind == "function_call_output":
+            outputs.append(item)
+    return latest, outputs
+
+
+def report(outputs: Iterable[Item], call_names: Mapping[str, str]) -> str:
+    """The answer after tool output: "I used NAME: OUTPUT." for each output, in order."""
+    sentences = []
+    for item in outputs:
+        name = call_names.get(str(item.data.get("call_id")), "a tool")
+        output = str(item.data.get("output", "")).strip()
+        sentences.append(f"I used {name}: {output}" if output else f"I used {name}.")
+    return " ".join(sentences)
+
+
+def call_names(items: Iterable[Item]) -> dict[str, str]:
+    """``call_id`` → function name for the ``function_call`` items among ``items``."""
+    return {str(item.data["call_id"]): str(item.data.get("name"))
+            for item in items if item.data.get("type") == "function_call"
+            and isinstance(item.data.get("call_id"), str)}
+
+
+def check_output(item: Item, known: Iterable[Item]) -> None:
+    """Raise the hosted service's error unless ``item``, when it is a
+    ``function_call_output``, answers a ``function_call`` among ``known``."""
+    if item.data.get("type") != "function_call_output":
+        return
+    call_id = item.data.get("call_id")
+    if str(call_id) not in call_names(known):
+        # The hosted service's words and code; it names no param.
+        raise InvalidRequest(f"Tool call ID '{call_id}' not found in conversation.",
+                             code="invalid_tool_call_id")

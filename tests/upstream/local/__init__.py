@@ -1,0 +1,1 @@
+"""Tests of the embedded local Realtime server (relay.upstream.local)."""
