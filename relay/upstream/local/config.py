@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import InvalidRequest
-from ...protocol.events import random_id
 from ...protocol.session import (
-    DEFAULT_MODEL,
     DEFAULT_TURN_DETECTION,
     PCM24K,
     Session,
@@ -28,32 +26,6 @@ _SEMANTIC_DEFAULTS: dict[str, Any] = {
     "create_response": True,
     "interrupt_response": True,
 }
-
-
-def default_session(model: str = DEFAULT_MODEL) -> Session:
-    """A full GA session as the hosted service sends it in ``session.created``."""
-    return {
-        "type": "realtime",
-        "object": "realtime.session",
-        "id": random_id("sess_"),
-        "model": model,
-        "output_modalities": ["audio"],
-        "instructions": "",
-        "audio": {
-            "input": {
-                "format": dict(PCM24K),
-                "transcription": None,
-                "noise_reduction": None,
-                "turn_detection": dict(DEFAULT_TURN_DETECTION),
-            },
-            "output": {"format": dict(PCM24K), "voice": "alloy", "speed": 1.0},
-        },
-        "tools": [],
-        "tool_choice": "auto",
-        "max_output_tokens": "inf",
-        "tracing": None,
-        "truncation": "auto",
-    }
 
 
 def apply_update(current: Mapping[str, Any], update: Any) -> Session:

@@ -22,9 +22,9 @@ from typing import Any
 
 from ...errors import InvalidRequest, RelayError
 from ...protocol.events import Event, error_event, parse_event, random_id
-from ...protocol.session import DEFAULT_MODEL, PCM24K, Session
+from ...protocol.session import DEFAULT_MODEL, PCM24K, Session, default_session
 from .. import LOCAL_MODES, LocalMode
-from .config import TurnDetection, apply_update, default_session, is_pcm24k, turn_detection
+from .config import TurnDetection, apply_update, is_pcm24k, turn_detection
 from .conversation import (
     BYTES_PER_MS,
     Conversation,
