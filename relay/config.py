@@ -161,6 +161,11 @@ class Settings:
     max_calls: int = setting(
         200, flag="--max-calls", env="RELAY_MAX_CALLS", check=positive,
         help="concurrent calls")
+    #: A sideband (``GET /v1/realtime?call_id=``) this many events behind is closed
+    #: (1013), so a slow controller never slows its call.
+    sideband_max_events: int = setting(
+        2000, env="RELAY_SIDEBAND_MAX_EVENTS", check=between(1, 1_000_000),
+        help="events a sideband may fall behind before it is closed")
     connect_timeout: float = setting(
         30.0, env="RELAY_CONNECT_TIMEOUT", check=positive,
         help="seconds a call's peer has to connect before the call is closed")

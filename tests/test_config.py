@@ -48,6 +48,7 @@ ENVIRONMENT = [
     ("RELAY_TRIM_MEMORY", "off", "trim_memory", False),
     ("RELAY_PLAYOUT_MAX_SECONDS", "2.5", "playout_max_seconds", 2.5),
     ("RELAY_MAX_CALLS", "3", "max_calls", 3),
+    ("RELAY_SIDEBAND_MAX_EVENTS", "50", "sideband_max_events", 50),
     ("RELAY_LOCAL_MODE", "echo", "local_mode", "echo"),
     ("RELAY_CONNECT_TIMEOUT", "7.5", "connect_timeout", 7.5),
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: Events held for a client whose data channel is not open yet; older ones are dropped.
 MAX_HELD_EVENTS = 10_000
+#: Sideband event ids remembered for routing upstream errors back to their sender.
+MAX_TRACKED_EVENTS = 1024
 _SAMPLES_PER_MS = RATE // 1000
 
 
@@ -112,6 +114,9 @@ class CallCore:
         self._to_client: deque[Event] = deque()
         #: Outboxes of the sidebands attached, by name.
         self._sidebands: dict[str, list[Event]] = {}
+        #: event_id → sideband, of the sidebands' events sent upstream (newest last): an
+        #: upstream error naming one goes back to that sideband only.
+        self._sideband_events: OrderedDict[str, str] = OrderedDict()
         #: Assistant items the relay truncated or deleted itself (see _client_truncate).
         self._truncated: deque[str] = deque(maxlen=256)
         self._to_upstream: list[Event] = []
@@ -281,7 +286,15 @@ class CallCore:
             session = normalize_session({"type": "realtime", **session})
             self._update_session(source, {**event, "session": session})
         else:
-            self._to_upstream.append(event)
+            self._forward(event, source)
+
+    def _forward(self, event: Event, source: str) -> None:
+        event_id = event.get("event_id")
+        if source != CLIENT and isinstance(event_id, str):
+            self._sideband_events[event_id] = source
+            if len(self._sideband_events) > MAX_TRACKED_EVENTS:
+                self._sideband_events.popitem(last=False)
+        self._to_upstream.append(event)
 
     def _client_truncate(self, event: Event, source: str) -> None:
         """The relay owns playout, so only it knows what was heard: a truncation of an
@@ -296,7 +309,7 @@ class CallCore:
         elif item_id in self._items:
             self._interrupt(f"{source}_truncate", explicit=False)
         else:
-            self._to_upstream.append(event)
+            self._forward(event, source)
 
     def _update_session(self, source: str, event: Event) -> None:
         """Send ``source``'s ``session.update`` upstream, formats pinned and the model left
@@ -310,10 +323,10 @@ class CallCore:
         kind = event["type"]
         if kind == "error":
             pending = self._updates.failed(event)
-            if pending is None:
-                self._send_client(event)
-            else:
+            if pending is not None:
                 self._update_failed(pending, event)
+            else:
+                self._send_client_error(event)
             return
         session = event.get("session")
         if isinstance(session, dict):
@@ -328,6 +341,17 @@ class CallCore:
         else:
             # Everyone shares the session: the client and every sideband see the change.
             self._send_client(event)
+
+    def _send_client_error(self, error: Event) -> None:
+        """An upstream error about a sideband's event goes to that sideband; any other
+        is the call's, and everyone sees it."""
+        body = error.get("error")
+        event_id = body.get("event_id") if isinstance(body, dict) else None
+        sideband = self._sideband_events.pop(event_id, None) if isinstance(event_id, str) else None
+        if sideband is not None:
+            self._reply(sideband, error)
+        else:
+            self._send_client(error)
 
     def _update_failed(self, pending: PendingUpdate, error: Event) -> None:
         body = dict(error["error"])

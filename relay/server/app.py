@@ -27,8 +27,9 @@ from ..protocol.session import (
     normalize_session,
 )
 from ..upstream.client import UpstreamConnector, WebSocketConnector
-from .auth import DEFAULT_TTL, Authenticator
+from .auth import DEFAULT_TTL, Authenticator, credentials
 from .registry import CallRegistry
+from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
+    app.router.add_get("/v1/realtime", attach_sideband)
     app.router.add_get("/healthz", health)
     app.router.add_get("/stats", stats)
     static = static_dir or STATIC_DIR
@@ -78,7 +80,7 @@ async def create_call(request: web.Request) -> web.Response:
     """``POST /v1/realtime/calls``: an SDP offer in, 201 with the SDP answer out."""
     app = request.app
     settings = app[SETTINGS]
-    secret_session = app[AUTH].authorize_call(request.headers.get("Authorization"))
+    secret_session = app[AUTH].authorize_call(credentials(request.headers))
     offer, client_session = await _read_offer(request)
     session = layer_sessions(settings.default_session, secret_session, client_session)
     model = choose_model(session, request.query.get("model"), default=settings.model,
@@ -95,7 +97,7 @@ async def create_call(request: web.Request) -> web.Response:
 
 async def hangup_call(request: web.Request) -> web.Response:
     """``POST /v1/realtime/calls/{id}/hangup``: end the call; 404 if there is none."""
-    request.app[AUTH].authorize_call(request.headers.get("Authorization"))
+    request.app[AUTH].authorize_call(credentials(request.headers))
     call = request.app[REGISTRY].get(request.match_info["call_id"])
     await call.close("hangup")
     return web.Response(status=200)
@@ -104,7 +106,7 @@ async def hangup_call(request: web.Request) -> web.Response:
 async def create_client_secret(request: web.Request) -> web.Response:
     """``POST /v1/realtime/client_secrets``: mint a short-lived ``ek_`` key for a browser."""
     auth = request.app[AUTH]
-    auth.require_server_key(request.headers.get("Authorization"))
+    auth.require_server_key(credentials(request.headers))
     body = await _read_json(request) if request.can_read_body else {}
     expires = body.get("expires_after") or {}
     if not isinstance(expires, dict):
@@ -129,6 +131,24 @@ async def create_client_secret(request: web.Request) -> web.Response:
                               "session": described})
 
 
+async def attach_sideband(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/realtime?call_id=…`` upgraded to a WebSocket (server key): a controller
+    joins a live call's session. Errors come before the upgrade, as JSON."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    call_id = request.query.get("call_id")
+    if not call_id:
+        raise InvalidRequest("call_id is required: this endpoint attaches to a live call.",
+                             code="missing_required_parameter", param="call_id")
+    call = request.app[REGISTRY].get(call_id)
+    ws = web.WebSocketResponse(max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES, heartbeat=20)
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("Upgrade to a WebSocket to attach to a call.",
+                             code="websocket_required")
+    await ws.prepare(request)
+    await call.serve_sideband(ws)
+    return ws
+
+
 async def health(request: web.Request) -> web.Response:
     """``GET /healthz``: liveness and the number of live calls."""
     return web.json_response({"status": "ok", "calls": len(request.app[REGISTRY])})
@@ -136,7 +156,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     """``GET /stats`` (server key): every live call's counters, barge-ins included."""
-    request.app[AUTH].require_server_key(request.headers.get("Authorization"))
+    request.app[AUTH].require_server_key(credentials(request.headers))
     return web.json_response({"calls": [call.stats() for call in request.app[REGISTRY]]})
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import AuthenticationFailed, InvalidRequest
@@ -89,6 +89,15 @@ class Authenticator:
         now = self._clock()
         for value in [v for v, s in self._secrets.items() if s.expires_at <= now]:
             del self._secrets[value]
+
+
+def credentials(headers: Mapping[str, str]) -> str | None:
+    """The request's key as an ``Authorization`` value: that header, or Azure's
+    ``api-key`` header form (which the Realtime clients of Azure send instead)."""
+    authorization = headers.get("Authorization")
+    if authorization is None and headers.get("api-key"):
+        return f"Bearer {headers['api-key']}"
+    return authorization
 
 
 def _bearer(authorization: str | None) -> str:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from aiohttp import WSCloseCode, web
 from aiortc import RTCPeerConnection
 from aiortc.rtcdatachannel import RTCDataChannel
 from websockets.exceptions import ConnectionClosed
@@ -30,6 +31,7 @@ from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.media import CallMedia
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
+from .sideband import Sideband
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,10 @@ class CallDriver:
         self._closing = False
         #: Data-channel messages that could not be sent.
         self._send_failures = 0
+        self._sidebands: dict[str, Sideband] = {}
+        self._sideband_count = 0
+        #: Sidebands the relay closed because they fell too far behind.
+        self._sidebands_too_slow = 0
         self._closed = asyncio.Event()
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -116,6 +122,8 @@ class CallDriver:
         self.close_reason = reason
         logger.info("call %s: closing (%s)", self.id, reason)
         self._flush_client()
+        await asyncio.gather(*(sideband.close(WSCloseCode.OK, f"call ended: {reason}")
+                               for sideband in list(self._sidebands.values())))
         current = asyncio.current_task()
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
@@ -147,12 +155,42 @@ class CallDriver:
             "playout_dropped_samples": self.core.playout.dropped,
             "dropped_deltas": stats.dropped_deltas,
             "channel_send_failures": self._send_failures,
+            "sidebands": len(self._sidebands),
+            "sidebands_attached": self._sideband_count,
+            "sidebands_too_slow": self._sidebands_too_slow,
             "barge_ins": [
                 {"reason": b.reason, "response_ids": b.response_ids, "truncated": b.truncated,
                  "deleted": b.deleted, "cut_latency_ms": b.cut_latency_ms}
                 for b in stats.barge_ins
             ],
         }
+
+    async def serve_sideband(self, ws: web.WebSocketResponse) -> None:
+        """Run one sideband (an upgraded ``GET /v1/realtime?call_id=``) until it or the
+        call closes; a sideband closing never ends the call."""
+        if self._closing:
+            await ws.close(code=WSCloseCode.OK, message=b"call ended")
+            return
+        self._sideband_count += 1
+        name = f"sideband-{self._sideband_count}"
+        sideband = Sideband(name, ws, call_id=self.id,
+                            max_outbox=self.settings.sideband_max_events)
+        self.core.attach_sideband(name)
+        self._sidebands[name] = sideband
+        logger.info("call %s: %s attached", self.id, name)
+
+        def on_message(message: str | bytes) -> None:
+            self.core.client_message(message, name)
+            self._kick()
+
+        try:
+            await sideband.run(on_message)
+        finally:
+            self.core.detach_sideband(name)
+            self._sidebands.pop(name, None)
+            if sideband.closed_by_relay is not None:
+                self._sidebands_too_slow += 1
+            logger.info("call %s: %s detached", self.id, name)
 
     # ------------------------------------------------------------------ tasks
 
@@ -245,6 +283,10 @@ class CallDriver:
             self._upstream_ready.set()
 
     def _flush_client(self) -> None:
+        for name, sideband in self._sidebands.items():
+            events = self.core.drain_sideband(name)
+            if events:
+                sideband.offer(events)
         channel = self._channel
         if channel is None or channel.readyState != "open":
             return

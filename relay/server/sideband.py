@@ -6,8 +6,9 @@ server events (no audio deltas, no greeting) and may send any client event, whic
 through the call's protocol core like the client's own. Several may attach at once.
 
 A sideband never slows its call: events wait in a bounded outbox, and a sideband that
-falls :data:`MAX_OUTBOX` events behind is closed (1013, "sideband too slow") while the call
-goes on. A sideband closing never ends the call; the call ending closes its sidebands.
+falls ``RELAY_SIDEBAND_MAX_EVENTS`` events behind is closed (1013, "sideband too slow")
+while the call goes on. A sideband closing never ends the call; the call ending closes
+its sidebands.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from ..protocol.events import Event, dumps
 
 logger = logging.getLogger(__name__)
 
-#: Events a sideband may have waiting before it counts as too slow and is closed.
-MAX_OUTBOX = 2000
 #: Largest message a sideband may send (a session.update with many tools fits easily).
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -33,12 +32,14 @@ class Sideband:
     """One sideband WebSocket of a call: its outbox, its writer, its reader."""
 
     def __init__(self, name: str, ws: web.WebSocketResponse, *, call_id: str,
-                 max_outbox: int = MAX_OUTBOX) -> None:
+                 max_outbox: int) -> None:
         self.name = name
         self.call_id = call_id
         self._ws = ws
         self._outbox: asyncio.Queue[str] = asyncio.Queue(max_outbox)
         self._closing = False
+        #: Why the relay closed it, if it did ("sideband too slow").
+        self.closed_by_relay: str | None = None
 
     def offer(self, events: list[Event]) -> None:
         """Queue ``events`` to send; close the sideband if it has fallen too far behind."""
@@ -50,7 +51,8 @@ class Sideband:
             except asyncio.QueueFull:
                 logger.warning("call %s: %s fell %d events behind; closing it", self.call_id,
                                self.name, self._outbox.maxsize)
-                self.close_soon(WSCloseCode.TRY_AGAIN_LATER, "sideband too slow")
+                self.closed_by_relay = "sideband too slow"
+                self.close_soon(WSCloseCode.TRY_AGAIN_LATER, self.closed_by_relay)
                 return
 
     async def run(self, on_message: Callable[[str | bytes], None]) -> None:

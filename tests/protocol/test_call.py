@@ -381,3 +381,62 @@ def test_call_core_large_event_fits_the_channel_limit() -> None:
     assert event["item"]["content"][0] == {"type": "input_audio", "audio": None,
                                            "transcript": "hi"}
     assert event["relay_omitted"] == ["item.content[0].audio"]
+
+
+# ------------------------------------------------------------------------ sidebands
+
+def test_call_core_sideband_gets_every_event_but_the_greeting_and_audio() -> None:
+    core, _ = started()
+    core.attach_sideband("sb")
+    up(core, "session.updated", session={"type": "realtime", "instructions": "be brief"})
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 2)
+    pull(core, 1)
+    kinds = [e["type"] for e in core.drain_sideband("sb")]
+    assert kinds == ["response.created", "response.output_item.added",
+                     "output_audio_buffer.started"]
+    assert client_types(core)[0] == "session.created"
+    core.detach_sideband("sb")
+    up(core, "rate_limits.updated", rate_limits=[])
+    assert core.drain_sideband("sb") == []
+
+
+def test_call_core_sideband_update_is_answered_to_all_errors_to_it_alone() -> None:
+    core, _ = started()
+    up(core, "session.updated", session={"type": "realtime"})
+    core.attach_sideband("sb")
+    core.attach_sideband("other")
+    core.drain_client()
+    core.client_message(json.dumps({"type": "session.update", "event_id": "s1",
+                                    "session": {"instructions": "tools on"}}), "sb")
+    core.client_message(json.dumps({"type": "response.create", "event_id": "s2"}), "sb")
+    core.client_message("{oops", "sb")
+    assert [e["event_id"] for e in core.drain_upstream()] == ["s1", "s2"]
+    up(core, "session.updated", session={"type": "realtime", "instructions": "tools on"})
+    up(core, "error", error={"type": "invalid_request_error", "message": "busy",
+                             "code": "x", "param": None, "event_id": "s2"})
+    assert [e["type"] for e in core.drain_sideband("sb")] == ["error", "session.updated",
+                                                              "error"]
+    assert [e["type"] for e in core.drain_sideband("other")] == ["session.updated"]
+    assert client_types(core) == ["session.updated"]
+
+
+def test_call_core_controller_truncation_is_the_relays_to_make() -> None:
+    core = opened()
+    core.attach_sideband("sb")
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 10)
+    pull(core, 3)
+    # A controller truncating an item still playing: the relay cuts at what was sent.
+    core.client_message(json.dumps({"type": "conversation.item.truncate", "item_id": "i1",
+                                    "content_index": 0, "audio_end_ms": 5000}), "sb")
+    assert core.drain_upstream() == [{"type": "conversation.item.truncate", "item_id": "i1",
+                                      "content_index": 0, "audio_end_ms": 60}]
+    # Its second, late estimate is dropped: the exact one was sent.
+    core.client_message(json.dumps({"type": "conversation.item.truncate", "item_id": "i1",
+                                    "content_index": 0, "audio_end_ms": 900}), "sb")
+    assert core.drain_upstream() == []
+    # An item the relay never played is not the relay's: it goes through.
+    core.client_message(json.dumps({"type": "conversation.item.truncate", "item_id": "old",
+                                    "content_index": 0, "audio_end_ms": 10}), "sb")
+    assert [e["item_id"] for e in core.drain_upstream()] == ["old"]
