@@ -5,9 +5,9 @@ the data channel opening — and pulls 20 ms frames of assistant audio from it o
 outbound track's clock. After each feed it drains two lists: events for the client's
 ``oai-events`` channel and events for the upstream Realtime WebSocket.
 
-Everything about the protocol is decided here: which events go where, the
-``output_audio_buffer.*`` events only WebRTC has, and barge-in — cutting playout off
-and telling the upstream exactly how much of each item the user heard.
+Everything about the protocol is decided here: which events go where (the client's
+channel, the sidebands, the upstream), and, through :class:`~relay.protocol.playback.Playback`,
+the ``output_audio_buffer.*`` events only WebRTC has and barge-in.
 
 The client's story of its session is the hosted endpoint's: its first event is a
 ``session.created`` that describes the call's effective session (the relay's first
@@ -19,17 +19,15 @@ not passed on), and each ``session.updated`` it gets answers one of its own upda
 from __future__ import annotations
 
 import base64
-import binascii
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from ..audio import RATE, SAMPLE_BYTES
-from ..audio.playout import ItemPlayback, Playout
+from ..audio import SAMPLE_BYTES
 from ..errors import InvalidRequest, RelayError
 from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, error_event, new_event_id, parse_event
+from .playback import CallStats, Playback
 from .session import Session, interrupt_response, normalize_session, pin_relay_formats
 from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
@@ -39,57 +37,6 @@ logger = logging.getLogger(__name__)
 MAX_HELD_EVENTS = 10_000
 #: Sideband event ids remembered for routing upstream errors back to their sender.
 MAX_TRACKED_EVENTS = 1024
-_SAMPLES_PER_MS = RATE // 1000
-
-
-@dataclass
-class ResponsePlayback:
-    """Playout state of one response's audio."""
-
-    response_id: str
-    items: list[ItemPlayback] = field(default_factory=list)
-    #: ``output_audio_buffer.started`` has been sent.
-    started: bool = False
-    #: ``response.done`` has arrived: no more audio will come for it.
-    done: bool = False
-
-    @property
-    def queued(self) -> int:
-        """Samples of this response still waiting to be sent."""
-        return sum(item.queued for item in self.items)
-
-    @property
-    def received(self) -> int:
-        """Samples of this response accepted into the buffer."""
-        return sum(item.received for item in self.items)
-
-
-@dataclass
-class Truncation:
-    """What one barge-in told the upstream."""
-
-    reason: str
-    at: float
-    response_ids: list[str]
-    #: ``(item_id, audio_end_ms)`` sent as ``conversation.item.truncate``.
-    truncated: list[tuple[str, int]] = field(default_factory=list)
-    #: Items deleted because none of their audio had been played.
-    deleted: list[str] = field(default_factory=list)
-    #: Clock time of the last frame of reply audio sent, minus ``at`` (ms).
-    cut_latency_ms: float | None = None
-
-
-@dataclass
-class CallStats:
-    """Counters the logs and the benchmark read."""
-
-    uplink_samples: int = 0
-    frames_out: int = 0
-    audio_frames_out: int = 0
-    dropped_deltas: int = 0
-    held_dropped: int = 0
-    bad_upstream_messages: int = 0
-    barge_ins: list[Truncation] = field(default_factory=list)
 
 
 class CallCore:
@@ -105,9 +52,11 @@ class CallCore:
     ) -> None:
         self.call_id = call_id
         self.requested_session = session
-        self.playout = Playout(max_playout_samples)
         self.stats = CallStats()
-        self._clock = clock
+        self.playback = Playback(call_id, max_playout_samples=max_playout_samples, clock=clock,
+                                 stats=self.stats, to_client=self._send_client,
+                                 to_upstream=self._to_upstream_append)
+        self.playout = self.playback.playout
         #: The upstream's effective session, from session.created/updated.
         self.session: Session = {}
         self._updates = SessionUpdates()
@@ -117,17 +66,9 @@ class CallCore:
         #: event_id → sideband, of the sidebands' events sent upstream (newest last): an
         #: upstream error naming one goes back to that sideband only.
         self._sideband_events: OrderedDict[str, str] = OrderedDict()
-        #: Assistant items the relay truncated or deleted itself (see _client_truncate).
-        self._truncated: deque[str] = deque(maxlen=256)
         self._to_upstream: list[Event] = []
         self._channel_open = False
         self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
-        self._responses: dict[str, ResponsePlayback] = {}
-        self._items: dict[str, ItemPlayback] = {}
-        #: Responses cut off by barge-in: their late deltas are dropped, never played.
-        self._cut: deque[str] = deque(maxlen=64)
-        self._last_response_id: str | None = None
-        self._last_audio_at: float | None = None
 
     # ------------------------------------------------------------------ inputs
 
@@ -188,29 +129,21 @@ class CallCore:
             return
         kind = event["type"]
         if kind == "response.output_audio.delta":
-            self._audio_delta(event)
+            self.playback.audio_delta(event)
             return
         if kind in ("session.created", "session.updated", "error"):
             self._session_answer(event)
             return
         self._send_client(event)
         if kind == "response.created":
-            response_id = (event.get("response") or {}).get("id")
-            if isinstance(response_id, str) and response_id not in self._cut:
-                self._response(response_id)
+            self.playback.response_created(event)
         elif kind == "response.output_item.added":
-            item = event.get("item") or {}
-            response_id = event.get("response_id")
-            if (item.get("type") == "message" and isinstance(item.get("id"), str)
-                    and isinstance(response_id, str) and response_id not in self._cut):
-                self._item(response_id, item["id"])
+            self.playback.item_added(event)
         elif kind == "response.done":
-            response_id = (event.get("response") or {}).get("id")
-            if isinstance(response_id, str):
-                self._response_done(response_id)
+            self.playback.response_finished(event)
         elif kind == "input_audio_buffer.speech_started":
             if interrupt_response(self.session):
-                self._interrupt("speech_started", explicit=False)
+                self.playback.interrupt("speech_started", explicit=False)
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: tell the client why before the call ends."""
@@ -222,21 +155,7 @@ class CallCore:
 
     def next_frame(self) -> bytes:
         """The next 20 ms of audio for the peer (silence when there is none)."""
-        pcm, touched = self.playout.pull()
-        self.stats.frames_out += 1
-        if touched:
-            self.stats.audio_frames_out += 1
-            self._last_audio_at = self._clock()
-        for item in touched:
-            response = self._responses.get(item.response_id)
-            if response is None:
-                continue
-            if not response.started:
-                response.started = True
-                self._send_client(self._buffer_event("output_audio_buffer.started", response))
-            if response.done and response.queued == 0:
-                self._finish(response, "output_audio_buffer.stopped")
-        return pcm
+        return self.playback.next_frame()
 
     # ----------------------------------------------------------------- outputs
 
@@ -268,7 +187,7 @@ class CallCore:
     def _client_event(self, event: Event, source: str) -> None:
         kind = event["type"]
         if kind == "output_audio_buffer.clear":
-            self._interrupt("client_clear", explicit=True)
+            self.playback.interrupt("client_clear", explicit=True)
         elif kind == "conversation.item.truncate":
             self._client_truncate(event, source)
         elif kind == "input_audio_buffer.append" and source == CLIENT:
@@ -303,11 +222,11 @@ class CallCore:
         of an item still playing cuts playout there, as ``output_audio_buffer.clear``
         would, and the relay sends the exact truncation. Other items' go through."""
         item_id = event.get("item_id")
-        if item_id in self._truncated:
+        if self.playback.truncated(item_id):
             logger.info("call %s: %s's truncation of %s dropped: the relay truncated it",
                         self.call_id, source, item_id)
-        elif item_id in self._items:
-            self._interrupt(f"{source}_truncate", explicit=False)
+        elif self.playback.owns(item_id):
+            self.playback.interrupt(f"{source}_truncate", explicit=False)
         else:
             self._forward(event, source)
 
@@ -362,104 +281,8 @@ class CallCore:
             self._to_channel({"type": "session.created", "event_id": new_event_id(),
                               "session": self.session})
 
-    def _audio_delta(self, event: Event) -> None:
-        response_id = event.get("response_id")
-        item_id = event.get("item_id")
-        if not isinstance(response_id, str) or not isinstance(item_id, str):
-            self.stats.bad_upstream_messages += 1
-            return
-        if response_id in self._cut:
-            self.stats.dropped_deltas += 1
-            return
-        try:
-            pcm = base64.b64decode(event.get("delta") or "", validate=True)
-        except (binascii.Error, ValueError):
-            self.stats.bad_upstream_messages += 1
-            return
-        item = self._item(response_id, item_id)
-        already_dropping = item.dropped > 0
-        self.playout.push(item, pcm)
-        if item.dropped and not already_dropping:  # once per item, not per delta
-            logger.warning("call %s: playout buffer full, dropping audio of %s",
-                           self.call_id, item_id)
-
-    def _response(self, response_id: str) -> ResponsePlayback:
-        response = self._responses.get(response_id)
-        if response is None:
-            response = self._responses[response_id] = ResponsePlayback(response_id)
-            self._last_response_id = response_id
-        return response
-
-    def _item(self, response_id: str, item_id: str) -> ItemPlayback:
-        item = self._items.get(item_id)
-        if item is None:
-            item = self._items[item_id] = ItemPlayback(item_id, response_id)
-            self._response(response_id).items.append(item)
-        return item
-
-    def _response_done(self, response_id: str) -> None:
-        response = self._responses.get(response_id)
-        if response is None:
-            return
-        response.done = True
-        if response.queued == 0:
-            if response.started:
-                self._finish(response, "output_audio_buffer.stopped")
-            elif response.received == 0:
-                self._forget(response)
-
-    def _interrupt(self, reason: str, *, explicit: bool) -> None:
-        """Flush playout and tell the upstream what the user actually heard."""
-        now = self._clock()
-        cut = [r for r in self._responses.values() if r.received or not r.done]
-        record = Truncation(reason, now, [r.response_id for r in cut])
-        self.playout.discard({r.response_id for r in cut})
-        for response in cut:
-            self._cut.append(response.response_id)
-            for item in response.items:
-                self._truncate(item, record)
-            if response.received:
-                self._finish(response, "output_audio_buffer.cleared")
-            else:
-                self._forget(response)
-        if explicit and not any(r.received for r in cut):
-            # The client asked to clear: answer even when nothing was playing.
-            self._send_client({"type": "output_audio_buffer.cleared", "event_id": new_event_id(),
-                               "response_id": self._last_response_id})
-        if cut:
-            if self._last_audio_at is not None:
-                record.cut_latency_ms = max(0.0, (self._last_audio_at - now) * 1000)
-            self.stats.barge_ins.append(record)
-            logger.info("call %s: barge-in (%s): truncated %s, deleted %s", self.call_id,
-                        reason, record.truncated, record.deleted)
-
-    def _truncate(self, item: ItemPlayback, record: Truncation) -> None:
-        # Floor to whole ms: never claim more than was sent (nor, so, received).
-        audio_end_ms = item.sent // _SAMPLES_PER_MS
-        if audio_end_ms > 0:
-            self._to_upstream.append({"type": "conversation.item.truncate",
-                                      "item_id": item.item_id, "content_index": 0,
-                                      "audio_end_ms": audio_end_ms})
-            record.truncated.append((item.item_id, audio_end_ms))
-            self._truncated.append(item.item_id)
-        else:
-            # The upstream rejects a truncation at 0 ms; nothing was heard, so drop it.
-            self._to_upstream.append({"type": "conversation.item.delete",
-                                      "item_id": item.item_id})
-            record.deleted.append(item.item_id)
-            self._truncated.append(item.item_id)
-
-    def _finish(self, response: ResponsePlayback, kind: str) -> None:
-        self._send_client(self._buffer_event(kind, response))
-        self._forget(response)
-
-    def _forget(self, response: ResponsePlayback) -> None:
-        self._responses.pop(response.response_id, None)
-        for item in response.items:
-            self._items.pop(item.item_id, None)
-
-    def _buffer_event(self, kind: str, response: ResponsePlayback) -> Event:
-        return {"type": kind, "event_id": new_event_id(), "response_id": response.response_id}
+    def _to_upstream_append(self, event: Event) -> None:
+        self._to_upstream.append(event)
 
     def _send_client(self, event: Event) -> None:
         """A server event of the call: to the client and to every sideband."""

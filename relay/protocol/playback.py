@@ -1,0 +1,247 @@
+"""Playing the assistant's audio out to the peer, and cutting it off (barge-in).
+
+:class:`Playback` follows each response's audio from its deltas to the frames the
+outbound track pulls; it makes the ``output_audio_buffer.*`` events only WebRTC has, and
+on an interruption it flushes playout and tells the upstream exactly how much of each
+item the user heard: ``conversation.item.truncate`` at the audio actually sent (floored
+to the ms), or ``conversation.item.delete`` for an item nothing of which was played. It
+emits through two callbacks the call core gives it, so it decides nothing about routing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..audio import RATE
+from ..audio.playout import ItemPlayback, Playout
+from .events import Event, new_event_id
+
+logger = logging.getLogger(__name__)
+
+_SAMPLES_PER_MS = RATE // 1000
+
+
+@dataclass
+class ResponsePlayback:
+    """Playout state of one response's audio."""
+
+    response_id: str
+    items: list[ItemPlayback] = field(default_factory=list)
+    #: ``output_audio_buffer.started`` has been sent.
+    started: bool = False
+    #: ``response.done`` has arrived: no more audio will come for it.
+    done: bool = False
+
+    @property
+    def queued(self) -> int:
+        """Samples of this response still waiting to be sent."""
+        return sum(item.queued for item in self.items)
+
+    @property
+    def received(self) -> int:
+        """Samples of this response accepted into the buffer."""
+        return sum(item.received for item in self.items)
+
+
+@dataclass
+class Truncation:
+    """What one barge-in told the upstream."""
+
+    reason: str
+    at: float
+    response_ids: list[str]
+    #: ``(item_id, audio_end_ms)`` sent as ``conversation.item.truncate``.
+    truncated: list[tuple[str, int]] = field(default_factory=list)
+    #: Items deleted because none of their audio had been played.
+    deleted: list[str] = field(default_factory=list)
+    #: Clock time of the last frame of reply audio sent, minus ``at`` (ms).
+    cut_latency_ms: float | None = None
+
+
+@dataclass
+class CallStats:
+    """Counters the logs and the benchmark read."""
+
+    uplink_samples: int = 0
+    frames_out: int = 0
+    audio_frames_out: int = 0
+    dropped_deltas: int = 0
+    held_dropped: int = 0
+    bad_upstream_messages: int = 0
+    barge_ins: list[Truncation] = field(default_factory=list)
+
+
+Emit = Callable[[Event], None]
+
+
+class Playback:
+    """The assistant audio of one call, from deltas to frames, and its interruptions."""
+
+    def __init__(self, call_id: str, *, max_playout_samples: int, clock: Callable[[], float],
+                 stats: CallStats, to_client: Emit, to_upstream: Emit) -> None:
+        self.call_id = call_id
+        self.playout = Playout(max_playout_samples)
+        self.stats = stats
+        self._clock = clock
+        self._send_client = to_client
+        self._send_upstream = to_upstream
+        self._responses: dict[str, ResponsePlayback] = {}
+        self._items: dict[str, ItemPlayback] = {}
+        #: Responses cut off by barge-in: their late deltas are dropped, never played.
+        self._cut: deque[str] = deque(maxlen=64)
+        #: Assistant items truncated or deleted here (a controller's truncation of one of
+        #: them is dropped: see CallCore).
+        self._truncated: deque[str] = deque(maxlen=256)
+        self._last_response_id: str | None = None
+        self._last_audio_at: float | None = None
+
+    def owns(self, item_id: object) -> bool:
+        """Whether ``item_id`` is an assistant item whose audio is playing here now."""
+        return item_id in self._items
+
+    def truncated(self, item_id: object) -> bool:
+        """Whether ``item_id`` was already truncated or deleted here."""
+        return item_id in self._truncated
+
+    def response_created(self, event: Event) -> None:
+        """``response.created``: its audio may follow."""
+        response_id = (event.get("response") or {}).get("id")
+        if isinstance(response_id, str) and response_id not in self._cut:
+            self._response(response_id)
+
+    def item_added(self, event: Event) -> None:
+        """``response.output_item.added``: a message item whose audio may follow."""
+        item = event.get("item") or {}
+        response_id = event.get("response_id")
+        if (item.get("type") == "message" and isinstance(item.get("id"), str)
+                and isinstance(response_id, str) and response_id not in self._cut):
+            self._item(response_id, item["id"])
+
+    def response_finished(self, event: Event) -> None:
+        """``response.done``: no more audio will come for it."""
+        response_id = (event.get("response") or {}).get("id")
+        if isinstance(response_id, str):
+            self._response_done(response_id)
+
+    def next_frame(self) -> bytes:
+        """The next 20 ms of audio for the peer (silence when there is none)."""
+        pcm, touched = self.playout.pull()
+        self.stats.frames_out += 1
+        if touched:
+            self.stats.audio_frames_out += 1
+            self._last_audio_at = self._clock()
+        for item in touched:
+            response = self._responses.get(item.response_id)
+            if response is None:
+                continue
+            if not response.started:
+                response.started = True
+                self._send_client(self._buffer_event("output_audio_buffer.started", response))
+            if response.done and response.queued == 0:
+                self._finish(response, "output_audio_buffer.stopped")
+        return pcm
+
+    def audio_delta(self, event: Event) -> None:
+        """``response.output_audio.delta``: queue its audio (unless its response was cut)."""
+        response_id = event.get("response_id")
+        item_id = event.get("item_id")
+        if not isinstance(response_id, str) or not isinstance(item_id, str):
+            self.stats.bad_upstream_messages += 1
+            return
+        if response_id in self._cut:
+            self.stats.dropped_deltas += 1
+            return
+        try:
+            pcm = base64.b64decode(event.get("delta") or "", validate=True)
+        except (binascii.Error, ValueError):
+            self.stats.bad_upstream_messages += 1
+            return
+        item = self._item(response_id, item_id)
+        already_dropping = item.dropped > 0
+        self.playout.push(item, pcm)
+        if item.dropped and not already_dropping:  # once per item, not per delta
+            logger.warning("call %s: playout buffer full, dropping audio of %s",
+                           self.call_id, item_id)
+
+    def _response(self, response_id: str) -> ResponsePlayback:
+        response = self._responses.get(response_id)
+        if response is None:
+            response = self._responses[response_id] = ResponsePlayback(response_id)
+            self._last_response_id = response_id
+        return response
+
+    def _item(self, response_id: str, item_id: str) -> ItemPlayback:
+        item = self._items.get(item_id)
+        if item is None:
+            item = self._items[item_id] = ItemPlayback(item_id, response_id)
+            self._response(response_id).items.append(item)
+        return item
+
+    def _response_done(self, response_id: str) -> None:
+        response = self._responses.get(response_id)
+        if response is None:
+            return
+        response.done = True
+        if response.queued == 0:
+            if response.started:
+                self._finish(response, "output_audio_buffer.stopped")
+            elif response.received == 0:
+                self._forget(response)
+
+    def interrupt(self, reason: str, *, explicit: bool) -> None:
+        """Flush playout and tell the upstream what the user actually heard."""
+        now = self._clock()
+        cut = [r for r in self._responses.values() if r.received or not r.done]
+        record = Truncation(reason, now, [r.response_id for r in cut])
+        self.playout.discard({r.response_id for r in cut})
+        for response in cut:
+            self._cut.append(response.response_id)
+            for item in response.items:
+                self._truncate(item, record)
+            if response.received:
+                self._finish(response, "output_audio_buffer.cleared")
+            else:
+                self._forget(response)
+        if explicit and not any(r.received for r in cut):
+            # The client asked to clear: answer even when nothing was playing.
+            self._send_client({"type": "output_audio_buffer.cleared", "event_id": new_event_id(),
+                               "response_id": self._last_response_id})
+        if cut:
+            if self._last_audio_at is not None:
+                record.cut_latency_ms = max(0.0, (self._last_audio_at - now) * 1000)
+            self.stats.barge_ins.append(record)
+            logger.info("call %s: barge-in (%s): truncated %s, deleted %s", self.call_id,
+                        reason, record.truncated, record.deleted)
+
+    def _truncate(self, item: ItemPlayback, record: Truncation) -> None:
+        # Floor to whole ms: never claim more than was sent (nor, so, received).
+        audio_end_ms = item.sent // _SAMPLES_PER_MS
+        if audio_end_ms > 0:
+            self._send_upstream({"type": "conversation.item.truncate",
+                                      "item_id": item.item_id, "content_index": 0,
+                                      "audio_end_ms": audio_end_ms})
+            record.truncated.append((item.item_id, audio_end_ms))
+            self._truncated.append(item.item_id)
+        else:
+            # The upstream rejects a truncation at 0 ms; nothing was heard, so drop it.
+            self._send_upstream({"type": "conversation.item.delete",
+                                      "item_id": item.item_id})
+            record.deleted.append(item.item_id)
+            self._truncated.append(item.item_id)
+
+    def _finish(self, response: ResponsePlayback, kind: str) -> None:
+        self._send_client(self._buffer_event(kind, response))
+        self._forget(response)
+
+    def _forget(self, response: ResponsePlayback) -> None:
+        self._responses.pop(response.response_id, None)
+        for item in response.items:
+            self._items.pop(item.item_id, None)
+
+    def _buffer_event(self, kind: str, response: ResponsePlayback) -> Event:
+        return {"type": kind, "event_id": new_event_id(), "response_id": response.response_id}
