@@ -8,27 +8,19 @@ other origins can create calls and read the ``Location`` header.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-from aiohttp import BodyPartReader, MultipartReader, hdrs, web
-from aiohttp.multipart import parse_content_disposition
+from aiohttp import web
 
 from ..config import Settings
-from ..errors import InvalidRequest, RelayError, UnsupportedMediaType
-from ..protocol.session import (
-    Session,
-    choose_model,
-    effective_session,
-    layer_sessions,
-    normalize_session,
-)
+from ..errors import InvalidRequest, RelayError
+from ..protocol.session import choose_model, effective_session, layer_sessions
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .registry import CallRegistry
+from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
@@ -40,9 +32,6 @@ AUTH = web.AppKey("auth", Authenticator)
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
-MAX_SDP_BYTES = 256 * 1024
-#: Parts a call's form may have (it needs two: ``sdp`` and ``session``).
-MAX_FORM_PARTS = 16
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -81,11 +70,11 @@ async def create_call(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     secret_session = app[AUTH].authorize_call(credentials(request.headers))
-    offer, client_session = await _read_offer(request)
+    offer, client_session = await read_offer(request)
     session = layer_sessions(settings.default_session, secret_session, client_session)
     model = choose_model(session, request.query.get("model"), default=settings.model,
                          allowed=settings.models)
-    dcid = _dcid(request.query.get("dcid"))
+    dcid = dcid_param(request.query.get("dcid"))
     call = app[REGISTRY].new(session, app[UPSTREAM], model)
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
@@ -107,7 +96,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
     """``POST /v1/realtime/client_secrets``: mint a short-lived ``ek_`` key for a browser."""
     auth = request.app[AUTH]
     auth.require_server_key(credentials(request.headers))
-    body = await _read_json(request) if request.can_read_body else {}
+    body = await read_json(request) if request.can_read_body else {}
     expires = body.get("expires_after") or {}
     if not isinstance(expires, dict):
         raise InvalidRequest("expires_after must be an object", code="invalid_type",
@@ -223,125 +212,3 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _close_calls(app: web.Application) -> None:
     await app[REGISTRY].close_all()
-
-
-# -------------------------------------------------------------------- parsing
-
-async def _read_offer(request: web.Request) -> tuple[str, Session | None]:
-    kind = request.content_type
-    if kind == "multipart/form-data":
-        parts = await _read_form(request, ("sdp", "session"))
-        sdp = parts.get("sdp")
-        if not sdp:
-            raise InvalidRequest("The form has no 'sdp' part.", code="missing_required_parameter",
-                                 param="sdp")
-        raw_session = parts.get("session")
-        session = None
-        if raw_session:
-            try:
-                value = json.loads(raw_session)
-            except ValueError as exc:
-                raise InvalidRequest("The 'session' part is not valid JSON.",
-                                     code="invalid_json", param="session") from exc
-            session = normalize_session(value)
-        return sdp, session
-    if kind in ("application/sdp", "text/plain", "application/octet-stream", ""):
-        body = await request.read()
-        if len(body) > MAX_SDP_BYTES:
-            raise InvalidRequest("The SDP offer is too large.", code="invalid_offer", param="sdp")
-        try:
-            return body.decode(request.charset or "utf-8"), None
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise InvalidRequest("The SDP offer is not text in its charset.",
-                                 code="invalid_offer", param="sdp") from exc
-    raise UnsupportedMediaType(
-        f"Unsupported Content-Type {kind!r}: send application/sdp or multipart/form-data."
-    )
-
-
-async def _read_form(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
-    """The text of the form parts called ``names``; other parts are read and dropped.
-
-    The parts are read here rather than with ``request.post()``, which hands a part over
-    as ``str``, ``bytes`` or a file depending on its headers, decodes only ``text/*``
-    parts with their charset, and fails without naming the part. Here every part is
-    bytes decoded with its own charset (UTF-8 by default), whatever its Content-Type and
-    whether or not it carries a filename, and every error names the part.
-    """
-    texts: dict[str, str] = {}
-    try:
-        reader = await request.multipart()
-        for _ in range(MAX_FORM_PARTS):
-            next_part = await reader.next()
-            if next_part is None:
-                return texts
-            part, name = _named_part(next_part)
-            data = await _read_part(part, name)
-            if name in names:
-                if name in texts:
-                    raise InvalidRequest(f"The form has more than one {name!r} part.",
-                                         code="invalid_value", param=name)
-                texts[name] = _part_text(part, data, name)
-    except (ValueError, RuntimeError) as exc:  # aiohttp's words for a malformed body
-        raise InvalidRequest("The multipart/form-data body is malformed.",
-                             code="invalid_multipart", param=None) from exc
-    raise InvalidRequest(f"The form has more than {MAX_FORM_PARTS} parts.",
-                         code="invalid_multipart")
-
-
-def _named_part(part: MultipartReader | BodyPartReader) -> tuple[BodyPartReader, str]:
-    if isinstance(part, MultipartReader):  # a part that is itself multipart/mixed
-        _, params = parse_content_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
-        raise InvalidRequest("A form part may not be multipart itself.",
-                             code="invalid_value", param=params.get("name"))
-    if not part.name:
-        raise InvalidRequest("A form part has no name in its Content-Disposition.",
-                             code="invalid_multipart")
-    return part, part.name
-
-
-async def _read_part(part: BodyPartReader, name: str) -> bytes:
-    data = bytearray()
-    while chunk := await part.read_chunk():
-        data += chunk
-        if len(data) > MAX_SDP_BYTES:
-            raise InvalidRequest(f"The {name!r} part is too large.", code="invalid_value",
-                                 param=name)
-    return bytes(data)
-
-
-def _part_text(part: BodyPartReader, data: bytes, name: str) -> str:
-    """``data`` decoded per the part's headers: transfer encoding, then charset."""
-    charset = part.get_charset(default="utf-8")
-    try:
-        return bytes(part.decode(data)).decode(charset)
-    except LookupError as exc:
-        raise InvalidRequest(f"The {name!r} part names an unknown charset {charset!r}.",
-                             code="invalid_value", param=name) from exc
-    except UnicodeDecodeError as exc:
-        raise InvalidRequest(f"The {name!r} part is not valid {charset} text.",
-                             code="invalid_value", param=name) from exc
-    except (ValueError, RuntimeError) as exc:  # bad base64, unknown transfer encoding
-        raise InvalidRequest(f"The {name!r} part could not be decoded: {exc}",
-                             code="invalid_value", param=name) from exc
-
-
-async def _read_json(request: web.Request) -> dict[str, Any]:
-    try:
-        value = await request.json()
-    except ValueError as exc:
-        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from exc
-    if not isinstance(value, dict):
-        raise InvalidRequest("The body must be a JSON object.", code="invalid_type")
-    return value
-
-
-def _dcid(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit() or int(value) > 65534:
-        raise InvalidRequest("dcid must be a data channel id from 0 to 65534.",
-                             code="invalid_value", param="dcid")
-    return int(value)
-
-

@@ -1,0 +1,142 @@
+"""Reading what clients send: the call's SDP offer (raw, or a multipart form in any part
+shape), JSON bodies and query parameters. Every failure is an :class:`InvalidRequest`
+naming what was wrong, so the HTTP layer answers it in the API's JSON error shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp.multipart import parse_content_disposition
+
+from ..errors import InvalidRequest, UnsupportedMediaType
+from ..protocol.session import Session, normalize_session
+
+#: Largest SDP offer, and largest form part.
+MAX_SDP_BYTES = 256 * 1024
+#: Parts a call's form may have (it needs two: ``sdp`` and ``session``).
+MAX_FORM_PARTS = 16
+
+
+async def read_offer(request: web.Request) -> tuple[str, Session | None]:
+    """The SDP offer of a ``POST /v1/realtime/calls`` and its session, if the form has one."""
+    kind = request.content_type
+    if kind == "multipart/form-data":
+        parts = await _read_form(request, ("sdp", "session"))
+        sdp = parts.get("sdp")
+        if not sdp:
+            raise InvalidRequest("The form has no 'sdp' part.", code="missing_required_parameter",
+                                 param="sdp")
+        raw_session = parts.get("session")
+        session = None
+        if raw_session:
+            try:
+                value = json.loads(raw_session)
+            except ValueError as exc:
+                raise InvalidRequest("The 'session' part is not valid JSON.",
+                                     code="invalid_json", param="session") from exc
+            session = normalize_session(value)
+        return sdp, session
+    if kind in ("application/sdp", "text/plain", "application/octet-stream", ""):
+        body = await request.read()
+        if len(body) > MAX_SDP_BYTES:
+            raise InvalidRequest("The SDP offer is too large.", code="invalid_offer", param="sdp")
+        try:
+            return body.decode(request.charset or "utf-8"), None
+        except (UnicodeDecodeError, LookupError) as exc:
+            raise InvalidRequest("The SDP offer is not text in its charset.",
+                                 code="invalid_offer", param="sdp") from exc
+    raise UnsupportedMediaType(
+        f"Unsupported Content-Type {kind!r}: send application/sdp or multipart/form-data."
+    )
+
+
+async def _read_form(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
+    """The text of the form parts called ``names``; other parts are read and dropped.
+
+    The parts are read here rather than with ``request.post()``, which hands a part over
+    as ``str``, ``bytes`` or a file depending on its headers, decodes only ``text/*``
+    parts with their charset, and fails without naming the part. Here every part is
+    bytes decoded with its own charset (UTF-8 by default), whatever its Content-Type and
+    whether or not it carries a filename, and every error names the part.
+    """
+    texts: dict[str, str] = {}
+    try:
+        reader = await request.multipart()
+        for _ in range(MAX_FORM_PARTS):
+            next_part = await reader.next()
+            if next_part is None:
+                return texts
+            part, name = _named_part(next_part)
+            data = await _read_part(part, name)
+            if name in names:
+                if name in texts:
+                    raise InvalidRequest(f"The form has more than one {name!r} part.",
+                                         code="invalid_value", param=name)
+                texts[name] = _part_text(part, data, name)
+    except (ValueError, RuntimeError) as exc:  # aiohttp's words for a malformed body
+        raise InvalidRequest("The multipart/form-data body is malformed.",
+                             code="invalid_multipart", param=None) from exc
+    raise InvalidRequest(f"The form has more than {MAX_FORM_PARTS} parts.",
+                         code="invalid_multipart")
+
+
+def _named_part(part: MultipartReader | BodyPartReader) -> tuple[BodyPartReader, str]:
+    if isinstance(part, MultipartReader):  # a part that is itself multipart/mixed
+        _, params = parse_content_disposition(part.headers.get(hdrs.CONTENT_DISPOSITION))
+        raise InvalidRequest("A form part may not be multipart itself.",
+                             code="invalid_value", param=params.get("name"))
+    if not part.name:
+        raise InvalidRequest("A form part has no name in its Content-Disposition.",
+                             code="invalid_multipart")
+    return part, part.name
+
+
+async def _read_part(part: BodyPartReader, name: str) -> bytes:
+    data = bytearray()
+    while chunk := await part.read_chunk():
+        data += chunk
+        if len(data) > MAX_SDP_BYTES:
+            raise InvalidRequest(f"The {name!r} part is too large.", code="invalid_value",
+                                 param=name)
+    return bytes(data)
+
+
+def _part_text(part: BodyPartReader, data: bytes, name: str) -> str:
+    """``data`` decoded per the part's headers: transfer encoding, then charset."""
+    charset = part.get_charset(default="utf-8")
+    try:
+        return bytes(part.decode(data)).decode(charset)
+    except LookupError as exc:
+        raise InvalidRequest(f"The {name!r} part names an unknown charset {charset!r}.",
+                             code="invalid_value", param=name) from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest(f"The {name!r} part is not valid {charset} text.",
+                             code="invalid_value", param=name) from exc
+    except (ValueError, RuntimeError) as exc:  # bad base64, unknown transfer encoding
+        raise InvalidRequest(f"The {name!r} part could not be decoded: {exc}",
+                             code="invalid_value", param=name) from exc
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request's body as a JSON object."""
+    try:
+        value = await request.json()
+    except ValueError as exc:
+        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from exc
+    if not isinstance(value, dict):
+        raise InvalidRequest("The body must be a JSON object.", code="invalid_type")
+    return value
+
+
+def dcid_param(value: str | None) -> int | None:
+    """``?dcid=N``: the id of a negotiated ``oai-events`` channel, or None."""
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) > 65534:
+        raise InvalidRequest("dcid must be a data channel id from 0 to 65534.",
+                             code="invalid_value", param="dcid")
+    return int(value)
+
+
