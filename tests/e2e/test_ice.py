@@ -1,14 +1,15 @@
-"""ICE stays where it is told: advertised addresses, no STUN, offers without candidates."""
+"""ICE through the relay: only configured addresses advertised, offers without candidates.
+
+(That a peer without ICE servers uses no STUN is tested in tests/webrtc/test_peer.py.)
+"""
 
 from __future__ import annotations
 
 import re
 
 from aiohttp import ClientSession
-from aiortc import RTCPeerConnection
 
 from relay.client import CallClient, PcmSource
-from relay.webrtc.internals import ice_connection
 from relay.webrtc.peer import create_peer, restrict_host_addresses
 
 from ..conftest import LOOPBACK, base_url
@@ -56,13 +57,3 @@ async def test_ice_offer_without_candidates_connects_peer_reflexively(relay) -> 
         assert client.pc.connectionState == "connected"
     finally:
         await client.close()
-
-
-async def test_ice_peer_default_uses_no_stun_server() -> None:
-    pc: RTCPeerConnection = create_peer(())
-    pc.addTransceiver("audio")
-    await pc.setLocalDescription(await pc.createOffer())
-    gatherer = pc.getTransceivers()[0].sender.transport.transport.iceGatherer
-    assert ice_connection(gatherer).stun_server is None
-    assert "srflx" not in pc.localDescription.sdp
-    await pc.close()
