@@ -150,7 +150,8 @@ async def test_demo_page_call_is_parroted_back_and_heard(relay_factory, speech_m
         assert levels["mic"] > AUDIBLE, levels
         assert levels["remote"] > AUDIBLE, levels  # the reply really played in the page
         # The parrot's transcript reached the transcript panel.
-        await page.locator("#transcript li.assistant", has_text="You said something").wait_for()
+        await page.locator("#transcript li.assistant",
+                           has_text="You said something").first.wait_for()
         assert await page.locator("#log li").count() > 10
         assert await page.evaluate("window.relayDemo.hangup()") == 200
         assert await page.evaluate("window.relayDemo.state") == "closed"
@@ -171,7 +172,7 @@ async def test_demo_page_interrupt_cuts_the_reply_off(relay_factory, speech_mic,
         cleared = types.index("output_audio_buffer.cleared")
         assert "output_audio_buffer.stopped" not in types[:cleared]
         await page.get_by_text("Assistant quiet").wait_for()
-        await page.locator("#transcript li.assistant.cut").wait_for()
+        await page.locator("#transcript li.assistant.cut").first.wait_for()
         # The page logged what it sent: response.cancel only while the response was still
         # being generated (the parrot generates faster than real time), then the clear.
         sent = await page.locator("#log li.out .type").all_text_contents()
