@@ -133,7 +133,17 @@ def server_argv(plan: Plan, name: str, port: int) -> list[str]:
     if name in BASELINES:
         return [sys.executable, str(plan.script), "--serve-baseline", name, "--port", str(port)]
     argv = shlex.split(plan.relay_cmd.format(python=sys.executable, port=port))
-    return argv + shlex.split(plan.variants.get(name, ""))
+    return argv + variant_args(plan.variants.get(name, ""))[1]
+
+
+def variant_args(spec: str) -> tuple[Path | None, list[str]]:
+    """A variant's ARGS: an optional leading ``@TREE`` (run the relay from that source
+    tree, e.g. a worktree of an older commit, for a before/after in one run), then
+    ``relay serve`` arguments."""
+    words = shlex.split(spec)
+    if words and words[0].startswith("@"):
+        return Path(words[0][1:]).resolve(), words[1:]
+    return None, words
 
 
 def _core(plan: Plan, core: int) -> int | None:
@@ -182,11 +192,12 @@ def with_server(
         )
         wait_listening(upstream, upstream_port, READY_TIMEOUT)
         argv += ["--upstream-url", f"ws://127.0.0.1:{upstream_port}/v1/realtime"]
+    tree = variant_args(plan.variants.get(name, ""))[0]
     server = procs.start(
         argv,
         _core(plan, SERVER_CORE),
         plan.log_dir / f"{tag}-server.log",
-        plan.repo,
+        tree or plan.repo,  # ``python -m relay`` imports the relay of its working dir
     )
     try:
         wait_listening(server, port, READY_TIMEOUT)
