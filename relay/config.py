@@ -31,6 +31,7 @@ from .errors import InvalidRequest
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, between, positive, setting
 from .upstream import LOCAL_MODES, LocalMode
+from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
@@ -40,10 +41,8 @@ OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 
 # Checks of single settings the generic ones in relay.settings_table do not cover.
 
-def _ice_urls(urls: tuple[str, ...]) -> str | None:
-    if all(url.startswith(("stun:", "turn:", "turns:")) for url in urls):
-        return None
-    return "must be stun:, turn: or turns: URLs"
+def _masked_ice_urls(urls: tuple[str, ...]) -> str:
+    return repr(tuple(mask_ice_server(url) for url in urls))
 
 
 def _ip_addresses(addresses: tuple[str, ...]) -> str | None:
@@ -109,11 +108,13 @@ class Settings:
         help="default session (GA JSON) merged under each call's")
 
     #: Empty: none at all, so nothing is contacted offline (aiortc would otherwise use a
-    #: public STUN server).
+    #: public STUN server). TURN credentials ride in the URL (relay/webrtc/ice_servers.py);
+    #: the environment keeps them out of ``ps``.
     ice_servers: tuple[str, ...] = setting(
-        (), flag="--ice-server", env="RELAY_ICE_SERVERS", check=_ice_urls, metavar="URL",
-        help="ICE servers (`stun:`/`turn:` URLs) for the relay's peers",
-        shown="none: no STUN is contacted")
+        (), flag="--ice-server", env="RELAY_ICE_SERVERS", check=ice_servers_problem,
+        metavar="URL", secret=True, mask=_masked_ice_urls,
+        help="ICE servers: one `stun:HOST:PORT`, one `turn:USER:PASS@HOST:PORT[?transport=tcp]` "
+             "or `turns:USER:PASS@HOST:PORT`", shown="none: no STUN is contacted")
     #: Empty: every interface address, as aioice picks them (never 127.0.0.1).
     ice_addresses: tuple[str, ...] = setting(
         (), flag="--ice-address", env="RELAY_ICE_ADDRESSES", check=_ip_addresses, metavar="IP",

@@ -36,8 +36,8 @@ ENVIRONMENT = [
      ("gpt-realtime", "gpt-realtime-mini")),
     ("RELAY_SESSION", '{"type": "realtime", "instructions": "hi"}', "default_session",
      {"type": "realtime", "instructions": "hi"}),
-    ("RELAY_ICE_SERVERS", "stun:stun.example.test:3478, turn:t.example.test", "ice_servers",
-     ("stun:stun.example.test:3478", "turn:t.example.test")),
+    ("RELAY_ICE_SERVERS", "stun:stun.example.test:3478, turn:u:p%2Cq@t.example.test?transport=tcp",
+     "ice_servers", ("stun:stun.example.test:3478", "turn:u:p%2Cq@t.example.test?transport=tcp")),
     ("RELAY_ICE_ADDRESSES", "10.0.0.2,::1", "ice_addresses", ("10.0.0.2", "::1")),
     ("RELAY_API_KEYS", "sk-one, sk-two", "relay_api_keys", ("sk-one", "sk-two")),
     ("RELAY_UPLINK_CHUNK_MS", "40", "uplink_chunk_ms", 40),
@@ -162,7 +162,9 @@ def test_config_generated_parser_accepts_every_flag() -> None:
      "uvloop, asyncio"),
     ("RELAY_LOCAL_MODE", "mute", "RELAY_LOCAL_MODE / --local-mode must be one of parrot, echo"),
     ("RELAY_LOG_LEVEL", "loud", "RELAY_LOG_LEVEL / --log-level must be a log level"),
-    ("RELAY_ICE_SERVERS", "http://x", "RELAY_ICE_SERVERS / --ice-server must be stun:, turn:"),
+    ("RELAY_ICE_SERVERS", "http://x", "RELAY_ICE_SERVERS / --ice-server must be stun:HOST"),
+    ("RELAY_ICE_SERVERS", "turn:a:b@x,turns:a:b@y", "RELAY_ICE_SERVERS / --ice-server has more "
+     "than one turn:/turns: URL"),
     ("RELAY_ICE_ADDRESSES", "localhost", "RELAY_ICE_ADDRESSES / --ice-address must be IP "
      "addresses"),
     ("RELAY_UPSTREAM_HEADERS", "no colon", "RELAY_UPSTREAM_HEADERS / --upstream-header must "
@@ -204,10 +206,12 @@ def test_config_cli_prints_config_errors_and_exits_2(capsys: pytest.CaptureFixtu
 
 def test_config_repr_masks_secrets() -> None:
     settings = Settings(api_key="sk-upstream-secret", relay_api_keys=("sk-relay-secret",),
-                        upstream_headers=(("api-key", "azure-secret"),))
+                        upstream_headers=(("api-key", "azure-secret"),),
+                        ice_servers=("turn:alice:turn-secret@t.example.test:3478",))
     shown = repr(settings) + settings_listing(settings)
-    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret"):
+    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret", "turn-secret"):
         assert secret not in shown
+    assert "turn:alice:***@t.example.test:3478" in shown
     assert "api_key='***'" in repr(settings) and "relay_api_keys = '***'" in shown
     assert "api_key=None" in repr(Settings()) and "port=8080" in repr(Settings())
 

@@ -22,6 +22,7 @@ from aiortc.rtcdatachannel import RTCDataChannel
 
 from ..errors import InvalidRequest
 from . import internals
+from .ice_servers import parse_ice_server
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +31,14 @@ EVENTS_LABEL = "oai-events"
 
 
 def create_peer(ice_servers: Sequence[str]) -> RTCPeerConnection:
-    """A peer connection using exactly ``ice_servers`` (none means no STUN at all)."""
-    servers = [RTCIceServer(urls=url) for url in ice_servers]
+    """A peer connection using exactly ``ice_servers`` (none means no STUN at all):
+    ``stun:`` and ``turn:``/``turns:`` URLs, TURN credentials in them
+    (:mod:`relay.webrtc.ice_servers`)."""
+    servers = []
+    for text in ice_servers:
+        server = parse_ice_server(text)
+        servers.append(RTCIceServer(urls=server.url, username=server.username,
+                                    credential=server.credential))
     return RTCPeerConnection(RTCConfiguration(iceServers=servers))
 
 
