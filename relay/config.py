@@ -33,6 +33,10 @@ from .settings_table import HEADERS, between, positive, setting
 from .upstream import LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
 
+#: Default of ``peer_timeout``; how it was chosen is told where it is used
+#: (relay/server/driver.py, ``CallDriver._watch_peer``).
+PEER_TIMEOUT = 8.0
+
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
 
@@ -170,6 +174,12 @@ class Settings:
     connect_timeout: float = setting(
         30.0, env="RELAY_CONNECT_TIMEOUT", check=positive,
         help="seconds a call's peer has to connect before the call is closed")
+    #: aiortc never reports a peer that vanished without a goodbye as disconnected (aioice
+    #: gives up on consent only after 30 s).
+    peer_timeout: float = setting(
+        PEER_TIMEOUT, flag="--peer-timeout", env="RELAY_PEER_TIMEOUT", check=between(0.5, 600),
+        help="seconds without media, RTCP or ICE checks from a connected peer before its "
+             "call is ended (and its upstream session closed)")
 
     local_mode: LocalMode = setting(
         LOCAL_MODES[0], flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,

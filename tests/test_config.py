@@ -51,6 +51,7 @@ ENVIRONMENT = [
     ("RELAY_SIDEBAND_MAX_EVENTS", "50", "sideband_max_events", 50),
     ("RELAY_LOCAL_MODE", "echo", "local_mode", "echo"),
     ("RELAY_CONNECT_TIMEOUT", "7.5", "connect_timeout", 7.5),
+    ("RELAY_PEER_TIMEOUT", "3.5", "peer_timeout", 3.5),
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),
 ]
 
@@ -129,6 +130,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "opus_complexity": ("3", 3),
     "event_loop": ("asyncio", "asyncio"),
     "max_calls": ("9", 9),
+    "peer_timeout": ("12", 12.0),
     "local_mode": ("echo", "echo"),
     "log_level": ("WARNING", "WARNING"),
 }
@@ -149,6 +151,7 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     ("RELAY_CONNECT_TIMEOUT", "soon", "RELAY_CONNECT_TIMEOUT must be a number"),
     ("RELAY_CONNECT_TIMEOUT", "0", "RELAY_CONNECT_TIMEOUT must be positive"),
     ("RELAY_PLAYOUT_MAX_SECONDS", "-1", "RELAY_PLAYOUT_MAX_SECONDS must be positive"),
+    ("RELAY_PEER_TIMEOUT", "0.1", "RELAY_PEER_TIMEOUT / --peer-timeout must be from 0.5 to 600"),
     ("RELAY_TRIM_MEMORY", "maybe", "RELAY_TRIM_MEMORY must be on or off"),
     ("RELAY_UPLINK_CHUNK_MS", "25", "RELAY_UPLINK_CHUNK_MS / --uplink-chunk-ms must be a "
      "multiple of 10 from 10 to 1000"),

@@ -1,6 +1,6 @@
 """Every reach into aiortc's and aioice's private attributes, in one guarded place.
 
-aiortc and aioice give no public way to do four things the relay needs, so this module
+aiortc and aioice give no public way to do these things the relay needs, so this module
 reaches into their internals, and nothing else in the project does:
 
 =======================  =========================================  ===========================
@@ -11,6 +11,9 @@ pin ICE host addresses   ``RTCIceGatherer._connection``             :class:`Aior
                          (its ``get_component_candidates``)
 tap inbound RTP          ``RTCRtpReceiver.__jitter_buffer``          the caller reads the track
 record RTP arrival       ``RTCRtpReceiver._handle_rtp_packet``       :class:`AiortcInternalsMoved`
+hear every datagram      ``aioice.Connection.data_received`` and    :class:`AiortcInternalsMoved`
+                         ``.request_received`` (called by its
+                         ``StunProtocol`` per datagram)
 =======================  =========================================  ===========================
 
 :func:`check` lists what an installed aiortc/aioice no longer has; the test suite calls it,
@@ -40,11 +43,19 @@ CODECS = "_codecs"
 #: RTCIceGatherer's aioice Connection.
 ICE_CONNECTION = "_connection"
 
+#: aioice Connection's handlers of what its sockets take from the peer: every datagram
+#: that is not STUN (DTLS, SRTP, SRTCP), and every STUN request (connectivity and consent
+#: checks). Its StunProtocol calls them on ``receiver``, the Connection.
+ICE_DATA_RECEIVED = "data_received"
+ICE_REQUEST_RECEIVED = "request_received"
+
 #: (owner, attribute) pairs checked on instances that exist before negotiation.
 _INSTANCE_ATTRIBUTES = (
     ("RTCRtpTransceiver", CODECS),
     ("RTCIceGatherer", ICE_CONNECTION),
     ("aioice.Connection", "get_component_candidates"),
+    ("aioice.Connection", ICE_DATA_RECEIVED),
+    ("aioice.Connection", ICE_REQUEST_RECEIVED),
     ("RTCRtpReceiver", JITTER_BUFFER),
     ("RTCRtpReceiver", HANDLE_RTP),
 )
@@ -101,6 +112,25 @@ def pin_host_addresses(pc: RTCPeerConnection, addresses: Iterable[str]) -> None:
 def ice_connection(gatherer: RTCIceGatherer) -> Any:
     """The aioice ``Connection`` behind ``gatherer`` (its STUN/TURN settings live there)."""
     return _require(gatherer, ICE_CONNECTION, "RTCIceGatherer")
+
+
+def watch_peer_datagrams(pc: RTCPeerConnection, heard: Callable[[], None]) -> None:
+    """Call ``heard()`` for every datagram ``pc``'s peer sends that reaches aioice: media,
+    RTCP, DTLS and SCTP, and ICE checks (consent checks included).
+
+    Call it once the transports exist (after ``setRemoteDescription``). ``heard`` runs
+    for every packet, so it must be cheap (the call driver counts).
+    """
+    for gatherer in ice_gatherers(pc):
+        connection = _require(gatherer, ICE_CONNECTION, "RTCIceGatherer")
+        for name in (ICE_DATA_RECEIVED, ICE_REQUEST_RECEIVED):
+            original = _require(connection, name, "aioice.Connection")
+
+            def hear(*args: Any, original: Any = original) -> Any:
+                heard()
+                return original(*args)
+
+            setattr(connection, name, hear)
 
 
 def ice_gatherers(pc: RTCPeerConnection) -> list[RTCIceGatherer]:

@@ -1,5 +1,7 @@
 """The one module that reaches into aiortc/aioice internals: fails loudly when they move."""
 
+import asyncio
+
 import pytest
 from aiortc import RTCPeerConnection
 
@@ -40,3 +42,30 @@ async def test_internals_check_names_a_moved_attribute(monkeypatch: pytest.Monke
     monkeypatch.setattr(internals, "_INSTANCE_ATTRIBUTES",
                         (*internals._INSTANCE_ATTRIBUTES, ("RTCRtpReceiver", "_no_such_thing")))
     assert await internals.check() == ["RTCRtpReceiver._no_such_thing"]
+
+
+async def test_internals_peer_datagrams_are_heard_through_aioice() -> None:
+    # The dead-peer watchdog counts on this: if aioice stops calling the Connection's
+    # handlers, a connected peer would seem silent. ICE checks and DTLS must be heard.
+    from relay.webrtc.peer import create_peer, restrict_host_addresses
+
+    offerer, answerer = create_peer(()), create_peer(())
+    heard: list[int] = []
+    try:
+        offerer.createDataChannel("probe")
+        restrict_host_addresses(offerer, ["127.0.0.1"])
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        internals.watch_peer_datagrams(answerer, lambda: heard.append(1))
+        restrict_host_addresses(answerer, ["127.0.0.1"])
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        await offerer.setRemoteDescription(answerer.localDescription)
+        for _ in range(200):
+            if answerer.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert answerer.connectionState == "connected"
+        assert len(heard) >= 3  # a check at least, and the DTLS handshake's flights
+    finally:
+        await offerer.close()
+        await answerer.close()
