@@ -27,6 +27,7 @@ from .audio import (
     DEFAULT_OPUS_COMPLEXITY,
     OPUS_APPLICATIONS,
 )
+from .audio.inbound import REORDER_MS
 from .errors import InvalidRequest
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, between, positive, setting
@@ -136,6 +137,13 @@ class Settings:
     uplink_chunk_ms: int = setting(
         20, flag="--uplink-chunk-ms", env="RELAY_UPLINK_CHUNK_MS", check=between(10, 1000, step=10),
         help="audio per `input_audio_buffer.append`, ms (40: +20 ms latency, less CPU)")
+    #: A gap in the peer's packets waits this long for its missing packet before it is
+    #: given up (concealed, or rebuilt from FEC); REORDER_MS in relay/audio/inbound.py has
+    #: the measurements behind the default. Nothing waits on a clean link.
+    uplink_reorder_ms: int = setting(
+        REORDER_MS, flag="--uplink-reorder-ms", env="RELAY_UPLINK_REORDER_MS",
+        check=between(0, 1000), help="how long a gap in the peer's audio packets waits for "
+        "a late packet before it is concealed, ms")
     #: The Opus the relay sends (24 kHz mono). relay/audio/encode.py has the measurements
     #: behind the defaults.
     opus_bitrate: int = setting(

@@ -100,6 +100,7 @@ class NetLab:
         self._namespaces: list[Namespace] = []
         self._links: list[str] = []
         self._tables: list[str] = []
+        self._addresses: list[str] = []
         self._processes: list[subprocess.Popen[bytes]] = []
         self._forwarding = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
         Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
@@ -122,12 +123,9 @@ class NetLab:
         return ns
 
     def add_address(self, address: str) -> None:
-        """An extra address of this namespace (on a dummy link the lab removes)."""
-        name = f"{PREFIX}{next(self._count)}d"
-        _run(["ip", "link", "add", name, "type", "dummy"])
-        self._links.append(name)
-        _run(["ip", "addr", "add", f"{address}/32", "dev", name])
-        _run(["ip", "link", "set", name, "up"])
+        """An extra address of this namespace, on its loopback (removed by :meth:`close`)."""
+        _run(["ip", "addr", "add", f"{address}/32", "dev", "lo"])
+        self._addresses.append(address)
 
     def nft_here(self, table: str, ruleset: str) -> None:
         """Load ``ruleset`` (which defines ``inet`` table ``table``) into this namespace."""
@@ -166,6 +164,9 @@ class NetLab:
             subprocess.run(["nft", "delete", "table", "inet", table], capture_output=True)
         for link in self._links:
             subprocess.run(["ip", "link", "del", link], capture_output=True)
+        for address in self._addresses:
+            subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"],
+                           capture_output=True)
         for ns in self._namespaces:
             ns.close()
         Path("/proc/sys/net/ipv4/ip_forward").write_text(self._forwarding)
