@@ -30,13 +30,18 @@ from .audio import (
 from .audio.inbound import REORDER_MS
 from .errors import InvalidRequest
 from .protocol.session import DEFAULT_MODEL, normalize_session
-from .settings_table import HEADERS, between, positive, setting
+from .settings_table import HEADERS, Kind, between, positive, setting
 from .upstream import LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
+from .webrtc.udp_ports import parse_udp_ports
 
 #: Default of ``peer_timeout``; how it was chosen is told where it is used
 #: (relay/server/driver.py, ``CallDriver._watch_peer``).
 PEER_TIMEOUT = 8.0
+
+#: ``--udp-ports``: one port, or a range.
+UDP_PORTS = Kind(parse_udp_ports, "a port or a range LO-HI of ports from 1 to 65535",
+                 "PORT|LO-HI")
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
@@ -124,6 +129,12 @@ class Settings:
     ice_addresses: tuple[str, ...] = setting(
         (), flag="--ice-address", env="RELAY_ICE_ADDRESSES", check=_ip_addresses, metavar="IP",
         help="host addresses advertised in ICE", shown="every interface (loopback excluded)")
+    #: None: each call's ICE sockets get ports the OS picks. A range confines them (one
+    #: port per call and address); one port carries every call (relay/webrtc/udp_ports.py).
+    udp_ports: tuple[int, int] | None = setting(
+        None, flag="--udp-ports", env="RELAY_UDP_PORTS", kind=UDP_PORTS,
+        help="UDP ports for calls' ICE: a range `LO-HI` (a port per call and address), or "
+             "one `PORT` every call shares", shown="any: the OS picks")
     #: Bearer keys accepted to create calls and mint client secrets. Not a flag: a command
     #: line is visible to every user of the machine.
     relay_api_keys: tuple[str, ...] = setting(

@@ -32,6 +32,7 @@ from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.internals import watch_peer_datagrams
 from ..webrtc.media import CallMedia
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
+from ..webrtc.udp_ports import UdpPorts
 from .sideband import Sideband
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class CallDriver:
         *,
         model: str | None = None,
         on_closed: Callable[[CallDriver], None] | None = None,
+        ports: UdpPorts | None = None,
     ) -> None:
         self.id = call_id
         self.settings = settings
@@ -67,6 +69,7 @@ class CallDriver:
         #: The upstream model asked for (None: the connector's default).
         self.model = model
         self._on_closed = on_closed
+        self._ports = ports
         self._socket: UpstreamSocket | None = None
         self._channel: RTCDataChannel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -106,7 +109,7 @@ class CallDriver:
             self.media.attach(self.pc)
             sdp, channel = await answer(
                 self.pc, offer_sdp, addresses=self.settings.ice_addresses,
-                negotiated_channel_id=dcid,
+                negotiated_channel_id=dcid, ports=self._ports,
             )
             if channel is not None:
                 self._attach_channel(channel)
