@@ -64,6 +64,14 @@ def _ip_addresses(addresses: tuple[str, ...]) -> str | None:
     return None
 
 
+def _public_addresses(addresses: tuple[str, ...]) -> str | None:
+    problem = _ip_addresses(addresses)
+    if problem is None and len({ipaddress.ip_address(a).version for a in addresses}) < len(
+            addresses):
+        return "must be one IP address per family (IPv4, IPv6)"
+    return problem
+
+
 def _model_names(models: tuple[str, ...]) -> str | None:
     # What may follow ``?model=`` unescaped, and more than any model id needs.
     if all(re.fullmatch(r"[A-Za-z0-9._:/-]+", model) for model in models):
@@ -129,6 +137,13 @@ class Settings:
     ice_addresses: tuple[str, ...] = setting(
         (), flag="--ice-address", env="RELAY_ICE_ADDRESSES", check=_ip_addresses, metavar="IP",
         help="host addresses advertised in ICE", shown="every interface (loopback excluded)")
+    #: Behind a 1:1 NAT (cloud instance, Docker's published ports, Kubernetes hostPort),
+    #: each host candidate is also offered on this address with the same port.
+    ice_public_addresses: tuple[str, ...] = setting(
+        (), flag="--ice-public-address", env="RELAY_ICE_PUBLIC_ADDRESSES",
+        check=_public_addresses, metavar="IP",
+        help="public address of a 1:1 NAT in front of the relay (one per IP family), "
+             "offered with each host candidate's port", shown="none")
     #: None: each call's ICE sockets get ports the OS picks. A range confines them (one
     #: port per call and address); one port carries every call (relay/webrtc/udp_ports.py).
     udp_ports: tuple[int, int] | None = setting(

@@ -40,6 +40,7 @@ ENVIRONMENT = [
      "ice_servers", ("stun:stun.example.test:3478", "turn:u:p%2Cq@t.example.test?transport=tcp")),
     ("RELAY_ICE_ADDRESSES", "10.0.0.2,::1", "ice_addresses", ("10.0.0.2", "::1")),
     ("RELAY_UDP_PORTS", "50000-50100", "udp_ports", (50000, 50100)),
+    ("RELAY_ICE_PUBLIC_ADDRESSES", "203.0.113.7", "ice_public_addresses", ("203.0.113.7",)),
     ("RELAY_API_KEYS", "sk-one, sk-two", "relay_api_keys", ("sk-one", "sk-two")),
     ("RELAY_UPLINK_CHUNK_MS", "40", "uplink_chunk_ms", 40),
     ("RELAY_UPLINK_REORDER_MS", "100", "uplink_reorder_ms", 100),
@@ -127,6 +128,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "ice_servers": ("stun:127.0.0.1:3478", ("stun:127.0.0.1:3478",)),
     "ice_addresses": ("127.0.0.1", ("127.0.0.1",)),
     "udp_ports": ("3478", (3478, 3478)),
+    "ice_public_addresses": ("198.51.100.1", ("198.51.100.1",)),
     "uplink_chunk_ms": ("40", 40),
     "uplink_reorder_ms": ("0", 0),
     "opus_bitrate": ("24000", 24000),
@@ -172,6 +174,8 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     ("RELAY_ICE_SERVERS", "http://x", "RELAY_ICE_SERVERS / --ice-server must be stun:HOST"),
     ("RELAY_ICE_SERVERS", "turn:a:b@x,turns:a:b@y", "RELAY_ICE_SERVERS / --ice-server has more "
      "than one turn:/turns: URL"),
+    ("RELAY_ICE_PUBLIC_ADDRESSES", "192.0.2.1,192.0.2.2", "RELAY_ICE_PUBLIC_ADDRESSES / "
+     "--ice-public-address must be one IP address per family"),
     ("RELAY_UDP_PORTS", "9-3", "RELAY_UDP_PORTS / --udp-ports must be a port or a range LO-HI"),
     ("RELAY_UDP_PORTS", "0", "RELAY_UDP_PORTS / --udp-ports must be a port or a range LO-HI"),
     ("RELAY_ICE_ADDRESSES", "localhost", "RELAY_ICE_ADDRESSES / --ice-address must be IP "

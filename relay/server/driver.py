@@ -110,6 +110,7 @@ class CallDriver:
             sdp, channel = await answer(
                 self.pc, offer_sdp, addresses=self.settings.ice_addresses,
                 negotiated_channel_id=dcid, ports=self._ports,
+                public_addresses=self.settings.ice_public_addresses,
             )
             if channel is not None:
                 self._attach_channel(channel)

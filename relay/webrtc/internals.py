@@ -231,6 +231,38 @@ def gather_on_sockets(pc: RTCPeerConnection, addresses: Iterable[str],
         connection.get_component_candidates = get_component_candidates
 
 
+def announce_public_addresses(pc: RTCPeerConnection, public: Iterable[str]) -> None:
+    """Make every ICE gatherer of ``pc`` also offer, for each host candidate, a
+    server-reflexive candidate on the public address of its family, same port: what a
+    STUN server would report behind a 1:1 NAT (a cloud instance's public IP, a Docker host
+    publishing the relay's ports, a Kubernetes node with hostPort). Packets to it reach
+    the host socket through the NAT; nothing else changes. Call it after the other
+    gathering changes (it wraps whatever gathers).
+    """
+    by_family = {ipaddress.ip_address(address).version: address for address in public}
+    for gatherer in ice_gatherers(pc):
+        connection = _require(gatherer, ICE_CONNECTION, "RTCIceGatherer")
+        gather = _require(connection, "get_component_candidates", "aioice.Connection")
+
+        async def get_component_candidates(component: int, addresses: list[str],
+                                           timeout: int = 5, gather: Any = gather) -> Any:
+            candidates = await gather(component=component, addresses=addresses,
+                                      timeout=timeout)
+            announced = []
+            for candidate in candidates:
+                address = by_family.get(ipaddress.ip_address(candidate.host).version)
+                if candidate.type == "host" and address and address != candidate.host:
+                    announced.append(Candidate(
+                        foundation=candidate_foundation("srflx", "udp", candidate.host),
+                        component=candidate.component, transport="udp",
+                        priority=candidate_priority(candidate.component, "srflx"),
+                        host=address, port=candidate.port, type="srflx",
+                        related_address=candidate.host, related_port=candidate.port))
+            return candidates + announced
+
+        connection.get_component_candidates = get_component_candidates
+
+
 async def _reflexive(query: Any, server: Any, hosts: list[Any], timeout: float) -> list[Any]:
     """The server-reflexive candidates of the IPv4 ``hosts`` (as aioice asks: in parallel)."""
     tasks = [asyncio.ensure_future(query(protocol, server)) for protocol in hosts

@@ -61,14 +61,16 @@ async def answer(
     addresses: Sequence[str] = (),
     negotiated_channel_id: int | None = None,
     ports: UdpPorts | None = None,
+    public_addresses: Sequence[str] = (),
 ) -> tuple[str, RTCDataChannel | None]:
     """Apply the client's offer and return the SDP answer, candidates included.
 
     With ``negotiated_channel_id`` the relay opens the ``oai-events`` channel the client
     pre-created out of band (``?dcid=N``) and returns it. With ``ports`` the host
-    candidates' sockets are opened there. Raises :class:`InvalidRequest` for an offer that
-    is not SDP aiortc can use, that carries no audio, or that needs two ICE transports
-    while every call shares one port (no BUNDLE).
+    candidates' sockets are opened there; with ``public_addresses`` each host candidate is
+    also offered on the public address of a 1:1 NAT in front of the relay. Raises
+    :class:`InvalidRequest` for an offer that is not SDP aiortc can use, that carries no
+    audio, or that needs two ICE transports while every call shares one port (no BUNDLE).
     """
     if "m=audio" not in offer_sdp:
         raise InvalidRequest("The SDP offer has no audio media section.", code="invalid_offer",
@@ -94,6 +96,8 @@ async def answer(
                                  "which this relay needs: it carries every call on one "
                                  "UDP port.", code="invalid_offer", param="sdp")
         internals.gather_on_sockets(pc, addresses, ports.open)
+    if public_addresses:
+        internals.announce_public_addresses(pc, public_addresses)
     await pc.setLocalDescription(await pc.createAnswer())
     return pc.localDescription.sdp, channel
 
