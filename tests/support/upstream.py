@@ -18,36 +18,44 @@ class RecordingSocket:
     """Passes everything through; keeps the input audio sent and the time of the close."""
 
     def __init__(self, inner: UpstreamSocket) -> None:
-        self.inner = inner
+        self.inner: UpstreamSocket | None = inner
         #: Every ``input_audio_buffer.append``'s audio, 24 kHz PCM16, in order.
         self.audio = bytearray()
         #: ``time.monotonic()`` when the relay closed the socket.
         self.closed_at: float | None = None
 
+        #: The real connection's state (websockets' ``State``) once closed.
+        self.state: Any = None
+        self._close_code: int | None = None
+        self._close_reason: str | None = None
+
     def __aiter__(self) -> AsyncIterator[str | bytes]:
+        assert self.inner is not None
         return self.inner.__aiter__()
 
     async def send(self, message: str) -> None:
+        assert self.inner is not None
         if '"input_audio_buffer.append"' in message:
             self.audio += base64.b64decode(json.loads(message)["audio"])
         await self.inner.send(message)
 
     async def close(self) -> None:
+        if self.inner is None:
+            return
         self.closed_at = time.monotonic()
         await self.inner.close()
+        self.state = getattr(self.inner, "state", None)
+        self._close_code, self._close_reason = self.inner.close_code, self.inner.close_reason
+        # Let the connection go: a test's app may outlive it (the lifecycle tests count).
+        self.inner = None
 
     @property
     def close_code(self) -> int | None:
-        return self.inner.close_code
+        return self.inner.close_code if self.inner is not None else self._close_code
 
     @property
     def close_reason(self) -> str | None:
-        return self.inner.close_reason
-
-    @property
-    def state(self) -> Any:
-        """The real connection's state (websockets' ``State``)."""
-        return getattr(self.inner, "state", None)
+        return self.inner.close_reason if self.inner is not None else self._close_reason
 
 
 class RecordingConnector:
