@@ -39,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--api-key", help="bearer key for the relay, if it needs one")
     call.add_argument("--ice-address", action="append", default=[], metavar="IP",
                       help="host address to offer in ICE (repeatable; default all)")
+    call.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                      help="a stun: or turn:USER:PASS@HOST:PORT[?transport=tcp] URL for the "
+                           "client (once per kind)")
     call.add_argument("--timeout", type=float, default=60.0, help="give up after this long")
     return parser
 
@@ -66,7 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .client.cli import run_call
 
             return asyncio.run(run_call(args.url, args.input, args.output, api_key=args.api_key,
-                                        ice_addresses=args.ice_address, timeout=args.timeout))
+                                        ice_addresses=args.ice_address,
+                                        ice_servers=args.ice_server, timeout=args.timeout))
     except RelayError as exc:
         print(f"relay: {exc.message}", file=sys.stderr)
         return 2

@@ -27,10 +27,21 @@ from .audio import (
     DEFAULT_OPUS_COMPLEXITY,
     OPUS_APPLICATIONS,
 )
+from .audio.inbound import REORDER_MS
 from .errors import InvalidRequest
 from .protocol.session import DEFAULT_MODEL, normalize_session
-from .settings_table import HEADERS, between, positive, setting
+from .settings_table import HEADERS, Kind, between, positive, setting
 from .upstream import LOCAL_MODES, LocalMode
+from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
+from .webrtc.udp_ports import parse_udp_ports
+
+#: Default of ``peer_timeout``; how it was chosen is told where it is used
+#: (relay/server/driver.py, ``CallDriver._watch_peer``).
+PEER_TIMEOUT = 8.0
+
+#: ``--udp-ports``: one port, or a range.
+UDP_PORTS = Kind(parse_udp_ports, "a port or a range LO-HI of ports from 1 to 65535",
+                 "PORT|LO-HI")
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
@@ -40,10 +51,8 @@ OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 
 # Checks of single settings the generic ones in relay.settings_table do not cover.
 
-def _ice_urls(urls: tuple[str, ...]) -> str | None:
-    if all(url.startswith(("stun:", "turn:", "turns:")) for url in urls):
-        return None
-    return "must be stun:, turn: or turns: URLs"
+def _masked_ice_urls(urls: tuple[str, ...]) -> str:
+    return repr(tuple(mask_ice_server(url) for url in urls))
 
 
 def _ip_addresses(addresses: tuple[str, ...]) -> str | None:
@@ -53,6 +62,14 @@ def _ip_addresses(addresses: tuple[str, ...]) -> str | None:
     except ValueError:
         return "must be IP addresses"
     return None
+
+
+def _public_addresses(addresses: tuple[str, ...]) -> str | None:
+    problem = _ip_addresses(addresses)
+    if problem is None and len({ipaddress.ip_address(a).version for a in addresses}) < len(
+            addresses):
+        return "must be one IP address per family (IPv4, IPv6)"
+    return problem
 
 
 def _model_names(models: tuple[str, ...]) -> str | None:
@@ -109,15 +126,30 @@ class Settings:
         help="default session (GA JSON) merged under each call's")
 
     #: Empty: none at all, so nothing is contacted offline (aiortc would otherwise use a
-    #: public STUN server).
+    #: public STUN server). TURN credentials ride in the URL (relay/webrtc/ice_servers.py);
+    #: the environment keeps them out of ``ps``.
     ice_servers: tuple[str, ...] = setting(
-        (), flag="--ice-server", env="RELAY_ICE_SERVERS", check=_ice_urls, metavar="URL",
-        help="ICE servers (`stun:`/`turn:` URLs) for the relay's peers",
-        shown="none: no STUN is contacted")
+        (), flag="--ice-server", env="RELAY_ICE_SERVERS", check=ice_servers_problem,
+        metavar="URL", secret=True, mask=_masked_ice_urls,
+        help="ICE servers: one `stun:HOST:PORT`, one `turn:USER:PASS@HOST:PORT[?transport=tcp]` "
+             "or `turns:USER:PASS@HOST:PORT`", shown="none: no STUN is contacted")
     #: Empty: every interface address, as aioice picks them (never 127.0.0.1).
     ice_addresses: tuple[str, ...] = setting(
         (), flag="--ice-address", env="RELAY_ICE_ADDRESSES", check=_ip_addresses, metavar="IP",
         help="host addresses advertised in ICE", shown="every interface (loopback excluded)")
+    #: Behind a 1:1 NAT (cloud instance, Docker's published ports, Kubernetes hostPort),
+    #: each host candidate is also offered on this address with the same port.
+    ice_public_addresses: tuple[str, ...] = setting(
+        (), flag="--ice-public-address", env="RELAY_ICE_PUBLIC_ADDRESSES",
+        check=_public_addresses, metavar="IP",
+        help="public address of a 1:1 NAT in front of the relay (one per IP family), "
+             "offered with each host candidate's port", shown="none")
+    #: None: each call's ICE sockets get ports the OS picks. A range confines them (one
+    #: port per call and address); one port carries every call (relay/webrtc/udp_ports.py).
+    udp_ports: tuple[int, int] | None = setting(
+        None, flag="--udp-ports", env="RELAY_UDP_PORTS", kind=UDP_PORTS,
+        help="UDP ports for calls' ICE: a range `LO-HI` (a port per call and address), or "
+             "one `PORT` every call shares", shown="any: the OS picks")
     #: Bearer keys accepted to create calls and mint client secrets. Not a flag: a command
     #: line is visible to every user of the machine.
     relay_api_keys: tuple[str, ...] = setting(
@@ -131,6 +163,13 @@ class Settings:
     uplink_chunk_ms: int = setting(
         20, flag="--uplink-chunk-ms", env="RELAY_UPLINK_CHUNK_MS", check=between(10, 1000, step=10),
         help="audio per `input_audio_buffer.append`, ms (40: +20 ms latency, less CPU)")
+    #: A gap in the peer's packets waits this long for its missing packet before it is
+    #: given up (concealed, or rebuilt from FEC); REORDER_MS in relay/audio/inbound.py has
+    #: the measurements behind the default. Nothing waits on a clean link.
+    uplink_reorder_ms: int = setting(
+        REORDER_MS, flag="--uplink-reorder-ms", env="RELAY_UPLINK_REORDER_MS",
+        check=between(0, 1000), help="how long a gap in the peer's audio packets waits for "
+        "a late packet before it is concealed, ms")
     #: The Opus the relay sends (24 kHz mono). relay/audio/encode.py has the measurements
     #: behind the defaults.
     opus_bitrate: int = setting(
@@ -169,6 +208,12 @@ class Settings:
     connect_timeout: float = setting(
         30.0, env="RELAY_CONNECT_TIMEOUT", check=positive,
         help="seconds a call's peer has to connect before the call is closed")
+    #: aiortc never reports a peer that vanished without a goodbye as disconnected (aioice
+    #: gives up on consent only after 30 s).
+    peer_timeout: float = setting(
+        PEER_TIMEOUT, flag="--peer-timeout", env="RELAY_PEER_TIMEOUT", check=between(0.5, 600),
+        help="seconds without media, RTCP or ICE checks from a connected peer before its "
+             "call is ended (and its upstream session closed)")
 
     local_mode: LocalMode = setting(
         LOCAL_MODES[0], flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,

@@ -10,6 +10,7 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
     ├── CallNotFound                404, code "call_id_not_found"
     ├── CapacityExceeded            503, code "capacity_exceeded"
+    │   └── UdpPortsExhausted       503, code "udp_ports_exhausted" (every port of the range in use)
     ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
     ├── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
     ├── AiortcInternalsMoved        500, aiortc moved what relay.webrtc.internals reaches
@@ -86,6 +87,12 @@ class CapacityExceeded(RelayError):
 
     status = 503
     default_code = "capacity_exceeded"
+
+
+class UdpPortsExhausted(CapacityExceeded):
+    """Every UDP port of the relay's configured range is taken by live calls."""
+
+    default_code = "udp_ports_exhausted"
 
 
 class UpstreamError(RelayError):

@@ -143,6 +143,8 @@ class Setting:
     #: The default as ``--help`` and the README show it.
     shown: str
     metavar: str | None
+    #: How a secret's value is shown (None: as ``'***'``).
+    mask: Callable[[Any], str] | None = None
 
     def names(self, name: str) -> str:
         """How a person sets it: ``"RELAY_PORT / --port"`` (the field's name if neither)."""
@@ -168,17 +170,19 @@ class Setting:
 
 def setting(default: T, *, help: str, flag: str | None = None, env: str | None = None,
             kind: Kind | None = None, choices: Sequence[str] = (), check: Check | None = None,
-            secret: bool = False, shown: str | None = None, metavar: str | None = None) -> T:
+            secret: bool = False, shown: str | None = None, metavar: str | None = None,
+            mask: Callable[[Any], str] | None = None) -> T:
     """Declare a dataclass field as a setting (see the module docstring).
 
     ``kind`` defaults to the one ``default``'s type suggests (text, integer, number, on/off,
     comma-separated list, JSON object); ``choices`` are checked, and offered by the flag;
-    ``shown`` replaces the default's text in ``--help`` and the README.
+    ``shown`` replaces the default's text in ``--help`` and the README; ``mask`` shows a
+    secret's value with its secret parts hidden (by default it shows as ``'***'``).
     """
     spec = Setting(
         help=help, kind=kind or _kind_of(default), flag=flag, env=env, choices=tuple(choices),
         check=check, secret=secret, shown=_show(default) if shown is None else shown,
-        metavar=metavar,
+        metavar=metavar, mask=mask,
     )
     metadata = {_KEY: spec}
     if isinstance(default, dict):  # a mutable default: each instance gets its own copy
@@ -264,10 +268,15 @@ def names(cls: type, name: str) -> str:
 
 
 def masked_items(settings: object) -> Iterator[tuple[str, str]]:
-    """``(name, repr of value)`` per setting, secrets that are set shown as ``'***'``."""
+    """``(name, repr of value)`` per setting, secrets that are set shown as ``'***'`` (or
+    as their ``mask`` shows them)."""
     for name, s in declared(type(settings)):
         value = getattr(settings, name)
-        yield name, "'***'" if s.secret and value else repr(value)
+        if not (s.secret and value):
+            yield name, repr(value)
+        else:
+            yield name, s.mask(value) if s.mask is not None else "'***'"
+
 
 
 def markdown_table(cls: type) -> str:

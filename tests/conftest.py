@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,8 @@ from aiohttp.test_utils import TestServer
 from relay.client import CallClient, PcmSource, read_wav
 from relay.config import Settings
 from relay.server.app import REGISTRY, create_app
+
+from .support.netlab import NetLab, lab_problem
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOOPBACK = ("127.0.0.1",)
@@ -79,3 +81,17 @@ def write_wav(path: Path, pcm: bytes, rate: int = 24000) -> None:
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(pcm)
+
+
+@pytest.fixture
+def netlab() -> Iterator[NetLab]:
+    """Network namespaces wired to the test's own (skipped where that cannot be done
+    safely: see :func:`tests.support.netlab.lab_problem`); everything is undone after."""
+    problem = lab_problem()
+    if problem:
+        pytest.skip(f"network lab: {problem}")
+    lab = NetLab()
+    try:
+        yield lab
+    finally:
+        lab.close()

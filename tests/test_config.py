@@ -36,11 +36,14 @@ ENVIRONMENT = [
      ("gpt-realtime", "gpt-realtime-mini")),
     ("RELAY_SESSION", '{"type": "realtime", "instructions": "hi"}', "default_session",
      {"type": "realtime", "instructions": "hi"}),
-    ("RELAY_ICE_SERVERS", "stun:stun.example.test:3478, turn:t.example.test", "ice_servers",
-     ("stun:stun.example.test:3478", "turn:t.example.test")),
+    ("RELAY_ICE_SERVERS", "stun:stun.example.test:3478, turn:u:p%2Cq@t.example.test?transport=tcp",
+     "ice_servers", ("stun:stun.example.test:3478", "turn:u:p%2Cq@t.example.test?transport=tcp")),
     ("RELAY_ICE_ADDRESSES", "10.0.0.2,::1", "ice_addresses", ("10.0.0.2", "::1")),
+    ("RELAY_UDP_PORTS", "50000-50100", "udp_ports", (50000, 50100)),
+    ("RELAY_ICE_PUBLIC_ADDRESSES", "203.0.113.7", "ice_public_addresses", ("203.0.113.7",)),
     ("RELAY_API_KEYS", "sk-one, sk-two", "relay_api_keys", ("sk-one", "sk-two")),
     ("RELAY_UPLINK_CHUNK_MS", "40", "uplink_chunk_ms", 40),
+    ("RELAY_UPLINK_REORDER_MS", "100", "uplink_reorder_ms", 100),
     ("RELAY_OPUS_BITRATE", "32000", "opus_bitrate", 32000),
     ("RELAY_OPUS_APPLICATION", "voip", "opus_application", "voip"),
     ("RELAY_OPUS_COMPLEXITY", "5", "opus_complexity", 5),
@@ -51,6 +54,7 @@ ENVIRONMENT = [
     ("RELAY_SIDEBAND_MAX_EVENTS", "50", "sideband_max_events", 50),
     ("RELAY_LOCAL_MODE", "echo", "local_mode", "echo"),
     ("RELAY_CONNECT_TIMEOUT", "7.5", "connect_timeout", 7.5),
+    ("RELAY_PEER_TIMEOUT", "3.5", "peer_timeout", 3.5),
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),
 ]
 
@@ -123,12 +127,16 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "default_session": ('{"instructions": "x"}', {"instructions": "x"}),
     "ice_servers": ("stun:127.0.0.1:3478", ("stun:127.0.0.1:3478",)),
     "ice_addresses": ("127.0.0.1", ("127.0.0.1",)),
+    "udp_ports": ("3478", (3478, 3478)),
+    "ice_public_addresses": ("198.51.100.1", ("198.51.100.1",)),
     "uplink_chunk_ms": ("40", 40),
+    "uplink_reorder_ms": ("0", 0),
     "opus_bitrate": ("24000", 24000),
     "opus_application": ("audio", "audio"),
     "opus_complexity": ("3", 3),
     "event_loop": ("asyncio", "asyncio"),
     "max_calls": ("9", 9),
+    "peer_timeout": ("12", 12.0),
     "local_mode": ("echo", "echo"),
     "log_level": ("WARNING", "WARNING"),
 }
@@ -149,6 +157,7 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     ("RELAY_CONNECT_TIMEOUT", "soon", "RELAY_CONNECT_TIMEOUT must be a number"),
     ("RELAY_CONNECT_TIMEOUT", "0", "RELAY_CONNECT_TIMEOUT must be positive"),
     ("RELAY_PLAYOUT_MAX_SECONDS", "-1", "RELAY_PLAYOUT_MAX_SECONDS must be positive"),
+    ("RELAY_PEER_TIMEOUT", "0.1", "RELAY_PEER_TIMEOUT / --peer-timeout must be from 0.5 to 600"),
     ("RELAY_TRIM_MEMORY", "maybe", "RELAY_TRIM_MEMORY must be on or off"),
     ("RELAY_UPLINK_CHUNK_MS", "25", "RELAY_UPLINK_CHUNK_MS / --uplink-chunk-ms must be a "
      "multiple of 10 from 10 to 1000"),
@@ -162,7 +171,13 @@ def test_config_generated_parser_accepts_every_flag() -> None:
      "uvloop, asyncio"),
     ("RELAY_LOCAL_MODE", "mute", "RELAY_LOCAL_MODE / --local-mode must be one of parrot, echo"),
     ("RELAY_LOG_LEVEL", "loud", "RELAY_LOG_LEVEL / --log-level must be a log level"),
-    ("RELAY_ICE_SERVERS", "http://x", "RELAY_ICE_SERVERS / --ice-server must be stun:, turn:"),
+    ("RELAY_ICE_SERVERS", "http://x", "RELAY_ICE_SERVERS / --ice-server must be stun:HOST"),
+    ("RELAY_ICE_SERVERS", "turn:a:b@x,turns:a:b@y", "RELAY_ICE_SERVERS / --ice-server has more "
+     "than one turn:/turns: URL"),
+    ("RELAY_ICE_PUBLIC_ADDRESSES", "192.0.2.1,192.0.2.2", "RELAY_ICE_PUBLIC_ADDRESSES / "
+     "--ice-public-address must be one IP address per family"),
+    ("RELAY_UDP_PORTS", "9-3", "RELAY_UDP_PORTS / --udp-ports must be a port or a range LO-HI"),
+    ("RELAY_UDP_PORTS", "0", "RELAY_UDP_PORTS / --udp-ports must be a port or a range LO-HI"),
     ("RELAY_ICE_ADDRESSES", "localhost", "RELAY_ICE_ADDRESSES / --ice-address must be IP "
      "addresses"),
     ("RELAY_UPSTREAM_HEADERS", "no colon", "RELAY_UPSTREAM_HEADERS / --upstream-header must "
@@ -204,10 +219,12 @@ def test_config_cli_prints_config_errors_and_exits_2(capsys: pytest.CaptureFixtu
 
 def test_config_repr_masks_secrets() -> None:
     settings = Settings(api_key="sk-upstream-secret", relay_api_keys=("sk-relay-secret",),
-                        upstream_headers=(("api-key", "azure-secret"),))
+                        upstream_headers=(("api-key", "azure-secret"),),
+                        ice_servers=("turn:alice:turn-secret@t.example.test:3478",))
     shown = repr(settings) + settings_listing(settings)
-    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret"):
+    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret", "turn-secret"):
         assert secret not in shown
+    assert "turn:alice:***@t.example.test:3478" in shown
     assert "api_key='***'" in repr(settings) and "relay_api_keys = '***'" in shown
     assert "api_key=None" in repr(Settings()) and "port=8080" in repr(Settings())
 

@@ -47,6 +47,14 @@ class Uplink:
             self._pending += _plane_bytes(out)
         return self._take_chunks()
 
+    def feed_pcm(self, pcm: bytes) -> list[bytes]:
+        """Feed audio that is already 24 kHz mono PCM16 (libopus decodes straight to it);
+        return the whole chunks now ready. It bypasses the resampler, so a call feeds one
+        kind or the other (a codec switch mid-call may shift a few samples)."""
+        self.seconds_in += len(pcm) / SAMPLE_BYTES / RATE
+        self._pending += pcm
+        return self._take_chunks()
+
     def flush(self) -> bytes:
         """Release the resampler's delay and whatever partial chunk remains."""
         for out in self._resampler.resample(None):

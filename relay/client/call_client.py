@@ -46,6 +46,7 @@ class CallClient:
         negotiated_dcid: int | None = None,
         on_event: Callable[[Event], None] | None = None,
         edit_offer: Callable[[str], str] | None = None,
+        edit_answer: Callable[[str], str] | None = None,
         codecs: Sequence[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -57,6 +58,8 @@ class CallClient:
         self.on_event = on_event
         #: Rewrites the offer before it is posted (tests use it to mimic other clients).
         self.edit_offer = edit_offer
+        #: Rewrites the answer before it is applied (tests route media through a proxy).
+        self.edit_answer = edit_answer
         #: Audio codecs to offer, by MIME type (e.g. ``("audio/PCMU",)``); empty: aiortc's.
         self.codecs = tuple(codecs)
         self.pc: RTCPeerConnection = create_peer(ice_servers)
@@ -89,7 +92,7 @@ class CallClient:
         answer = await create_call(
             self._http, self.base_url, self.pc, ice_addresses=self.ice_addresses,
             api_key=self.api_key, session=self.session, dcid=self.negotiated_dcid,
-            edit_offer=self.edit_offer,
+            edit_offer=self.edit_offer, edit_answer=self.edit_answer,
         )
         self.call_id = answer.call_id
         opened = asyncio.Event()

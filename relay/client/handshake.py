@@ -61,12 +61,14 @@ async def create_call(
     session: Mapping[str, Any] | None = None,
     dcid: int | None = None,
     edit_offer: Callable[[str], str] | None = None,
+    edit_answer: Callable[[str], str] | None = None,
 ) -> CallAnswer:
     """Offer ``pc`` (its tracks and channels already added) to the server and apply the
     answer; return the call id and the answer.
 
     Host candidates are gathered on ``ice_addresses`` only when given. ``edit_offer``
-    rewrites the SDP before it is posted (tests use it to mimic other clients).
+    rewrites the SDP before it is posted (tests use it to mimic other clients), and
+    ``edit_answer`` the answer before it is applied (tests route media through a proxy).
     Raises :class:`CallCreationFailed` when the server answers anything but 201.
     """
     offer = await pc.createOffer()
@@ -77,7 +79,8 @@ async def create_call(
         sdp = edit_offer(sdp)
     answer = await post_offer(http, base_url, sdp, api_key=api_key, session=session,
                               dcid=dcid)
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer.sdp, type="answer"))
+    applied = edit_answer(answer.sdp) if edit_answer is not None else answer.sdp
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=applied, type="answer"))
     return answer
 
 

@@ -18,6 +18,7 @@ from ..config import Settings
 from ..errors import InvalidRequest, RelayError
 from ..protocol.session import choose_model, effective_session, layer_sessions
 from ..upstream.client import UpstreamConnector, WebSocketConnector
+from ..webrtc.udp_ports import UdpPorts
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .registry import CallRegistry
 from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
@@ -41,9 +42,12 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app = web.Application(middlewares=[cors_middleware, error_middleware],
                           client_max_size=MAX_SDP_BYTES * 4)
     app[SETTINGS] = settings
-    app[REGISTRY] = CallRegistry(settings)
+    ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
+    app[REGISTRY] = CallRegistry(settings, ports)
     app[AUTH] = Authenticator(settings.relay_api_keys)
     app.cleanup_ctx.append(_upstream_ctx)
+    if ports is not None:
+        app.cleanup_ctx.append(_udp_ports_ctx)
     app.on_shutdown.append(_close_calls)
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
@@ -208,6 +212,17 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[REGISTRY].close_all()
         await server.close()
+
+
+async def _udp_ports_ctx(app: web.Application) -> AsyncIterator[None]:
+    ports = app[REGISTRY].ports
+    assert ports is not None
+    await ports.start(app[SETTINGS].ice_addresses)
+    try:
+        yield
+    finally:
+        await app[REGISTRY].close_all()
+        await ports.close()
 
 
 async def _close_calls(app: web.Application) -> None:

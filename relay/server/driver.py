@@ -29,8 +29,10 @@ from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
+from ..webrtc.internals import watch_peer_datagrams
 from ..webrtc.media import CallMedia
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
+from ..webrtc.udp_ports import UdpPorts
 from .sideband import Sideband
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class CallDriver:
         *,
         model: str | None = None,
         on_closed: Callable[[CallDriver], None] | None = None,
+        ports: UdpPorts | None = None,
     ) -> None:
         self.id = call_id
         self.settings = settings
@@ -66,6 +69,7 @@ class CallDriver:
         #: The upstream model asked for (None: the connector's default).
         self.model = model
         self._on_closed = on_closed
+        self._ports = ports
         self._socket: UpstreamSocket | None = None
         self._channel: RTCDataChannel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -78,6 +82,9 @@ class CallDriver:
         #: Sidebands the relay closed because they fell too far behind.
         self._sidebands_too_slow = 0
         self._closed = asyncio.Event()
+        #: Datagrams heard from the peer (media, RTCP, DTLS, SCTP, ICE checks).
+        self._heard = 0
+        self._watching = False
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
         # pyee turns exceptions in handlers into "error" events; never lose them silently.
@@ -102,10 +109,12 @@ class CallDriver:
             self.media.attach(self.pc)
             sdp, channel = await answer(
                 self.pc, offer_sdp, addresses=self.settings.ice_addresses,
-                negotiated_channel_id=dcid,
+                negotiated_channel_id=dcid, ports=self._ports,
+                public_addresses=self.settings.ice_public_addresses,
             )
             if channel is not None:
                 self._attach_channel(channel)
+            watch_peer_datagrams(self.pc, self._hear)
             self.media.start(self.pc, self.id)
             self._spawn(self._connect_deadline(), "connect-deadline")
             return sdp
@@ -155,6 +164,7 @@ class CallDriver:
             "playout_dropped_samples": self.core.playout.dropped,
             "dropped_deltas": stats.dropped_deltas,
             "channel_send_failures": self._send_failures,
+            "peer_datagrams": self._heard,
             "sidebands": len(self._sidebands),
             "sidebands_attached": self._sideband_count,
             "sidebands_too_slow": self._sidebands_too_slow,
@@ -236,6 +246,40 @@ class CallDriver:
         if self.pc.connectionState != "connected":
             self._close_soon("peer did not connect in time")
 
+    def _hear(self) -> None:
+        self._heard += 1
+
+    async def _watch_peer(self) -> None:
+        """End the call once the connected peer has sent nothing for ``peer_timeout``.
+
+        A live peer is never quiet for long: a browser sends RTP every 20 ms while it has a
+        track (a disabled one included: Chromium's longest gap then was 0.26 s); with its
+        sender's track removed it still sends ICE checks and RTCP. Measured on Chromium
+        (headless, 25 s with no track), the longest gap between two datagrams was 2.7 s: it
+        checks the selected pair about every 2.5 s. A peer that follows RFC 7675 alone may
+        wait up to 6 s between consent checks. The default, 8 s, is above both, and still
+        ends an abandoned upstream session well before aioice's consent expiry (30 s).
+        """
+        loop = asyncio.get_running_loop()
+        timeout = self.settings.peer_timeout
+        # The poll's period bounds how late past the timeout the call ends.
+        period = min(0.25, timeout / 4)
+        heard, since = self._heard, loop.time()
+        if heard == 0:
+            # Connected means DTLS went through: the hook must have heard it.
+            logger.error("call %s: nothing heard from a connected peer; the datagram hook "
+                         "is not working, so dead peers go unnoticed", self.id)
+            return
+        while True:
+            await asyncio.sleep(period)
+            now = loop.time()
+            if self._heard != heard:
+                heard, since = self._heard, now
+            elif now - since >= timeout:
+                self._close_soon(f"peer went silent: nothing heard for {now - since:.1f} s "
+                                 "(no media, RTCP or ICE checks)")
+                return
+
     # ----------------------------------------------------------- peer events
 
     def _send_uplink(self, chunks: list[bytes]) -> None:
@@ -269,6 +313,9 @@ class CallDriver:
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         logger.info("call %s: peer connection %s", self.id, state)
+        if state == "connected" and not self._watching and not self._closing:
+            self._watching = True
+            self._spawn(self._watch_peer(), "peer-watch")
         if state in ("failed", "closed"):
             self._close_soon(f"peer connection {state}")
 

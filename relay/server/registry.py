@@ -11,6 +11,7 @@ from ..errors import CallNotFound, CapacityExceeded
 from ..protocol.events import random_id
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector
+from ..webrtc.udp_ports import UdpPorts
 from .driver import CallDriver
 from .memory import heap_trimmer
 
@@ -25,8 +26,10 @@ def new_call_id() -> str:
 class CallRegistry:
     """Creates calls, finds them by id, and closes them all at shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, ports: UdpPorts | None = None) -> None:
         self.settings = settings
+        #: Where calls' ICE sockets go (None: ports the OS picks).
+        self.ports = ports
         self._calls: dict[str, CallDriver] = {}
         self._trim = heap_trimmer() if settings.trim_memory else None
 
@@ -40,7 +43,7 @@ class CallRegistry:
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.")
         call = CallDriver(new_call_id(), self.settings, session, upstream,
-                          model=model, on_closed=self._forget)
+                          model=model, on_closed=self._forget, ports=self.ports)
         self._calls[call.id] = call
         return call
 

@@ -1,6 +1,6 @@
 """Every reach into aiortc's and aioice's private attributes, in one guarded place.
 
-aiortc and aioice give no public way to do four things the relay needs, so this module
+aiortc and aioice give no public way to do these things the relay needs, so this module
 reaches into their internals, and nothing else in the project does:
 
 =======================  =========================================  ===========================
@@ -11,6 +11,15 @@ pin ICE host addresses   ``RTCIceGatherer._connection``             :class:`Aior
                          (its ``get_component_candidates``)
 tap inbound RTP          ``RTCRtpReceiver.__jitter_buffer``          the caller reads the track
 record RTP arrival       ``RTCRtpReceiver._handle_rtp_packet``       :class:`AiortcInternalsMoved`
+hear every datagram      ``aioice.Connection.data_received`` and    :class:`AiortcInternalsMoved`
+                         ``.request_received`` (called by its
+                         ``StunProtocol`` per datagram)
+host sockets the relay   ``aioice.Connection.get_component_``       :class:`AiortcInternalsMoved`
+opens (port range, one   ``candidates``, ``._protocols``,
+shared port)             ``aioice.ice.StunProtocol`` (its
+                         ``transactions``, ``datagram_received``,
+                         ``connection_lost``),
+                         ``aioice.ice.server_reflexive_candidate``
 =======================  =========================================  ===========================
 
 :func:`check` lists what an installed aiortc/aioice no longer has; the test suite calls it,
@@ -20,10 +29,16 @@ failing every call in production. aiortc is pinned below 2 in ``pyproject.toml``
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
+import aioice.ice
+from aioice import Candidate, stun
+from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
 from aiortc.rtcicetransport import RTCIceGatherer
 
@@ -40,13 +55,37 @@ CODECS = "_codecs"
 #: RTCIceGatherer's aioice Connection.
 ICE_CONNECTION = "_connection"
 
+#: aioice Connection's handlers of what its sockets take from the peer: every datagram
+#: that is not STUN (DTLS, SRTP, SRTCP), and every STUN request (connectivity and consent
+#: checks). Its StunProtocol calls them on ``receiver``, the Connection.
+ICE_DATA_RECEIVED = "data_received"
+ICE_REQUEST_RECEIVED = "request_received"
+
+#: aioice Connection's list of its sockets' protocols (pairs are formed from it).
+ICE_PROTOCOLS = "_protocols"
+
+#: (owner, attribute) pairs checked on module-level names and classes of aioice.
+_AIOICE_ATTRIBUTES = (
+    ("aioice.ice", "StunProtocol"),
+    ("aioice.ice", "server_reflexive_candidate"),
+    ("aioice.ice.StunProtocol", "datagram_received"),
+    ("aioice.ice.StunProtocol", "connection_made"),
+    ("aioice.ice.StunProtocol", "connection_lost"),
+    ("aioice.ice.StunProtocol", "close"),
+)
+
 #: (owner, attribute) pairs checked on instances that exist before negotiation.
 _INSTANCE_ATTRIBUTES = (
+    ("aioice.Connection", ICE_PROTOCOLS),
     ("RTCRtpTransceiver", CODECS),
     ("RTCIceGatherer", ICE_CONNECTION),
     ("aioice.Connection", "get_component_candidates"),
+    ("aioice.Connection", ICE_DATA_RECEIVED),
+    ("aioice.Connection", ICE_REQUEST_RECEIVED),
     ("RTCRtpReceiver", JITTER_BUFFER),
     ("RTCRtpReceiver", HANDLE_RTP),
+    ("aioice.ice.StunProtocol()", "receiver"),
+    ("aioice.ice.StunProtocol()", "transactions"),
 )
 
 
@@ -103,6 +142,25 @@ def ice_connection(gatherer: RTCIceGatherer) -> Any:
     return _require(gatherer, ICE_CONNECTION, "RTCIceGatherer")
 
 
+def watch_peer_datagrams(pc: RTCPeerConnection, heard: Callable[[], None]) -> None:
+    """Call ``heard()`` for every datagram ``pc``'s peer sends that reaches aioice: media,
+    RTCP, DTLS and SCTP, and ICE checks (consent checks included).
+
+    Call it once the transports exist (after ``setRemoteDescription``). ``heard`` runs
+    for every packet, so it must be cheap (the call driver counts).
+    """
+    for gatherer in ice_gatherers(pc):
+        connection = _require(gatherer, ICE_CONNECTION, "RTCIceGatherer")
+        for name in (ICE_DATA_RECEIVED, ICE_REQUEST_RECEIVED):
+            original = _require(connection, name, "aioice.Connection")
+
+            def hear(*args: Any, original: Any = original) -> Any:
+                heard()
+                return original(*args)
+
+            setattr(connection, name, hear)
+
+
 def ice_gatherers(pc: RTCPeerConnection) -> list[RTCIceGatherer]:
     """The distinct ICE gatherers of ``pc``'s transports (media and data channel)."""
     seen: dict[int, RTCIceGatherer] = {}
@@ -113,6 +171,263 @@ def ice_gatherers(pc: RTCPeerConnection) -> list[RTCIceGatherer]:
         gatherer = transport.transport.iceGatherer
         seen.setdefault(id(gatherer), gatherer)
     return list(seen.values())
+
+
+# ------------------------------------------------------------- host sockets
+
+#: Most datagrams a shared port reads per wake-up (then other callbacks get their turn).
+READ_BATCH = 256
+MAX_DATAGRAM = 65536
+
+#: Opens the host socket of an aioice ``Connection`` on an address; returns its protocol.
+HostSocketOpener = Callable[[Any, str], Awaitable[Any]]
+
+
+def stun_protocol(connection: Any) -> Any:
+    """A new aioice ``StunProtocol`` for ``connection``, for a socket the relay opens."""
+    return _require(aioice.ice, "StunProtocol", "aioice.ice")(connection)
+
+
+def gather_on_sockets(pc: RTCPeerConnection, addresses: Iterable[str],
+                      open_socket: HostSocketOpener) -> None:
+    """Make every ICE gatherer of ``pc`` take its host candidates on the sockets
+    ``open_socket(connection, address)`` opens, on ``addresses`` (empty: the interface
+    addresses aioice found); then, as aioice would, ask its STUN server about them and
+    allocate on its TURN server.
+
+    aioice binds each host socket to a port the OS picks, inside
+    ``get_component_candidates``. Replacing that one method on this one connection opens
+    the sockets where the relay says, and leaves aioice's own TURN allocation in place
+    (asked for with no addresses, aioice opens no host socket of its own).
+    """
+    pinned = list(addresses)
+    reflexive = _require(aioice.ice, "server_reflexive_candidate", "aioice.ice")
+    for gatherer in ice_gatherers(pc):
+        connection = _require(gatherer, ICE_CONNECTION, "RTCIceGatherer")
+        original = _require(connection, "get_component_candidates", "aioice.Connection")
+        protocols = _require(connection, ICE_PROTOCOLS, "aioice.Connection")
+
+        async def get_component_candidates(
+                component: int, addresses: list[str], timeout: int = 5,
+                connection: Any = connection, original: Any = original,
+                protocols: Any = protocols) -> list[Any]:
+            hosts = []
+            for address in pinned or addresses:
+                protocol = await open_socket(connection, address)
+                host, port = protocol.transport.get_extra_info("sockname")[:2]
+                protocol.local_candidate = Candidate(
+                    foundation=candidate_foundation("host", "udp", host), component=component,
+                    transport="udp", priority=candidate_priority(component, "host"),
+                    host=host, port=port, type="host")
+                protocols.append(protocol)  # closed with the connection from now on
+                hosts.append(protocol)
+            candidates = [p.local_candidate for p in hosts]
+            if connection.stun_server:
+                candidates += await _reflexive(reflexive, connection.stun_server, hosts, timeout)
+            relayed: list[Any] = await original(component=component, addresses=[],
+                                                timeout=timeout)
+            return candidates + relayed
+
+        connection.get_component_candidates = get_component_candidates
+
+
+def announce_public_addresses(pc: RTCPeerConnection, public: Iterable[str]) -> None:
+    """Make every ICE gatherer of ``pc`` also offer, for each host candidate, a
+    server-reflexive candidate on the public address of its family, same port: what a
+    STUN server would report behind a 1:1 NAT (a cloud instance's public IP, a Docker host
+    publishing the relay's ports, a Kubernetes node with hostPort). Packets to it reach
+    the host socket through the NAT; nothing else changes. Call it after the other
+    gathering changes (it wraps whatever gathers).
+    """
+    by_family = {ipaddress.ip_address(address).version: address for address in public}
+    for gatherer in ice_gatherers(pc):
+        connection = _require(gatherer, ICE_CONNECTION, "RTCIceGatherer")
+        gather = _require(connection, "get_component_candidates", "aioice.Connection")
+
+        async def get_component_candidates(component: int, addresses: list[str],
+                                           timeout: int = 5, gather: Any = gather) -> Any:
+            candidates = await gather(component=component, addresses=addresses,
+                                      timeout=timeout)
+            announced = []
+            for candidate in candidates:
+                address = by_family.get(ipaddress.ip_address(candidate.host).version)
+                if candidate.type == "host" and address and address != candidate.host:
+                    announced.append(Candidate(
+                        foundation=candidate_foundation("srflx", "udp", candidate.host),
+                        component=candidate.component, transport="udp",
+                        priority=candidate_priority(candidate.component, "srflx"),
+                        host=address, port=candidate.port, type="srflx",
+                        related_address=candidate.host, related_port=candidate.port))
+            return candidates + announced
+
+        connection.get_component_candidates = get_component_candidates
+
+
+async def _reflexive(query: Any, server: Any, hosts: list[Any], timeout: float) -> list[Any]:
+    """The server-reflexive candidates of the IPv4 ``hosts`` (as aioice asks: in parallel)."""
+    tasks = [asyncio.ensure_future(query(protocol, server)) for protocol in hosts
+             if ipaddress.ip_address(protocol.local_candidate.host).version == 4]
+    if not tasks:
+        return []
+    done, pending = await asyncio.wait(tasks, timeout=timeout)
+    for task in pending:
+        task.cancel()
+    return [task.result()[0] for task in done if task.exception() is None]
+
+
+class SharedPort:
+    """One UDP socket carrying the ICE connections of many calls.
+
+    Each connection gets an aioice ``StunProtocol`` of its own whose transport is a view
+    of this socket. A datagram goes to its connection by its sender's address, learnt from
+    the connectivity checks: a STUN request names the connection by the ICE username
+    fragment in its USERNAME (``ours:theirs``), and once it proves it knows that
+    connection's password (MESSAGE-INTEGRITY), its source address is routed there. A STUN
+    response goes to the connection that asked (by transaction id). Everything else
+    (DTLS, SRTP) goes by address, and from an unknown address is dropped.
+
+    It reads the socket itself rather than through an asyncio datagram transport, which
+    takes one datagram per turn of the event loop: enough for one call's socket, far too
+    few for every call's. Here each wake-up drains up to :data:`READ_BATCH` datagrams.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        self._sock: socket.socket | None = sock
+        self.sockname: tuple[Any, ...] = sock.getsockname()
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._readable)
+        self._by_ufrag: dict[str, list[Any]] = {}
+        self._by_address: dict[tuple[str, int], Any] = {}
+        self._protocols: set[Any] = set()
+        #: Datagrams no connection would take, and datagrams the socket could not send.
+        self.unroutable = 0
+        self.unsent = 0
+        #: Datagrams whose connection raised while taking them.
+        self.failures = 0
+
+    def __len__(self) -> int:
+        return len(self._protocols)
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send one datagram; one the kernel cannot take now is dropped, as UDP may."""
+        if self._sock is None:
+            return
+        try:
+            self._sock.sendto(data, addr)
+        except OSError:
+            self.unsent += 1
+
+    def close(self) -> None:
+        """Stop reading and close the socket; safe to call twice."""
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+    def _readable(self) -> None:
+        sock = self._sock
+        for _ in range(READ_BATCH):
+            if sock is None:
+                return
+            try:
+                data, addr = sock.recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # an ICMP error about an earlier send: nothing to read
+            try:
+                self.datagram_received(data, addr)
+            except Exception:
+                # One connection's failure must not stop the socket every call shares.
+                self.failures += 1
+                if self.failures == 1:
+                    logger.exception("a connection on the shared UDP port failed a datagram")
+
+    def attach(self, connection: Any) -> Any:
+        """A ``StunProtocol`` for ``connection``, on this socket."""
+        protocol = stun_protocol(connection)
+        protocol.connection_made(_PortView(self, protocol))
+        self._by_ufrag.setdefault(connection.local_username, []).append(protocol)
+        self._protocols.add(protocol)
+        return protocol
+
+    def detach(self, protocol: Any) -> None:
+        """Forget ``protocol`` (its connection closed it)."""
+        self._protocols.discard(protocol)
+        ufrag = protocol.receiver.local_username
+        same = [p for p in self._by_ufrag.get(ufrag, []) if p is not protocol]
+        if same:
+            self._by_ufrag[ufrag] = same
+        else:
+            self._by_ufrag.pop(ufrag, None)
+        for address in [a for a, p in self._by_address.items() if p is protocol]:
+            del self._by_address[address]
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        """Route one datagram (RFC 7983: a first byte below 4 is STUN)."""
+        address = (addr[0], addr[1])
+        if data and data[0] < 4:
+            protocol = self._stun_owner(data, address)
+        else:
+            protocol = self._by_address.get(address)
+        if protocol is None:
+            self.unroutable += 1
+            return
+        protocol.datagram_received(data, address)
+
+    def _stun_owner(self, data: bytes, address: tuple[str, int]) -> Any:
+        try:
+            message = stun.parse_message(data)
+        except ValueError:
+            return None
+        if message.message_class != stun.Class.REQUEST:
+            known = self._by_address.get(address)
+            if known is not None and message.transaction_id in known.transactions:
+                return known
+            return next((p for p in self._protocols
+                         if message.transaction_id in p.transactions), None)
+        username = message.attributes.get("USERNAME")
+        if not isinstance(username, str):
+            return self._by_address.get(address)
+        candidates = self._by_ufrag.get(username.partition(":")[0], [])
+        for protocol in candidates:
+            if message.check_message_integrity(protocol.receiver.local_password.encode()):
+                self._by_address[address] = protocol
+                return protocol
+        # Not authenticated: aioice answers it with an error, and no address is learnt.
+        return candidates[0] if candidates else None
+
+
+class _PortView:
+    """A ``StunProtocol``'s transport on a :class:`SharedPort`: sends on the shared
+    socket; closing it detaches the protocol and leaves the socket open."""
+
+    def __init__(self, port: SharedPort, protocol: Any) -> None:
+        self._port = port
+        self._protocol = protocol
+        self._closed = False
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self._closed:
+            self._port.sendto(data, addr)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        # (Not "socket": the shared socket's options are not one connection's to set.)
+        return self._port.sockname if name == "sockname" else default
+
+    def is_closing(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._port.detach(self._protocol)
+        asyncio.get_running_loop().call_soon(self._protocol.connection_lost, None)
+
+    def abort(self) -> None:
+        self.close()
 
 
 # ---------------------------------------------------------------------- RTP
@@ -173,8 +488,15 @@ async def check() -> list[str]:
             "aioice.Connection": connection,
             "RTCRtpReceiver": receiver,
         }
+        if connection is not None:
+            owners["aioice.ice.StunProtocol()"] = aioice.ice.StunProtocol(connection)
         for owner, attribute in _INSTANCE_ATTRIBUTES:
-            if not hasattr(owners[owner], attribute):
+            if not hasattr(owners.get(owner), attribute):
+                missing.append(f"{owner}.{attribute}")
+        modules = {"aioice.ice": aioice.ice,
+                   "aioice.ice.StunProtocol": getattr(aioice.ice, "StunProtocol", None)}
+        for owner, attribute in _AIOICE_ATTRIBUTES:
+            if not hasattr(modules[owner], attribute):
                 missing.append(f"{owner}.{attribute}")
     finally:
         await pc.close()

@@ -47,12 +47,14 @@ class CallMedia:
         self.settings = settings
         #: The outbound track: ``source``'s 20 ms frames, paced in real time.
         self.track = PlayoutTrack(source, after=after_frame)
-        self.inbound = InboundAudio(settings.uplink_chunk_ms)
+        self.inbound = InboundAudio(settings.uplink_chunk_ms, settings.uplink_reorder_ms)
         #: True when the peer's packets come through the RTP tap (not aiortc's track).
         self.tapped = False
         self._on_uplink = on_uplink
         self._remote_track: MediaStreamTrack | None = None
         self._pump: asyncio.Task[None] | None = None
+        #: Wakes the inbound decoder when a gap's reorder window ends with nothing arriving.
+        self._gap_timer: asyncio.TimerHandle | None = None
 
     def attach(self, pc: RTCPeerConnection) -> None:
         """Add the outbound track to ``pc`` and watch for the peer's; before the answer."""
@@ -76,6 +78,10 @@ class CallMedia:
     async def close(self) -> None:
         """Stop the outbound track and the fallback reader; safe to call twice."""
         self.track.stop()
+        if self._gap_timer is not None:
+            self._gap_timer.cancel()
+            self._gap_timer = None
+        self.inbound.close()
         if self._pump is not None:
             self._pump.cancel()
             await asyncio.gather(self._pump, return_exceptions=True)
@@ -90,7 +96,10 @@ class CallMedia:
             "uplink_samples_out": self.inbound.uplink.samples_out,
             "uplink_tapped": self.tapped,
             "uplink_packets": inbound.packets,
+            "uplink_decoded": inbound.decoded,
             "uplink_lost": inbound.lost,
+            "uplink_recovered": inbound.recovered,
+            "uplink_concealed": inbound.concealed,
             "uplink_late": inbound.late,
             "uplink_undecodable": inbound.undecodable,
             "track_reanchors": self.track.reanchors,
@@ -102,9 +111,28 @@ class CallMedia:
             self._remote_track = track
 
     def _on_packet(self, payload_type: int, sequence: int, payload: bytes) -> None:
-        chunks = self.inbound.packet(payload_type, sequence, payload)
+        loop = asyncio.get_running_loop()
+        chunks = self.inbound.packet(payload_type, sequence, payload, loop.time())
         if chunks:
             self._on_uplink(chunks)
+        self._arm_gap_timer(loop)
+
+    def _arm_gap_timer(self, loop: asyncio.AbstractEventLoop) -> None:
+        # On a clean link nothing is held: no timer at all.
+        deadline = self.inbound.deadline
+        timer = self._gap_timer
+        if timer is not None and (deadline is None or timer.when() != deadline):
+            timer.cancel()
+            self._gap_timer = timer = None
+        if deadline is not None and timer is None:
+            self._gap_timer = loop.call_at(deadline, self._on_gap_deadline, loop)
+
+    def _on_gap_deadline(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._gap_timer = None
+        chunks = self.inbound.expire(loop.time())
+        if chunks:
+            self._on_uplink(chunks)
+        self._arm_gap_timer(loop)
 
     def _on_frame(self, frame: av.AudioFrame) -> None:
         chunks = self.inbound.uplink.feed(frame)

@@ -22,6 +22,8 @@ from aiortc.rtcdatachannel import RTCDataChannel
 
 from ..errors import InvalidRequest
 from . import internals
+from .ice_servers import parse_ice_server
+from .udp_ports import UdpPorts
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +32,14 @@ EVENTS_LABEL = "oai-events"
 
 
 def create_peer(ice_servers: Sequence[str]) -> RTCPeerConnection:
-    """A peer connection using exactly ``ice_servers`` (none means no STUN at all)."""
-    servers = [RTCIceServer(urls=url) for url in ice_servers]
+    """A peer connection using exactly ``ice_servers`` (none means no STUN at all):
+    ``stun:`` and ``turn:``/``turns:`` URLs, TURN credentials in them
+    (:mod:`relay.webrtc.ice_servers`)."""
+    servers = []
+    for text in ice_servers:
+        server = parse_ice_server(text)
+        servers.append(RTCIceServer(urls=server.url, username=server.username,
+                                    credential=server.credential))
     return RTCPeerConnection(RTCConfiguration(iceServers=servers))
 
 
@@ -52,12 +60,17 @@ async def answer(
     *,
     addresses: Sequence[str] = (),
     negotiated_channel_id: int | None = None,
+    ports: UdpPorts | None = None,
+    public_addresses: Sequence[str] = (),
 ) -> tuple[str, RTCDataChannel | None]:
     """Apply the client's offer and return the SDP answer, candidates included.
 
     With ``negotiated_channel_id`` the relay opens the ``oai-events`` channel the client
-    pre-created out of band (``?dcid=N``) and returns it. Raises :class:`InvalidRequest`
-    for an offer that is not SDP aiortc can use or that carries no audio.
+    pre-created out of band (``?dcid=N``) and returns it. With ``ports`` the host
+    candidates' sockets are opened there; with ``public_addresses`` each host candidate is
+    also offered on the public address of a 1:1 NAT in front of the relay. Raises
+    :class:`InvalidRequest` for an offer that is not SDP aiortc can use, that carries no
+    audio, or that needs two ICE transports while every call shares one port (no BUNDLE).
     """
     if "m=audio" not in offer_sdp:
         raise InvalidRequest("The SDP offer has no audio media section.", code="invalid_offer",
@@ -73,7 +86,18 @@ async def answer(
             raise InvalidRequest("dcid was given but the offer has no data channel section.",
                                  code="invalid_offer", param="dcid")
         channel = pc.createDataChannel(EVENTS_LABEL, negotiated=True, id=negotiated_channel_id)
-    restrict_host_addresses(pc, addresses)
+    if ports is None:
+        restrict_host_addresses(pc, addresses)
+    else:
+        if ports.single and len(internals.ice_gatherers(pc)) > 1:
+            # Its transports would share one username fragment on one port: no way to tell
+            # their packets apart. Every browser and SDK bundles.
+            raise InvalidRequest("The offer does not bundle its media (a=group:BUNDLE), "
+                                 "which this relay needs: it carries every call on one "
+                                 "UDP port.", code="invalid_offer", param="sdp")
+        internals.gather_on_sockets(pc, addresses, ports.open)
+    if public_addresses:
+        internals.announce_public_addresses(pc, public_addresses)
     await pc.setLocalDescription(await pc.createAnswer())
     return pc.localDescription.sdp, channel
 

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from aiohttp import ClientSession, web
 
+from relay.server.app import REGISTRY
+
 from ..conftest import base_url, live_calls, write_wav
 
 pytestmark = pytest.mark.browser
@@ -155,6 +157,27 @@ async def test_demo_page_call_is_parroted_back_and_heard(relay_factory, speech_m
         assert await page.locator("#log li").count() > 10
         assert await page.evaluate("window.relayDemo.hangup()") == 200
         assert await page.evaluate("window.relayDemo.state") == "closed"
+        assert errors == []
+
+
+async def test_demo_page_call_through_one_shared_udp_port(relay_factory, speech_mic,
+                                                         tmp_path) -> None:
+    from ..e2e.test_udp_ports import candidate_ports, free_ports
+
+    port = free_ports(1)
+    relay = await relay_factory(default_session=FAST_VAD, udp_ports=(port, port))
+    async with chromium(tmp_path / "profile", speech_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "connected")
+        [call] = list(relay.app[REGISTRY])
+        assert set(candidate_ports(call.pc.localDescription.sdp)) == {port}
+        await wait_for_events(page, "input_audio_buffer.speech_started", "response.done",
+                              "output_audio_buffer.stopped")
+        levels = await page.evaluate("({remote: window.relayDemo.maxRemoteLevel})")
+        assert levels["remote"] > AUDIBLE, levels
+        assert call.stats()["uplink_seconds_in"] > 1.0
+        assert await page.evaluate("window.relayDemo.hangup()") == 200
         assert errors == []
 
 

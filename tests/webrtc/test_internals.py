@@ -1,5 +1,7 @@
 """The one module that reaches into aiortc/aioice internals: fails loudly when they move."""
 
+import asyncio
+
 import pytest
 from aiortc import RTCPeerConnection
 
@@ -40,3 +42,84 @@ async def test_internals_check_names_a_moved_attribute(monkeypatch: pytest.Monke
     monkeypatch.setattr(internals, "_INSTANCE_ATTRIBUTES",
                         (*internals._INSTANCE_ATTRIBUTES, ("RTCRtpReceiver", "_no_such_thing")))
     assert await internals.check() == ["RTCRtpReceiver._no_such_thing"]
+
+
+async def test_internals_peer_datagrams_are_heard_through_aioice() -> None:
+    # The dead-peer watchdog counts on this: if aioice stops calling the Connection's
+    # handlers, a connected peer would seem silent. ICE checks and DTLS must be heard.
+    from relay.webrtc.peer import create_peer, restrict_host_addresses
+
+    offerer, answerer = create_peer(()), create_peer(())
+    heard: list[int] = []
+    try:
+        offerer.createDataChannel("probe")
+        restrict_host_addresses(offerer, ["127.0.0.1"])
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        internals.watch_peer_datagrams(answerer, lambda: heard.append(1))
+        restrict_host_addresses(answerer, ["127.0.0.1"])
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        await offerer.setRemoteDescription(answerer.localDescription)
+        for _ in range(200):
+            if answerer.connectionState == "connected":
+                break
+            await asyncio.sleep(0.05)
+        assert answerer.connectionState == "connected"
+        assert len(heard) >= 3  # a check at least, and the DTLS handshake's flights
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
+async def test_internals_shared_port_routes_by_ufrag_then_only_authenticated_addresses(
+        ) -> None:
+    import socket
+
+    from aioice import Candidate, Connection, stun
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = internals.SharedPort(sock)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.setblocking(False)
+    loop = asyncio.get_running_loop()
+    connections = [Connection(ice_controlling=False) for _ in range(2)]
+    heard: list[tuple[int, bytes]] = []
+    protocols = []
+    for n, connection in enumerate(connections):
+        protocol = port.attach(connection)
+        protocols.append(protocol)
+        protocol.local_candidate = Candidate(foundation="x", component=1, transport="udp",
+                                             priority=1, host="127.0.0.1",
+                                             port=sock.getsockname()[1], type="host")
+        connection.data_received = lambda data, component, n=n: heard.append((n, data))
+    target = connections[1]
+
+    def check(password: str) -> bytes:
+        request = stun.Message(message_method=stun.Method.BINDING,
+                               message_class=stun.Class.REQUEST)
+        request.attributes["USERNAME"] = f"{target.local_username}:peer"
+        request.attributes["PRIORITY"] = 1
+        request.add_message_integrity(password.encode())
+        return bytes(request)
+
+    async def send(data: bytes) -> None:
+        await loop.sock_sendto(peer, data, sock.getsockname())
+        await asyncio.sleep(0.05)
+
+    try:
+        assert len(port) == 2
+        await send(b"\x80media before any check")  # unknown address: dropped
+        await send(check("not-the-password-at-all-x"))  # the right ufrag, a wrong password
+        await send(b"\x80media after a forged check")
+        assert heard == [] and port.unroutable == 2
+        await send(check(target.local_password))
+        await send(b"\x80media after a real check")
+        assert heard == [(1, b"\x80media after a real check")]
+    finally:
+        for protocol in protocols:
+            await protocol.close()  # what the connection's close does to its sockets
+        assert len(port) == 0
+        port.close()
+        peer.close()
