@@ -12,6 +12,7 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── CapacityExceeded            503, code "capacity_exceeded"
     ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
     ├── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
+    ├── AgentFailed                 500, code "agent_error" (a call's server-side agent failed)
     ├── AiortcInternalsMoved        500, aiortc moved what relay.webrtc.internals reaches
     └── CallCreationFailed          the status a server answered the client (relay.client)
 
@@ -100,3 +101,10 @@ class ConfigError(RelayError):
     (``RELAY_PORT / --port``) and ``param`` is its field name in ``Settings``."""
 
     default_code = "invalid_setting"
+
+
+class AgentFailed(RelayError):
+    """A call's server-side agent (``relay serve --agent``) failed or did not start; the
+    call goes on without it. Sent to the client as an ``error`` event, never raised to it."""
+
+    default_code = "agent_error"

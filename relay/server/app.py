@@ -27,6 +27,7 @@ from ..protocol.session import (
     normalize_session,
 )
 from ..upstream.client import UpstreamConnector, WebSocketConnector
+from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .registry import CallRegistry
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
@@ -38,6 +39,8 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 AUTH = web.AppKey("auth", Authenticator)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
+#: The agent served on every call (``--agent``), when there is one.
+AGENTS = web.AppKey("agents", CallAgents)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 MAX_SDP_BYTES = 256 * 1024
@@ -48,12 +51,20 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.Application:
-    """Build the relay's app; the upstream and the calls start and stop with it."""
+    """Build the relay's app; the upstream and the calls start and stop with it.
+
+    Raises :class:`~relay.errors.ConfigError` when ``settings.agent`` cannot be served.
+    """
     app = web.Application(middlewares=[cors_middleware, error_middleware],
                           client_max_size=MAX_SDP_BYTES * 4)
     app[SETTINGS] = settings
     app[REGISTRY] = CallRegistry(settings)
     app[AUTH] = Authenticator(settings.relay_api_keys)
+    if settings.agent is not None:
+        keys = settings.relay_api_keys
+        app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
+                                 start_timeout=settings.agent_start_timeout)
+        logger.info("serving the agent %s on every call", settings.agent)
     app.cleanup_ctx.append(_upstream_ctx)
     app.on_shutdown.append(_close_calls)
     app.router.add_post("/v1/realtime/calls", create_call)
@@ -89,6 +100,10 @@ async def create_call(request: web.Request) -> web.Response:
     call = app[REGISTRY].new(session, app[UPSTREAM], model)
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
+    agents = app.get(AGENTS)
+    if agents is not None:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        agents.serve(call, loopback_base(sockname, settings))
     return web.Response(
         status=201, text=answer, content_type="text/plain", charset="utf-8",
         headers={"Location": f"/v1/realtime/calls/{call.id}"},
