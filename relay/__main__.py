@@ -32,9 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     upstream.add_argument("--port", type=int, default=8765)
     upstream.add_argument("--mode", choices=LOCAL_MODES, default=LOCAL_MODES[0])
 
-    call = sub.add_parser("call", help="call a relay headlessly with a WAV file")
-    call.add_argument("--input", required=True, type=Path, help="16-bit WAV to speak")
-    call.add_argument("--output", required=True, type=Path, help="where to write the reply")
+    call = sub.add_parser("call", help="call a relay headlessly: speak a WAV file, type a "
+                          "message, or both, and wait for the reply")
+    call.add_argument("--input", type=Path, help="16-bit WAV to speak")
+    call.add_argument("--say", metavar="TEXT", help="a message to type once the call is up "
+                      "(sent as the user's input_text, then response.create)")
+    call.add_argument("--output", type=Path, help="where to write the reply's audio (WAV)")
     call.add_argument("--url", default="http://127.0.0.1:8080", help="the relay's base URL")
     call.add_argument("--api-key", help="bearer key for the relay, if it needs one")
     call.add_argument("--ice-address", action="append", default=[], metavar="IP",
@@ -48,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``relay`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "call" and args.input is None and args.say is None:
+        parser.error("relay call needs --input, --say or both")
     try:
         if args.command == "serve":
             settings = Settings.from_args(args)
@@ -68,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _setup_logging("WARNING")
             from .client.cli import run_call
 
-            return asyncio.run(run_call(args.url, args.input, args.output, api_key=args.api_key,
-                                        ice_addresses=args.ice_address,
+            return asyncio.run(run_call(args.url, args.input, args.output, say=args.say,
+                                        api_key=args.api_key, ice_addresses=args.ice_address,
                                         ice_servers=args.ice_server, timeout=args.timeout))
     except RelayError as exc:
         print(f"relay: {exc.message}", file=sys.stderr)

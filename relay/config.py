@@ -85,6 +85,15 @@ def _log_level(level: str) -> str | None:
     return "must be a log level: DEBUG, INFO, WARNING, ERROR or CRITICAL"
 
 
+def _agent_spec(spec: str | None) -> str | None:
+    if spec is None:
+        return None
+    module, sep, attribute = spec.partition(":")
+    if sep and all(name.isidentifier() for name in (*module.split("."), *attribute.split("."))):
+        return None
+    return "must be module:attribute, e.g. examples.weather_agent:agent"
+
+
 def _session(session: Mapping[str, Any]) -> str | None:
     try:
         normalize_session(session)
@@ -214,6 +223,15 @@ class Settings:
         PEER_TIMEOUT, flag="--peer-timeout", env="RELAY_PEER_TIMEOUT", check=between(0.5, 600),
         help="seconds without media, RTCP or ICE checks from a connected peer before its "
              "call is ended (and its upstream session closed)")
+    #: Imported once, at startup (relay/server/agent.py says what it may be).
+    agent: str | None = setting(
+        None, flag="--agent", env="RELAY_AGENT", check=_agent_spec, metavar="MODULE:ATTR",
+        help="Agents SDK `RealtimeAgent` (or a factory of one) served on every call, "
+             "through the sideband; needs `relay[agents]`")
+    #: Until then the client's data-channel events wait for the agent to configure the call.
+    agent_start_timeout: float = setting(
+        10.0, env="RELAY_AGENT_START_TIMEOUT", check=positive,
+        help="seconds a call's agent has to start before the call goes on without it")
 
     local_mode: LocalMode = setting(
         LOCAL_MODES[0], flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,

@@ -13,6 +13,7 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     │   └── UdpPortsExhausted       503, code "udp_ports_exhausted" (every port of the range in use)
     ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
     ├── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
+    ├── AgentFailed                 500, code "agent_error" (a call's server-side agent failed)
     ├── AiortcInternalsMoved        500, aiortc moved what relay.webrtc.internals reaches
     └── CallCreationFailed          the status a server answered the client (relay.client)
 
@@ -107,3 +108,10 @@ class ConfigError(RelayError):
     (``RELAY_PORT / --port``) and ``param`` is its field name in ``Settings``."""
 
     default_code = "invalid_setting"
+
+
+class AgentFailed(RelayError):
+    """A call's server-side agent (``relay serve --agent``) failed or did not start; the
+    call goes on without it. Sent to the client as an ``error`` event, never raised to it."""
+
+    default_code = "agent_error"

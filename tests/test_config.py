@@ -55,6 +55,8 @@ ENVIRONMENT = [
     ("RELAY_LOCAL_MODE", "echo", "local_mode", "echo"),
     ("RELAY_CONNECT_TIMEOUT", "7.5", "connect_timeout", 7.5),
     ("RELAY_PEER_TIMEOUT", "3.5", "peer_timeout", 3.5),
+    ("RELAY_AGENT", "examples.weather_agent:agent", "agent", "examples.weather_agent:agent"),
+    ("RELAY_AGENT_START_TIMEOUT", "2.5", "agent_start_timeout", 2.5),
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),
 ]
 
@@ -139,6 +141,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "peer_timeout": ("12", 12.0),
     "local_mode": ("echo", "echo"),
     "log_level": ("WARNING", "WARNING"),
+    "agent": ("app.voice:make_agent", "app.voice:make_agent"),
 }
 
 
@@ -187,6 +190,10 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     ("RELAY_SESSION", '{"type": "transcription"}', "RELAY_SESSION / --session is not a "
      "session the relay can use: session.type must be 'realtime'"),
     ("RELAY_MODELS", "gpt-realtime, two words", "RELAY_MODELS / --models must be model names"),
+    ("RELAY_AGENT", "examples/weather_agent.py", "RELAY_AGENT / --agent must be "
+     "module:attribute"),
+    ("RELAY_AGENT", "examples.weather_agent:", "RELAY_AGENT / --agent must be module:attribute"),
+    ("RELAY_AGENT_START_TIMEOUT", "0", "RELAY_AGENT_START_TIMEOUT must be positive"),
 ])
 def test_config_bad_value_is_a_config_error_naming_env_and_flag(var: str, text: str,
                                                                 message: str) -> None:

@@ -13,7 +13,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_lint_ruff_is_clean() -> None:
-    result = run("ruff", "check", "relay", "tests", "scripts")
+    result = run("ruff", "check", "relay", "tests", "scripts", "examples")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -105,6 +105,14 @@ class CallClient:
         """Send one client event on the data channel."""
         self.channel.send(dumps(event))
 
+    def say(self, text: str) -> None:
+        """Type ``text`` as the user would: a user message with an ``input_text`` part,
+        then ``response.create``."""
+        self.send({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": text}]}})
+        self.send({"type": "response.create"})
+
     async def wait_for(
         self, kind: str, predicate: Callable[[Event], bool] | None = None, *,
         timeout: float = 20.0, after: int = 0,

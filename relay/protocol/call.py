@@ -14,6 +14,10 @@ The client's story of its session is the hosted endpoint's: its first event is a
 ``session.update`` applied: the upstream's own ``session.created``, with its defaults, is
 not passed on), and each ``session.updated`` it gets answers one of its own updates
 (:mod:`relay.protocol.updates` pairs answers with askers).
+
+A call served by a server-side agent holds the client's data-channel events (never its
+audio) until a controller's first ``session.update`` has gone upstream, so that what the
+client says first reaches a model the agent has already configured (its tools above all).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
 logger = logging.getLogger(__name__)
 
-#: Events held for a client whose data channel is not open yet; older ones are dropped.
+#: Events held for a client whose data channel is not open yet (older ones are dropped),
+#: and client messages held for the call's agent (newer ones are refused).
 MAX_HELD_EVENTS = 10_000
 #: Sideband event ids remembered for routing upstream errors back to their sender.
 MAX_TRACKED_EVENTS = 1024
@@ -69,6 +74,8 @@ class CallCore:
         self._to_upstream: list[Event] = []
         self._channel_open = False
         self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+        #: Client messages held until a controller configures the session (None: not held).
+        self._held_from_client: list[str | bytes] | None = None
 
     # ------------------------------------------------------------------ inputs
 
@@ -92,6 +99,9 @@ class CallCore:
 
     def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
         """One message from the data channel, or from the sideband ``source`` names."""
+        if source == CLIENT and self._held_from_client is not None:
+            self._hold(text)
+            return
         try:
             event = parse_event(text)
         except InvalidRequest as exc:
@@ -102,6 +112,25 @@ class CallCore:
         except RelayError as exc:
             event_id = event.get("event_id")
             self._reply(source, error_event(exc, event_id if isinstance(event_id, str) else None))
+
+    def hold_client_events(self) -> None:
+        """A server-side agent will configure this call: hold the client's data-channel
+        messages until a controller's first ``session.update`` has been sent upstream, or
+        until :meth:`release_client_events`. The microphone audio is never held."""
+        if self._held_from_client is None:
+            self._held_from_client = []
+
+    def release_client_events(self) -> None:
+        """Stop holding the client's messages and handle those held, in order (the agent
+        failed or took too long: the call goes on without it). Safe to call twice."""
+        held, self._held_from_client = self._held_from_client, None
+        for text in held or ():
+            self.client_message(text)
+
+    def relay_error(self, error: RelayError) -> None:
+        """An error the relay met about the call itself (its agent failed): an ``error``
+        server event for the client and every sideband."""
+        self._send_client(error_event(error))
 
     def attach_sideband(self, name: str) -> None:
         """A server-side controller joined the call as ``name``: from now on it gets every
@@ -236,6 +265,18 @@ class CallCore:
         session = pin_relay_formats(event["session"])
         session.pop("model", None)
         self._to_upstream.append(self._updates.send(source, {**event, "session": session}))
+        if source not in (CLIENT, INITIAL):
+            # A controller has configured the call: what the client held back may follow.
+            self.release_client_events()
+
+    def _hold(self, text: str | bytes) -> None:
+        assert self._held_from_client is not None
+        if len(self._held_from_client) >= MAX_HELD_EVENTS:
+            self._to_channel(error_event(InvalidRequest(
+                "Too many events before the call's agent configured the session; "
+                "this one was dropped.", code="too_many_events")))
+            return
+        self._held_from_client.append(text)
 
     def _session_answer(self, event: Event) -> None:
         """Route ``session.created``/``session.updated``/``error`` to whoever asked."""

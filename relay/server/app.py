@@ -19,6 +19,7 @@ from ..errors import InvalidRequest, RelayError
 from ..protocol.session import choose_model, effective_session, layer_sessions
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
+from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .registry import CallRegistry
 from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
@@ -31,6 +32,8 @@ REGISTRY = web.AppKey("registry", CallRegistry)
 AUTH = web.AppKey("auth", Authenticator)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
+#: The agent served on every call (``--agent``), when there is one.
+AGENTS = web.AppKey("agents", CallAgents)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -38,13 +41,21 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.Application:
-    """Build the relay's app; the upstream and the calls start and stop with it."""
+    """Build the relay's app; the upstream and the calls start and stop with it.
+
+    Raises :class:`~relay.errors.ConfigError` when ``settings.agent`` cannot be served.
+    """
     app = web.Application(middlewares=[cors_middleware, error_middleware],
                           client_max_size=MAX_SDP_BYTES * 4)
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
     app[REGISTRY] = CallRegistry(settings, ports)
     app[AUTH] = Authenticator(settings.relay_api_keys)
+    if settings.agent is not None:
+        keys = settings.relay_api_keys
+        app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
+                                 start_timeout=settings.agent_start_timeout)
+        logger.info("serving the agent %s on every call", settings.agent)
     app.cleanup_ctx.append(_upstream_ctx)
     if ports is not None:
         app.cleanup_ctx.append(_udp_ports_ctx)
@@ -82,6 +93,10 @@ async def create_call(request: web.Request) -> web.Response:
     call = app[REGISTRY].new(session, app[UPSTREAM], model)
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
+    agents = app.get(AGENTS)
+    if agents is not None:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        agents.serve(call, loopback_base(sockname, settings))
     return web.Response(
         status=201, text=answer, content_type="text/plain", charset="utf-8",
         headers={"Location": f"/v1/realtime/calls/{call.id}"},

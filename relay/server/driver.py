@@ -5,8 +5,9 @@ messages, data-channel messages, the peer's audio from its :class:`~relay.webrtc
 — and sends what the core wants sent. It owns every resource of the call — the peer
 connection, its media and data channel, the upstream socket (from an injected
 :class:`~relay.upstream.client.UpstreamConnector`) and the tasks that move data between
-them — and releases all of them in :meth:`CallDriver.close`, which is safe to call more
-than once and from any of them.
+them, and whatever runs beside the call (its server-side agent, :meth:`CallDriver.run_beside`)
+— and releases all of them in :meth:`CallDriver.close`, which is safe to call more than once
+and from any of them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio import RATE
 from ..config import Settings
+from ..errors import RelayError
 from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
@@ -94,6 +96,11 @@ class CallDriver:
     def closed(self) -> bool:
         """True once :meth:`close` has finished."""
         return self._closed.is_set()
+
+    @property
+    def closing(self) -> bool:
+        """True from the moment :meth:`close` begins."""
+        return self._closing
 
     async def start(self, offer_sdp: str, *, dcid: int | None = None) -> str:
         """Connect upstream, answer the offer, and return the SDP answer.
@@ -201,6 +208,40 @@ class CallDriver:
             if sideband.closed_by_relay is not None:
                 self._sidebands_too_slow += 1
             logger.info("call %s: %s detached", self.id, name)
+
+    # ----------------------------------------------------------- companions
+
+    def run_beside(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``coro`` (a server-side agent) for as long as the call lives: it is
+        cancelled and awaited when the call closes, and if it fails, that is logged and
+        the call goes on."""
+        if self._closing:
+            coro.close()
+            return
+        task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._companion_done)
+
+    def hold_client_events(self) -> None:
+        """Hold the client's data-channel events until a controller configures the
+        session (see :meth:`CallCore.hold_client_events`)."""
+        self.core.hold_client_events()
+
+    def release_client_events(self) -> None:
+        """Handle the client's held events now, and hold no more."""
+        self.core.release_client_events()
+        self._kick()
+
+    def report_error(self, error: RelayError) -> None:
+        """Tell the client (and every sideband) about ``error`` with an ``error`` event."""
+        self.core.relay_error(error)
+        self._flush_client()
+
+    def _companion_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("call %s: %s failed", self.id, task.get_name(),
+                         exc_info=task.exception())
 
     # ------------------------------------------------------------------ tasks
 

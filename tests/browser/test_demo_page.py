@@ -238,6 +238,27 @@ async def test_demo_page_instructions_text_message_then_hang_up_ends_the_call(
         assert errors == []
 
 
+async def test_demo_page_typed_question_gets_the_agents_tool_answer_spoken(
+        relay_factory, silent_mic, tmp_path) -> None:
+    relay = await relay_factory(agent="examples.weather_agent:agent")
+    async with chromium(tmp_path / "profile", silent_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "connected")
+        await page.get_by_label("Message to the assistant").fill(
+            "what does get_weather say for Paris?")
+        await page.get_by_role("button", name="Send").click()
+        await page.locator("#transcript li.assistant", has_text=(
+            "I used get_weather: The weather in example is mild and dry, 17 C.")).wait_for()
+        await wait_for_events(page, "output_audio_buffer.stopped", timeout=15)
+        # The answer really played in the page (its short tone, after the jitter buffer).
+        await page.wait_for_function("a => window.relayDemo.maxRemoteLevel > a", arg=AUDIBLE,
+                                     timeout=5000)
+        assert "error" not in await event_types(page)
+        assert await page.evaluate("window.relayDemo.hangup()") == 200
+        assert errors == []
+
+
 async def test_demo_page_shows_the_relay_error_message(relay_factory, silent_mic,
                                                       tmp_path) -> None:
     relay = await relay_factory(relay_api_keys=("sk-right",))

@@ -18,7 +18,11 @@ import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 
+from relay.__main__ import main
+
 from ..conftest import FIXTURES
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -29,8 +33,27 @@ def free_port() -> int:
 
 def start(*args: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
-    return subprocess.Popen([sys.executable, "-m", "relay", *args], env=env,
+    return subprocess.Popen([sys.executable, "-m", "relay", *args], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "relay serve did not come up"
+            time.sleep(0.1)
+
+
+def relay_call(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "relay", "call", "--ice-address", "127.0.0.1",
+                           "--timeout", "40", *args],
+                          capture_output=True, text=True, timeout=90, cwd=ROOT)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -50,16 +73,7 @@ def served_relay(request: pytest.FixtureRequest) -> Iterator[str]:
     process = start("serve", "--port", str(port), "--ice-address", "127.0.0.1",
                     "--session", session, "--event-loop", request.param)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
-                if response.status == 200:
-                    break
-        except OSError:
-            assert process.poll() is None, process.stdout.read() if process.stdout else ""
-            assert time.monotonic() < deadline, "relay serve did not come up"
-            time.sleep(0.1)
+    wait_healthy(url, process)
     try:
         yield url
     finally:
@@ -81,12 +95,8 @@ def envelope(x: np.ndarray) -> np.ndarray:
 
 def test_cli_serve_then_call_hears_the_utterance_back(served_relay: str, tmp_path: Path) -> None:
     out = tmp_path / "reply.wav"
-    result = subprocess.run(
-        [sys.executable, "-m", "relay", "call", "--input", str(FIXTURES / "hello.wav"),
-         "--output", str(out), "--url", served_relay, "--ice-address", "127.0.0.1",
-         "--timeout", "40"],
-        capture_output=True, text=True, timeout=90,
-    )
+    result = relay_call("--input", str(FIXTURES / "hello.wav"), "--output", str(out),
+                        "--url", served_relay)
     assert result.returncode == 0, result.stderr
     kinds = [json.loads(line)["type"] for line in result.stdout.splitlines()]
     assert kinds[0] == "session.created" and "response.done" in kinds
@@ -97,6 +107,39 @@ def test_cli_serve_then_call_hears_the_utterance_back(served_relay: str, tmp_pat
     best = max(float(np.corrcoef(a, b[lag:lag + len(a)])[0, 1])
                for lag in range(len(b) - len(a)) if b[lag:lag + len(a)].std() > 0)
     assert best > 0.9, best
+
+
+def test_cli_serve_agent_then_call_say_hears_the_tools_answer(tmp_path: Path) -> None:
+    port = free_port()
+    process = start("serve", "--port", str(port), "--ice-address", "127.0.0.1",
+                    "--agent", "examples.weather_agent:agent")
+    url = f"http://127.0.0.1:{port}"
+    out = tmp_path / "reply.wav"
+    try:
+        wait_healthy(url, process, 90)  # importing the Agents SDK takes seconds
+        result = relay_call("--say", "what does get_weather say for Paris?",
+                            "--output", str(out), "--url", url)
+    finally:
+        stop(process)
+    log = process.stdout.read().decode() if process.stdout else ""
+    assert result.returncode == 0, result.stderr + log
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    [called] = [e for e in events if e["type"] == "response.function_call_arguments.done"]
+    assert called["name"] == "get_weather"
+    [said] = [e["transcript"] for e in events
+              if e["type"] == "response.output_audio_transcript.done"]
+    # The tool's output ("example": what the embedded server passes for a string).
+    assert said == "I used get_weather: The weather in example is mild and dry, 17 C."
+    assert events[-1]["type"] == "output_audio_buffer.stopped"
+    assert envelope(read_pcm(out)).max() > 300  # the reply's audio arrived on the track
+    assert "agent examples.weather_agent:agent attached" in log
+
+
+def test_cli_call_needs_something_to_say(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["call", "--url", "http://127.0.0.1:9"])
+    assert info.value.code == 2
+    assert "relay call needs --input, --say or both" in capsys.readouterr().err
 
 
 async def test_cli_upstream_serves_the_realtime_protocol_alone() -> None:

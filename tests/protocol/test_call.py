@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from relay.audio import FRAME_BYTES, FRAME_SAMPLES
+from relay.errors import AgentFailed
 from relay.protocol.call import CallCore
 
 PCM_20MS = b"\x01\x02" * FRAME_SAMPLES
@@ -440,3 +441,48 @@ def test_call_core_controller_truncation_is_the_relays_to_make() -> None:
     core.client_message(json.dumps({"type": "conversation.item.truncate", "item_id": "old",
                                     "content_index": 0, "audio_end_ms": 10}), "sb")
     assert [e["item_id"] for e in core.drain_upstream()] == ["old"]
+
+
+def user_text(text: str) -> str:
+    return json.dumps({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
+
+
+def test_call_core_held_client_events_follow_the_agents_first_update() -> None:
+    core = opened()
+    core.start()
+    core.drain_upstream()
+    core.hold_client_events()
+    core.attach_sideband("agent")
+    core.client_message(user_text("hi"))
+    core.client_message(json.dumps({"type": "response.create"}))
+    core.uplink_audio(PCM_20MS)  # audio is never held
+    assert [e["type"] for e in core.drain_upstream()] == ["input_audio_buffer.append"]
+    core.client_message(json.dumps({"type": "session.update", "session": {
+        "instructions": "agent", "tools": []}}), "agent")
+    assert [e["type"] for e in core.drain_upstream()] == [
+        "session.update", "conversation.item.create", "response.create"]
+    core.client_message(json.dumps({"type": "response.create"}))  # no longer held
+    assert [e["type"] for e in core.drain_upstream()] == ["response.create"]
+
+
+def test_call_core_released_client_events_go_on_without_an_agent() -> None:
+    core = opened()
+    core.hold_client_events()
+    core.client_message(json.dumps({"type": "response.create", "event_id": "c1"}))
+    core.client_message("not json")  # its error waits with it, in order
+    assert core.drain_upstream() == [] and core.drain_client() == []
+    core.release_client_events()
+    core.release_client_events()  # twice is harmless
+    assert [e.get("event_id") for e in core.drain_upstream()] == ["c1"]
+    assert client_types(core) == ["error"]
+
+
+def test_call_core_relay_error_reaches_the_client_and_sidebands() -> None:
+    core = opened()
+    core.attach_sideband("logger")
+    core.relay_error(AgentFailed("The call's agent stopped."))
+    [event] = core.drain_client()
+    assert event["type"] == "error" and event["error"]["code"] == "agent_error"
+    assert event["error"]["type"] == "server_error"
+    assert core.drain_sideband("logger") == [event]

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from ...protocol.events import Event, dumps
+from ...errors import RelayError
+from ...protocol.events import Event, dumps, error_event, parse_event
 from ...protocol.session import DEFAULT_MODEL
 from .. import LOCAL_MODES, LocalMode
 from .session import LocalSession
@@ -30,14 +32,19 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: How long a closing server waits for a connection's last events to go out.
 DRAIN_TIMEOUT_S = 1.0
 
+#: Sees each client event a session receives: ``(session id, event)``.
+Observer = Callable[[str, Event], None]
+
 
 class _Connection:
     """One client connection: its session, its outbox and the tasks that serve it."""
 
-    def __init__(self, ws: ServerConnection, session: LocalSession, speed: float) -> None:
+    def __init__(self, ws: ServerConnection, session: LocalSession, speed: float,
+                 observer: Observer | None) -> None:
         self._ws = ws
         self._session = session
         self._speed = speed
+        self._observer = observer
         self._outbox: asyncio.Queue[Event] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -54,7 +61,7 @@ class _Connection:
         ]
         try:
             async for message in self._ws:
-                self._emit(self._session.receive_message(message))
+                self._emit(self._receive(message))
                 if self._session.has_pending_chunk:
                     self._wake.set()
         except ConnectionClosed:
@@ -72,6 +79,16 @@ class _Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
         await self._ws.close(1001, "server shutting down")
+
+    def _receive(self, message: str | bytes) -> list[Event]:
+        if self._observer is None:
+            return self._session.receive_message(message)
+        try:
+            event = parse_event(message)
+        except RelayError as exc:
+            return [error_event(exc)]
+        self._observer(self._session.id, event)
+        return self._session.receive_event(event)
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
@@ -116,6 +133,10 @@ class LocalRealtimeServer:
     one long-lived response. Parrot audio goes out in ``delta_ms`` deltas at ``speed``
     times real time. Any path and any (or no) ``Authorization`` header are accepted;
     ``?model=`` names the session's model.
+
+    ``observer``, when given, is called with a session's id and each client event it
+    receives (parsed; malformed messages are not passed), before the session handles it:
+    a test sees exactly what reached the upstream, e.g. every ``conversation.item.truncate``.
     """
 
     def __init__(
@@ -125,6 +146,7 @@ class LocalRealtimeServer:
         delta_ms: int = 100,
         speed: float = 4.0,
         model: str = DEFAULT_MODEL,
+        observer: Observer | None = None,
     ) -> None:
         if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
@@ -134,6 +156,7 @@ class LocalRealtimeServer:
         self.delta_ms = delta_ms
         self.speed = speed
         self.model = model
+        self.observer = observer
         self._server: Server | None = None
         self._host = "127.0.0.1"
         self._connections: set[_Connection] = set()
@@ -197,7 +220,7 @@ class LocalRealtimeServer:
     async def _handle(self, ws: ServerConnection) -> None:
         session = LocalSession(mode=self.mode, model=self._model_for(ws),
                                delta_ms=self.delta_ms)
-        conn = _Connection(ws, session, self.speed)
+        conn = _Connection(ws, session, self.speed, self.observer)
         self._connections.add(conn)
         try:
             await conn.run()

@@ -126,3 +126,18 @@ async def test_server_close_cancels_a_paced_response() -> None:
 
 def _our_tasks() -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith("local-realtime-")]
+
+
+async def test_server_observer_sees_each_client_event_before_it_is_handled() -> None:
+    seen: list[tuple[str, Event]] = []
+    async with LocalRealtimeServer(observer=lambda sid, event: seen.append((sid, event))
+                                   ) as server, connect(server.url) as ws:
+        created = await recv(ws)
+        await ws.send("not json")
+        assert (await recv(ws))["error"]["code"] == "invalid_json"
+        await ws.send(json.dumps({"type": "conversation.item.delete", "item_id": "nope",
+                                  "event_id": "e1"}))
+        error = await recv(ws)
+        assert error["error"]["event_id"] == "e1"  # still handled as without an observer
+    assert seen == [(created["session"]["id"], {"type": "conversation.item.delete",
+                                                "item_id": "nope", "event_id": "e1"})]
