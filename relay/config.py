@@ -30,7 +30,7 @@ from .audio import (
 from .errors import InvalidRequest
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, between, positive, setting
-from .upstream import LOCAL_MODES, LocalMode
+from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
@@ -171,8 +171,9 @@ class Settings:
         help="seconds a call's peer has to connect before the call is closed")
 
     local_mode: LocalMode = setting(
-        LOCAL_MODES[0], flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
-        help="embedded upstream's answer (`echo`: at once, for benchmarks)")
+        DEFAULT_LOCAL_MODE, flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
+        help="embedded upstream's answer (`assistant`: spoken words, a parrot without the "
+             "`speech` extra; `echo`: at once, for benchmarks)")
     log_level: str = setting(
         "INFO", flag="--log-level", env="RELAY_LOG_LEVEL", check=_log_level, metavar="LEVEL",
         help="log level (DEBUG, INFO, WARNING, ...)")
