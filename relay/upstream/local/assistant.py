@@ -8,8 +8,9 @@ This module holds those jobs, what the assistant says (:func:`reply`), and the
 The events follow the hosted service: ``whisper-1`` sends the whole transcript in one
 ``delta``, the ``gpt-4o-*transcribe`` models a delta per word; then ``completed``, with
 usage billed by duration (``whisper-1``) or by tokens (the others). An empty transcript
-(silence, noise) is a ``completed`` with ``""`` and no delta. Whatever model the session
-names, the local recognizer is what listens (:mod:`.recognizer`).
+(silence, noise) is a ``completed`` with ``""`` and no delta; no event carries logprobs.
+Whatever model the session names, the local recognizer is what listens
+(:mod:`.recognizer`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from ...protocol.events import Event
 from .conversation import Item
-from .response import server_event
+from .response import CHARS_PER_TOKEN, INPUT_MS_PER_TOKEN, server_event, word_pieces
 from .tools import latest_user_message, user_text
 
 #: What a session that asks for transcription without naming a model gets.
@@ -28,10 +29,6 @@ DEFAULT_TRANSCRIPTION_MODEL = "whisper-1"
 NOTHING_HEARD = "I have not heard anything from you yet."
 NOT_CAUGHT = "Sorry, I did not catch that."
 
-# Token estimates in the hosted service's shape (as in .response): ~10 audio tokens a
-# second in, a text token per four characters out.
-_INPUT_MS_PER_TOKEN = 100
-_CHARS_PER_TOKEN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +82,7 @@ def transcription_events(job: Transcribe, transcript: str, audio_ms: int) -> lis
     assert job.model is not None
     where = {"item_id": job.item_id, "content_index": job.content_index}
     whisper = job.model.startswith("whisper")
-    pieces = [transcript] if whisper else _word_pieces(transcript)
+    pieces = [transcript] if whisper else word_pieces(transcript)
     events = [server_event("conversation.item.input_audio_transcription.delta", **where,
                            delta=piece) for piece in pieces if piece]
     usage = _duration_usage(audio_ms) if whisper else _token_usage(audio_ms, transcript)
@@ -102,19 +99,13 @@ def transcription_failed_event(job: Transcribe, message: str) -> Event:
                                "message": message, "param": None})
 
 
-def _word_pieces(text: str) -> list[str]:
-    """``text`` as deltas that concatenate back to it: each word with the space before."""
-    words = text.split(" ")
-    return [words[0]] + [" " + word for word in words[1:]] if text else []
-
-
 def _duration_usage(audio_ms: int) -> dict[str, Any]:
     return {"type": "duration", "seconds": round(audio_ms / 1000, 3)}
 
 
 def _token_usage(audio_ms: int, transcript: str) -> dict[str, Any]:
-    audio_tokens = -(-audio_ms // _INPUT_MS_PER_TOKEN)
-    text_tokens = -(-len(transcript) // _CHARS_PER_TOKEN)
+    audio_tokens = -(-audio_ms // INPUT_MS_PER_TOKEN)
+    text_tokens = -(-len(transcript) // CHARS_PER_TOKEN)
     return {
         "type": "tokens",
         "input_tokens": audio_tokens,

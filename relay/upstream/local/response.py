@@ -26,10 +26,10 @@ from ...protocol.events import Event, new_event_id, random_id
 from .conversation import BYTES_PER_MS, Item, assistant_item, function_call_item, new_item_id
 
 #: Audio tokens, as the hosted service bills them (about 10 per second in, 20 per second out).
-_INPUT_MS_PER_TOKEN = 100
+INPUT_MS_PER_TOKEN = 100
 _OUTPUT_MS_PER_TOKEN = 50
 #: Text tokens, roughly: four characters each.
-_CHARS_PER_TOKEN = 4
+CHARS_PER_TOKEN = 4
 #: Characters per ``response.function_call_arguments.delta`` (a few tokens' worth).
 ARGUMENT_DELTA_CHARS = 16
 
@@ -240,7 +240,7 @@ class Response(BaseResponse):
         self._plan = plan
         self._delta_bytes = max(1, delta_ms) * BYTES_PER_MS
         self._sent_bytes = 0
-        self._words = _words(plan.transcript) if plan is not None else []
+        self._words = word_pieces(plan.transcript) if plan is not None else []
         self._sent_words = 0
 
     # -- opening -----------------------------------------------------------------------
@@ -381,7 +381,7 @@ class FunctionCallResponse(BaseResponse):
         self.item.data["arguments"] = arguments
         events = [server_event("response.function_call_arguments.done", **self._where(),
                                name=self.item.data["name"], arguments=arguments)]
-        usage = _usage(0, 0, -(-len(arguments) // _CHARS_PER_TOKEN))
+        usage = _usage(0, 0, -(-len(arguments) // CHARS_PER_TOKEN))
         return events + self._closing(status, reason, previous_item_id, usage)
 
     def _where(self) -> dict[str, Any]:
@@ -396,7 +396,7 @@ def _pieces(text: str, size: int) -> list[str]:
 
 def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[str, Any]:
     """Token counts in the hosted service's shape; this server only estimates them."""
-    input_audio = -(-input_audio_ms // _INPUT_MS_PER_TOKEN)
+    input_audio = -(-input_audio_ms // INPUT_MS_PER_TOKEN)
     output_audio = -(-output_audio_ms // _OUTPUT_MS_PER_TOKEN)
     total_in, total_out = input_audio, output_audio + output_text
     return {
@@ -413,7 +413,7 @@ def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[
     }
 
 
-def _words(text: str) -> list[str]:
+def word_pieces(text: str) -> list[str]:
     """``text`` split into deltas that concatenate back to it: each word with the space
     before it."""
     parts = text.split(" ")
