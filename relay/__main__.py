@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .config import Settings, settings_listing, settings_markdown
 from .errors import RelayError
-from .upstream import LOCAL_MODES
+from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     upstream = sub.add_parser("upstream", help="run only the embedded local Realtime server")
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8765)
-    upstream.add_argument("--mode", choices=LOCAL_MODES, default=LOCAL_MODES[0])
+    upstream.add_argument("--mode", choices=LOCAL_MODES, default=DEFAULT_LOCAL_MODE)
 
     call = sub.add_parser("call", help="call a relay headlessly: speak a WAV file, type a "
                           "message, or both, and wait for the reply")

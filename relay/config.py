@@ -31,7 +31,7 @@ from .audio.inbound import REORDER_MS
 from .errors import InvalidRequest
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, Kind, between, positive, setting
-from .upstream import LOCAL_MODES, LocalMode
+from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
 from .webrtc.udp_ports import parse_udp_ports
 
@@ -234,8 +234,9 @@ class Settings:
         help="seconds a call's agent has to start before the call goes on without it")
 
     local_mode: LocalMode = setting(
-        LOCAL_MODES[0], flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
-        help="embedded upstream's answer (`echo`: at once, for benchmarks)")
+        DEFAULT_LOCAL_MODE, flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
+        help="embedded upstream's answer (`assistant`: spoken words, a parrot without the "
+             "`speech` extra; `echo`: at once, for benchmarks)")
     log_level: str = setting(
         "INFO", flag="--log-level", env="RELAY_LOG_LEVEL", check=_log_level, metavar="LEVEL",
         help="log level (DEBUG, INFO, WARNING, ...)")

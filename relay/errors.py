@@ -14,6 +14,8 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
     ├── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
     ├── AgentFailed                 500, code "agent_error" (a call's server-side agent failed)
+    ├── SpeechError                 500, code "speech_failed" (the local server's recognizer or
+    │                               synthesizer is missing or failed)
     ├── AiortcInternalsMoved        500, aiortc moved what relay.webrtc.internals reaches
     └── CallCreationFailed          the status a server answered the client (relay.client)
 
@@ -101,6 +103,13 @@ class UpstreamError(RelayError):
 
     status = 502
     default_code = "upstream_error"
+
+
+class SpeechError(RelayError):
+    """The embedded server could not recognize or synthesize speech: the ``speech`` extra
+    is not installed, or its engine failed."""
+
+    default_code = "speech_failed"
 
 
 class ConfigError(RelayError):

@@ -28,8 +28,10 @@ def speech() -> bytes:
 
 
 def loopback_settings(**changes: Any) -> Settings:
-    """Settings for a test relay: loopback ICE, no STUN, the embedded upstream."""
-    return Settings(ice_addresses=LOOPBACK, ice_servers=(), connect_timeout=20).replace(**changes)
+    """Settings for a test relay: loopback ICE, no STUN, the embedded upstream as a parrot
+    (what most tests listen for; the assistant's own tests ask for it)."""
+    return Settings(ice_addresses=LOOPBACK, ice_servers=(), connect_timeout=20,
+                    local_mode="parrot").replace(**changes)
 
 
 RelayFactory = Callable[..., Awaitable[TestServer]]

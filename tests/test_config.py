@@ -172,7 +172,8 @@ def test_config_generated_parser_accepts_every_flag() -> None:
      "one of voip, audio, lowdelay"),
     ("RELAY_EVENT_LOOP", "trio", "RELAY_EVENT_LOOP / --event-loop must be one of auto, "
      "uvloop, asyncio"),
-    ("RELAY_LOCAL_MODE", "mute", "RELAY_LOCAL_MODE / --local-mode must be one of parrot, echo"),
+    ("RELAY_LOCAL_MODE", "mute", "RELAY_LOCAL_MODE / --local-mode must be one of assistant, "
+     "parrot, echo"),
     ("RELAY_LOG_LEVEL", "loud", "RELAY_LOG_LEVEL / --log-level must be a log level"),
     ("RELAY_ICE_SERVERS", "http://x", "RELAY_ICE_SERVERS / --ice-server must be stun:HOST"),
     ("RELAY_ICE_SERVERS", "turn:a:b@x,turns:a:b@y", "RELAY_ICE_SERVERS / --ice-server has more "
@@ -251,7 +252,7 @@ def test_config_readme_table_has_a_row_per_setting() -> None:
     assert "| upstream key |  | `OPENAI_API_KEY` | none |" in rows
     assert ("| models clients may request (`?model=` / `session.model`) | `--models MODEL,...` "
             "(repeatable) | `RELAY_MODELS` (comma-separated) | any |") in rows
-    assert any("`--local-mode parrot\\|echo`" in row for row in rows)
+    assert any("`--local-mode assistant\\|parrot\\|echo`" in row for row in rows)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Uplink audio: decoded WebRTC frames → 24 kHz mono PCM16, cut into fixed-size chunks.
+"""Uplink audio: decoded WebRTC frames → 24 kHz mono PCM16, cut into fixed-size chunks;
+and :func:`resample_pcm`, for a whole buffer at once (the local server's speech).
 
 One :class:`Uplink` lives as long as its call, so the resampler's filter state carries
 across frame edges (no clicks) and sample accounting is exact: over a call, the samples
@@ -15,6 +16,7 @@ every sample is still sent exactly once, in order.
 from __future__ import annotations
 
 import av
+import numpy as np
 
 from . import RATE, SAMPLE_BYTES
 
@@ -77,3 +79,16 @@ class Uplink:
 def _plane_bytes(frame: av.AudioFrame) -> bytes:
     # Plane buffers may be padded past the samples they hold: take only the audio.
     return bytes(frame.planes[0])[: frame.samples * SAMPLE_BYTES]
+
+
+def resample_pcm(pcm: bytes, from_rate: int, to_rate: int) -> bytes:
+    """A whole mono PCM16 buffer at ``from_rate`` resampled to ``to_rate`` (the filter's
+    tail flushed, so nothing is held back)."""
+    if from_rate == to_rate or not pcm:
+        return pcm
+    samples = np.frombuffer(pcm[: len(pcm) // SAMPLE_BYTES * SAMPLE_BYTES], dtype="<i2")
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = from_rate
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=to_rate)
+    return b"".join(_plane_bytes(out) for out in [*resampler.resample(frame),
+                                                   *resampler.resample(None)])

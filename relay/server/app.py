@@ -221,7 +221,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     server = LocalRealtimeServer(mode=settings.local_mode)
     await server.start("127.0.0.1", 0)
     app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
-    logger.info("using the embedded local Realtime server (%s mode)", settings.local_mode)
+    logger.info("using the embedded local Realtime server (%s mode)", server.mode)
     try:
         yield
     finally:

@@ -71,7 +71,8 @@ def served_relay(request: pytest.FixtureRequest) -> Iterator[str]:
     session = json.dumps({"type": "realtime", "audio": {"input": {"turn_detection": {
         "type": "server_vad", "silence_duration_ms": 400}}}})
     process = start("serve", "--port", str(port), "--ice-address", "127.0.0.1",
-                    "--session", session, "--event-loop", request.param)
+                    "--session", session, "--event-loop", request.param,
+                    "--local-mode", "parrot")
     url = f"http://127.0.0.1:{port}"
     wait_healthy(url, process)
     try:

@@ -73,6 +73,23 @@ class Item:
         """Whether this is a user message carrying audio that can be parroted."""
         return self.role == "user" and bool(self.audio)
 
+    def audio_part_index(self) -> int:
+        """Index of the first ``input_audio`` content part (0 when there is none)."""
+        parts = self.data.get("content")
+        if isinstance(parts, list):
+            for index, part in enumerate(parts):
+                if isinstance(part, Mapping) and part.get("type") == "input_audio":
+                    return index
+        return 0
+
+    def set_transcript(self, content_index: int, transcript: str) -> None:
+        """Record what the audio part at ``content_index`` says (as the hosted service
+        fills in ``transcript`` once transcription completes)."""
+        parts = self.data.get("content")
+        if isinstance(parts, list) and 0 <= content_index < len(parts) \
+                and isinstance(parts[content_index], dict):
+            parts[content_index]["transcript"] = transcript
+
     def public(self, *, with_audio: bool = False) -> dict[str, Any]:
         """The item as sent to clients; ``with_audio`` adds user audio back (for retrieve)."""
         data = copy.deepcopy(self.data)

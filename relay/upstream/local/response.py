@@ -6,6 +6,10 @@ knows all its audio and transcript up front and hands them out one ``delta_ms`` 
 time; the driver decides *when* (see :class:`ResponseChunk`). An echo response stays open
 and turns each appended input chunk into an output delta. A :class:`FunctionCallResponse`
 calls a function instead: one ``function_call`` item whose arguments stream at once.
+
+The assistant announces a response before it knows what to say: a
+:class:`PendingResponse` is ``response.created`` alone, until the transcript it answers
+and the speech of its reply are ready; the response that then opens keeps its id.
 """
 
 from __future__ import annotations
@@ -22,10 +26,10 @@ from ...protocol.events import Event, new_event_id, random_id
 from .conversation import BYTES_PER_MS, Item, assistant_item, function_call_item, new_item_id
 
 #: Audio tokens, as the hosted service bills them (about 10 per second in, 20 per second out).
-_INPUT_MS_PER_TOKEN = 100
+INPUT_MS_PER_TOKEN = 100
 _OUTPUT_MS_PER_TOKEN = 50
 #: Text tokens, roughly: four characters each.
-_CHARS_PER_TOKEN = 4
+CHARS_PER_TOKEN = 4
 #: Characters per ``response.function_call_arguments.delta`` (a few tokens' worth).
 ARGUMENT_DELTA_CHARS = 16
 
@@ -87,83 +91,40 @@ class ResponseOptions:
     conversation_id: str | None
     output_format: dict[str, Any]
     voice: Any = "alloy"
+    #: ``audio.output.speed``: how fast a synthesized reply is spoken.
+    speed: Any = 1.0
     metadata: Any = None
     max_output_tokens: Any = "inf"
 
 
-class BaseResponse(ABC):
-    """A response in progress, with its one output item: what the session drives.
+class ResponseHead:
+    """What every response has from its ``response.created`` on: an id and its options."""
 
-    The session sends :meth:`start`'s events at once, then hands out :meth:`next_chunk`
-    while :meth:`has_more`; :meth:`finish` closes the response early (cancelled).
-    """
-
-    def __init__(self, item: Item, options: ResponseOptions) -> None:
-        self.id = random_id("resp_")
-        self.item = item
+    def __init__(self, options: ResponseOptions, response_id: str | None = None) -> None:
+        self.id = response_id if response_id is not None else random_id("resp_")
         self._opts = options
-        self.finished = False
+
+    @property
+    def options(self) -> ResponseOptions:
+        """How the response is shaped."""
+        return self._opts
 
     @property
     def is_audio(self) -> bool:
         """Whether this response speaks (``output_modalities`` ``["audio"]``)."""
         return self._opts.audio
 
-    @property
-    def in_conversation(self) -> bool:
-        """Whether the output item joins the conversation (not ``conversation: none``)."""
-        return self._opts.conversation_id is not None
+    def created(self) -> list[Event]:
+        """``response.created``: the response exists, with no output yet."""
+        return [server_event("response.created", response=self._object("in_progress", None, []))]
 
-    @abstractmethod
-    def start(self, previous_item_id: str | None) -> list[Event]:
-        """The events that open the response, up to where its content starts."""
-
-    @abstractmethod
-    def has_more(self) -> bool:
-        """Whether the driver should ask for another chunk."""
-
-    @abstractmethod
-    def next_chunk(self, previous_item_id: str | None) -> ResponseChunk:
-        """The next chunk; the last one carries the closing events."""
-
-    @abstractmethod
-    def finish(self, status: str, reason: str | None,
-               previous_item_id: str | None) -> list[Event]:
-        """Close the content, the item and the response; ``reason`` goes in
-        status_details."""
-
-    def _opening(self, previous_item_id: str | None) -> list[Event]:
-        """``response.created``, ``response.output_item.added`` and (in conversation)
-        ``conversation.item.added``."""
-        events: list[Event] = [
-            server_event("response.created", response=self._object("in_progress", None, [])),
-            server_event("response.output_item.added", response_id=self.id, output_index=0,
-                         item=self.item.public()),
-        ]
-        if self.in_conversation:
-            events.append(server_event("conversation.item.added",
-                                       previous_item_id=previous_item_id,
-                                       item=self.item.public()))
-        return events
-
-    def _closing(self, status: str, reason: str | None, previous_item_id: str | None,
-                 usage: dict[str, Any]) -> list[Event]:
-        """``conversation.item.done`` (in conversation), ``response.output_item.done``,
-        ``response.done`` and ``rate_limits.updated``, for the item as it now stands."""
-        self.finished = True
-        item = self.item.public()
-        events: list[Event] = []
-        if self.in_conversation:
-            events.append(server_event("conversation.item.done",
-                                       previous_item_id=previous_item_id, item=item))
-        details = None if reason is None else {"type": status, "reason": reason}
-        response = self._object(status, details, [item])
+    def _done(self, status: str, details: Any, output: list[Any],
+              usage: dict[str, Any]) -> list[Event]:
+        """``response.done`` and ``rate_limits.updated``."""
+        response = self._object(status, details, output)
         response["usage"] = usage
-        events.append(server_event("response.output_item.done", response_id=self.id,
-                                   output_index=0, item=item))
-        events.append(server_event("response.done", response=response))
-        events.append(server_event("rate_limits.updated", rate_limits=_rate_limits()))
-        return events
+        return [server_event("response.done", response=response),
+                server_event("rate_limits.updated", rate_limits=_rate_limits())]
 
     def _object(self, status: str, details: Any, output: list[Any]) -> dict[str, Any]:
         opts = self._opts
@@ -183,24 +144,110 @@ class BaseResponse(ABC):
         }
 
 
+class PendingResponse(ResponseHead):
+    """A response announced (``response.created``) whose output is still being prepared:
+    the assistant waits for the transcript of what it answers, then for its reply's
+    speech. ``source`` is what it answers (its input items), with ``tools`` and
+    ``choice``; ``reply`` is the text being synthesized, once decided."""
+
+    def __init__(self, options: ResponseOptions, source: list[Item], tools: Any, choice: Any,
+                 *, input_audio_ms: int = 0) -> None:
+        super().__init__(options)
+        self.source = source
+        self.tools = tools
+        self.choice = choice
+        self.input_audio_ms = input_audio_ms
+        self.reply: str | None = None
+
+    def finish(self, status: str, details: Any) -> list[Event]:
+        """Close the response with no output: cancelled before it spoke, or failed."""
+        return self._done(status, details, [], _usage(self.input_audio_ms, 0, 0))
+
+
+class BaseResponse(ResponseHead, ABC):
+    """A response in progress, with its one output item: what the session drives.
+
+    The session sends :meth:`start`'s events at once, then hands out :meth:`next_chunk`
+    while :meth:`has_more`; :meth:`finish` closes the response early (cancelled).
+    ``response_id`` is given when a :class:`PendingResponse` already announced the id.
+    """
+
+    def __init__(self, item: Item, options: ResponseOptions,
+                 response_id: str | None = None) -> None:
+        super().__init__(options, response_id)
+        self.item = item
+        self.finished = False
+
+    @property
+    def in_conversation(self) -> bool:
+        """Whether the output item joins the conversation (not ``conversation: none``)."""
+        return self._opts.conversation_id is not None
+
+    @abstractmethod
+    def start(self, previous_item_id: str | None, *, announced: bool = False) -> list[Event]:
+        """The events that open the response, up to where its content starts
+        (``response.created`` first, unless ``announced`` already)."""
+
+    @abstractmethod
+    def has_more(self) -> bool:
+        """Whether the driver should ask for another chunk."""
+
+    @abstractmethod
+    def next_chunk(self, previous_item_id: str | None) -> ResponseChunk:
+        """The next chunk; the last one carries the closing events."""
+
+    @abstractmethod
+    def finish(self, status: str, reason: str | None,
+               previous_item_id: str | None) -> list[Event]:
+        """Close the content, the item and the response; ``reason`` goes in
+        status_details."""
+
+    def _opening(self, previous_item_id: str | None, announced: bool) -> list[Event]:
+        """``response.created`` (unless ``announced``), ``response.output_item.added``
+        and (in conversation) ``conversation.item.added``."""
+        events = [] if announced else self.created()
+        events.append(server_event("response.output_item.added", response_id=self.id,
+                                   output_index=0, item=self.item.public()))
+        if self.in_conversation:
+            events.append(server_event("conversation.item.added",
+                                       previous_item_id=previous_item_id,
+                                       item=self.item.public()))
+        return events
+
+    def _closing(self, status: str, reason: str | None, previous_item_id: str | None,
+                 usage: dict[str, Any]) -> list[Event]:
+        """``conversation.item.done`` (in conversation), ``response.output_item.done``,
+        ``response.done`` and ``rate_limits.updated``, for the item as it now stands."""
+        self.finished = True
+        item = self.item.public()
+        events: list[Event] = []
+        if self.in_conversation:
+            events.append(server_event("conversation.item.done",
+                                       previous_item_id=previous_item_id, item=item))
+        details = None if reason is None else {"type": status, "reason": reason}
+        events.append(server_event("response.output_item.done", response_id=self.id,
+                                   output_index=0, item=item))
+        return events + self._done(status, details, [item], usage)
+
+
 class Response(BaseResponse):
     """A response that answers: one assistant message with one audio or text part."""
 
     def __init__(self, plan: ResponsePlan | None, options: ResponseOptions, *,
-                 delta_ms: int = 100) -> None:
+                 delta_ms: int = 100, response_id: str | None = None) -> None:
         """``plan`` is None for an open-ended echo response."""
-        super().__init__(assistant_item(new_item_id()), options)
+        super().__init__(assistant_item(new_item_id()), options, response_id)
         self._plan = plan
         self._delta_bytes = max(1, delta_ms) * BYTES_PER_MS
         self._sent_bytes = 0
-        self._words = _words(plan.transcript) if plan is not None else []
+        self._words = word_pieces(plan.transcript) if plan is not None else []
         self._sent_words = 0
 
     # -- opening -----------------------------------------------------------------------
 
-    def start(self, previous_item_id: str | None) -> list[Event]:
+    def start(self, previous_item_id: str | None, *, announced: bool = False) -> list[Event]:
         """``response.created`` through ``response.content_part.added``."""
-        events = self._opening(previous_item_id)
+        events = self._opening(previous_item_id, announced)
         part = {"type": "audio", "transcript": ""} if self._opts.audio else {
             "type": "text", "text": ""}
         events.append(server_event("response.content_part.added", **self._where(), part=part))
@@ -294,9 +341,10 @@ class FunctionCallResponse(BaseResponse):
     """A response that calls a function: one ``function_call`` item, whose arguments
     stream as ``response.function_call_arguments.delta`` events, and no audio."""
 
-    def __init__(self, name: str, arguments: str, options: ResponseOptions) -> None:
+    def __init__(self, name: str, arguments: str, options: ResponseOptions,
+                 response_id: str | None = None) -> None:
         super().__init__(function_call_item(new_item_id(), name, random_id("call_", 16)),
-                         options)
+                         options, response_id)
         self._arguments = arguments
         self._sent = 0  # characters of the arguments sent so far
 
@@ -305,10 +353,10 @@ class FunctionCallResponse(BaseResponse):
         """The call's id, which the client's ``function_call_output`` will name."""
         return str(self.item.data["call_id"])
 
-    def start(self, previous_item_id: str | None) -> list[Event]:
+    def start(self, previous_item_id: str | None, *, announced: bool = False) -> list[Event]:
         """``response.created`` through ``conversation.item.added`` (no content parts:
         a function call has none)."""
-        return self._opening(previous_item_id)
+        return self._opening(previous_item_id, announced)
 
     def has_more(self) -> bool:
         """Whether the arguments are still to be sent."""
@@ -333,7 +381,7 @@ class FunctionCallResponse(BaseResponse):
         self.item.data["arguments"] = arguments
         events = [server_event("response.function_call_arguments.done", **self._where(),
                                name=self.item.data["name"], arguments=arguments)]
-        usage = _usage(0, 0, -(-len(arguments) // _CHARS_PER_TOKEN))
+        usage = _usage(0, 0, -(-len(arguments) // CHARS_PER_TOKEN))
         return events + self._closing(status, reason, previous_item_id, usage)
 
     def _where(self) -> dict[str, Any]:
@@ -348,7 +396,7 @@ def _pieces(text: str, size: int) -> list[str]:
 
 def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[str, Any]:
     """Token counts in the hosted service's shape; this server only estimates them."""
-    input_audio = -(-input_audio_ms // _INPUT_MS_PER_TOKEN)
+    input_audio = -(-input_audio_ms // INPUT_MS_PER_TOKEN)
     output_audio = -(-output_audio_ms // _OUTPUT_MS_PER_TOKEN)
     total_in, total_out = input_audio, output_audio + output_text
     return {
@@ -365,7 +413,7 @@ def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[
     }
 
 
-def _words(text: str) -> list[str]:
+def word_pieces(text: str) -> list[str]:
     """``text`` split into deltas that concatenate back to it: each word with the space
     before it."""
     parts = text.split(" ")

@@ -1,10 +1,16 @@
 """Asyncio driver of the local Realtime server: a WebSocket listener that runs one
 :class:`~relay.upstream.local.session.LocalSession` per connection.
 
-All protocol decisions live in the session; this module only moves messages and paces
-response audio. Each connection owns two tasks, a writer (the only sender, so events go out
-in exactly the order the session produced them) and a pacer (hands out response chunks at
-``speed`` times real time against the loop's clock), both cancelled when it closes.
+All protocol decisions live in the session; this module only moves messages, paces
+response audio and runs the speech work the session asks for. Each connection owns a
+writer task (the only sender, so events go out in exactly the order the session produced
+them), a pacer task (hands out response chunks at ``speed`` times real time against the
+loop's clock) and a task per speech job in flight, all cancelled when it closes.
+
+Speech jobs run in the server's :class:`~.workers.SpeechWorkers` (processes: recognition
+holds the GIL for a whole utterance), so no call's audio waits for another's words.
+Without the ``speech`` extra, the server says so once, answers as a parrot in place of the
+assistant, and a session that asks for transcription gets ``...transcription.failed``.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from ...errors import RelayError
+from ...errors import RelayError, SpeechError
 from ...protocol.events import Event, dumps, error_event, parse_event
 from ...protocol.session import DEFAULT_MODEL
 from .. import LOCAL_MODES, LocalMode
+from .assistant import SpeechJob, Transcribe
 from .session import LocalSession
+from .workers import SpeechWorkers, speech_missing
 
 logger = logging.getLogger(__name__)
 
@@ -32,44 +40,48 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: How long a closing server waits for a connection's last events to go out.
 DRAIN_TIMEOUT_S = 1.0
 
-#: Sees each client event a session receives: ``(session id, event)``.
+
+SpeechSource = Callable[[], SpeechWorkers]
+#: Sees each client event a session receives: (session id, the parsed event).
 Observer = Callable[[str, Event], None]
 
 
 class _Connection:
-    """One client connection: its session, its outbox and the tasks that serve it."""
+    """One client connection: its session, its outbox and the tasks that serve it.
+    ``speech`` gives the workers that run its speech jobs (or raises SpeechError)."""
 
     def __init__(self, ws: ServerConnection, session: LocalSession, speed: float,
-                 observer: Observer | None) -> None:
+                 speech: SpeechSource, observer: Observer | None) -> None:
         self._ws = ws
         self._session = session
         self._speed = speed
+        self._speech = speech
         self._observer = observer
         self._outbox: asyncio.Queue[Event] = asyncio.Queue()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._jobs: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Serve the connection until either side closes it."""
         sid = self._session.id
         logger.info("local realtime %s: connected (%s)", sid, self._ws.request.path
                     if self._ws.request else "?")
-        self._emit(self._session.start())
+        self._pump(self._session.start())
         self._tasks = [
             asyncio.create_task(self._write(), name=f"local-realtime-writer-{sid}"),
             asyncio.create_task(self._pace(), name=f"local-realtime-pacer-{sid}"),
         ]
         try:
             async for message in self._ws:
-                self._emit(self._receive(message))
-                if self._session.has_pending_chunk:
-                    self._wake.set()
+                self._pump(self._receive(message))
         except ConnectionClosed:
             pass
         finally:
-            for task in self._tasks:
+            tasks = [*self._tasks, *self._jobs]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
             logger.info("local realtime %s: closed", sid)
 
     async def shutdown(self) -> None:
@@ -79,6 +91,10 @@ class _Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
         await self._ws.close(1001, "server shutting down")
+
+    def _emit(self, events: list[Event]) -> None:
+        for event in events:
+            self._outbox.put_nowait(event)
 
     def _receive(self, message: str | bytes) -> list[Event]:
         if self._observer is None:
@@ -90,9 +106,36 @@ class _Connection:
         self._observer(self._session.id, event)
         return self._session.receive_event(event)
 
-    def _emit(self, events: list[Event]) -> None:
-        for event in events:
-            self._outbox.put_nowait(event)
+    def _pump(self, events: list[Event]) -> None:
+        """Send what the session said, start the speech jobs it asked for, and wake the
+        pacer if a response has audio to hand out."""
+        self._emit(events)
+        for job in self._session.take_jobs():
+            task = asyncio.create_task(self._run_job(job),
+                                       name=f"local-realtime-speech-{self._session.id}")
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+        if self._session.has_pending_chunk:
+            self._wake.set()
+
+    async def _run_job(self, job: SpeechJob) -> None:
+        """Run one speech job in the workers and hand its outcome to the session."""
+        session = self._session
+        try:
+            workers = self._speech()
+            if isinstance(job, Transcribe):
+                words = await workers.transcribe(job.audio)
+            else:
+                speech = await workers.synthesize(job.text, job.voice, job.rate)
+        except SpeechError as exc:
+            logger.debug("local realtime %s: %s failed: %s", session.id, type(job).__name__,
+                         exc.message)
+            self._pump(session.transcription_failed(job, exc.message)
+                       if isinstance(job, Transcribe)
+                       else session.synthesis_failed(job, exc.message))
+            return
+        self._pump(session.transcription_done(job, words) if isinstance(job, Transcribe)
+                   else session.synthesis_done(job, speech))
 
     async def _write(self) -> None:
         try:
@@ -118,7 +161,7 @@ class _Connection:
                 if chunk.response_id != current:
                     current = chunk.response_id
                     deadline = loop.time()
-                self._emit(chunk.events)
+                self._pump(chunk.events)
                 deadline += chunk.audio_ms / 1000.0 / self._speed
                 delay = deadline - loop.time()
                 if delay > 0:
@@ -126,13 +169,18 @@ class _Connection:
 
 
 class LocalRealtimeServer:
-    """An offline Realtime API (GA) WebSocket server that parrots each user turn back
-    (and calls function tools by the rules in :mod:`relay.upstream.local`).
+    """An offline Realtime API (GA) WebSocket server that answers each user turn (and calls
+    function tools by the rules in :mod:`relay.upstream.local`).
 
-    ``mode="echo"`` instead returns every appended input chunk at once as output audio of
-    one long-lived response. Parrot audio goes out in ``delta_ms`` deltas at ``speed``
-    times real time. Any path and any (or no) ``Authorization`` header are accepted;
-    ``?model=`` names the session's model.
+    ``mode="assistant"`` speaks a reply to what it heard ("You said: ..."), with the
+    ``speech`` extra; without it, the server logs why once and parrots instead.
+    ``mode="parrot"`` plays each turn back; ``mode="echo"`` returns every appended input
+    chunk at once as output audio of one long-lived response. Response audio goes out in
+    ``delta_ms`` deltas at ``speed`` times real time. Any path and any (or no)
+    ``Authorization`` header are accepted; ``?model=`` names the session's model.
+
+    Speech runs in ``speech``, a :class:`~.workers.SpeechWorkers` the caller owns (tests
+    share one), or else in one the server starts when first needed and closes with itself.
 
     ``observer``, when given, is called with a session's id and each client event it
     receives (parsed; malformed messages are not passed), before the session handles it:
@@ -146,17 +194,27 @@ class LocalRealtimeServer:
         delta_ms: int = 100,
         speed: float = 4.0,
         model: str = DEFAULT_MODEL,
+        speech: SpeechWorkers | None = None,
         observer: Observer | None = None,
     ) -> None:
         if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if delta_ms <= 0 or speed <= 0:
             raise ValueError("delta_ms and speed must be positive")
+        #: Why there is no speech here, once looked up (None: it is here, or not needed yet).
+        self._speech_missing: str | None = None
+        self._speech_checked = speech is not None
+        if mode == "assistant" and self._no_speech() is not None:
+            logger.warning("local realtime server: no speech, so it parrots instead of "
+                           "answering: %s", self._speech_missing)
+            mode = "parrot"
         self.mode: LocalMode = mode
         self.delta_ms = delta_ms
         self.speed = speed
         self.model = model
+        self._given_speech = speech
         self.observer = observer
+        self._own_speech: SpeechWorkers | None = None
         self._server: Server | None = None
         self._host = "127.0.0.1"
         self._connections: set[_Connection] = set()
@@ -173,6 +231,8 @@ class LocalRealtimeServer:
             max_size=MAX_MESSAGE_BYTES,
             compression=None,  # audio does not compress; deflate would only cost latency
         )
+        if self.mode == "assistant":
+            self._speech().warm()  # its first turn should not wait for a worker to start
         logger.info("local realtime server (%s) listening on %s", self.mode, self.url)
 
     @property
@@ -202,6 +262,9 @@ class LocalRealtimeServer:
         server.close(close_connections=True)
         await server.wait_closed()
         self._server = None
+        if self._own_speech is not None:
+            self._own_speech.close()
+            self._own_speech = None
         logger.info("local realtime server closed")
 
     async def __aenter__(self) -> LocalRealtimeServer:
@@ -220,7 +283,7 @@ class LocalRealtimeServer:
     async def _handle(self, ws: ServerConnection) -> None:
         session = LocalSession(mode=self.mode, model=self._model_for(ws),
                                delta_ms=self.delta_ms)
-        conn = _Connection(ws, session, self.speed, self.observer)
+        conn = _Connection(ws, session, self.speed, self._speech, self.observer)
         self._connections.add(conn)
         try:
             await conn.run()
@@ -228,6 +291,26 @@ class LocalRealtimeServer:
             logger.exception("local realtime %s: connection failed", session.id)
         finally:
             self._connections.discard(conn)
+
+    def _speech(self) -> SpeechWorkers:
+        """The workers for speech jobs, started on first use; SpeechError without the
+        ``speech`` extra."""
+        if self._given_speech is not None:
+            return self._given_speech
+        missing = self._no_speech()
+        if missing is not None:
+            raise SpeechError(f"speech recognition is unavailable: {missing}")
+        if self._own_speech is None:
+            self._own_speech = SpeechWorkers()
+        return self._own_speech
+
+    def _no_speech(self) -> str | None:
+        """Why this server has no speech, or None; looked up once, when first needed (a
+        parrot or echo server may never need it)."""
+        if not self._speech_checked:
+            self._speech_missing = speech_missing()
+            self._speech_checked = True
+        return self._speech_missing
 
     def _model_for(self, ws: ServerConnection) -> str:
         path = ws.request.path if ws.request is not None else ""

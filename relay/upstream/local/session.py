@@ -4,11 +4,16 @@ input audio buffer, turn detection and responses (answers and function calls).
 Feed it client messages with :meth:`LocalSession.receive_message` (or already parsed events
 with :meth:`LocalSession.receive_event`); each call returns the server events to send, in
 order. Response audio is pulled separately with :meth:`LocalSession.next_response_chunk`,
-so the driver alone decides the pacing. Nothing here blocks, sleeps or touches a socket::
+so the driver alone decides the pacing. Speech work (recognizing a turn's words, speaking
+the assistant's reply) is asked for with jobs from :meth:`LocalSession.take_jobs`, which
+the driver runs where they cannot stall anything and hands back. Nothing here blocks,
+sleeps or touches a socket::
 
     session = LocalSession()
     send(session.start())                      # session.created
     send(session.receive_message(text))        # for every client message
+    for job in session.take_jobs():            # after every call into the session
+        run(job) then send(session.transcription_done(job, words))   # or synthesis_done...
     while (chunk := session.next_response_chunk()) is not None:
         send(chunk.events)                     # then wait chunk.audio_ms / speed
 """
@@ -24,6 +29,16 @@ from ...errors import InvalidRequest, RelayError
 from ...protocol.events import Event, error_event, parse_event, random_id
 from ...protocol.session import DEFAULT_MODEL, PCM24K, Session, default_session
 from .. import LOCAL_MODES, LocalMode
+from .assistant import (
+    SpeechJob,
+    Synthesize,
+    Transcribe,
+    reply,
+    transcription_events,
+    transcription_failed_event,
+    transcription_model,
+)
+from .buffer import InputBuffer
 from .config import TurnDetection, apply_update, is_pcm24k, turn_detection
 from .conversation import (
     BYTES_PER_MS,
@@ -40,6 +55,7 @@ from .response import (
     TOOL_TONE_HZ,
     BaseResponse,
     FunctionCallResponse,
+    PendingResponse,
     Response,
     ResponseChunk,
     ResponseOptions,
@@ -48,7 +64,16 @@ from .response import (
     describe_parrot,
     server_event,
 )
-from .tools import ToolCall, ToolReport, call_names, check_output, check_tools, choose
+from .synthesizer import espeak_voice, words_per_minute
+from .tools import (
+    ToolCall,
+    ToolReport,
+    call_names,
+    check_output,
+    check_tools,
+    choose,
+    latest_user_message,
+)
 from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
@@ -60,55 +85,25 @@ MIN_COMMIT_MS = 100
 Handler = Callable[[Event], list[Event]]
 
 
-class InputBuffer:
-    """The input audio buffer, addressed by absolute byte offset since the session began."""
-
-    def __init__(self) -> None:
-        self._data = bytearray()
-        self._start = 0  # absolute offset of self._data[0]
-
-    @property
-    def end(self) -> int:
-        """Absolute offset just past the last byte appended."""
-        return self._start + len(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def append(self, pcm: bytes) -> None:
-        """Add audio at the end."""
-        self._data += pcm
-
-    def slice(self, start: int, end: int) -> bytes:
-        """Bytes between two absolute offsets (clamped to what is held)."""
-        lo = max(start - self._start, 0)
-        hi = max(min(end - self._start, len(self._data)), lo)
-        return bytes(self._data[lo:hi])
-
-    def drop_before(self, offset: int) -> None:
-        """Forget audio before an absolute offset."""
-        cut = min(max(offset - self._start, 0), len(self._data))
-        del self._data[:cut]
-        self._start += cut
-
-    def clear(self) -> None:
-        """Forget everything held."""
-        self.drop_before(self.end)
-
-
 class LocalSession:
-    """One connection's Realtime session: a parrot (or echo) that needs no model.
+    """One connection's Realtime session: an assistant, a parrot or an echo that needs no
+    model.
 
-    ``mode="parrot"`` answers each user turn by speaking its audio back; ``mode="echo"``
+    ``mode="assistant"`` answers each user turn with its words, spoken ("You said: ..."):
+    it has each user audio item transcribed (:class:`Transcribe` jobs), announces its
+    response at once and speaks the reply once it is synthesized (:class:`Synthesize`).
+    ``mode="parrot"`` answers each user turn by playing its audio back; ``mode="echo"``
     turns every ``input_audio_buffer.append`` straight into an output delta of one
     long-lived response (for measuring the relay's own latency). ``delta_ms`` is the length
-    of each parrot audio delta.
+    of each audio delta.
 
-    In parrot mode a response may call a function tool instead, by the rules of
-    :mod:`.tools`: a named ``tool_choice`` calls that function, ``"required"`` the first
-    function tool, ``"auto"`` one whose name the user's latest text message contains,
-    ``"none"`` nothing. Once the client adds the call's ``function_call_output``, the next
-    response says it used the tool, output included ("I used get_weather: ...").
+    In assistant and parrot modes a response may call a function tool instead, by the
+    rules of :mod:`.tools`: a named ``tool_choice`` calls that function, ``"required"`` the
+    first function tool, ``"auto"`` one that the user's latest message names (in text, or
+    in its transcript), ``"none"`` nothing. Once the client adds the call's
+    ``function_call_output``, the next response says it used the tool, output included
+    ("I used get_weather: ..."): the assistant speaks it, the parrot reads it over a tone.
+    Any mode but echo transcribes committed turns when ``audio.input.transcription`` asks.
     """
 
     def __init__(self, *, mode: LocalMode = "parrot", model: str = DEFAULT_MODEL,
@@ -125,7 +120,12 @@ class LocalSession:
         self._speech_item_id: str | None = None
         self._speech_start_ms = 0
         self._response: BaseResponse | None = None
+        #: A response announced whose output awaits speech work (assistant mode).
+        self._preparing: PendingResponse | None = None
         self._queued_response = False
+        self._jobs: list[SpeechJob] = []
+        #: User items whose transcription is under way.
+        self._transcribing: set[str] = set()
         self._sync_vad()
         self._handlers: dict[str, Handler] = {
             "session.update": self._session_update,
@@ -149,8 +149,8 @@ class LocalSession:
 
     @property
     def response_active(self) -> bool:
-        """Whether a response is in progress."""
-        return self._response is not None
+        """Whether a response is in progress (being prepared, or under way)."""
+        return self._response is not None or self._preparing is not None
 
     @property
     def has_pending_chunk(self) -> bool:
@@ -197,20 +197,80 @@ class LocalSession:
         chunk = response.next_chunk(self._previous_of(response))
         if chunk.final:
             self._response = None
-            if self._queued_response:
-                # A turn committed while this response played: answer it now.
-                self._queued_response = False
-                chunk.events.extend(self._start_response(None))
+            chunk.events.extend(self._start_queued())
         return chunk
 
     def close(self) -> list[Event]:
-        """Events that end the session cleanly: an open echo response completes, a parrot
+        """Events that end the session cleanly: an open echo response completes, any other
         response in progress is cancelled."""
-        if self._response is None:
-            return []
-        if self.mode == "echo":
+        if self.mode == "echo" and self._response is not None:
             return self._finish("completed", None)
-        return self._finish("cancelled", "client_cancelled")
+        if not self.response_active:
+            return []
+        return self._cancel("client_cancelled")
+
+    # -- speech work --------------------------------------------------------------------
+
+    def take_jobs(self) -> list[SpeechJob]:
+        """The speech work asked for since the last call, in order. The driver runs each
+        off its event loop and hands the result back to :meth:`transcription_done` /
+        :meth:`transcription_failed` or :meth:`synthesis_done` / :meth:`synthesis_failed`."""
+        jobs, self._jobs = self._jobs, []
+        return jobs
+
+    def transcription_done(self, job: Transcribe, transcript: str) -> list[Event]:
+        """A user item's words are known: record them on the item, send the transcription
+        events (when the session asked for them), and carry on a response waiting for
+        them."""
+        self._transcribing.discard(job.item_id)
+        item = self.conversation.get(job.item_id)
+        events: list[Event] = []
+        if item is not None:
+            item.set_transcript(job.content_index, transcript)
+            if job.model is not None:
+                events += transcription_events(job, transcript, len(job.audio) // BYTES_PER_MS)
+        return events + self._advance()
+
+    def transcription_failed(self, job: Transcribe, message: str) -> list[Event]:
+        """A user item could not be transcribed: say so (when the session asked for
+        transcription); a response waiting for it answers as to silence."""
+        self._transcribing.discard(job.item_id)
+        events: list[Event] = []
+        if job.model is not None and self.conversation.get(job.item_id) is not None:
+            events.append(transcription_failed_event(job, message))
+        return events + self._advance()
+
+    def synthesis_done(self, job: Synthesize, pcm: bytes) -> list[Event]:
+        """The reply of a pending response is spoken: open it; :meth:`next_response_chunk`
+        hands out its audio from now on. Speech for a response cancelled since is
+        dropped."""
+        pending = self._preparing
+        if pending is None or pending.id != job.response_id:
+            return []
+        self._preparing = None
+        plan = ResponsePlan(pcm, job.text, input_audio_ms=pending.input_audio_ms)
+        return self._open(Response(plan, pending.options, delta_ms=self.delta_ms,
+                                   response_id=pending.id), announced=True)
+
+    def synthesis_failed(self, job: Synthesize, message: str) -> list[Event]:
+        """The reply could not be spoken: the pending response fails, saying why."""
+        pending = self._preparing
+        if pending is None or pending.id != job.response_id:
+            return []
+        self._preparing = None
+        logger.warning("session %s: response %s failed: %s", self.id, pending.id, message)
+        error = {"type": "server_error", "code": "speech_failed", "message": message}
+        events = pending.finish("failed", {"type": "failed", "error": error})
+        return events + self._start_queued()
+
+    def _request_transcript(self, item: Item) -> None:
+        """Ask for the words of a user item's audio, when anyone wants them: the session
+        (``audio.input.transcription``) or the assistant, which answers them."""
+        model = transcription_model(self.config)
+        if model is None and self.mode != "assistant":
+            return
+        self._transcribing.add(item.id)
+        self._jobs.append(Transcribe(item.id, item.audio, model, item.audio_part_index()))
 
     # -- session ------------------------------------------------------------------------
 
@@ -223,7 +283,7 @@ class LocalSession:
         return [server_event("session.updated", session=copy.deepcopy(self.config))]
 
     def _turn(self) -> TurnDetection | None:
-        return turn_detection(self.config) if self.mode == "parrot" else None
+        return turn_detection(self.config) if self.mode != "echo" else None
 
     def _sync_vad(self) -> None:
         """(Re)build the detector at the session's current audio position."""
@@ -268,8 +328,8 @@ class LocalSession:
             self._speech_start_ms = found.audio_start_ms
             events = [server_event("input_audio_buffer.speech_started",
                              audio_start_ms=found.audio_start_ms, item_id=self._speech_item_id)]
-            if self._response is not None and turn.interrupt_response:
-                events += self._finish("cancelled", "turn_detected")
+            if self.response_active and turn.interrupt_response:
+                events += self._cancel("turn_detected")
             return events
         assert isinstance(found, SpeechStopped)
         item_id = self._speech_item_id or new_item_id()
@@ -281,7 +341,7 @@ class LocalSession:
         self._buffer.drop_before(end)
         events += self._commit(item_id, audio)
         if turn.create_response:
-            if self._response is None:
+            if not self.response_active:
                 events += self._start_response(None)
             else:
                 self._queued_response = True
@@ -315,6 +375,7 @@ class LocalSession:
         previous = self.conversation.last_id()
         item = user_audio_item(item_id, audio)
         self.conversation.insert(item)
+        self._request_transcript(item)
         return [
             server_event("input_audio_buffer.committed", previous_item_id=previous,
                          item_id=item_id),
@@ -331,6 +392,8 @@ class LocalSession:
             previous = self.conversation.insert(item, event["previous_item_id"])
         else:
             previous = self.conversation.insert(item)
+        if item.has_input_audio():
+            self._request_transcript(item)
         return [
             server_event("conversation.item.added", previous_item_id=previous, item=item.public()),
             server_event("conversation.item.done", previous_item_id=previous, item=item.public()),
@@ -383,10 +446,11 @@ class LocalSession:
     # -- responses ----------------------------------------------------------------------
 
     def _response_create(self, event: Event) -> list[Event]:
-        if self._response is not None:
+        active = self._preparing or self._response
+        if active is not None:
             raise InvalidRequest(
                 "Conversation already has an active response in progress: "
-                f"{self._response.id}. Wait until the response is finished before creating "
+                f"{active.id}. Wait until the response is finished before creating "
                 "a new one.", code="conversation_already_has_active_response",
             )
         overrides = event.get("response")
@@ -399,10 +463,11 @@ class LocalSession:
 
     def _response_cancel(self, event: Event) -> list[Event]:
         wanted = event.get("response_id")
-        if self._response is None or (wanted is not None and wanted != self._response.id):
+        active = self._preparing or self._response
+        if active is None or (wanted is not None and wanted != active.id):
             raise InvalidRequest("Cancellation failed: no active response found",
                                  code="response_cancel_not_active")
-        return self._finish("cancelled", "client_cancelled")
+        return self._cancel("client_cancelled")
 
     def _start_response(self, overrides: Mapping[str, Any] | None) -> list[Event]:
         opts = dict(overrides or {})
@@ -411,6 +476,12 @@ class LocalSession:
         tools = opts.get("tools", self.config["tools"])
         choice = opts.get("tool_choice", self.config["tool_choice"])
         check_tools(tools, choice, "response")
+        if self.mode == "assistant":
+            latest = latest_user_audio(source)
+            pending = PendingResponse(options, source, tools, choice,
+                                      input_audio_ms=latest.audio_ms() if latest else 0)
+            self._preparing = pending
+            return pending.created() + self._advance()
         step = choose(source, tools, choice, call_names([*self.conversation, *source]))
         if isinstance(step, ToolCall):
             return self._open(FunctionCallResponse(step.name, step.arguments, options))
@@ -436,6 +507,7 @@ class LocalSession:
             conversation_id=self.conversation_id if conversation == "auto" else None,
             output_format=dict(PCM24K),
             voice=audio_opts.get("voice", output.get("voice")),
+            speed=output.get("speed", 1.0),
             metadata=opts.get("metadata"),
             max_output_tokens=opts.get("max_output_tokens", self.config["max_output_tokens"]),
         )
@@ -462,13 +534,41 @@ class LocalSession:
         )
         return self._open(Response(None, options, delta_ms=self.delta_ms))
 
-    def _open(self, response: BaseResponse) -> list[Event]:
+    def _advance(self) -> list[Event]:
+        """Carry the response being prepared as far as it can go: once the words it
+        answers are known, call a tool, or say the reply (in text at once; in audio once
+        it is synthesized)."""
+        pending = self._preparing
+        if pending is None or pending.reply is not None:
+            return []
+        latest = latest_user_message(pending.source)
+        if latest is not None and latest.id in self._transcribing:
+            return []
+        known = call_names([*self.conversation, *pending.source])
+        step = choose(pending.source, pending.tools, pending.choice, known)
+        if isinstance(step, ToolCall):
+            self._preparing = None
+            return self._open(FunctionCallResponse(step.name, step.arguments, pending.options,
+                                                   response_id=pending.id), announced=True)
+        text = step.transcript if step is not None else reply(pending.source)
+        if not pending.options.audio:
+            self._preparing = None
+            plan = ResponsePlan(b"", text, input_audio_ms=pending.input_audio_ms)
+            return self._open(Response(plan, pending.options, delta_ms=self.delta_ms,
+                                       response_id=pending.id), announced=True)
+        pending.reply = text
+        options = pending.options
+        self._jobs.append(Synthesize(pending.id, text, espeak_voice(options.voice),
+                                     words_per_minute(options.speed)))
+        return []
+
+    def _open(self, response: BaseResponse, *, announced: bool = False) -> list[Event]:
         previous = self.conversation.last_id()
         if response.in_conversation:
             self.conversation.insert(response.item)
         self._response = response
         logger.debug("session %s: response %s started", self.id, response.id)
-        return response.start(previous)
+        return response.start(previous, announced=announced)
 
     def _echo(self, pcm: bytes, encoded: str) -> list[Event]:
         events = self._open_echo() if self._response is None else []
@@ -477,6 +577,23 @@ class LocalSession:
             assert isinstance(self._response, Response)
             events.append(self._response.audio_delta(pcm, encoded))
         return events
+
+    def _start_queued(self) -> list[Event]:
+        """A turn committed while the last response was under way: answer it now."""
+        if not self._queued_response:
+            return []
+        self._queued_response = False
+        return self._start_response(None)
+
+    def _cancel(self, reason: str) -> list[Event]:
+        """Cancel the response in progress, prepared or under way."""
+        pending = self._preparing
+        if pending is None:
+            return self._finish("cancelled", reason)
+        self._preparing = None
+        self._queued_response = False  # as in _finish
+        logger.debug("session %s: response %s cancelled", self.id, pending.id)
+        return pending.finish("cancelled", {"type": "cancelled", "reason": reason})
 
     def _finish(self, status: str, reason: str | None) -> list[Event]:
         response = self._response

@@ -12,25 +12,26 @@ The rules are deterministic, so an agent with function tools (an Agents SDK
   ``"required"`` calls the first function tool; ``"none"`` calls nothing. These hold even
   right after a tool's output, as the hosted model's do: reset the choice to stop a loop.
 * ``"auto"`` calls the first function tool whose name the user's latest message mentions
-  (:func:`mentions`: the whole name, in any case, e.g. ``get_weather`` in "please
-  get_weather for Paris"), unless tool output has arrived since that message. An MCP tool
-  choice, which this server cannot honour, counts as ``"auto"``.
+  (:func:`mentions`): the whole name, in any case (``get_weather`` in "please get_weather
+  for Paris"), or every word of it but verbs like ``get`` or ``lookup`` that do not say
+  which tool (``get_weather``'s word is "weather": "what is the weather in Paris"
+  mentions it), unless tool output has arrived since that message. An MCP tool choice,
+  which this server cannot honour, counts as ``"auto"``.
 * The user's latest message is the last user ``message`` among the response's input (the
   conversation, or ``response.input``); what it says is the text of its ``input_text``
-  parts (:func:`user_text`). Audio says nothing, for now.
+  parts and the transcripts of its ``input_audio`` parts (:func:`user_text`), so a tool
+  can be called by voice. Words must be heard as written: a recognizer that hears
+  "whether" for "weather" calls nothing.
 * A call's arguments are :func:`~.schema.example_arguments` of the tool's ``parameters``:
   compact JSON that validates against them.
 * A response that calls nothing, when ``function_call_output`` items follow the user's
   latest message, says it used each tool and what came out: an output ``Sunny, 21 C`` of
-  ``get_weather`` gives "I used get_weather: Sunny, 21 C" (:func:`report`), spoken (over a
-  tone) or as text. Otherwise it answers as it would without tools.
+  ``get_weather`` gives "I used get_weather: Sunny, 21 C" (:func:`report`), spoken (by the
+  assistant; the parrot reads it over a tone) or as text. Otherwise it answers as it would
+  without tools.
 * A ``function_call_output`` must answer a ``function_call`` already in the conversation
   (same ``call_id``); like the hosted service, this one refuses any other with the code
   ``invalid_tool_call_id`` (:func:`check_output`).
-
-Matching speech is meant to be a small step from here: :func:`user_text` would add the
-transcripts of audio parts, and :func:`mentions` a second pattern for the name's words
-("get weather"); :func:`choose` would not change.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ TOOL_CHOICE_MODES = ("auto", "none", "required")
 
 #: Characters that may sit in a tool name; a mention must not run into more of them.
 _NAME_CHARS = r"[A-Za-z0-9_-]"
+#: Verbs that open many tool names and say nothing about which tool is meant: spoken on
+#: their own they call nothing, and a name's other words are enough to call it.
+_LEADING_VERBS = frozenset({"get", "fetch", "find", "look", "lookup", "up", "check", "show",
+                            "retrieve", "query"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,20 +124,44 @@ def _check_choice(choice: Any, tools: list[Mapping[str, Any]], param: str) -> No
 def mentions(text: str, name: str) -> bool:
     """Whether ``text`` names the tool ``name``: the whole name, in any case, not as part
     of a longer name (``get_weather`` is in "Get_Weather, please" but not in
-    "forget_weather" or "get_weather2")."""
+    "forget_weather" or "get_weather2"); or each of the name's words (:func:`name_words`)
+    as a whole word ("the weather in Paris" names ``get_weather``)."""
     if not name:
         return False
     pattern = rf"(?<!{_NAME_CHARS}){re.escape(name)}(?!{_NAME_CHARS})"
-    return re.search(pattern, text, re.IGNORECASE) is not None
+    if re.search(pattern, text, re.IGNORECASE) is not None:
+        return True
+    wanted = name_words(name)
+    # Words of the text as a name's characters run: "forget_weather" is one word, and
+    # says nothing of the weather.
+    said = {word.lower() for word in re.findall(rf"{_NAME_CHARS}+", text)}
+    return bool(wanted) and set(wanted) <= said
+
+
+def name_words(name: str) -> list[str]:
+    """The words that name a tool, lower case: ``get_weather`` and ``getWeather`` give
+    ["weather"] (a verb like "get" says nothing on its own), ``lookup_order_status``
+    ["order", "status"]; a name of verbs alone keeps them (``get`` gives ["get"])."""
+    words = [word.lower() for word in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+", name)]
+    meaningful = [word for word in words if word not in _LEADING_VERBS]
+    return meaningful or words
 
 
 def user_text(item: Item) -> str:
-    """What a user message says in text: its ``input_text`` parts, one per line."""
+    """What a user message says: its ``input_text`` parts and the transcripts of its
+    ``input_audio`` parts, one per line."""
     parts = item.data.get("content")
     if not isinstance(parts, list):
         return ""
-    return "\n".join(part["text"] for part in parts if isinstance(part, Mapping)
-                     and part.get("type") == "input_text" and isinstance(part.get("text"), str))
+    return "\n".join(_part_text(part) for part in parts if _part_text(part))
+
+
+def _part_text(part: Any) -> str:
+    if not isinstance(part, Mapping):
+        return ""
+    key = {"input_text": "text", "input_audio": "transcript"}.get(str(part.get("type")))
+    value = part.get(key) if key is not None else None
+    return value if isinstance(value, str) else ""
 
 
 def choose(items: Sequence[Item], tools: Any, choice: Any,
@@ -169,6 +198,11 @@ def _call(tool: Mapping[str, Any]) -> ToolCall:
     arguments = example_arguments(tool.get("parameters"))
     return ToolCall(str(tool["name"]),
                     json.dumps(arguments, separators=(",", ":"), ensure_ascii=False))
+
+
+def latest_user_message(items: Iterable[Item]) -> Item | None:
+    """The user's latest message among ``items`` (in order), if any."""
+    return _latest_turn(items)[0]
 
 
 def _latest_turn(items: Iterable[Item]) -> tuple[Item | None, list[Item]]:

@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
+import sys
 import time
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from relay.upstream.local import LocalRealtimeServer
+from relay.upstream.local.workers import SpeechWorkers
 
+from ...support.speech import ASK_WEATHER, SUNNY, SUNNY_WORDS, espeak, needs_espeak, words
 from .signals import chunks, silence, tone
 
 Event = dict[str, Any]
@@ -27,6 +32,12 @@ async def recv_until(ws: ClientConnection, kind: str) -> list[Event]:
     while not events or events[-1]["type"] != kind:
         events.append(await recv(ws))
     return events
+
+
+def only(events: list[Event], kind: str) -> Event:
+    found = [e for e in events if e["type"] == kind]
+    assert len(found) == 1, [e["type"] for e in events]
+    return found[0]
 
 
 async def append_all(ws: ClientConnection, pcm: bytes) -> None:
@@ -141,3 +152,120 @@ async def test_server_observer_sees_each_client_event_before_it_is_handled() -> 
         assert error["error"]["event_id"] == "e1"  # still handled as without an observer
     assert seen == [(created["session"]["id"], {"type": "conversation.item.delete",
                                                 "item_id": "nope", "event_id": "e1"})]
+
+
+# -- the assistant: speech in, speech out, through real worker processes ------------------------
+
+TRANSCRIBED = "conversation.item.input_audio_transcription.completed"
+SPEECH_TIMEOUT_S = 60.0  # a shared two-core machine can be slow to decode
+
+
+async def events_until(ws: ClientConnection, kind: str) -> list[Event]:
+    """Events up to and including the next of type ``kind``, waiting as long as speech
+    work may take."""
+    events: list[Event] = []
+    async with asyncio.timeout(SPEECH_TIMEOUT_S):
+        while not events or events[-1]["type"] != kind:
+            events.append(json.loads(await ws.recv()))
+    return events
+
+
+def reply_audio(events: list[Event]) -> bytes:
+    return b"".join(base64.b64decode(e["delta"]) for e in events
+                    if e["type"] == "response.output_audio.delta")
+
+
+async def assistant_socket(server: LocalRealtimeServer, **session: Any) -> ClientConnection:
+    ws = await connect(server.url)
+    await recv(ws)
+    await ws.send(json.dumps({"type": "session.update",
+                              "session": {"type": "realtime", **session}}))
+    assert (await recv(ws))["type"] == "session.updated"
+    return ws
+
+
+@needs_espeak
+async def test_server_transcribes_a_spoken_sentence_and_answers_it(
+        speech_workers: SpeechWorkers) -> None:
+    async with LocalRealtimeServer("assistant", speed=50.0, speech=speech_workers) as server:
+        ws = await assistant_socket(server, audio={"input": {"transcription": {
+            "model": "gpt-4o-transcribe"}}})
+        async with ws:
+            await append_all(ws, silence(300) + espeak(SUNNY) + silence(800))
+            events = await events_until(ws, TRANSCRIBED)
+            events += await events_until(ws, "response.done")
+    committed = only(events, "input_audio_buffer.committed")
+    completed = only(events, TRANSCRIBED)
+    assert completed["item_id"] == committed["item_id"]
+    assert SUNNY_WORDS <= words(completed["transcript"]), completed["transcript"]
+    deltas = [e["delta"] for e in events
+              if e["type"] == "conversation.item.input_audio_transcription.delta"]
+    assert "".join(deltas) == completed["transcript"]
+    kinds = [e["type"] for e in events]
+    assert kinds.index("response.created") < kinds.index(TRANSCRIBED) < kinds.index(
+        "response.output_item.added")
+    spoken = only(events, "response.output_audio_transcript.done")["transcript"]
+    assert spoken == f"You said: {completed['transcript']}"
+    heard = await speech_workers.transcribe(reply_audio(events))
+    assert SUNNY_WORDS <= words(heard), heard
+
+
+async def test_server_answers_a_text_message_with_speech_of_its_words(
+        speech_workers: SpeechWorkers) -> None:
+    async with LocalRealtimeServer("assistant", speed=50.0, speech=speech_workers) as server:
+        ws = await assistant_socket(server)
+        async with ws:
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "message", "role": "user",
+                "content": [{"type": "input_text", "text": "The weather is sunny today"}]}}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            events = await events_until(ws, "response.done")
+    spoken = only(events, "response.output_audio_transcript.done")["transcript"]
+    assert spoken == "You said: The weather is sunny today"
+    audio = reply_audio(events)
+    assert 1.5 < len(audio) / 48000 < 4
+    heard = await speech_workers.transcribe(audio)
+    assert SUNNY_WORDS <= words(heard), heard
+
+
+@needs_espeak
+async def test_server_calls_a_tool_named_by_voice(speech_workers: SpeechWorkers) -> None:
+    weather = {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
+    async with LocalRealtimeServer("assistant", speed=50.0, speech=speech_workers) as server:
+        ws = await assistant_socket(server, tools=[weather], tool_choice="auto")
+        async with ws:
+            await append_all(ws, silence(300) + espeak(ASK_WEATHER) + silence(800))
+            events = await events_until(ws, "response.done")
+            call = only(events, "response.function_call_arguments.done")
+            await ws.send(json.dumps({"type": "conversation.item.create", "item": {
+                "type": "function_call_output", "call_id": call["call_id"],
+                "output": "Sunny, 21 C"}}))
+            await ws.send(json.dumps({"type": "response.create"}))
+            report = await events_until(ws, "response.done")
+    assert call["name"] == "get_weather"
+    spoken = only(report, "response.output_audio_transcript.done")["transcript"]
+    assert spoken == "I used get_weather: Sunny, 21 C"
+    heard = await speech_workers.transcribe(reply_audio(report))
+    assert {"used", "twenty", "one"} <= words(heard), heard
+
+
+async def test_server_without_speech_parrots_and_says_so_once(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "pocketsphinx", None)  # as if not installed
+    with caplog.at_level(logging.WARNING, "relay.upstream.local"):
+        server = LocalRealtimeServer("assistant", speed=50.0)
+    assert server.mode == "parrot"
+    [warning] = caplog.records
+    assert "parrots" in warning.getMessage() and "relay[speech]" in warning.getMessage()
+    async with server:
+        ws = await assistant_socket(server, audio={"input": {"transcription": {
+            "model": "whisper-1"}}})
+        async with ws:
+            await append_all(ws, tone(600) + silence(800))
+            events = await events_until(ws, "response.done")
+            if TRANSCRIBED.replace("completed", "failed") not in [e["type"] for e in events]:
+                events += await events_until(ws, TRANSCRIBED.replace("completed", "failed"))
+    failed = only(events, "conversation.item.input_audio_transcription.failed")
+    assert "pocketsphinx" in failed["error"]["message"]
+    assert only(events, "response.done")["response"]["status"] == "completed"
+    assert len(caplog.records) == 1
