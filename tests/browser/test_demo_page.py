@@ -21,6 +21,7 @@ from aiohttp import ClientSession, web
 from relay.server.app import REGISTRY
 
 from ..conftest import base_url, live_calls, write_wav
+from ..support.speech import ASK_WEATHER, espeak, needs_espeak, needs_speech
 
 pytestmark = pytest.mark.browser
 
@@ -254,6 +255,44 @@ async def test_demo_page_typed_question_gets_the_agents_tool_answer_spoken(
         # The answer really played in the page (its short tone, after the jitter buffer).
         await page.wait_for_function("a => window.relayDemo.maxRemoteLevel > a", arg=AUDIBLE,
                                      timeout=5000)
+        assert "error" not in await event_types(page)
+        assert await page.evaluate("window.relayDemo.hangup()") == 200
+        assert errors == []
+
+
+@pytest.fixture(scope="session")
+def weather_question_mic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake microphone asks, in espeak's voice, for the weather, then stays quiet
+    long enough for the tool call and the spoken answer."""
+    pcm = upsample(espeak(ASK_WEATHER), CAPTURE_RATE // 24000)
+    pcm += bytes(2 * int(CAPTURE_RATE * 8.0))
+    path = tmp_path_factory.mktemp("mic") / "weather.wav"
+    write_wav(path, pcm, CAPTURE_RATE)
+    return path
+
+
+@needs_speech
+@needs_espeak
+async def test_demo_page_spoken_question_gets_the_agents_tool_answer(
+        relay_factory, weather_question_mic, tmp_path) -> None:
+    # Offline end to end: the embedded assistant hears the question, calls the tool its
+    # words name, the agent runs it in the relay, and the answer is spoken and shown.
+    session = {"type": "realtime", "audio": {"input": {
+        "transcription": {"model": "whisper-1"},
+        "turn_detection": FAST_VAD["audio"]["input"]["turn_detection"]}}}
+    relay = await relay_factory(agent="examples.weather_agent:agent", local_mode="assistant",
+                                default_session=session)
+    async with chromium(tmp_path / "profile", weather_question_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "connected")
+        await page.locator("#transcript li.user", has_text="weather").first.wait_for(
+            timeout=40_000)
+        await page.locator("#transcript li.assistant", has_text=(
+            "I used get_weather: The weather in example is mild and dry, 17 C.")
+        ).first.wait_for(timeout=40_000)
+        await page.wait_for_function("a => window.relayDemo.maxRemoteLevel > a", arg=AUDIBLE,
+                                     timeout=15_000)
         assert "error" not in await event_types(page)
         assert await page.evaluate("window.relayDemo.hangup()") == 200
         assert errors == []
