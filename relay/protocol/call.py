@@ -58,6 +58,9 @@ class CallCore:
         self.call_id = call_id
         self.requested_session = session
         self.stats = CallStats()
+        #: Event counts, error codes and reply latency (in :attr:`stats`).
+        self.measures = self.stats.measures
+        self._clock = clock
         self.playback = Playback(call_id, max_playout_samples=max_playout_samples, clock=clock,
                                  stats=self.stats, to_client=self._send_client,
                                  to_upstream=self._to_upstream_append)
@@ -107,6 +110,8 @@ class CallCore:
         except InvalidRequest as exc:
             self._reply(source, error_event(exc))
             return
+        self.measures.count("from_client" if source == CLIENT else "from_sideband",
+                            event["type"])
         try:
             self._client_event(event, source)
         except RelayError as exc:
@@ -157,6 +162,7 @@ class CallCore:
             self.stats.bad_upstream_messages += 1
             return
         kind = event["type"]
+        self.measures.count("from_upstream", kind)
         if kind == "response.output_audio.delta":
             self.playback.audio_delta(event)
             return
@@ -173,6 +179,9 @@ class CallCore:
         elif kind == "input_audio_buffer.speech_started":
             if interrupt_response(self.session):
                 self.playback.interrupt("speech_started", explicit=False)
+        elif kind == "input_audio_buffer.speech_stopped":
+            # The reply latency runs from here to the reply's first frame (Playback).
+            self.measures.speech_stopped_at = self._clock()
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: tell the client why before the call ends."""
@@ -209,6 +218,8 @@ class CallCore:
     def drain_upstream(self) -> list[Event]:
         """Events for the upstream WebSocket."""
         events, self._to_upstream = self._to_upstream, []
+        for event in events:
+            self.measures.count("to_upstream", event["type"])
         return events
 
     # ---------------------------------------------------------------- internals
@@ -329,6 +340,7 @@ class CallCore:
         """A server event of the call: to the client and to every sideband."""
         self._to_channel(event)
         for outbox in self._sidebands.values():
+            self.measures.count("to_sideband", event["type"])
             outbox.append(event)
 
     def _reply(self, source: str, event: Event) -> None:
@@ -336,10 +348,17 @@ class CallCore:
         if source in (CLIENT, INITIAL):
             self._to_channel(event)
         elif source in self._sidebands:
+            self.measures.count("to_sideband", event["type"])
+            if event["type"] == "error":
+                self.measures.error(event.get("error"))
             self._sidebands[source].append(event)
 
     def _to_channel(self, event: Event) -> None:
         if not self._channel_open and len(self._to_client) >= MAX_HELD_EVENTS:
             self._to_client.popleft()
             self.stats.held_dropped += 1
+        kind = event["type"]
+        self.measures.count("to_client", kind)
+        if kind == "error":
+            self.measures.error(event.get("error"))
         self._to_client.append(event)

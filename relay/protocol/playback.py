@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from ..audio import RATE
 from ..audio.playout import ItemPlayback, Playout
 from .events import Event, new_event_id
+from .metrics import CallMeasures
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class CallStats:
     held_dropped: int = 0
     bad_upstream_messages: int = 0
     barge_ins: list[Truncation] = field(default_factory=list)
+    #: Event counts, error codes and the reply latency.
+    measures: CallMeasures = field(default_factory=CallMeasures)
 
 
 Emit = Callable[[Event], None]
@@ -134,7 +137,9 @@ class Playback:
         self.stats.frames_out += 1
         if touched:
             self.stats.audio_frames_out += 1
-            self._last_audio_at = self._clock()
+            self._last_audio_at = now = self._clock()
+            if self.stats.measures.speech_stopped_at is not None:
+                self.stats.measures.reply_audio(now)
         for item in touched:
             response = self._responses.get(item.response_id)
             if response is None:

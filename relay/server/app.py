@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
@@ -21,6 +23,7 @@ from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
+from .metrics import RelayCollector
 from .registry import CallRegistry
 from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
@@ -34,6 +37,8 @@ AUTH = web.AppKey("auth", Authenticator)
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
 AGENTS = web.AppKey("agents", CallAgents)
+#: This app's Prometheus registry (never prometheus_client's global one).
+METRICS = web.AppKey("metrics", CollectorRegistry)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -56,6 +61,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
                                  start_timeout=settings.agent_start_timeout)
         logger.info("serving the agent %s on every call", settings.agent)
+    app[METRICS] = _metrics_registry(app)
     app.cleanup_ctx.append(_upstream_ctx)
     if ports is not None:
         app.cleanup_ctx.append(_udp_ports_ctx)
@@ -66,6 +72,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.router.add_get("/v1/realtime", attach_sideband)
     app.router.add_get("/healthz", health)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
     static = static_dir or STATIC_DIR
     if (static / "index.html").exists():
         index = static / "index.html"
@@ -166,6 +173,24 @@ async def stats(request: web.Request) -> web.Response:
     """``GET /stats`` (server key): every live call's counters, barge-ins included."""
     request.app[AUTH].require_server_key(credentials(request.headers))
     return web.json_response({"calls": [call.stats() for call in request.app[REGISTRY]]})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics`` (server key): the Prometheus text exposition."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _metrics_registry(app: web.Application) -> CollectorRegistry:
+    registry = app[REGISTRY]
+
+    def gauges() -> dict[str, tuple[str, float]]:
+        return {"relay_calls_active": ("Calls live now.", float(len(registry)))}
+
+    metrics_registry = CollectorRegistry(auto_describe=False)
+    metrics_registry.register(RelayCollector(registry.totals, lambda: registry, gauges))
+    return metrics_registry
 
 
 # ---------------------------------------------------------------- middlewares

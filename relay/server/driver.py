@@ -67,6 +67,13 @@ class CallDriver:
         self.media = CallMedia(settings, self.core.next_frame, self._send_uplink,
                                after_frame=self._flush_client)
         self.close_reason: str | None = None
+        #: Loop-clock times: the offer arrived, the call ended (None: still live).
+        self.created_at = loop.time()
+        self.ended_at: float | None = None
+        #: Seconds the upstream WebSocket took to connect, and from the offer to the peer
+        #: connection's "connected" (None: not yet, or never).
+        self.upstream_connect_seconds: float | None = None
+        self.connect_seconds: float | None = None
         self._upstream = upstream
         #: The upstream model asked for (None: the connector's default).
         self.model = model
@@ -109,6 +116,7 @@ class CallDriver:
         """
         try:
             self._socket = await self._upstream.connect(self.model)
+            self.upstream_connect_seconds = asyncio.get_running_loop().time() - self.created_at
             self.core.start()
             self._spawn(self._read_upstream(), "upstream-reader")
             self._spawn(self._write_upstream(), "upstream-writer")
@@ -151,6 +159,7 @@ class CallDriver:
                 await self._socket.close()
         with contextlib.suppress(Exception):
             await self.pc.close()
+        self.ended_at = asyncio.get_running_loop().time()
         self._closed.set()
         stats = self.stats()
         logger.info("call %s: closed; %d frames out (%d with audio), %.1f s uplink, "
@@ -354,6 +363,8 @@ class CallDriver:
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
         logger.info("call %s: peer connection %s", self.id, state)
+        if state == "connected" and self.connect_seconds is None:
+            self.connect_seconds = asyncio.get_running_loop().time() - self.created_at
         if state == "connected" and not self._watching and not self._closing:
             self._watching = True
             self._spawn(self._watch_peer(), "peer-watch")

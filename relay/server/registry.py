@@ -14,6 +14,7 @@ from ..upstream.client import UpstreamConnector
 from ..webrtc.udp_ports import UdpPorts
 from .driver import CallDriver
 from .memory import heap_trimmer
+from .metrics import MetricsTotals
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +33,8 @@ class CallRegistry:
         self.ports = ports
         self._calls: dict[str, CallDriver] = {}
         self._trim = heap_trimmer() if settings.trim_memory else None
+        #: What ended calls measured, for the metrics.
+        self.totals = MetricsTotals()
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -45,6 +48,7 @@ class CallRegistry:
         call = CallDriver(new_call_id(), self.settings, session, upstream,
                           model=model, on_closed=self._forget, ports=self.ports)
         self._calls[call.id] = call
+        self.totals.call_created()
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:
@@ -63,6 +67,7 @@ class CallRegistry:
         await asyncio.gather(*(call.close(reason) for call in calls), return_exceptions=True)
 
     def _forget(self, call: CallDriver) -> None:
-        self._calls.pop(call.id, None)
+        if self._calls.pop(call.id, None) is not None:
+            self.totals.call_ended(call)
         if self._trim is not None:
             self._trim()
