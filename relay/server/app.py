@@ -24,6 +24,7 @@ from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .metrics import RelayCollector
+from .readiness import UpstreamProbe
 from .registry import CallRegistry
 from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
@@ -39,6 +40,8 @@ UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 AGENTS = web.AppKey("agents", CallAgents)
 #: This app's Prometheus registry (never prometheus_client's global one).
 METRICS = web.AppKey("metrics", CollectorRegistry)
+#: The remote upstream's reachability (absent with the embedded upstream).
+PROBE = web.AppKey("probe", UpstreamProbe)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -63,6 +66,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         logger.info("serving the agent %s on every call", settings.agent)
     app[METRICS] = _metrics_registry(app)
     app.cleanup_ctx.append(_upstream_ctx)
+    app.cleanup_ctx.append(_probe_ctx)
     if ports is not None:
         app.cleanup_ctx.append(_udp_ports_ctx)
     app.on_shutdown.append(_close_calls)
@@ -71,6 +75,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_get("/v1/realtime", attach_sideband)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
     app.router.add_get("/stats", stats)
     app.router.add_get("/metrics", metrics)
     static = static_dir or STATIC_DIR
@@ -169,6 +174,22 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "calls": len(request.app[REGISTRY])})
 
 
+async def ready(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 when a call can be taken now (the upstream reachable, a call
+    slot free), else 503 with the reason."""
+    app = request.app
+    calls, limit = len(app[REGISTRY]), app[SETTINGS].max_calls
+    probe = app.get(PROBE)
+    reason = probe.problem if probe is not None else None
+    if reason is None and calls >= limit:
+        reason = f"at the limit of {limit} concurrent calls"
+    body = {"status": "ready" if reason is None else "not_ready", "calls": calls,
+            "max_calls": limit}
+    if reason is not None:
+        body["reason"] = reason
+    return web.json_response(body, status=200 if reason is None else 503)
+
+
 async def stats(request: web.Request) -> web.Response:
     """``GET /stats`` (server key): every live call's counters, barge-ins included."""
     request.app[AUTH].require_server_key(credentials(request.headers))
@@ -252,6 +273,20 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[REGISTRY].close_all()
         await server.close()
+
+
+async def _probe_ctx(app: web.Application) -> AsyncIterator[None]:
+    # The embedded upstream is reachable for as long as the app runs: no probe.
+    target = app[SETTINGS].upstream_target()
+    if target is None:
+        yield
+        return
+    probe = app[PROBE] = UpstreamProbe(target[0])
+    probe.start()
+    try:
+        yield
+    finally:
+        await probe.close()
 
 
 async def _udp_ports_ctx(app: web.Application) -> AsyncIterator[None]:
