@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.on_shutdown.append(_close_calls)
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
+    app.router.add_get("/v1/realtime/calls/{call_id}", describe_call)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_get("/v1/realtime", attach_sideband)
     app.router.add_get("/healthz", health)
@@ -121,6 +122,12 @@ async def hangup_call(request: web.Request) -> web.Response:
     call = request.app[REGISTRY].get(request.match_info["call_id"])
     await call.close("hangup")
     return web.Response(status=200)
+
+
+async def describe_call(request: web.Request) -> web.Response:
+    """``GET /v1/realtime/calls/{id}`` (server key): one call, live or lately ended."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    return web.json_response(await request.app[REGISTRY].describe(request.match_info["call_id"]))
 
 
 async def create_client_secret(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -34,10 +35,18 @@ from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.internals import watch_peer_datagrams
 from ..webrtc.media import CallMedia
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
+from ..webrtc.rtc_stats import rtp_summary
 from ..webrtc.udp_ports import UdpPorts
 from .sideband import Sideband
 
 logger = logging.getLogger(__name__)
+
+#: Longest wait for aiortc's statistics (they are local: this is a safety net).
+RTP_STATS_TIMEOUT = 1.0
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 class CallDriver:
@@ -69,6 +78,9 @@ class CallDriver:
         self.close_reason: str | None = None
         #: Loop-clock times: the offer arrived, the call ended (None: still live).
         self.created_at = loop.time()
+        self._created_wall = time.time()
+        #: The RTP statistics last read (kept for after the call ends).
+        self._rtp: dict[str, Any] | None = None
         self.ended_at: float | None = None
         #: Seconds the upstream WebSocket took to connect, and from the offer to the peer
         #: connection's "connected" (None: not yet, or never).
@@ -145,6 +157,7 @@ class CallDriver:
         self._closing = True
         self.close_reason = reason
         logger.info("call %s: closing (%s)", self.id, reason)
+        await self._read_rtp()  # while the peer connection still has them
         self._flush_client()
         await asyncio.gather(*(sideband.close(WSCloseCode.OK, f"call ended: {reason}")
                                for sideband in list(self._sidebands.values())))
@@ -190,6 +203,60 @@ class CallDriver:
                 for b in stats.barge_ins
             ],
         }
+
+    async def describe(self) -> dict[str, Any]:
+        """The call as ``GET /v1/realtime/calls/{id}`` shows it, RTP statistics fresh."""
+        if not self._closing:
+            await self._read_rtp()
+        return self.snapshot()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The call's state, timings, audio, RTP statistics (as last read), event counts,
+        barge-ins and last error."""
+        stats = self.core.stats
+        measures = stats.measures
+        events: dict[str, dict[str, int]] = {}
+        for (direction, kind), count in sorted(measures.events.items()):
+            events.setdefault(direction, {})[kind] = count
+        ended = None if self.ended_at is None else self.ended_at - self.created_at
+        return {
+            "id": self.id,
+            "object": "realtime.call",
+            "status": "closed" if self.closed else "closing" if self._closing else "live",
+            "peer_connection": self.pc.connectionState,
+            "model": self.model,
+            "close_reason": self.close_reason,
+            "timings": {
+                "created_at": round(self._created_wall, 3),
+                "ended_at": None if ended is None else round(self._created_wall + ended, 3),
+                "duration_seconds": None if ended is None else round(ended, 3),
+                "upstream_connect_seconds": _rounded(self.upstream_connect_seconds),
+                "connect_seconds": _rounded(self.connect_seconds),
+            },
+            "audio_seconds": {"up": round(stats.uplink_samples / RATE, 3),
+                              "down": round(stats.audio_frames_out * 0.020, 3)},
+            "rtp": self._rtp,
+            "uplink": {key: value for key, value in self.media.stats().items()
+                       if key in ("uplink_packets", "uplink_lost", "uplink_late",
+                                  "uplink_concealed", "uplink_recovered")},
+            "events": events,
+            "reply_latency": {"count": measures.reply_latency.count,
+                              "sum_seconds": round(measures.reply_latency.total, 3)},
+            "barge_ins": [
+                {"reason": b.reason, "response_ids": b.response_ids, "truncated": b.truncated,
+                 "deleted": b.deleted, "cut_latency_ms": b.cut_latency_ms}
+                for b in stats.barge_ins
+            ],
+            "last_error": measures.last_error,
+        }
+
+    async def _read_rtp(self) -> None:
+        if self.connect_seconds is None or self.pc.connectionState in ("failed", "closed"):
+            return  # never connected, or no transport left to ask
+        try:
+            self._rtp = await asyncio.wait_for(rtp_summary(self.pc), RTP_STATS_TIMEOUT)
+        except Exception:
+            logger.debug("call %s: reading RTP statistics failed", self.id, exc_info=True)
 
     async def serve_sideband(self, ws: web.WebSocketResponse) -> None:
         """Run one sideband (an upgraded ``GET /v1/realtime?call_id=``) until it or the

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
@@ -17,6 +19,9 @@ from .memory import heap_trimmer
 from .metrics import MetricsTotals
 
 logger = logging.getLogger(__name__)
+
+#: Ended calls whose last snapshot ``GET /v1/realtime/calls/{id}`` still shows.
+ENDED_KEPT = 100
 
 
 def new_call_id() -> str:
@@ -35,6 +40,8 @@ class CallRegistry:
         self._trim = heap_trimmer() if settings.trim_memory else None
         #: What ended calls measured, for the metrics.
         self.totals = MetricsTotals()
+        #: Snapshots of the last calls that ended, oldest first.
+        self._ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -61,6 +68,16 @@ class CallRegistry:
             raise CallNotFound()
         return call
 
+    async def describe(self, call_id: str) -> dict[str, Any]:
+        """The call ``call_id``, live or among the last ended, or :class:`CallNotFound`."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            return await call.describe()
+        snapshot = self._ended.get(call_id)
+        if snapshot is None:
+            raise CallNotFound()
+        return snapshot
+
     async def close_all(self, reason: str = "relay shutting down") -> None:
         """Close every live call."""
         calls = list(self._calls.values())
@@ -69,5 +86,8 @@ class CallRegistry:
     def _forget(self, call: CallDriver) -> None:
         if self._calls.pop(call.id, None) is not None:
             self.totals.call_ended(call)
+            self._ended[call.id] = call.snapshot()
+            if len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
         if self._trim is not None:
             self._trim()
