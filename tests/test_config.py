@@ -58,6 +58,7 @@ ENVIRONMENT = [
     ("RELAY_AGENT", "examples.weather_agent:agent", "agent", "examples.weather_agent:agent"),
     ("RELAY_AGENT_START_TIMEOUT", "2.5", "agent_start_timeout", 2.5),
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),
+    ("RELAY_LOG_FORMAT", "json", "log_format", "json"),
 ]
 
 
@@ -141,6 +142,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "peer_timeout": ("12", 12.0),
     "local_mode": ("echo", "echo"),
     "log_level": ("WARNING", "WARNING"),
+    "log_format": ("json", "json"),
     "agent": ("app.voice:make_agent", "app.voice:make_agent"),
 }
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from ..audio import SAMPLE_BYTES
 from ..errors import InvalidRequest, RelayError
+from ..logs import CallLog
 from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, error_event, new_event_id, parse_event
 from .playback import CallStats, Playback
@@ -56,6 +57,7 @@ class CallCore:
         clock: Callable[[], float],
     ) -> None:
         self.call_id = call_id
+        self.log = CallLog(logger, call_id)
         self.requested_session = session
         self.stats = CallStats()
         #: Event counts, error codes and reply latency (in :attr:`stats`).
@@ -263,8 +265,7 @@ class CallCore:
         would, and the relay sends the exact truncation. Other items' go through."""
         item_id = event.get("item_id")
         if self.playback.truncated(item_id):
-            logger.info("call %s: %s's truncation of %s dropped: the relay truncated it",
-                        self.call_id, source, item_id)
+            self.log.info("%s's truncation of %s dropped: the relay truncated it", source, item_id)
         elif self.playback.owns(item_id):
             self.playback.interrupt(f"{source}_truncate", explicit=False)
         else:
@@ -306,7 +307,7 @@ class CallCore:
             return  # the upstream's defaults: the client's session.created comes later
         pending = self._updates.answered()
         if pending is None:
-            logger.debug("call %s: unasked session.updated not passed on", self.call_id)
+            self.log.debug("unasked session.updated not passed on")
         elif pending.source == INITIAL:
             self._to_channel({**event, "type": "session.created"})
         else:

@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from ..audio import RATE
 from ..config import Settings
 from ..errors import RelayError
+from ..logs import CallLog
 from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
@@ -64,6 +65,8 @@ class CallDriver:
         ports: UdpPorts | None = None,
     ) -> None:
         self.id = call_id
+        #: Logs lines about this call (its id a field of each).
+        self.log = CallLog(logger, call_id)
         self.settings = settings
         loop = asyncio.get_running_loop()
         self.core = CallCore(
@@ -156,7 +159,7 @@ class CallDriver:
             return
         self._closing = True
         self.close_reason = reason
-        logger.info("call %s: closing (%s)", self.id, reason)
+        self.log.info("closing (%s)", reason)
         await self._read_rtp()  # while the peer connection still has them
         self._flush_client()
         await asyncio.gather(*(sideband.close(WSCloseCode.OK, f"call ended: {reason}")
@@ -175,9 +178,9 @@ class CallDriver:
         self.ended_at = asyncio.get_running_loop().time()
         self._closed.set()
         stats = self.stats()
-        logger.info("call %s: closed; %d frames out (%d with audio), %.1f s uplink, "
-                    "barge-ins %s", self.id, stats["frames_out"], stats["audio_frames_out"],
-                    stats["uplink_seconds_in"], stats["barge_ins"])
+        self.log.info("closed; %d frames out (%d with audio), %.1f s uplink, "
+                      "barge-ins %s", stats["frames_out"], stats["audio_frames_out"],
+                      stats["uplink_seconds_in"], stats["barge_ins"])
         if self._on_closed is not None:
             self._on_closed(self)
 
@@ -256,7 +259,7 @@ class CallDriver:
         try:
             self._rtp = await asyncio.wait_for(rtp_summary(self.pc), RTP_STATS_TIMEOUT)
         except Exception:
-            logger.debug("call %s: reading RTP statistics failed", self.id, exc_info=True)
+            self.log.debug("reading RTP statistics failed", exc_info=True)
 
     async def serve_sideband(self, ws: web.WebSocketResponse) -> None:
         """Run one sideband (an upgraded ``GET /v1/realtime?call_id=``) until it or the
@@ -270,7 +273,7 @@ class CallDriver:
                             max_outbox=self.settings.sideband_max_events)
         self.core.attach_sideband(name)
         self._sidebands[name] = sideband
-        logger.info("call %s: %s attached", self.id, name)
+        self.log.info("%s attached", name)
 
         def on_message(message: str | bytes) -> None:
             self.core.client_message(message, name)
@@ -283,7 +286,7 @@ class CallDriver:
             self._sidebands.pop(name, None)
             if sideband.closed_by_relay is not None:
                 self._sidebands_too_slow += 1
-            logger.info("call %s: %s detached", self.id, name)
+            self.log.info("%s detached", name)
 
     # ----------------------------------------------------------- companions
 
@@ -316,8 +319,8 @@ class CallDriver:
     def _companion_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.error("call %s: %s failed", self.id, task.get_name(),
-                         exc_info=task.exception())
+            self.log.error("%s failed", task.get_name(),
+                           exc_info=task.exception())
 
     # ------------------------------------------------------------------ tasks
 
@@ -329,8 +332,8 @@ class CallDriver:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.error("call %s: task %s failed", self.id, task.get_name(),
-                         exc_info=task.exception())
+            self.log.error("task %s failed", task.get_name(),
+                           exc_info=task.exception())
             self._close_soon("internal error")
 
     def _close_soon(self, reason: str) -> None:
@@ -384,8 +387,8 @@ class CallDriver:
         heard, since = self._heard, loop.time()
         if heard == 0:
             # Connected means DTLS went through: the hook must have heard it.
-            logger.error("call %s: nothing heard from a connected peer; the datagram hook "
-                         "is not working, so dead peers go unnoticed", self.id)
+            self.log.error("nothing heard from a connected peer; the datagram hook "
+                           "is not working, so dead peers go unnoticed")
             return
         while True:
             await asyncio.sleep(period)
@@ -408,7 +411,7 @@ class CallDriver:
         if channel.label == EVENTS_LABEL and self._channel is None:
             self._attach_channel(channel)
         else:
-            logger.info("call %s: ignoring data channel %r", self.id, channel.label)
+            self.log.info("ignoring data channel %r", channel.label)
 
     def _attach_channel(self, channel: RTCDataChannel) -> None:
         self._channel = channel
@@ -429,7 +432,7 @@ class CallDriver:
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
-        logger.info("call %s: peer connection %s", self.id, state)
+        self.log.info("peer connection %s", state)
         if state == "connected" and self.connect_seconds is None:
             self.connect_seconds = asyncio.get_running_loop().time() - self.created_at
         if state == "connected" and not self._watching and not self._closing:
@@ -439,7 +442,7 @@ class CallDriver:
             self._close_soon(f"peer connection {state}")
 
     def _on_emitter_error(self, exc: BaseException) -> None:
-        logger.error("call %s: error in an event handler", self.id, exc_info=exc)
+        self.log.error("error in an event handler", exc_info=exc)
 
     # --------------------------------------------------------------- outputs
 
@@ -464,4 +467,4 @@ class CallDriver:
                 # here must cost one message, never the call (nor its audio).
                 self._send_failures += 1
                 if self._send_failures == 1:
-                    logger.exception("call %s: sending on the data channel failed", self.id)
+                    self.log.exception("sending on the data channel failed")
