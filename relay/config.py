@@ -240,6 +240,9 @@ class Settings:
     log_level: str = setting(
         "INFO", flag="--log-level", env="RELAY_LOG_LEVEL", check=_log_level, metavar="LEVEL",
         help="log level (DEBUG, INFO, WARNING, ...)")
+    loop_lag_warning: float = setting(
+        0.1, flag="--loop-lag-warning", env="RELAY_LOOP_LAG_WARNING", check=positive,
+        help="seconds of event-loop lag that log a warning (calls' audio then has gaps)")
     log_format: LogFormat = setting(
         "text", flag="--log-format", env="RELAY_LOG_FORMAT", choices=LOG_FORMATS,
         help="log lines: `text`, or `json` (one object a line; `call_id` a field)")

@@ -59,6 +59,7 @@ ENVIRONMENT = [
     ("RELAY_AGENT_START_TIMEOUT", "2.5", "agent_start_timeout", 2.5),
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),
     ("RELAY_LOG_FORMAT", "json", "log_format", "json"),
+    ("RELAY_LOOP_LAG_WARNING", "0.25", "loop_lag_warning", 0.25),
 ]
 
 
@@ -143,6 +144,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "local_mode": ("echo", "echo"),
     "log_level": ("WARNING", "WARNING"),
     "log_format": ("json", "json"),
+    "loop_lag_warning": ("0.5", 0.5),
     "agent": ("app.voice:make_agent", "app.voice:make_agent"),
 }
 

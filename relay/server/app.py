@@ -23,6 +23,7 @@ from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
+from .loop_lag import LoopLagMonitor
 from .metrics import RelayCollector
 from .readiness import UpstreamProbe
 from .registry import CallRegistry
@@ -42,6 +43,8 @@ AGENTS = web.AppKey("agents", CallAgents)
 METRICS = web.AppKey("metrics", CollectorRegistry)
 #: The remote upstream's reachability (absent with the embedded upstream).
 PROBE = web.AppKey("probe", UpstreamProbe)
+#: The event loop's lag, measured while the app runs.
+LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -67,6 +70,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[METRICS] = _metrics_registry(app)
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_probe_ctx)
+    app.cleanup_ctx.append(_loop_lag_ctx)
     if ports is not None:
         app.cleanup_ctx.append(_udp_ports_ctx)
     app.on_shutdown.append(_close_calls)
@@ -214,7 +218,14 @@ def _metrics_registry(app: web.Application) -> CollectorRegistry:
     registry = app[REGISTRY]
 
     def gauges() -> dict[str, tuple[str, float]]:
-        return {"relay_calls_active": ("Calls live now.", float(len(registry)))}
+        values = {"relay_calls_active": ("Calls live now.", float(len(registry)))}
+        lag = app.get(LOOP_LAG)
+        if lag is not None:
+            values["relay_event_loop_lag_seconds"] = (
+                "How late the event loop ran a timer, last measured.", lag.lag)
+            values["relay_event_loop_lag_max_seconds"] = (
+                "The largest event-loop lag over the last 10 s.", lag.recent_max)
+        return values
 
     metrics_registry = CollectorRegistry(auto_describe=False)
     metrics_registry.register(RelayCollector(registry.totals, lambda: registry, gauges))
@@ -294,6 +305,17 @@ async def _probe_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await probe.close()
+
+
+async def _loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    registry = app[REGISTRY]
+    monitor = app[LOOP_LAG] = LoopLagMonitor(app[SETTINGS].loop_lag_warning,
+                                             lambda: len(registry))
+    monitor.start()
+    try:
+        yield
+    finally:
+        await monitor.close()
 
 
 async def _udp_ports_ctx(app: web.Application) -> AsyncIterator[None]:
