@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from .config import Settings, settings_listing, settings_markdown
 from .errors import RelayError
+from .logs import configure_logging, secret_values
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES
 
 
@@ -58,7 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = Settings.from_args(args)
-            _setup_logging(settings.log_level)
+            configure_logging(settings.log_level, settings.log_format, secrets=secret_values(
+                settings.api_key, settings.relay_api_keys, settings.upstream_headers))
             from .server.run import run
 
             run(settings)
@@ -66,12 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(settings_markdown() if args.markdown else settings_listing(Settings.from_env()),
                   end="")
         elif args.command == "upstream":
-            _setup_logging("INFO")
+            configure_logging("INFO")
             from .upstream.run import run_local
 
             asyncio.run(run_local(args.host, args.port, args.mode))
         else:
-            _setup_logging("WARNING")
+            configure_logging("WARNING")
             from .client.cli import run_call
 
             return asyncio.run(run_call(args.url, args.input, args.output, say=args.say,
@@ -83,14 +84,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     return 0
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # aiortc and aioice are chatty at INFO about every candidate pair.
-    for noisy in ("aioice", "aiortc", "websockets"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from .audio import (
 )
 from .audio.inbound import REORDER_MS
 from .errors import InvalidRequest
+from .logs import LOG_FORMATS, LogFormat
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, Kind, between, positive, setting
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
@@ -240,6 +241,12 @@ class Settings:
     log_level: str = setting(
         "INFO", flag="--log-level", env="RELAY_LOG_LEVEL", check=_log_level, metavar="LEVEL",
         help="log level (DEBUG, INFO, WARNING, ...)")
+    loop_lag_warning: float = setting(
+        0.1, flag="--loop-lag-warning", env="RELAY_LOOP_LAG_WARNING", check=positive,
+        help="seconds of event-loop lag that log a warning (calls' audio then has gaps)")
+    log_format: LogFormat = setting(
+        "text", flag="--log-format", env="RELAY_LOG_FORMAT", choices=LOG_FORMATS,
+        help="log lines: `text`, or `json` (one object a line; `call_id` a field)")
 
     def __repr__(self) -> str:
         return f"Settings({', '.join(f'{k}={v}' for k, v in table.masked_items(self))})"

@@ -58,6 +58,8 @@ ENVIRONMENT = [
     ("RELAY_AGENT", "examples.weather_agent:agent", "agent", "examples.weather_agent:agent"),
     ("RELAY_AGENT_START_TIMEOUT", "2.5", "agent_start_timeout", 2.5),
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),
+    ("RELAY_LOG_FORMAT", "json", "log_format", "json"),
+    ("RELAY_LOOP_LAG_WARNING", "0.25", "loop_lag_warning", 0.25),
 ]
 
 
@@ -141,6 +143,8 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "peer_timeout": ("12", 12.0),
     "local_mode": ("echo", "echo"),
     "log_level": ("WARNING", "WARNING"),
+    "log_format": ("json", "json"),
+    "loop_lag_warning": ("0.5", 0.5),
     "agent": ("app.voice:make_agent", "app.voice:make_agent"),
 }
 

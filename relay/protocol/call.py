@@ -29,6 +29,7 @@ from collections.abc import Callable
 
 from ..audio import SAMPLE_BYTES
 from ..errors import InvalidRequest, RelayError
+from ..logs import CallLog
 from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, error_event, new_event_id, parse_event
 from .playback import CallStats, Playback
@@ -56,8 +57,12 @@ class CallCore:
         clock: Callable[[], float],
     ) -> None:
         self.call_id = call_id
+        self.log = CallLog(logger, call_id)
         self.requested_session = session
         self.stats = CallStats()
+        #: Event counts, error codes and reply latency (in :attr:`stats`).
+        self.measures = self.stats.measures
+        self._clock = clock
         self.playback = Playback(call_id, max_playout_samples=max_playout_samples, clock=clock,
                                  stats=self.stats, to_client=self._send_client,
                                  to_upstream=self._to_upstream_append)
@@ -107,6 +112,8 @@ class CallCore:
         except InvalidRequest as exc:
             self._reply(source, error_event(exc))
             return
+        self.measures.count("from_client" if source == CLIENT else "from_sideband",
+                            event["type"])
         try:
             self._client_event(event, source)
         except RelayError as exc:
@@ -157,6 +164,7 @@ class CallCore:
             self.stats.bad_upstream_messages += 1
             return
         kind = event["type"]
+        self.measures.count("from_upstream", kind)
         if kind == "response.output_audio.delta":
             self.playback.audio_delta(event)
             return
@@ -173,6 +181,9 @@ class CallCore:
         elif kind == "input_audio_buffer.speech_started":
             if interrupt_response(self.session):
                 self.playback.interrupt("speech_started", explicit=False)
+        elif kind == "input_audio_buffer.speech_stopped":
+            # The reply latency runs from here to the reply's first frame (Playback).
+            self.measures.speech_stopped_at = self._clock()
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: tell the client why before the call ends."""
@@ -209,6 +220,8 @@ class CallCore:
     def drain_upstream(self) -> list[Event]:
         """Events for the upstream WebSocket."""
         events, self._to_upstream = self._to_upstream, []
+        for event in events:
+            self.measures.count("to_upstream", event["type"])
         return events
 
     # ---------------------------------------------------------------- internals
@@ -252,8 +265,7 @@ class CallCore:
         would, and the relay sends the exact truncation. Other items' go through."""
         item_id = event.get("item_id")
         if self.playback.truncated(item_id):
-            logger.info("call %s: %s's truncation of %s dropped: the relay truncated it",
-                        self.call_id, source, item_id)
+            self.log.info("%s's truncation of %s dropped: the relay truncated it", source, item_id)
         elif self.playback.owns(item_id):
             self.playback.interrupt(f"{source}_truncate", explicit=False)
         else:
@@ -295,7 +307,7 @@ class CallCore:
             return  # the upstream's defaults: the client's session.created comes later
         pending = self._updates.answered()
         if pending is None:
-            logger.debug("call %s: unasked session.updated not passed on", self.call_id)
+            self.log.debug("unasked session.updated not passed on")
         elif pending.source == INITIAL:
             self._to_channel({**event, "type": "session.created"})
         else:
@@ -329,6 +341,7 @@ class CallCore:
         """A server event of the call: to the client and to every sideband."""
         self._to_channel(event)
         for outbox in self._sidebands.values():
+            self.measures.count("to_sideband", event["type"])
             outbox.append(event)
 
     def _reply(self, source: str, event: Event) -> None:
@@ -336,10 +349,17 @@ class CallCore:
         if source in (CLIENT, INITIAL):
             self._to_channel(event)
         elif source in self._sidebands:
+            self.measures.count("to_sideband", event["type"])
+            if event["type"] == "error":
+                self.measures.error(event.get("error"))
             self._sidebands[source].append(event)
 
     def _to_channel(self, event: Event) -> None:
         if not self._channel_open and len(self._to_client) >= MAX_HELD_EVENTS:
             self._to_client.popleft()
             self.stats.held_dropped += 1
+        kind = event["type"]
+        self.measures.count("to_client", kind)
+        if kind == "error":
+            self.measures.error(event.get("error"))
         self._to_client.append(event)

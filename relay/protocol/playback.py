@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 
 from ..audio import RATE
 from ..audio.playout import ItemPlayback, Playout
+from ..logs import CallLog
 from .events import Event, new_event_id
+from .metrics import CallMeasures
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class CallStats:
     held_dropped: int = 0
     bad_upstream_messages: int = 0
     barge_ins: list[Truncation] = field(default_factory=list)
+    #: Event counts, error codes and the reply latency.
+    measures: CallMeasures = field(default_factory=CallMeasures)
 
 
 Emit = Callable[[Event], None]
@@ -85,6 +89,7 @@ class Playback:
     def __init__(self, call_id: str, *, max_playout_samples: int, clock: Callable[[], float],
                  stats: CallStats, to_client: Emit, to_upstream: Emit) -> None:
         self.call_id = call_id
+        self.log = CallLog(logger, call_id)
         self.playout = Playout(max_playout_samples)
         self.stats = stats
         self._clock = clock
@@ -134,7 +139,9 @@ class Playback:
         self.stats.frames_out += 1
         if touched:
             self.stats.audio_frames_out += 1
-            self._last_audio_at = self._clock()
+            self._last_audio_at = now = self._clock()
+            if self.stats.measures.speech_stopped_at is not None:
+                self.stats.measures.reply_audio(now)
         for item in touched:
             response = self._responses.get(item.response_id)
             if response is None:
@@ -165,8 +172,7 @@ class Playback:
         already_dropping = item.dropped > 0
         self.playout.push(item, pcm)
         if item.dropped and not already_dropping:  # once per item, not per delta
-            logger.warning("call %s: playout buffer full, dropping audio of %s",
-                           self.call_id, item_id)
+            self.log.warning("playout buffer full, dropping audio of %s", item_id)
 
     def _response(self, response_id: str) -> ResponsePlayback:
         response = self._responses.get(response_id)
@@ -215,8 +221,8 @@ class Playback:
             if self._last_audio_at is not None:
                 record.cut_latency_ms = max(0.0, (self._last_audio_at - now) * 1000)
             self.stats.barge_ins.append(record)
-            logger.info("call %s: barge-in (%s): truncated %s, deleted %s", self.call_id,
-                        reason, record.truncated, record.deleted)
+            self.log.info("barge-in (%s): truncated %s, deleted %s",
+                          reason, record.truncated, record.deleted)
 
     def _truncate(self, item: ItemPlayback, record: Truncation) -> None:
         # Floor to whole ms: never claim more than was sent (nor, so, received).

@@ -41,6 +41,7 @@ from urllib.parse import quote
 
 from ..config import Settings
 from ..errors import AgentFailed, ConfigError
+from ..logs import CallLog
 from ..protocol.session import Session
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ class CallAgents:
             self._failed(call, f"did not start within {self.start_timeout:g} s" if late
                          else "could not start", None if late else exc)
             return
-        logger.info("call %s: agent %s attached", call.id, self.source.spec)
+        CallLog(logger, call.id).info("agent %s attached", self.source.spec)
         try:
             await self._follow(call, session)
         except Exception as exc:
@@ -197,16 +198,16 @@ class CallAgents:
         """Let the agent work until its session ends; raises what the session raises."""
         async for event in session:
             if event.type == "error":
-                logger.warning("call %s: agent error: %s", call.id, event.error)
+                CallLog(logger, call.id).warning("agent error: %s", event.error)
         if not call.closing:
-            logger.info("call %s: agent session ended", call.id)
+            CallLog(logger, call.id).info("agent session ended")
 
     def _failed(self, call: CallDriver, what: str, exc: BaseException | None) -> None:
         call.release_client_events()
         if call.closing:  # the call ended under it: nothing went wrong
             return
-        logger.error("call %s: agent %s %s; the call goes on without it", call.id,
-                     self.source.spec, what, exc_info=exc)
+        CallLog(logger, call.id).error("agent %s %s; the call goes on without it",
+                                       self.source.spec, what, exc_info=exc)
         cause = f" ({type(exc).__name__})" if exc is not None else ""
         call.report_error(AgentFailed(f"The call's agent {what}{cause}; the call goes on "
                                       "without it."))

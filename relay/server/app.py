@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
@@ -21,6 +23,9 @@ from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
+from .loop_lag import LoopLagMonitor
+from .metrics import RelayCollector
+from .readiness import UpstreamProbe
 from .registry import CallRegistry
 from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
@@ -34,6 +39,12 @@ AUTH = web.AppKey("auth", Authenticator)
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
 AGENTS = web.AppKey("agents", CallAgents)
+#: This app's Prometheus registry (never prometheus_client's global one).
+METRICS = web.AppKey("metrics", CollectorRegistry)
+#: The remote upstream's reachability (absent with the embedded upstream).
+PROBE = web.AppKey("probe", UpstreamProbe)
+#: The event loop's lag, measured while the app runs.
+LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
@@ -56,16 +67,22 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
                                  start_timeout=settings.agent_start_timeout)
         logger.info("serving the agent %s on every call", settings.agent)
+    app[METRICS] = _metrics_registry(app)
     app.cleanup_ctx.append(_upstream_ctx)
+    app.cleanup_ctx.append(_probe_ctx)
+    app.cleanup_ctx.append(_loop_lag_ctx)
     if ports is not None:
         app.cleanup_ctx.append(_udp_ports_ctx)
     app.on_shutdown.append(_close_calls)
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
+    app.router.add_get("/v1/realtime/calls/{call_id}", describe_call)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_get("/v1/realtime", attach_sideband)
     app.router.add_get("/healthz", health)
+    app.router.add_get("/readyz", ready)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/metrics", metrics)
     static = static_dir or STATIC_DIR
     if (static / "index.html").exists():
         index = static / "index.html"
@@ -109,6 +126,12 @@ async def hangup_call(request: web.Request) -> web.Response:
     call = request.app[REGISTRY].get(request.match_info["call_id"])
     await call.close("hangup")
     return web.Response(status=200)
+
+
+async def describe_call(request: web.Request) -> web.Response:
+    """``GET /v1/realtime/calls/{id}`` (server key): one call, live or lately ended."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    return web.json_response(await request.app[REGISTRY].describe(request.match_info["call_id"]))
 
 
 async def create_client_secret(request: web.Request) -> web.Response:
@@ -162,10 +185,51 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "calls": len(request.app[REGISTRY])})
 
 
+async def ready(request: web.Request) -> web.Response:
+    """``GET /readyz``: 200 when a call can be taken now (the upstream reachable, a call
+    slot free), else 503 with the reason."""
+    app = request.app
+    calls, limit = len(app[REGISTRY]), app[SETTINGS].max_calls
+    probe = app.get(PROBE)
+    reason = probe.problem if probe is not None else None
+    if reason is None and calls >= limit:
+        reason = f"at the limit of {limit} concurrent calls"
+    body = {"status": "ready" if reason is None else "not_ready", "calls": calls,
+            "max_calls": limit}
+    if reason is not None:
+        body["reason"] = reason
+    return web.json_response(body, status=200 if reason is None else 503)
+
+
 async def stats(request: web.Request) -> web.Response:
     """``GET /stats`` (server key): every live call's counters, barge-ins included."""
     request.app[AUTH].require_server_key(credentials(request.headers))
     return web.json_response({"calls": [call.stats() for call in request.app[REGISTRY]]})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """``GET /metrics`` (server key): the Prometheus text exposition."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    body = generate_latest(request.app[METRICS])
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _metrics_registry(app: web.Application) -> CollectorRegistry:
+    registry = app[REGISTRY]
+
+    def gauges() -> dict[str, tuple[str, float]]:
+        values = {"relay_calls_active": ("Calls live now.", float(len(registry)))}
+        lag = app.get(LOOP_LAG)
+        if lag is not None:
+            values["relay_event_loop_lag_seconds"] = (
+                "How late the event loop ran a timer, last measured.", lag.lag)
+            values["relay_event_loop_lag_max_seconds"] = (
+                "The largest event-loop lag over the last 10 s.", lag.recent_max)
+        return values
+
+    metrics_registry = CollectorRegistry(auto_describe=False)
+    metrics_registry.register(RelayCollector(registry.totals, lambda: registry, gauges))
+    return metrics_registry
 
 
 # ---------------------------------------------------------------- middlewares
@@ -227,6 +291,31 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[REGISTRY].close_all()
         await server.close()
+
+
+async def _probe_ctx(app: web.Application) -> AsyncIterator[None]:
+    # The embedded upstream is reachable for as long as the app runs: no probe.
+    target = app[SETTINGS].upstream_target()
+    if target is None:
+        yield
+        return
+    probe = app[PROBE] = UpstreamProbe(target[0])
+    probe.start()
+    try:
+        yield
+    finally:
+        await probe.close()
+
+
+async def _loop_lag_ctx(app: web.Application) -> AsyncIterator[None]:
+    registry = app[REGISTRY]
+    monitor = app[LOOP_LAG] = LoopLagMonitor(app[SETTINGS].loop_lag_warning,
+                                             lambda: len(registry))
+    monitor.start()
+    try:
+        yield
+    finally:
+        await monitor.close()
 
 
 async def _udp_ports_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -26,6 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from ..audio import RATE
 from ..config import Settings
 from ..errors import RelayError
+from ..logs import CallLog
 from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
@@ -34,10 +36,18 @@ from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.internals import watch_peer_datagrams
 from ..webrtc.media import CallMedia
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
+from ..webrtc.rtc_stats import rtp_summary
 from ..webrtc.udp_ports import UdpPorts
 from .sideband import Sideband
 
 logger = logging.getLogger(__name__)
+
+#: Longest wait for aiortc's statistics (they are local: this is a safety net).
+RTP_STATS_TIMEOUT = 1.0
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 class CallDriver:
@@ -55,6 +65,8 @@ class CallDriver:
         ports: UdpPorts | None = None,
     ) -> None:
         self.id = call_id
+        #: Logs lines about this call (its id a field of each).
+        self.log = CallLog(logger, call_id)
         self.settings = settings
         loop = asyncio.get_running_loop()
         self.core = CallCore(
@@ -67,6 +79,16 @@ class CallDriver:
         self.media = CallMedia(settings, self.core.next_frame, self._send_uplink,
                                after_frame=self._flush_client)
         self.close_reason: str | None = None
+        #: Loop-clock times: the offer arrived, the call ended (None: still live).
+        self.created_at = loop.time()
+        self._created_wall = time.time()
+        #: The RTP statistics last read (kept for after the call ends).
+        self._rtp: dict[str, Any] | None = None
+        self.ended_at: float | None = None
+        #: Seconds the upstream WebSocket took to connect, and from the offer to the peer
+        #: connection's "connected" (None: not yet, or never).
+        self.upstream_connect_seconds: float | None = None
+        self.connect_seconds: float | None = None
         self._upstream = upstream
         #: The upstream model asked for (None: the connector's default).
         self.model = model
@@ -109,6 +131,7 @@ class CallDriver:
         """
         try:
             self._socket = await self._upstream.connect(self.model)
+            self.upstream_connect_seconds = asyncio.get_running_loop().time() - self.created_at
             self.core.start()
             self._spawn(self._read_upstream(), "upstream-reader")
             self._spawn(self._write_upstream(), "upstream-writer")
@@ -136,7 +159,8 @@ class CallDriver:
             return
         self._closing = True
         self.close_reason = reason
-        logger.info("call %s: closing (%s)", self.id, reason)
+        self.log.info("closing (%s)", reason)
+        await self._read_rtp()  # while the peer connection still has them
         self._flush_client()
         await asyncio.gather(*(sideband.close(WSCloseCode.OK, f"call ended: {reason}")
                                for sideband in list(self._sidebands.values())))
@@ -151,11 +175,12 @@ class CallDriver:
                 await self._socket.close()
         with contextlib.suppress(Exception):
             await self.pc.close()
+        self.ended_at = asyncio.get_running_loop().time()
         self._closed.set()
         stats = self.stats()
-        logger.info("call %s: closed; %d frames out (%d with audio), %.1f s uplink, "
-                    "barge-ins %s", self.id, stats["frames_out"], stats["audio_frames_out"],
-                    stats["uplink_seconds_in"], stats["barge_ins"])
+        self.log.info("closed; %d frames out (%d with audio), %.1f s uplink, "
+                      "barge-ins %s", stats["frames_out"], stats["audio_frames_out"],
+                      stats["uplink_seconds_in"], stats["barge_ins"])
         if self._on_closed is not None:
             self._on_closed(self)
 
@@ -182,6 +207,60 @@ class CallDriver:
             ],
         }
 
+    async def describe(self) -> dict[str, Any]:
+        """The call as ``GET /v1/realtime/calls/{id}`` shows it, RTP statistics fresh."""
+        if not self._closing:
+            await self._read_rtp()
+        return self.snapshot()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The call's state, timings, audio, RTP statistics (as last read), event counts,
+        barge-ins and last error."""
+        stats = self.core.stats
+        measures = stats.measures
+        events: dict[str, dict[str, int]] = {}
+        for (direction, kind), count in sorted(measures.events.items()):
+            events.setdefault(direction, {})[kind] = count
+        ended = None if self.ended_at is None else self.ended_at - self.created_at
+        return {
+            "id": self.id,
+            "object": "realtime.call",
+            "status": "closed" if self.closed else "closing" if self._closing else "live",
+            "peer_connection": self.pc.connectionState,
+            "model": self.model,
+            "close_reason": self.close_reason,
+            "timings": {
+                "created_at": round(self._created_wall, 3),
+                "ended_at": None if ended is None else round(self._created_wall + ended, 3),
+                "duration_seconds": None if ended is None else round(ended, 3),
+                "upstream_connect_seconds": _rounded(self.upstream_connect_seconds),
+                "connect_seconds": _rounded(self.connect_seconds),
+            },
+            "audio_seconds": {"up": round(stats.uplink_samples / RATE, 3),
+                              "down": round(stats.audio_frames_out * 0.020, 3)},
+            "rtp": self._rtp,
+            "uplink": {key: value for key, value in self.media.stats().items()
+                       if key in ("uplink_packets", "uplink_lost", "uplink_late",
+                                  "uplink_concealed", "uplink_recovered")},
+            "events": events,
+            "reply_latency": {"count": measures.reply_latency.count,
+                              "sum_seconds": round(measures.reply_latency.total, 3)},
+            "barge_ins": [
+                {"reason": b.reason, "response_ids": b.response_ids, "truncated": b.truncated,
+                 "deleted": b.deleted, "cut_latency_ms": b.cut_latency_ms}
+                for b in stats.barge_ins
+            ],
+            "last_error": measures.last_error,
+        }
+
+    async def _read_rtp(self) -> None:
+        if self.connect_seconds is None or self.pc.connectionState in ("failed", "closed"):
+            return  # never connected, or no transport left to ask
+        try:
+            self._rtp = await asyncio.wait_for(rtp_summary(self.pc), RTP_STATS_TIMEOUT)
+        except Exception:
+            self.log.debug("reading RTP statistics failed", exc_info=True)
+
     async def serve_sideband(self, ws: web.WebSocketResponse) -> None:
         """Run one sideband (an upgraded ``GET /v1/realtime?call_id=``) until it or the
         call closes; a sideband closing never ends the call."""
@@ -194,7 +273,7 @@ class CallDriver:
                             max_outbox=self.settings.sideband_max_events)
         self.core.attach_sideband(name)
         self._sidebands[name] = sideband
-        logger.info("call %s: %s attached", self.id, name)
+        self.log.info("%s attached", name)
 
         def on_message(message: str | bytes) -> None:
             self.core.client_message(message, name)
@@ -207,7 +286,7 @@ class CallDriver:
             self._sidebands.pop(name, None)
             if sideband.closed_by_relay is not None:
                 self._sidebands_too_slow += 1
-            logger.info("call %s: %s detached", self.id, name)
+            self.log.info("%s detached", name)
 
     # ----------------------------------------------------------- companions
 
@@ -240,8 +319,8 @@ class CallDriver:
     def _companion_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.error("call %s: %s failed", self.id, task.get_name(),
-                         exc_info=task.exception())
+            self.log.error("%s failed", task.get_name(),
+                           exc_info=task.exception())
 
     # ------------------------------------------------------------------ tasks
 
@@ -253,8 +332,8 @@ class CallDriver:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            logger.error("call %s: task %s failed", self.id, task.get_name(),
-                         exc_info=task.exception())
+            self.log.error("task %s failed", task.get_name(),
+                           exc_info=task.exception())
             self._close_soon("internal error")
 
     def _close_soon(self, reason: str) -> None:
@@ -308,8 +387,8 @@ class CallDriver:
         heard, since = self._heard, loop.time()
         if heard == 0:
             # Connected means DTLS went through: the hook must have heard it.
-            logger.error("call %s: nothing heard from a connected peer; the datagram hook "
-                         "is not working, so dead peers go unnoticed", self.id)
+            self.log.error("nothing heard from a connected peer; the datagram hook "
+                           "is not working, so dead peers go unnoticed")
             return
         while True:
             await asyncio.sleep(period)
@@ -332,7 +411,7 @@ class CallDriver:
         if channel.label == EVENTS_LABEL and self._channel is None:
             self._attach_channel(channel)
         else:
-            logger.info("call %s: ignoring data channel %r", self.id, channel.label)
+            self.log.info("ignoring data channel %r", channel.label)
 
     def _attach_channel(self, channel: RTCDataChannel) -> None:
         self._channel = channel
@@ -353,7 +432,9 @@ class CallDriver:
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState
-        logger.info("call %s: peer connection %s", self.id, state)
+        self.log.info("peer connection %s", state)
+        if state == "connected" and self.connect_seconds is None:
+            self.connect_seconds = asyncio.get_running_loop().time() - self.created_at
         if state == "connected" and not self._watching and not self._closing:
             self._watching = True
             self._spawn(self._watch_peer(), "peer-watch")
@@ -361,7 +442,7 @@ class CallDriver:
             self._close_soon(f"peer connection {state}")
 
     def _on_emitter_error(self, exc: BaseException) -> None:
-        logger.error("call %s: error in an event handler", self.id, exc_info=exc)
+        self.log.error("error in an event handler", exc_info=exc)
 
     # --------------------------------------------------------------- outputs
 
@@ -386,4 +467,4 @@ class CallDriver:
                 # here must cost one message, never the call (nor its audio).
                 self._send_failures += 1
                 if self._send_failures == 1:
-                    logger.exception("call %s: sending on the data channel failed", self.id)
+                    self.log.exception("sending on the data channel failed")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
@@ -14,8 +16,12 @@ from ..upstream.client import UpstreamConnector
 from ..webrtc.udp_ports import UdpPorts
 from .driver import CallDriver
 from .memory import heap_trimmer
+from .metrics import MetricsTotals
 
 logger = logging.getLogger(__name__)
+
+#: Ended calls whose last snapshot ``GET /v1/realtime/calls/{id}`` still shows.
+ENDED_KEPT = 100
 
 
 def new_call_id() -> str:
@@ -32,6 +38,10 @@ class CallRegistry:
         self.ports = ports
         self._calls: dict[str, CallDriver] = {}
         self._trim = heap_trimmer() if settings.trim_memory else None
+        #: What ended calls measured, for the metrics.
+        self.totals = MetricsTotals()
+        #: Snapshots of the last calls that ended, oldest first.
+        self._ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -45,6 +55,7 @@ class CallRegistry:
         call = CallDriver(new_call_id(), self.settings, session, upstream,
                           model=model, on_closed=self._forget, ports=self.ports)
         self._calls[call.id] = call
+        self.totals.call_created()
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:
@@ -57,12 +68,26 @@ class CallRegistry:
             raise CallNotFound()
         return call
 
+    async def describe(self, call_id: str) -> dict[str, Any]:
+        """The call ``call_id``, live or among the last ended, or :class:`CallNotFound`."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            return await call.describe()
+        snapshot = self._ended.get(call_id)
+        if snapshot is None:
+            raise CallNotFound()
+        return snapshot
+
     async def close_all(self, reason: str = "relay shutting down") -> None:
         """Close every live call."""
         calls = list(self._calls.values())
         await asyncio.gather(*(call.close(reason) for call in calls), return_exceptions=True)
 
     def _forget(self, call: CallDriver) -> None:
-        self._calls.pop(call.id, None)
+        if self._calls.pop(call.id, None) is not None:
+            self.totals.call_ended(call)
+            self._ended[call.id] = call.snapshot()
+            if len(self._ended) > ENDED_KEPT:
+                self._ended.popitem(last=False)
         if self._trim is not None:
             self._trim()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..logs import CallLog
 from ..protocol.events import Event, dumps
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ class Sideband:
                  max_outbox: int) -> None:
         self.name = name
         self.call_id = call_id
+        self.log = CallLog(logger, call_id)
         self._ws = ws
         self._outbox: asyncio.Queue[str] = asyncio.Queue(max_outbox)
         self._closing = False
@@ -49,8 +51,8 @@ class Sideband:
             try:
                 self._outbox.put_nowait(dumps(event))
             except asyncio.QueueFull:
-                logger.warning("call %s: %s fell %d events behind; closing it", self.call_id,
-                               self.name, self._outbox.maxsize)
+                self.log.warning("%s fell %d events behind; closing it",
+                                 self.name, self._outbox.maxsize)
                 self.closed_by_relay = "sideband too slow"
                 self.close_soon(WSCloseCode.TRY_AGAIN_LATER, self.closed_by_relay)
                 return

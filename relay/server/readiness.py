@@ -1,0 +1,77 @@
+"""Whether the relay can take a call now: the upstream reachable, a call slot free.
+
+``GET /readyz`` must not open a connection per request (a load balancer asks often), so
+:class:`UpstreamProbe` checks the upstream in the background, at most every
+``interval`` seconds, and the handler reads its last answer. The check is a TCP connect
+to the upstream's host and port, not a WebSocket handshake: a handshake would open a
+Realtime session (and, on a hosted upstream, spend the key) just to ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from urllib.parse import urlsplit
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between two probes of the upstream.
+PROBE_INTERVAL = 2.0
+
+
+def host_port(url: str) -> tuple[str, int]:
+    """The host and port a ``ws://`` or ``wss://`` URL connects to."""
+    parts = urlsplit(url)
+    default = 443 if parts.scheme in ("wss", "https") else 80
+    return parts.hostname or "localhost", parts.port or default
+
+
+class UpstreamProbe:
+    """The upstream's reachability, refreshed by a background task it owns."""
+
+    def __init__(self, url: str, *, interval: float = PROBE_INTERVAL,
+                 timeout: float = 2.0) -> None:
+        self.host, self.port = host_port(url)
+        self.interval = interval
+        self.timeout = timeout
+        #: Why the upstream is not reachable (None: it was at the last probe).
+        self.problem: str | None = "the upstream has not been probed yet"
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start probing (the first probe runs at once)."""
+        self._task = asyncio.get_running_loop().create_task(self._run(),
+                                                            name="upstream-probe")
+
+    async def close(self) -> None:
+        """Stop probing; safe to call twice."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def probe(self) -> None:
+        """Probe once and remember the answer."""
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port), self.timeout)
+        except (TimeoutError, OSError) as exc:
+            problem = (f"the upstream ({self.host}:{self.port}) is unreachable: "
+                       f"{type(exc).__name__}: {exc}".rstrip(": "))
+            if problem != self.problem:
+                logger.warning("%s", problem)
+            self.problem = problem
+            return
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        if self.problem is not None:
+            logger.info("the upstream (%s:%d) is reachable", self.host, self.port)
+        self.problem = None
+
+    async def _run(self) -> None:
+        while True:
+            await self.probe()
+            await asyncio.sleep(self.interval)
