@@ -28,7 +28,7 @@ from .audio import (
     OPUS_APPLICATIONS,
 )
 from .audio.inbound import REORDER_MS
-from .errors import InvalidRequest
+from .errors import ConfigError, InvalidRequest
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, Kind, between, positive, setting
 from .upstream import LOCAL_MODES, LocalMode
@@ -45,6 +45,9 @@ UDP_PORTS = Kind(parse_udp_ports, "a port or a range LO-HI of ports from 1 to 65
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
+
+AuthMode = Literal["open", "token"]
+AUTH_MODES: tuple[AuthMode, ...] = ("open", "token")
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 
@@ -92,6 +95,20 @@ def _agent_spec(spec: str | None) -> str | None:
     if sep and all(name.isidentifier() for name in (*module.split("."), *attribute.split("."))):
         return None
     return "must be module:attribute, e.g. examples.weather_agent:agent"
+
+
+def _auth_mode(mode: str | None) -> str | None:
+    return None if mode is None or mode in AUTH_MODES else "must be one of open, token"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (an address or ``localhost``) is reachable only from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
 
 
 def _session(session: Mapping[str, Any]) -> str | None:
@@ -163,8 +180,14 @@ class Settings:
     #: line is visible to every user of the machine.
     relay_api_keys: tuple[str, ...] = setting(
         (), env="RELAY_API_KEYS", secret=True,
-        help="keys that may create calls / mint client secrets",
-        shown="none: open (any bearer, `ek_` too)")
+        help="server keys: they create calls, mint client secrets, attach sidebands and read "
+             "/stats and /metrics (token mode)", shown="none")
+    #: None: ``token`` when keys are configured or the relay listens beyond loopback, else
+    #: ``open`` (see :attr:`auth_mode`). Open on a public address must be asked for by name.
+    auth: AuthMode | None = setting(
+        None, flag="--auth", env="RELAY_AUTH", check=_auth_mode, metavar="open|token",
+        help="`open`: any bearer is accepted; `token`: RELAY_API_KEYS or a minted `ek_` key "
+             "is required", shown="open on a loopback address without keys, else token")
 
     #: 20 ms (one WebRTC frame) is the lowest latency. 40 ms measured 20 ms more echo round
     #: trip (44 vs 23 ms) for 20% less relay CPU (scripts/bench, N = 12, three rounds; the
@@ -279,6 +302,25 @@ class Settings:
     def validate(self) -> None:
         """Raise :class:`~relay.errors.ConfigError` for values that cannot work."""
         table.validate(self)
+        if self.auth_mode == "token" and not self.relay_api_keys:
+            why = "RELAY_AUTH is token" if self.auth else (
+                f"the relay listens on {self.host}, beyond loopback, so auth defaults to token")
+            raise ConfigError(
+                f"{why} but RELAY_API_KEYS is empty: set RELAY_API_KEYS to one or more server "
+                "keys (comma-separated), or pass --auth open (RELAY_AUTH=open) to accept any "
+                "bearer", param="relay_api_keys")
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        """``auth`` as given, else ``token`` with keys or beyond loopback, else ``open``."""
+        if self.auth is not None:
+            return self.auth
+        return "token" if self.relay_api_keys or not is_loopback(self.host) else "open"
+
+    @property
+    def open_to_the_network(self) -> bool:
+        """True when anyone who can reach a non-loopback address may use the relay."""
+        return self.auth_mode == "open" and not is_loopback(self.host)
 
     @property
     def uses_local_upstream(self) -> bool:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,8 @@ def serve_args(*argv: str) -> argparse.Namespace:
 
 # Every environment variable, one value of each parser kind, and what it becomes.
 ENVIRONMENT = [
-    ("RELAY_HOST", "0.0.0.0", "host", "0.0.0.0"),
+    ("RELAY_HOST", "::1", "host", "::1"),
+    ("RELAY_AUTH", "open", "auth", "open"),
     ("RELAY_PORT", "9000", "port", 9000),
     ("RELAY_UPSTREAM_URL", "wss://example.test/v1/realtime", "upstream_url",
      "wss://example.test/v1/realtime"),
@@ -93,7 +98,8 @@ def test_config_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_config_flags_override_the_environment() -> None:
-    env = {"RELAY_PORT": "8000", "RELAY_HOST": "0.0.0.0", "RELAY_ICE_ADDRESSES": "10.0.0.2"}
+    env = {"RELAY_PORT": "8000", "RELAY_HOST": "0.0.0.0", "RELAY_ICE_ADDRESSES": "10.0.0.2",
+           "RELAY_API_KEYS": "sk-server"}
     settings = Settings.from_args(serve_args("--port", "9000", "--ice-address", "::1"), env)
     assert (settings.port, settings.host, settings.ice_addresses) == (9000, "0.0.0.0", ("::1",))
 
@@ -121,6 +127,7 @@ def test_config_repeated_flags_join_and_take_comma_lists() -> None:
 # A valid argument for every flag, and the value it gives.
 FLAGS: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
+    "auth": ("open", "open"),
     "port": ("9001", 9001),
     "upstream_url": ("ws://127.0.0.1:9/v1/realtime", "ws://127.0.0.1:9/v1/realtime"),
     "upstream_headers": ("api-key: k", (("api-key", "k"),)),
@@ -194,6 +201,7 @@ def test_config_generated_parser_accepts_every_flag() -> None:
      "module:attribute"),
     ("RELAY_AGENT", "examples.weather_agent:", "RELAY_AGENT / --agent must be module:attribute"),
     ("RELAY_AGENT_START_TIMEOUT", "0", "RELAY_AGENT_START_TIMEOUT must be positive"),
+    ("RELAY_AUTH", "none", "RELAY_AUTH / --auth must be one of open, token"),
 ])
 def test_config_bad_value_is_a_config_error_naming_env_and_flag(var: str, text: str,
                                                                 message: str) -> None:
@@ -268,3 +276,67 @@ def test_config_boolean_flag_is_a_switch() -> None:
     assert "100% louder" in parser.format_help()
     assert markdown_table(_Switched).splitlines()[2] == (
         "| 100% louder \\| clearer | `--loud`, `--no-loud` | `X_LOUD` | off |")
+
+
+@pytest.mark.parametrize(("host", "keys", "auth", "mode"), [
+    ("127.0.0.1", (), None, "open"),
+    ("::1", (), None, "open"),
+    ("localhost", (), None, "open"),
+    ("127.0.0.1", ("sk-server",), None, "token"),
+    ("0.0.0.0", ("sk-server",), None, "token"),
+    ("relay.example.test", ("sk-server",), None, "token"),
+    ("0.0.0.0", (), "open", "open"),
+    ("127.0.0.1", ("sk-server",), "open", "open"),
+])
+def test_config_auth_mode_defaults_to_open_only_on_loopback_without_keys(
+        host: str, keys: tuple[str, ...], auth: str | None, mode: str) -> None:
+    settings = Settings(host=host, relay_api_keys=keys, auth=auth)  # type: ignore[arg-type]
+    settings.validate()
+    assert settings.auth_mode == mode
+    assert settings.open_to_the_network is (mode == "open" and host == "0.0.0.0")
+
+
+@pytest.mark.parametrize(("env", "why"), [
+    ({"RELAY_HOST": "0.0.0.0"}, "the relay listens on 0.0.0.0, beyond loopback"),
+    ({"RELAY_AUTH": "token"}, "RELAY_AUTH is token"),
+])
+def test_config_token_mode_without_keys_says_what_to_set(env: dict[str, str], why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert why in info.value.message
+    assert "set RELAY_API_KEYS" in info.value.message and "--auth open" in info.value.message
+    assert info.value.param == "relay_api_keys"
+
+
+def _relay_process(*argv: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.pop("OPENAI_API_KEY", None)
+    return subprocess.Popen([sys.executable, "-m", "relay", *argv], cwd=README.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_config_cli_refuses_a_public_address_without_keys() -> None:
+    process = _relay_process("serve", "--host", "0.0.0.0")
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "relay: the relay listens on 0.0.0.0, beyond loopback" in output
+    assert "set RELAY_API_KEYS" in output
+
+
+def test_config_cli_open_on_a_public_address_starts_and_warns() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = _relay_process("serve", "--host", "0.0.0.0", "--port", str(port), "--auth", "open")
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "relay listening" in line:
+                break
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert any("WARNING" in line and "auth is open on 0.0.0.0" in line for line in lines), lines
+    assert "relay listening" in lines[-1]

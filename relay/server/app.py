@@ -8,6 +8,7 @@ other origins can create calls and read the ``Location`` header.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -35,6 +36,9 @@ UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
 AGENTS = web.AppKey("agents", CallAgents)
 
+#: Seconds between the warnings that auth is open on a public address.
+OPEN_WARNING_INTERVAL = 60.0
+
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,7 +54,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
     app[REGISTRY] = CallRegistry(settings, ports)
-    app[AUTH] = Authenticator(settings.relay_api_keys)
+    app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else ())
     if settings.agent is not None:
         keys = settings.relay_api_keys
         app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
@@ -59,6 +63,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.cleanup_ctx.append(_upstream_ctx)
     if ports is not None:
         app.cleanup_ctx.append(_udp_ports_ctx)
+    if settings.open_to_the_network:
+        app.cleanup_ctx.append(_open_warning_ctx)
     app.on_shutdown.append(_close_calls)
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
@@ -238,6 +244,24 @@ async def _udp_ports_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[REGISTRY].close_all()
         await ports.close()
+
+
+async def _open_warning_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_warn_open(app[SETTINGS]))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _warn_open(settings: Settings) -> None:
+    # Repeated, so it shows in any window of the log someone happens to read.
+    while True:
+        logger.warning("auth is open on %s: anyone who can reach it may create calls on "
+                       "this relay's upstream; set RELAY_API_KEYS and drop --auth open",
+                       settings.host)
+        await asyncio.sleep(OPEN_WARNING_INTERVAL)
 
 
 async def _close_calls(app: web.Application) -> None:
