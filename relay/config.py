@@ -46,6 +46,9 @@ UDP_PORTS = Kind(parse_udp_ports, "a port or a range LO-HI of ports from 1 to 65
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
 
+#: Shortest signing secret accepted: 128 bits of hex.
+MIN_SIGNING_SECRET_CHARS = 32
+
 AuthMode = Literal["open", "token"]
 AUTH_MODES: tuple[AuthMode, ...] = ("open", "token")
 
@@ -109,6 +112,13 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a name: it may resolve to anything
         return False
+
+
+def _signing_secrets(secrets: str | tuple[str, ...] | None) -> str | None:
+    given = (secrets,) if isinstance(secrets, str) else secrets or ()
+    if all(len(secret) >= MIN_SIGNING_SECRET_CHARS for secret in given):
+        return None
+    return f"must be at least {MIN_SIGNING_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`)"
 
 
 def _session(session: Mapping[str, Any]) -> str | None:
@@ -188,6 +198,17 @@ class Settings:
         None, flag="--auth", env="RELAY_AUTH", check=_auth_mode, metavar="open|token",
         help="`open`: any bearer is accepted; `token`: RELAY_API_KEYS or a minted `ek_` key "
              "is required", shown="open on a loopback address without keys, else token")
+    #: Client secrets are signed, self-contained tokens (relay/server/client_secrets.py).
+    signing_secret: str | None = setting(
+        None, env="RELAY_SIGNING_SECRET", secret=True, check=_signing_secrets,
+        help="secret that signs and verifies minted `ek_` client secrets; share it between "
+             "relays behind one load balancer",
+        shown="random per process: minted keys work only in that process")
+    #: Rotation: the previous ``signing_secret`` moves here until its keys have expired.
+    signing_secrets: tuple[str, ...] = setting(
+        (), env="RELAY_SIGNING_SECRETS", secret=True, check=_signing_secrets,
+        help="older signing secrets that still verify client secrets but sign none (rotation)",
+        shown="none")
 
     #: 20 ms (one WebRTC frame) is the lowest latency. 40 ms measured 20 ms more echo round
     #: trip (44 vs 23 ms) for 20% less relay CPU (scripts/bench, N = 12, three rounds; the

@@ -30,6 +30,8 @@ def serve_args(*argv: str) -> argparse.Namespace:
 ENVIRONMENT = [
     ("RELAY_HOST", "::1", "host", "::1"),
     ("RELAY_AUTH", "open", "auth", "open"),
+    ("RELAY_SIGNING_SECRET", "s" * 32, "signing_secret", "s" * 32),
+    ("RELAY_SIGNING_SECRETS", "o" * 32 + ", " + "p" * 40, "signing_secrets", ("o" * 32, "p" * 40)),
     ("RELAY_PORT", "9000", "port", 9000),
     ("RELAY_UPSTREAM_URL", "wss://example.test/v1/realtime", "upstream_url",
      "wss://example.test/v1/realtime"),
@@ -202,6 +204,8 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     ("RELAY_AGENT", "examples.weather_agent:", "RELAY_AGENT / --agent must be module:attribute"),
     ("RELAY_AGENT_START_TIMEOUT", "0", "RELAY_AGENT_START_TIMEOUT must be positive"),
     ("RELAY_AUTH", "none", "RELAY_AUTH / --auth must be one of open, token"),
+    ("RELAY_SIGNING_SECRET", "short", "RELAY_SIGNING_SECRET must be at least 32 characters"),
+    ("RELAY_SIGNING_SECRETS", "s" * 32 + ",short", "RELAY_SIGNING_SECRETS must be at least 32"),
 ])
 def test_config_bad_value_is_a_config_error_naming_env_and_flag(var: str, text: str,
                                                                 message: str) -> None:
@@ -234,10 +238,13 @@ def test_config_cli_prints_config_errors_and_exits_2(capsys: pytest.CaptureFixtu
 
 def test_config_repr_masks_secrets() -> None:
     settings = Settings(api_key="sk-upstream-secret", relay_api_keys=("sk-relay-secret",),
+                        signing_secret="signing-secret-" + "x" * 20,
+                        signing_secrets=("old-signing-secret-" + "y" * 20,),
                         upstream_headers=(("api-key", "azure-secret"),),
                         ice_servers=("turn:alice:turn-secret@t.example.test:3478",))
     shown = repr(settings) + settings_listing(settings)
-    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret", "turn-secret"):
+    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret", "turn-secret",
+                   "signing-secret", "old-signing-secret"):
         assert secret not in shown
     assert "turn:alice:***@t.example.test:3478" in shown
     assert "api_key='***'" in repr(settings) and "relay_api_keys = '***'" in shown

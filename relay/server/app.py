@@ -22,6 +22,7 @@ from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
+from .client_secrets import SecretSigner
 from .registry import CallRegistry
 from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
@@ -54,7 +55,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
     app[REGISTRY] = CallRegistry(settings, ports)
-    app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else ())
+    app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
+                              signer=_signer(settings))
     if settings.agent is not None:
         keys = settings.relay_api_keys
         app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
@@ -82,6 +84,14 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         app.router.add_get("/", index_page)
         app.router.add_static("/static/", static)
     return app
+
+
+def _signer(settings: Settings) -> SecretSigner:
+    if settings.signing_secret is None:
+        logger.info("RELAY_SIGNING_SECRET is not set: client secrets minted now work only in "
+                    "this process (set it to share them between relays or across restarts)")
+        return SecretSigner.random()
+    return SecretSigner(settings.signing_secret, settings.signing_secrets)
 
 
 # ------------------------------------------------------------------- handlers

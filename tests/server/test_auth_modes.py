@@ -61,3 +61,35 @@ async def test_auth_modes_loopback_open_mode_does_not_warn(
     caplog.set_level(logging.WARNING, logger=app_module.__name__)
     await relay_factory()
     assert not [r for r in caplog.records if "auth is open" in r.getMessage()]
+
+
+async def test_auth_modes_a_key_minted_by_one_relay_opens_calls_on_another(relay_factory) -> None:
+    shared = {"relay_api_keys": ("sk-server",), "signing_secret": "s" * 32}
+    minting, other = await relay_factory(**shared), await relay_factory(**shared)
+    stranger = await relay_factory(relay_api_keys=("sk-server",), signing_secret="t" * 32)
+    async with ClientSession() as http:
+        async with http.post(f"{base_url(minting)}/v1/realtime/client_secrets",
+                             headers={"Authorization": "Bearer sk-server"}, json={}) as r:
+            key = (await r.json())["value"]
+        tampered = key[:-2] + ("AA" if not key.endswith("AA") else "BB")
+        for server, token, status in ((other, key, 400), (stranger, key, 401),
+                                      (other, tampered, 401), (other, key[:40], 401)):
+            # A bad offer: past authentication the SDP is refused with a 400.
+            async with http.post(f"{base_url(server)}/v1/realtime/calls", data="v=0",
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/sdp"}) as r:
+                assert r.status == status
+                error = (await r.json())["error"]
+                assert set(error) == {"message", "type", "code", "param"}
+                if status == 401:
+                    assert error["code"] == "invalid_api_key" and token not in error["message"]
+
+
+async def test_auth_modes_open_mode_accepts_a_tampered_key_without_its_session(
+        relay_factory) -> None:
+    server = await relay_factory()
+    async with ClientSession() as http:
+        async with http.post(f"{base_url(server)}/v1/realtime/calls", data="v=0",
+                             headers={"Authorization": "Bearer ek_not.a.key",
+                                      "Content-Type": "application/sdp"}) as r:
+            assert r.status == 400
