@@ -30,7 +30,7 @@ from .audio import (
 from .audio.inbound import REORDER_MS
 from .errors import ConfigError, InvalidRequest
 from .protocol.session import DEFAULT_MODEL, normalize_session
-from .settings_table import HEADERS, Kind, between, positive, setting
+from .settings_table import HEADERS, LIST, Kind, between, positive, setting
 from .upstream import LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
 from .webrtc.udp_ports import parse_udp_ports
@@ -121,6 +121,13 @@ def _signing_secrets(secrets: str | tuple[str, ...] | None) -> str | None:
     return f"must be at least {MIN_SIGNING_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`)"
 
 
+def _origins(origins: tuple[str, ...] | None) -> str | None:
+    pattern = r"\*|https?://[^/\s*]+"  # an origin is scheme://host[:port], no path
+    if origins is None or all(re.fullmatch(pattern, origin) for origin in origins):
+        return None
+    return "must be origins like https://app.example.com (scheme, host, port; no path) or *"
+
+
 def _session(session: Mapping[str, Any]) -> str | None:
     try:
         normalize_session(session)
@@ -198,6 +205,12 @@ class Settings:
         None, flag="--auth", env="RELAY_AUTH", check=_auth_mode, metavar="open|token",
         help="`open`: any bearer is accepted; `token`: RELAY_API_KEYS or a minted `ek_` key "
              "is required", shown="open on a loopback address without keys, else token")
+    #: Browsers enforce it: the relay answers every request, but a page on an origin not
+    #: listed cannot read the answer. The relay's own page is same-origin and needs none.
+    cors_origins: tuple[str, ...] | None = setting(
+        None, flag="--cors-origins", env="RELAY_CORS_ORIGINS", kind=LIST, check=_origins,
+        metavar="ORIGIN,...", help="origins whose pages may call the relay (`*`: any)",
+        shown="`*` in open mode, none in token mode")
     #: Client secrets are signed, self-contained tokens (relay/server/client_secrets.py).
     signing_secret: str | None = setting(
         None, env="RELAY_SIGNING_SECRET", secret=True, check=_signing_secrets,
@@ -337,6 +350,13 @@ class Settings:
         if self.auth is not None:
             return self.auth
         return "token" if self.relay_api_keys or not is_loopback(self.host) else "open"
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """``cors_origins`` as given, else any (``*``) in open mode and none in token mode."""
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return ("*",) if self.auth_mode == "open" else ()
 
     @property
     def open_to_the_network(self) -> bool:

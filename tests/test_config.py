@@ -30,6 +30,8 @@ def serve_args(*argv: str) -> argparse.Namespace:
 ENVIRONMENT = [
     ("RELAY_HOST", "::1", "host", "::1"),
     ("RELAY_AUTH", "open", "auth", "open"),
+    ("RELAY_CORS_ORIGINS", "https://a.example, http://127.0.0.1:8000", "cors_origins",
+     ("https://a.example", "http://127.0.0.1:8000")),
     ("RELAY_SIGNING_SECRET", "s" * 32, "signing_secret", "s" * 32),
     ("RELAY_SIGNING_SECRETS", "o" * 32 + ", " + "p" * 40, "signing_secrets", ("o" * 32, "p" * 40)),
     ("RELAY_PORT", "9000", "port", 9000),
@@ -130,6 +132,7 @@ def test_config_repeated_flags_join_and_take_comma_lists() -> None:
 FLAGS: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
     "auth": ("open", "open"),
+    "cors_origins": ("*", ("*",)),
     "port": ("9001", 9001),
     "upstream_url": ("ws://127.0.0.1:9/v1/realtime", "ws://127.0.0.1:9/v1/realtime"),
     "upstream_headers": ("api-key: k", (("api-key", "k"),)),
@@ -204,6 +207,8 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     ("RELAY_AGENT", "examples.weather_agent:", "RELAY_AGENT / --agent must be module:attribute"),
     ("RELAY_AGENT_START_TIMEOUT", "0", "RELAY_AGENT_START_TIMEOUT must be positive"),
     ("RELAY_AUTH", "none", "RELAY_AUTH / --auth must be one of open, token"),
+    ("RELAY_CORS_ORIGINS", "https://a.example/path", "RELAY_CORS_ORIGINS / --cors-origins "
+     "must be origins"),
     ("RELAY_SIGNING_SECRET", "short", "RELAY_SIGNING_SECRET must be at least 32 characters"),
     ("RELAY_SIGNING_SECRETS", "s" * 32 + ",short", "RELAY_SIGNING_SECRETS must be at least 32"),
 ])

@@ -207,20 +207,31 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer preflights and let any origin read responses, ``Location`` included."""
+    """Answer preflights, and let the allowed origins (``RELAY_CORS_ORIGINS``) read
+    responses, ``Location`` included. Other origins get no allow headers at all."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin_allowed(origin,
+                                                    request.app[SETTINGS].allowed_origins)
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204)
-        requested = request.headers.get("Access-Control-Request-Headers")
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = (
-            requested or "Authorization, Content-Type")
-        response.headers["Access-Control-Max-Age"] = "600"
+        if allowed:
+            requested = request.headers.get("Access-Control-Request-Headers")
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                requested or "Authorization, Content-Type")
+            response.headers["Access-Control-Max-Age"] = "600"
     else:
         response = await handler(request)
-    response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
-    response.headers["Access-Control-Expose-Headers"] = "Location"
+    if allowed and origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Location"
     response.headers["Vary"] = "Origin"
     return response
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    """True when a page of ``origin`` may read the relay's answers (``*`` allows any)."""
+    return "*" in allowed or origin.rstrip("/").lower() in (a.lower() for a in allowed)
 
 
 # ------------------------------------------------------------------ lifecycle
