@@ -29,6 +29,7 @@ from .audio import (
 )
 from .audio.inbound import REORDER_MS
 from .errors import ConfigError, InvalidRequest
+from .protocol.policy import FIELD_PATH
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, LIST, Kind, between, positive, setting
 from .upstream import LOCAL_MODES, LocalMode
@@ -128,6 +129,12 @@ def _origins(origins: tuple[str, ...] | None) -> str | None:
     return "must be origins like https://app.example.com (scheme, host, port; no path) or *"
 
 
+def _field_paths(paths: tuple[str, ...]) -> str | None:
+    if all(FIELD_PATH.fullmatch(path) for path in paths):
+        return None
+    return "must be session field paths like instructions,tools,audio.output.voice"
+
+
 def _session(session: Mapping[str, Any]) -> str | None:
     try:
         normalize_session(session)
@@ -211,6 +218,12 @@ class Settings:
         None, flag="--cors-origins", env="RELAY_CORS_ORIGINS", kind=LIST, check=_origins,
         metavar="ORIGIN,...", help="origins whose pages may call the relay (`*`: any)",
         shown="`*` in open mode, none in token mode")
+    #: Their values come from ``default_session``; relay/protocol/policy.py says who is bound.
+    locked_fields: tuple[str, ...] = setting(
+        (), flag="--locked-fields", env="RELAY_LOCKED_FIELDS", check=_field_paths,
+        metavar="FIELD,...", help="session fields (GA paths, e.g. `instructions,tools,"
+        "audio.output.voice`) clients may not change from RELAY_SESSION's values; an update "
+        "that tries is refused whole", shown="none")
     #: Client secrets are signed, self-contained tokens (relay/server/client_secrets.py).
     signing_secret: str | None = setting(
         None, env="RELAY_SIGNING_SECRET", secret=True, check=_signing_secrets,

@@ -30,6 +30,8 @@ def serve_args(*argv: str) -> argparse.Namespace:
 ENVIRONMENT = [
     ("RELAY_HOST", "::1", "host", "::1"),
     ("RELAY_AUTH", "open", "auth", "open"),
+    ("RELAY_LOCKED_FIELDS", "instructions, audio.output.voice", "locked_fields",
+     ("instructions", "audio.output.voice")),
     ("RELAY_CORS_ORIGINS", "https://a.example, http://127.0.0.1:8000", "cors_origins",
      ("https://a.example", "http://127.0.0.1:8000")),
     ("RELAY_SIGNING_SECRET", "s" * 32, "signing_secret", "s" * 32),
@@ -133,6 +135,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
     "auth": ("open", "open"),
     "cors_origins": ("*", ("*",)),
+    "locked_fields": ("tools", ("tools",)),
     "port": ("9001", 9001),
     "upstream_url": ("ws://127.0.0.1:9/v1/realtime", "ws://127.0.0.1:9/v1/realtime"),
     "upstream_headers": ("api-key: k", (("api-key", "k"),)),
@@ -207,6 +210,8 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     ("RELAY_AGENT", "examples.weather_agent:", "RELAY_AGENT / --agent must be module:attribute"),
     ("RELAY_AGENT_START_TIMEOUT", "0", "RELAY_AGENT_START_TIMEOUT must be positive"),
     ("RELAY_AUTH", "none", "RELAY_AUTH / --auth must be one of open, token"),
+    ("RELAY_LOCKED_FIELDS", "audio..voice", "RELAY_LOCKED_FIELDS / --locked-fields must be "
+     "session field paths"),
     ("RELAY_CORS_ORIGINS", "https://a.example/path", "RELAY_CORS_ORIGINS / --cors-origins "
      "must be origins"),
     ("RELAY_SIGNING_SECRET", "short", "RELAY_SIGNING_SECRET must be at least 32 characters"),

@@ -32,6 +32,7 @@ from ..errors import InvalidRequest, RelayError
 from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, error_event, new_event_id, parse_event
 from .playback import CallStats, Playback
+from .policy import Policy, check_session
 from .session import Session, interrupt_response, normalize_session, pin_relay_formats
 from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
@@ -54,8 +55,11 @@ class CallCore:
         *,
         max_playout_samples: int,
         clock: Callable[[], float],
+        policy: Policy | None = None,
     ) -> None:
         self.call_id = call_id
+        #: Locked session fields the client may not change (relay.protocol.policy).
+        self.policy: Policy = policy or {}
         self.requested_session = session
         self.stats = CallStats()
         self.playback = Playback(call_id, max_playout_samples=max_playout_samples, clock=clock,
@@ -232,7 +236,15 @@ class CallCore:
                                      code="missing_required_parameter", param="session")
             # Partial updates are normal: fill the required type (formats are pinned later).
             session = normalize_session({"type": "realtime", **session})
+            if source == CLIENT:
+                check_session(session, self.policy, "session")
             self._update_session(source, {**event, "session": session})
+        elif kind == "response.create" and source == CLIENT:
+            response = event.get("response")
+            if isinstance(response, dict):
+                # Its overrides have a session's shape (flat aliases such as voice too).
+                check_session({**response, "type": "realtime"}, self.policy, "response")
+            self._forward(event, source)
         else:
             self._forward(event, source)
 

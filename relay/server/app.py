@@ -17,6 +17,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
+from ..protocol.policy import check_session, locked_policy
 from ..protocol.session import choose_model, effective_session, layer_sessions
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
@@ -102,6 +103,9 @@ async def create_call(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     secret_session = app[AUTH].authorize_call(credentials(request.headers))
     offer, client_session = await read_offer(request)
+    policy = locked_policy(settings.default_session, settings.locked_fields)
+    check_session(secret_session, policy, "session")
+    check_session(client_session, policy, "session")
     session = layer_sessions(settings.default_session, secret_session, client_session)
     model = choose_model(session, request.query.get("model"), default=settings.model,
                          allowed=settings.models)
@@ -144,6 +148,8 @@ async def create_client_secret(request: web.Request) -> web.Response:
         raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
                              param="expires_after.seconds")
     settings = request.app[SETTINGS]
+    check_session(body.get("session"), locked_policy(settings.default_session,
+                                                     settings.locked_fields), "session")
     session = layer_sessions(settings.default_session, body.get("session"))
     model = choose_model(session, None, default=settings.model, allowed=settings.models)
     secret = auth.mint(session, ttl)

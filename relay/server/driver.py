@@ -29,6 +29,7 @@ from ..errors import RelayError
 from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
+from ..protocol.policy import locked_policy
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.internals import watch_peer_datagrams
@@ -62,6 +63,7 @@ class CallDriver:
             session,
             max_playout_samples=int(settings.playout_max_seconds * RATE),
             clock=loop.time,
+            policy=locked_policy(settings.default_session, settings.locked_fields),
         )
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
         self.media = CallMedia(settings, self.core.next_frame, self._send_uplink,
