@@ -279,6 +279,26 @@ class Settings:
     max_calls: int = setting(
         200, flag="--max-calls", env="RELAY_MAX_CALLS", check=positive,
         help="concurrent calls")
+    #: Server keys are the operator's: only ``max_calls`` bounds them.
+    max_calls_per_key: int = setting(
+        10, env="RELAY_MAX_CALLS_PER_KEY", check=positive,
+        help="concurrent calls per client secret (`ek_`); more get 429")
+    call_rate_per_key: float = setting(
+        10.0, env="RELAY_CALL_RATE_PER_KEY", check=positive,
+        help="calls a client secret may create a minute (a minute's worth at once); "
+             "more get 429 with Retry-After")
+    #: Behind a reverse proxy every client has the proxy's address: raise it there, and
+    #: limit per client at the proxy.
+    call_rate_per_address: float = setting(
+        60.0, env="RELAY_CALL_RATE_PER_ADDRESS", check=positive,
+        help="calls one client address may create a minute (a minute's worth at once); "
+             "more get 429 with Retry-After")
+    max_body_bytes: int = setting(
+        1024 * 1024, env="RELAY_MAX_BODY_BYTES", check=between(1024, 64 * 1024 * 1024),
+        help="largest request body, bytes; more get 413")
+    max_sdp_bytes: int = setting(
+        256 * 1024, env="RELAY_MAX_SDP_BYTES", check=between(1024, 64 * 1024 * 1024),
+        help="largest SDP offer (and form part), bytes; more get 413")
     #: A sideband (``GET /v1/realtime?call_id=``) this many events behind is closed
     #: (1013), so a slow controller never slows its call.
     sideband_max_events: int = setting(

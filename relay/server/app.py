@@ -24,8 +24,9 @@ from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .client_secrets import SecretSigner
+from .limits import CallRateLimits
 from .registry import CallRegistry
-from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
+from .requests import dcid_param, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ logger = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", CallRegistry)
 AUTH = web.AppKey("auth", Authenticator)
+#: How fast calls may be created, per client address and per client secret.
+LIMITS = web.AppKey("limits", CallRateLimits)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
@@ -52,12 +55,13 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     Raises :class:`~relay.errors.ConfigError` when ``settings.agent`` cannot be served.
     """
     app = web.Application(middlewares=[cors_middleware, error_middleware],
-                          client_max_size=MAX_SDP_BYTES * 4)
+                          client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
     app[REGISTRY] = CallRegistry(settings, ports)
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
+    app[LIMITS] = CallRateLimits(settings.call_rate_per_address, settings.call_rate_per_key)
     if settings.agent is not None:
         keys = settings.relay_api_keys
         app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
@@ -102,7 +106,9 @@ async def create_call(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     secret_session = app[AUTH].authorize_call(credentials(request.headers))
-    offer, client_session = await read_offer(request)
+    owner = app[AUTH].client_secret_id(credentials(request.headers))
+    app[LIMITS].admit(request.remote, owner)
+    offer, client_session = await read_offer(request, settings.max_sdp_bytes)
     policy = locked_policy(settings.default_session, settings.locked_fields)
     check_session(secret_session, policy, "session")
     check_session(client_session, policy, "session")
@@ -110,7 +116,7 @@ async def create_call(request: web.Request) -> web.Response:
     model = choose_model(session, request.query.get("model"), default=settings.model,
                          allowed=settings.models)
     dcid = dcid_param(request.query.get("dcid"))
-    call = app[REGISTRY].new(session, app[UPSTREAM], model)
+    call = app[REGISTRY].new(session, app[UPSTREAM], model, owner=owner)
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
     agents = app.get(AGENTS)
@@ -198,7 +204,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except RelayError as exc:
-        return web.json_response(exc.to_dict(), status=exc.status)
+        response = web.json_response(exc.to_dict(), status=exc.status)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -7,6 +7,7 @@ shares its signing secret.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
@@ -70,6 +71,18 @@ class Authenticator:
         if not self._is_server_key(token):
             raise AuthenticationFailed("Incorrect API key provided.")
         return None
+
+    def client_secret_id(self, authorization: str | None) -> str | None:
+        """A short id of the live client secret ``authorization`` carries (for its limits),
+        or None for any other key: server keys are bounded only by the relay's limits."""
+        token = _bearer(authorization)
+        if not token.startswith(SECRET_PREFIX):
+            return None
+        try:
+            self._live_session(token)
+        except AuthenticationFailed:
+            return None
+        return hashlib.sha256(token.encode()).hexdigest()[:32]
 
     def mint(self, session: Session, ttl: int = DEFAULT_TTL) -> ClientSecret:
         """A new client secret valid for ``ttl`` seconds, bound to ``session``."""

@@ -125,3 +125,16 @@ def test_auth_secrets_are_stateless_and_distinct() -> None:
     first, second = auth.mint(SESSION, 60), auth.mint(SESSION, 60)
     assert first.value != second.value
     assert not [v for v in vars(auth).values() if isinstance(v, dict)]
+
+
+def test_auth_client_secret_id_names_live_minted_keys_only() -> None:
+    clock = Clock()
+    auth = Authenticator(("sk-server",), clock=clock)
+    secret = auth.mint(SESSION, MIN_TTL)
+    key = auth.client_secret_id(bearer(secret.value))
+    assert key is not None and secret.value not in key
+    assert auth.client_secret_id(bearer(secret.value)) == key
+    assert auth.client_secret_id(bearer("sk-server")) is None
+    assert auth.client_secret_id(bearer("ek_forged")) is None
+    clock.now += MIN_TTL
+    assert auth.client_secret_id(bearer(secret.value)) is None
