@@ -299,6 +299,26 @@ class Settings:
     max_sdp_bytes: int = setting(
         256 * 1024, env="RELAY_MAX_SDP_BYTES", check=between(1024, 64 * 1024 * 1024),
         help="largest SDP offer (and form part), bytes; more get 413")
+    #: The client gets an ``error`` event (``call_duration_exceeded``) a little before.
+    max_call_seconds: float = setting(
+        3600.0, env="RELAY_MAX_CALL_SECONDS", check=positive,
+        help="longest a call may last, seconds (the client gets an `error` event first)")
+    #: Chrome's own limit for data-channel messages (a=max-message-size) is 262144.
+    client_max_message_bytes: int = setting(
+        256 * 1024, env="RELAY_CLIENT_MAX_MESSAGE_BYTES", check=positive,
+        help="largest data-channel message, bytes; larger ones get an `error` event")
+    client_message_rate: float = setting(
+        50.0, env="RELAY_CLIENT_MESSAGE_RATE", check=positive,
+        help="data-channel messages a second (bursts of a second's worth, at least 10); "
+             "more get an `error` event, and a sustained flood ends the call")
+    #: Above 4 MiB (the WebSocket's own limit) the sideband's socket is closed (1009).
+    sideband_max_message_bytes: int = setting(
+        1024 * 1024, env="RELAY_SIDEBAND_MAX_MESSAGE_BYTES", check=between(1, 4 * 1024 * 1024),
+        help="largest sideband message, bytes; larger ones get an `error` event")
+    sideband_message_rate: float = setting(
+        200.0, env="RELAY_SIDEBAND_MESSAGE_RATE", check=positive,
+        help="sideband messages a second; more get an `error` event, and a sustained flood "
+             "ends the call")
     #: A sideband (``GET /v1/realtime?call_id=``) this many events behind is closed
     #: (1013), so a slow controller never slows its call.
     sideband_max_events: int = setting(

@@ -31,6 +31,7 @@ from ..audio import SAMPLE_BYTES
 from ..errors import InvalidRequest, RelayError
 from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, error_event, new_event_id, parse_event
+from .flood import MessageGuard, MessageLimits
 from .playback import CallStats, Playback
 from .policy import Policy, check_session
 from .session import Session, interrupt_response, normalize_session, pin_relay_formats
@@ -56,10 +57,18 @@ class CallCore:
         max_playout_samples: int,
         clock: Callable[[], float],
         policy: Policy | None = None,
+        client_limits: MessageLimits | None = None,
+        sideband_limits: MessageLimits | None = None,
     ) -> None:
         self.call_id = call_id
         #: Locked session fields the client may not change (relay.protocol.policy).
         self.policy: Policy = policy or {}
+        self._clock = clock
+        self._limits = {CLIENT: client_limits or MessageLimits(),
+                        "sideband": sideband_limits or MessageLimits(4 * 1024 * 1024, 200.0)}
+        self._guards: dict[str, MessageGuard] = {}
+        #: Set when a party floods the call: the driver ends the call with this reason.
+        self.end_reason: str | None = None
         self.requested_session = session
         self.stats = CallStats()
         self.playback = Playback(call_id, max_playout_samples=max_playout_samples, clock=clock,
@@ -103,6 +112,8 @@ class CallCore:
 
     def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
         """One message from the data channel, or from the sideband ``source`` names."""
+        if not self._admit(text, source):
+            return
         if source == CLIENT and self._held_from_client is not None:
             self._hold(text)
             return
@@ -116,6 +127,23 @@ class CallCore:
         except RelayError as exc:
             event_id = event.get("event_id")
             self._reply(source, error_event(exc, event_id if isinstance(event_id, str) else None))
+
+    def _admit(self, text: str | bytes, source: str) -> bool:
+        """Check ``source``'s message against its size and rate; answer one that is not."""
+        guard = self._guards.get(source)
+        if guard is None:
+            limits = self._limits[CLIENT if source == CLIENT else "sideband"]
+            guard = self._guards[source] = MessageGuard(limits, self._clock)
+        error = guard.check(text)
+        if error is None:
+            return True
+        if error.code != "dropped":
+            self._reply(source, error_event(error))
+        if guard.flooding and self.end_reason is None:
+            self.end_reason = f"{source} flooded the call"
+            logger.warning("call %s: %s sent too many messages too fast; ending the call",
+                           self.call_id, source)
+        return False
 
     def hold_client_events(self) -> None:
         """A server-side agent will configure this call: hold the client's data-channel
@@ -144,6 +172,7 @@ class CallCore:
     def detach_sideband(self, name: str) -> None:
         """The sideband ``name`` left; what was queued for it is dropped."""
         self._sidebands.pop(name, None)
+        self._guards.pop(name, None)
 
     def drain_sideband(self, name: str) -> list[Event]:
         """Events for the sideband ``name``."""
