@@ -7,10 +7,11 @@ import asyncio
 from ..conftest import live_calls
 
 
-async def _until_no_calls(server, timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while live_calls(server):
-            await asyncio.sleep(0.05)
+async def wait_until(predicate, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
 
 
 async def test_call_limits_a_call_is_warned_then_ended_at_its_longest_duration(
@@ -21,7 +22,7 @@ async def test_call_limits_a_call_is_warned_then_ended_at_its_longest_duration(
     error = await client.wait_for("error", timeout=10)
     assert error["error"]["code"] == "call_duration_exceeded"
     assert live_calls(server) == 1  # warned first, then ended
-    await _until_no_calls(server)
+    await wait_until(lambda: live_calls(server) == 0)
 
 
 async def test_call_limits_a_data_channel_flood_ends_that_call_only(
@@ -35,8 +36,6 @@ async def test_call_limits_a_data_channel_flood_ends_that_call_only(
         flooder.send({"type": "input_audio_buffer.clear"})
     error = await flooder.wait_for("error", timeout=10)
     assert error["error"]["code"] == "rate_limit_exceeded"
-    async with asyncio.timeout(10):
-        while live_calls(server) != 1:
-            await asyncio.sleep(0.05)
+    await wait_until(lambda: live_calls(server) == 1)
     quiet.send({"type": "input_audio_buffer.clear"})
     assert (await quiet.wait_for("session.created"))["type"] == "session.created"
