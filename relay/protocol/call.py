@@ -292,6 +292,9 @@ class CallCore:
         of an item still playing cuts playout there, as ``output_audio_buffer.clear``
         would, and the relay sends the exact truncation. Other items' go through."""
         item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            raise InvalidRequest("conversation.item.truncate needs an item_id string.",
+                                 code="invalid_type", param="item_id")
         if self.playback.truncated(item_id):
             logger.info("call %s: %s's truncation of %s dropped: the relay truncated it",
                         self.call_id, source, item_id)
