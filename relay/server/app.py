@@ -52,8 +52,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.Application:
     """Build the relay's app; the upstream and the calls start and stop with it.
 
-    Raises :class:`~relay.errors.ConfigError` when ``settings.agent`` cannot be served.
+    Raises :class:`~relay.errors.ConfigError` when a setting cannot work (token mode
+    without keys above all: it would otherwise let anyone in) or ``settings.agent`` cannot
+    be served.
     """
+    settings.validate()
     app = web.Application(middlewares=[cors_middleware, error_middleware],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings

@@ -9,7 +9,10 @@ import logging
 import pytest
 from aiohttp import ClientSession
 
+from relay.config import Settings
+from relay.errors import ConfigError
 from relay.server import app as app_module
+from relay.server.app import create_app
 
 from ..conftest import base_url
 
@@ -93,3 +96,8 @@ async def test_auth_modes_open_mode_accepts_a_tampered_key_without_its_session(
                              headers={"Authorization": "Bearer ek_not.a.key",
                                       "Content-Type": "application/sdp"}) as r:
             assert r.status == 400
+
+
+def test_auth_modes_create_app_refuses_token_mode_without_keys() -> None:
+    with pytest.raises(ConfigError):
+        create_app(Settings(host="0.0.0.0"))
