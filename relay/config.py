@@ -28,10 +28,11 @@ from .audio import (
     OPUS_APPLICATIONS,
 )
 from .audio.inbound import REORDER_MS
-from .errors import InvalidRequest
+from .errors import ConfigError, InvalidRequest
 from .logs import LOG_FORMATS, LogFormat
+from .protocol.policy import FIELD_PATH
 from .protocol.session import DEFAULT_MODEL, normalize_session
-from .settings_table import HEADERS, Kind, between, positive, setting
+from .settings_table import HEADERS, LIST, Kind, between, positive, setting
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
 from .webrtc.udp_ports import parse_udp_ports
@@ -46,6 +47,12 @@ UDP_PORTS = Kind(parse_udp_ports, "a port or a range LO-HI of ports from 1 to 65
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
+
+#: Shortest signing secret accepted: 128 bits of hex.
+MIN_SIGNING_SECRET_CHARS = 32
+
+AuthMode = Literal["open", "token"]
+AUTH_MODES: tuple[AuthMode, ...] = ("open", "token")
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
 
@@ -93,6 +100,40 @@ def _agent_spec(spec: str | None) -> str | None:
     if sep and all(name.isidentifier() for name in (*module.split("."), *attribute.split("."))):
         return None
     return "must be module:attribute, e.g. examples.weather_agent:agent"
+
+
+def _auth_mode(mode: str | None) -> str | None:
+    return None if mode is None or mode in AUTH_MODES else "must be one of open, token"
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` (an address or ``localhost``) is reachable only from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
+def _signing_secrets(secrets: str | tuple[str, ...] | None) -> str | None:
+    given = (secrets,) if isinstance(secrets, str) else secrets or ()
+    if all(len(secret) >= MIN_SIGNING_SECRET_CHARS for secret in given):
+        return None
+    return f"must be at least {MIN_SIGNING_SECRET_CHARS} characters (e.g. `openssl rand -hex 32`)"
+
+
+def _origins(origins: tuple[str, ...] | None) -> str | None:
+    pattern = r"\*|https?://[^/\s*]+"  # an origin is scheme://host[:port], no path
+    if origins is None or all(re.fullmatch(pattern, origin) for origin in origins):
+        return None
+    return "must be origins like https://app.example.com (scheme, host, port; no path) or *"
+
+
+def _field_paths(paths: tuple[str, ...]) -> str | None:
+    if all(FIELD_PATH.fullmatch(path) for path in paths):
+        return None
+    return "must be session field paths like instructions,tools,audio.output.voice"
 
 
 def _session(session: Mapping[str, Any]) -> str | None:
@@ -164,8 +205,37 @@ class Settings:
     #: line is visible to every user of the machine.
     relay_api_keys: tuple[str, ...] = setting(
         (), env="RELAY_API_KEYS", secret=True,
-        help="keys that may create calls / mint client secrets",
-        shown="none: open (any bearer, `ek_` too)")
+        help="server keys: they create calls, mint client secrets, attach sidebands and read "
+             "/stats and /metrics (token mode)", shown="none")
+    #: None: ``token`` when keys are configured or the relay listens beyond loopback, else
+    #: ``open`` (see :attr:`auth_mode`). Open on a public address must be asked for by name.
+    auth: AuthMode | None = setting(
+        None, flag="--auth", env="RELAY_AUTH", check=_auth_mode, metavar="open|token",
+        help="`open`: any bearer is accepted; `token`: RELAY_API_KEYS or a minted `ek_` key "
+             "is required", shown="open on a loopback address without keys, else token")
+    #: Browsers enforce it: the relay answers every request, but a page on an origin not
+    #: listed cannot read the answer. The relay's own page is same-origin and needs none.
+    cors_origins: tuple[str, ...] | None = setting(
+        None, flag="--cors-origins", env="RELAY_CORS_ORIGINS", kind=LIST, check=_origins,
+        metavar="ORIGIN,...", help="origins whose pages may call the relay (`*`: any)",
+        shown="`*` in open mode, none in token mode")
+    #: Their values come from ``default_session``; relay/protocol/policy.py says who is bound.
+    locked_fields: tuple[str, ...] = setting(
+        (), flag="--locked-fields", env="RELAY_LOCKED_FIELDS", check=_field_paths,
+        metavar="FIELD,...", help="session fields (GA paths, e.g. `instructions,tools,"
+        "audio.output.voice`) clients may not change from RELAY_SESSION's values; an update "
+        "that tries is refused whole", shown="none")
+    #: Client secrets are signed, self-contained tokens (relay/server/client_secrets.py).
+    signing_secret: str | None = setting(
+        None, env="RELAY_SIGNING_SECRET", secret=True, check=_signing_secrets,
+        help="secret that signs and verifies minted `ek_` client secrets; share it between "
+             "relays behind one load balancer",
+        shown="random per process: minted keys work only in that process")
+    #: Rotation: the previous ``signing_secret`` moves here until its keys have expired.
+    signing_secrets: tuple[str, ...] = setting(
+        (), env="RELAY_SIGNING_SECRETS", secret=True, check=_signing_secrets,
+        help="older signing secrets that still verify client secrets but sign none (rotation)",
+        shown="none")
 
     #: 20 ms (one WebRTC frame) is the lowest latency. 40 ms measured 20 ms more echo round
     #: trip (44 vs 23 ms) for 20% less relay CPU (scripts/bench, N = 12, three rounds; the
@@ -210,6 +280,46 @@ class Settings:
     max_calls: int = setting(
         200, flag="--max-calls", env="RELAY_MAX_CALLS", check=positive,
         help="concurrent calls")
+    #: Server keys are the operator's: only ``max_calls`` bounds them.
+    max_calls_per_key: int = setting(
+        10, env="RELAY_MAX_CALLS_PER_KEY", check=positive,
+        help="concurrent calls per client secret (`ek_`); more get 429")
+    call_rate_per_key: float = setting(
+        10.0, env="RELAY_CALL_RATE_PER_KEY", check=positive,
+        help="calls a client secret may create a minute (a minute's worth at once); "
+             "more get 429 with Retry-After")
+    #: Behind a reverse proxy every client has the proxy's address: raise it there, and
+    #: limit per client at the proxy.
+    call_rate_per_address: float = setting(
+        60.0, env="RELAY_CALL_RATE_PER_ADDRESS", check=positive,
+        help="calls one client address may create a minute (a minute's worth at once); "
+             "more get 429 with Retry-After")
+    max_body_bytes: int = setting(
+        1024 * 1024, env="RELAY_MAX_BODY_BYTES", check=between(1024, 64 * 1024 * 1024),
+        help="largest request body, bytes; more get 413")
+    max_sdp_bytes: int = setting(
+        256 * 1024, env="RELAY_MAX_SDP_BYTES", check=between(1024, 64 * 1024 * 1024),
+        help="largest SDP offer (and form part), bytes; more get 413")
+    #: The client gets an ``error`` event (``call_duration_exceeded``) a little before.
+    max_call_seconds: float = setting(
+        3600.0, env="RELAY_MAX_CALL_SECONDS", check=positive,
+        help="longest a call may last, seconds (the client gets an `error` event first)")
+    #: Chrome's own limit for data-channel messages (a=max-message-size) is 262144.
+    client_max_message_bytes: int = setting(
+        256 * 1024, env="RELAY_CLIENT_MAX_MESSAGE_BYTES", check=positive,
+        help="largest data-channel message, bytes; larger ones get an `error` event")
+    client_message_rate: float = setting(
+        50.0, env="RELAY_CLIENT_MESSAGE_RATE", check=positive,
+        help="data-channel messages a second (bursts of a second's worth, at least 10); "
+             "more get an `error` event, and a sustained flood ends the call")
+    #: Above 4 MiB (the WebSocket's own limit) the sideband's socket is closed (1009).
+    sideband_max_message_bytes: int = setting(
+        1024 * 1024, env="RELAY_SIDEBAND_MAX_MESSAGE_BYTES", check=between(1, 4 * 1024 * 1024),
+        help="largest sideband message, bytes; larger ones get an `error` event")
+    sideband_message_rate: float = setting(
+        200.0, env="RELAY_SIDEBAND_MESSAGE_RATE", check=positive,
+        help="sideband messages a second; more get an `error` event, and a sustained flood "
+             "ends the call")
     #: A sideband (``GET /v1/realtime?call_id=``) this many events behind is closed
     #: (1013), so a slow controller never slows its call.
     sideband_max_events: int = setting(
@@ -287,6 +397,32 @@ class Settings:
     def validate(self) -> None:
         """Raise :class:`~relay.errors.ConfigError` for values that cannot work."""
         table.validate(self)
+        if self.auth_mode == "token" and not self.relay_api_keys:
+            why = "RELAY_AUTH is token" if self.auth else (
+                f"the relay listens on {self.host}, beyond loopback, so auth defaults to token")
+            raise ConfigError(
+                f"{why} but RELAY_API_KEYS is empty: set RELAY_API_KEYS to one or more server "
+                "keys (comma-separated), or pass --auth open (RELAY_AUTH=open) to accept any "
+                "bearer", param="relay_api_keys")
+
+    @property
+    def auth_mode(self) -> AuthMode:
+        """``auth`` as given, else ``token`` with keys or beyond loopback, else ``open``."""
+        if self.auth is not None:
+            return self.auth
+        return "token" if self.relay_api_keys or not is_loopback(self.host) else "open"
+
+    @property
+    def allowed_origins(self) -> tuple[str, ...]:
+        """``cors_origins`` as given, else any (``*``) in open mode and none in token mode."""
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return ("*",) if self.auth_mode == "open" else ()
+
+    @property
+    def open_to_the_network(self) -> bool:
+        """True when anyone who can reach a non-loopback address may use the relay."""
+        return self.auth_mode == "open" and not is_loopback(self.host)
 
     @property
     def uses_local_upstream(self) -> bool:

@@ -6,10 +6,12 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
 
     RelayError                      status 500, type "server_error"
     ├── InvalidRequest              400, "invalid_request_error" (bad SDP, bad JSON, bad session)
-    │   └── UnsupportedMediaType    415
+    │   ├── UnsupportedMediaType    415
+    │   └── PayloadTooLarge         413, code "payload_too_large" (body, SDP, form part)
+    ├── RateLimited                 429, code "rate_limit_exceeded" (with Retry-After)
     ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
     ├── CallNotFound                404, code "call_id_not_found"
-    ├── CapacityExceeded            503, code "capacity_exceeded"
+    ├── CapacityExceeded            503, code "capacity_exceeded" (with Retry-After)
     │   └── UdpPortsExhausted       503, code "udp_ports_exhausted" (every port of the range in use)
     ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
     ├── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
@@ -18,6 +20,8 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     │                               synthesizer is missing or failed)
     ├── AiortcInternalsMoved        500, aiortc moved what relay.webrtc.internals reaches
     └── CallCreationFailed          the status a server answered the client (relay.client)
+
+An error may carry ``retry_after`` (seconds): the HTTP layer sends it as ``Retry-After``.
 
 Messages never contain secrets: callers pass only what is safe to show a client.
 """
@@ -34,11 +38,14 @@ class RelayError(Exception):
     type: str = "server_error"
     default_code: str | None = None
 
-    def __init__(self, message: str, *, code: str | None = None, param: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None,
+                 retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code if code is not None else self.default_code
         self.param = param
+        #: Seconds after which trying again may succeed (``Retry-After``), if known.
+        self.retry_after = retry_after
 
     def to_dict(self) -> dict[str, Any]:
         """The API's JSON error body: ``{"error": {message, type, code, param}}``."""
@@ -64,6 +71,21 @@ class UnsupportedMediaType(InvalidRequest):
 
     status = 415
     default_code = "unsupported_content_type"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body, the SDP offer or a form part is over its configured size."""
+
+    status = 413
+    default_code = "payload_too_large"
+
+
+class RateLimited(RelayError):
+    """A key or a client address is over one of its limits (calls at once, call rate)."""
+
+    status = 429
+    type = "invalid_request_error"
+    default_code = "rate_limit_exceeded"
 
 
 class AuthenticationFailed(RelayError):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,14 @@ def serve_args(*argv: str) -> argparse.Namespace:
 
 # Every environment variable, one value of each parser kind, and what it becomes.
 ENVIRONMENT = [
-    ("RELAY_HOST", "0.0.0.0", "host", "0.0.0.0"),
+    ("RELAY_HOST", "::1", "host", "::1"),
+    ("RELAY_AUTH", "open", "auth", "open"),
+    ("RELAY_LOCKED_FIELDS", "instructions, audio.output.voice", "locked_fields",
+     ("instructions", "audio.output.voice")),
+    ("RELAY_CORS_ORIGINS", "https://a.example, http://127.0.0.1:8000", "cors_origins",
+     ("https://a.example", "http://127.0.0.1:8000")),
+    ("RELAY_SIGNING_SECRET", "s" * 32, "signing_secret", "s" * 32),
+    ("RELAY_SIGNING_SECRETS", "o" * 32 + ", " + "p" * 40, "signing_secrets", ("o" * 32, "p" * 40)),
     ("RELAY_PORT", "9000", "port", 9000),
     ("RELAY_UPSTREAM_URL", "wss://example.test/v1/realtime", "upstream_url",
      "wss://example.test/v1/realtime"),
@@ -51,6 +62,16 @@ ENVIRONMENT = [
     ("RELAY_TRIM_MEMORY", "off", "trim_memory", False),
     ("RELAY_PLAYOUT_MAX_SECONDS", "2.5", "playout_max_seconds", 2.5),
     ("RELAY_MAX_CALLS", "3", "max_calls", 3),
+    ("RELAY_MAX_CALLS_PER_KEY", "2", "max_calls_per_key", 2),
+    ("RELAY_MAX_CALL_SECONDS", "600", "max_call_seconds", 600.0),
+    ("RELAY_CLIENT_MAX_MESSAGE_BYTES", "65536", "client_max_message_bytes", 65536),
+    ("RELAY_CLIENT_MESSAGE_RATE", "20", "client_message_rate", 20.0),
+    ("RELAY_SIDEBAND_MAX_MESSAGE_BYTES", "65536", "sideband_max_message_bytes", 65536),
+    ("RELAY_SIDEBAND_MESSAGE_RATE", "100", "sideband_message_rate", 100.0),
+    ("RELAY_CALL_RATE_PER_KEY", "0.5", "call_rate_per_key", 0.5),
+    ("RELAY_CALL_RATE_PER_ADDRESS", "120", "call_rate_per_address", 120.0),
+    ("RELAY_MAX_BODY_BYTES", "2048", "max_body_bytes", 2048),
+    ("RELAY_MAX_SDP_BYTES", "4096", "max_sdp_bytes", 4096),
     ("RELAY_SIDEBAND_MAX_EVENTS", "50", "sideband_max_events", 50),
     ("RELAY_LOCAL_MODE", "echo", "local_mode", "echo"),
     ("RELAY_CONNECT_TIMEOUT", "7.5", "connect_timeout", 7.5),
@@ -95,7 +116,8 @@ def test_config_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_config_flags_override_the_environment() -> None:
-    env = {"RELAY_PORT": "8000", "RELAY_HOST": "0.0.0.0", "RELAY_ICE_ADDRESSES": "10.0.0.2"}
+    env = {"RELAY_PORT": "8000", "RELAY_HOST": "0.0.0.0", "RELAY_ICE_ADDRESSES": "10.0.0.2",
+           "RELAY_API_KEYS": "sk-server"}
     settings = Settings.from_args(serve_args("--port", "9000", "--ice-address", "::1"), env)
     assert (settings.port, settings.host, settings.ice_addresses) == (9000, "0.0.0.0", ("::1",))
 
@@ -123,6 +145,9 @@ def test_config_repeated_flags_join_and_take_comma_lists() -> None:
 # A valid argument for every flag, and the value it gives.
 FLAGS: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
+    "auth": ("open", "open"),
+    "cors_origins": ("*", ("*",)),
+    "locked_fields": ("tools", ("tools",)),
     "port": ("9001", 9001),
     "upstream_url": ("ws://127.0.0.1:9/v1/realtime", "ws://127.0.0.1:9/v1/realtime"),
     "upstream_headers": ("api-key: k", (("api-key", "k"),)),
@@ -199,6 +224,13 @@ def test_config_generated_parser_accepts_every_flag() -> None:
      "module:attribute"),
     ("RELAY_AGENT", "examples.weather_agent:", "RELAY_AGENT / --agent must be module:attribute"),
     ("RELAY_AGENT_START_TIMEOUT", "0", "RELAY_AGENT_START_TIMEOUT must be positive"),
+    ("RELAY_AUTH", "none", "RELAY_AUTH / --auth must be one of open, token"),
+    ("RELAY_LOCKED_FIELDS", "audio..voice", "RELAY_LOCKED_FIELDS / --locked-fields must be "
+     "session field paths"),
+    ("RELAY_CORS_ORIGINS", "https://a.example/path", "RELAY_CORS_ORIGINS / --cors-origins "
+     "must be origins"),
+    ("RELAY_SIGNING_SECRET", "short", "RELAY_SIGNING_SECRET must be at least 32 characters"),
+    ("RELAY_SIGNING_SECRETS", "s" * 32 + ",short", "RELAY_SIGNING_SECRETS must be at least 32"),
 ])
 def test_config_bad_value_is_a_config_error_naming_env_and_flag(var: str, text: str,
                                                                 message: str) -> None:
@@ -231,10 +263,13 @@ def test_config_cli_prints_config_errors_and_exits_2(capsys: pytest.CaptureFixtu
 
 def test_config_repr_masks_secrets() -> None:
     settings = Settings(api_key="sk-upstream-secret", relay_api_keys=("sk-relay-secret",),
+                        signing_secret="signing-secret-" + "x" * 20,
+                        signing_secrets=("old-signing-secret-" + "y" * 20,),
                         upstream_headers=(("api-key", "azure-secret"),),
                         ice_servers=("turn:alice:turn-secret@t.example.test:3478",))
     shown = repr(settings) + settings_listing(settings)
-    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret", "turn-secret"):
+    for secret in ("sk-upstream-secret", "sk-relay-secret", "azure-secret", "turn-secret",
+                   "signing-secret", "old-signing-secret"):
         assert secret not in shown
     assert "turn:alice:***@t.example.test:3478" in shown
     assert "api_key='***'" in repr(settings) and "relay_api_keys = '***'" in shown
@@ -273,3 +308,67 @@ def test_config_boolean_flag_is_a_switch() -> None:
     assert "100% louder" in parser.format_help()
     assert markdown_table(_Switched).splitlines()[2] == (
         "| 100% louder \\| clearer | `--loud`, `--no-loud` | `X_LOUD` | off |")
+
+
+@pytest.mark.parametrize(("host", "keys", "auth", "mode"), [
+    ("127.0.0.1", (), None, "open"),
+    ("::1", (), None, "open"),
+    ("localhost", (), None, "open"),
+    ("127.0.0.1", ("sk-server",), None, "token"),
+    ("0.0.0.0", ("sk-server",), None, "token"),
+    ("relay.example.test", ("sk-server",), None, "token"),
+    ("0.0.0.0", (), "open", "open"),
+    ("127.0.0.1", ("sk-server",), "open", "open"),
+])
+def test_config_auth_mode_defaults_to_open_only_on_loopback_without_keys(
+        host: str, keys: tuple[str, ...], auth: str | None, mode: str) -> None:
+    settings = Settings(host=host, relay_api_keys=keys, auth=auth)  # type: ignore[arg-type]
+    settings.validate()
+    assert settings.auth_mode == mode
+    assert settings.open_to_the_network is (mode == "open" and host == "0.0.0.0")
+
+
+@pytest.mark.parametrize(("env", "why"), [
+    ({"RELAY_HOST": "0.0.0.0"}, "the relay listens on 0.0.0.0, beyond loopback"),
+    ({"RELAY_AUTH": "token"}, "RELAY_AUTH is token"),
+])
+def test_config_token_mode_without_keys_says_what_to_set(env: dict[str, str], why: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert why in info.value.message
+    assert "set RELAY_API_KEYS" in info.value.message and "--auth open" in info.value.message
+    assert info.value.param == "relay_api_keys"
+
+
+def _relay_process(*argv: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RELAY_")}
+    env.pop("OPENAI_API_KEY", None)
+    return subprocess.Popen([sys.executable, "-m", "relay", *argv], cwd=README.parent, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_config_cli_refuses_a_public_address_without_keys() -> None:
+    process = _relay_process("serve", "--host", "0.0.0.0")
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "relay: the relay listens on 0.0.0.0, beyond loopback" in output
+    assert "set RELAY_API_KEYS" in output
+
+
+def test_config_cli_open_on_a_public_address_starts_and_warns() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = _relay_process("serve", "--host", "0.0.0.0", "--port", str(port), "--auth", "open")
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if "relay listening" in line:
+                break
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert any("WARNING" in line and "auth is open on 0.0.0.0" in line for line in lines), lines
+    assert "relay listening" in lines[-1]

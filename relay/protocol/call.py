@@ -32,7 +32,9 @@ from ..errors import InvalidRequest, RelayError
 from ..logs import CallLog
 from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, error_event, new_event_id, parse_event
+from .flood import MessageGuard, MessageLimits
 from .playback import CallStats, Playback
+from .policy import Policy, check_session
 from .session import Session, interrupt_response, normalize_session, pin_relay_formats
 from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
@@ -55,9 +57,20 @@ class CallCore:
         *,
         max_playout_samples: int,
         clock: Callable[[], float],
+        policy: Policy | None = None,
+        client_limits: MessageLimits | None = None,
+        sideband_limits: MessageLimits | None = None,
     ) -> None:
         self.call_id = call_id
         self.log = CallLog(logger, call_id)
+        #: Locked session fields the client may not change (relay.protocol.policy).
+        self.policy: Policy = policy or {}
+        self._clock = clock
+        self._limits = {CLIENT: client_limits or MessageLimits(),
+                        "sideband": sideband_limits or MessageLimits(4 * 1024 * 1024, 200.0)}
+        self._guards: dict[str, MessageGuard] = {}
+        #: Set when a party floods the call: the driver ends the call with this reason.
+        self.end_reason: str | None = None
         self.requested_session = session
         self.stats = CallStats()
         #: Event counts, error codes and reply latency (in :attr:`stats`).
@@ -104,6 +117,8 @@ class CallCore:
 
     def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
         """One message from the data channel, or from the sideband ``source`` names."""
+        if not self._admit(text, source):
+            return
         if source == CLIENT and self._held_from_client is not None:
             self._hold(text)
             return
@@ -119,6 +134,23 @@ class CallCore:
         except RelayError as exc:
             event_id = event.get("event_id")
             self._reply(source, error_event(exc, event_id if isinstance(event_id, str) else None))
+
+    def _admit(self, text: str | bytes, source: str) -> bool:
+        """Check ``source``'s message against its size and rate; answer one that is not."""
+        guard = self._guards.get(source)
+        if guard is None:
+            limits = self._limits[CLIENT if source == CLIENT else "sideband"]
+            guard = self._guards[source] = MessageGuard(limits, self._clock)
+        error = guard.check(text)
+        if error is None:
+            return True
+        if error.code != "dropped":
+            self._reply(source, error_event(error))
+        if guard.flooding and self.end_reason is None:
+            self.end_reason = f"{source} flooded the call"
+            logger.warning("call %s: %s sent too many messages too fast; ending the call",
+                           self.call_id, source)
+        return False
 
     def hold_client_events(self) -> None:
         """A server-side agent will configure this call: hold the client's data-channel
@@ -147,6 +179,7 @@ class CallCore:
     def detach_sideband(self, name: str) -> None:
         """The sideband ``name`` left; what was queued for it is dropped."""
         self._sidebands.pop(name, None)
+        self._guards.pop(name, None)
 
     def drain_sideband(self, name: str) -> list[Event]:
         """Events for the sideband ``name``."""
@@ -245,7 +278,15 @@ class CallCore:
                                      code="missing_required_parameter", param="session")
             # Partial updates are normal: fill the required type (formats are pinned later).
             session = normalize_session({"type": "realtime", **session})
+            if source == CLIENT:
+                check_session(session, self.policy, "session")
             self._update_session(source, {**event, "session": session})
+        elif kind == "response.create" and source == CLIENT:
+            response = event.get("response")
+            if isinstance(response, dict):
+                # Its overrides have a session's shape (flat aliases such as voice too).
+                check_session({**response, "type": "realtime"}, self.policy, "response")
+            self._forward(event, source)
         else:
             self._forward(event, source)
 
@@ -264,6 +305,9 @@ class CallCore:
         of an item still playing cuts playout there, as ``output_audio_buffer.clear``
         would, and the relay sends the exact truncation. Other items' go through."""
         item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            raise InvalidRequest("conversation.item.truncate needs an item_id string.",
+                                 code="invalid_type", param="item_id")
         if self.playback.truncated(item_id):
             self.log.info("%s's truncation of %s dropped: the relay truncated it", source, item_id)
         elif self.playback.owns(item_id):

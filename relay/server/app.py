@@ -8,6 +8,7 @@ other origins can create calls and read the ``Location`` header.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,16 +19,19 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
+from ..protocol.policy import check_session, locked_policy
 from ..protocol.session import choose_model, effective_session, layer_sessions
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
+from .client_secrets import SecretSigner
+from .limits import CallRateLimits
 from .loop_lag import LoopLagMonitor
 from .metrics import RelayCollector
 from .readiness import UpstreamProbe
 from .registry import CallRegistry
-from .requests import MAX_SDP_BYTES, dcid_param, read_json, read_offer
+from .requests import dcid_param, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,8 @@ logger = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", CallRegistry)
 AUTH = web.AppKey("auth", Authenticator)
+#: How fast calls may be created, per client address and per client secret.
+LIMITS = web.AppKey("limits", CallRateLimits)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
@@ -46,6 +52,9 @@ PROBE = web.AppKey("probe", UpstreamProbe)
 #: The event loop's lag, measured while the app runs.
 LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 
+#: Seconds between the warnings that auth is open on a public address.
+OPEN_WARNING_INTERVAL = 60.0
+
 STATIC_DIR = Path(__file__).resolve().parent.parent.parent / "static"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -54,14 +63,19 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.Application:
     """Build the relay's app; the upstream and the calls start and stop with it.
 
-    Raises :class:`~relay.errors.ConfigError` when ``settings.agent`` cannot be served.
+    Raises :class:`~relay.errors.ConfigError` when a setting cannot work (token mode
+    without keys above all: it would otherwise let anyone in) or ``settings.agent`` cannot
+    be served.
     """
+    settings.validate()
     app = web.Application(middlewares=[cors_middleware, error_middleware],
-                          client_max_size=MAX_SDP_BYTES * 4)
+                          client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
     app[REGISTRY] = CallRegistry(settings, ports)
-    app[AUTH] = Authenticator(settings.relay_api_keys)
+    app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
+                              signer=_signer(settings))
+    app[LIMITS] = CallRateLimits(settings.call_rate_per_address, settings.call_rate_per_key)
     if settings.agent is not None:
         keys = settings.relay_api_keys
         app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
@@ -73,6 +87,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.cleanup_ctx.append(_loop_lag_ctx)
     if ports is not None:
         app.cleanup_ctx.append(_udp_ports_ctx)
+    if settings.open_to_the_network:
+        app.cleanup_ctx.append(_open_warning_ctx)
     app.on_shutdown.append(_close_calls)
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
@@ -95,6 +111,14 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     return app
 
 
+def _signer(settings: Settings) -> SecretSigner:
+    if settings.signing_secret is None:
+        logger.info("RELAY_SIGNING_SECRET is not set: client secrets minted now work only in "
+                    "this process (set it to share them between relays or across restarts)")
+        return SecretSigner.random()
+    return SecretSigner(settings.signing_secret, settings.signing_secrets)
+
+
 # ------------------------------------------------------------------- handlers
 
 async def create_call(request: web.Request) -> web.Response:
@@ -102,12 +126,17 @@ async def create_call(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     secret_session = app[AUTH].authorize_call(credentials(request.headers))
-    offer, client_session = await read_offer(request)
+    owner = app[AUTH].client_secret_id(credentials(request.headers))
+    app[LIMITS].admit(request.remote, owner)
+    offer, client_session = await read_offer(request, settings.max_sdp_bytes)
+    policy = locked_policy(settings.default_session, settings.locked_fields)
+    check_session(secret_session, policy, "session")
+    check_session(client_session, policy, "session")
     session = layer_sessions(settings.default_session, secret_session, client_session)
     model = choose_model(session, request.query.get("model"), default=settings.model,
                          allowed=settings.models)
     dcid = dcid_param(request.query.get("dcid"))
-    call = app[REGISTRY].new(session, app[UPSTREAM], model)
+    call = app[REGISTRY].new(session, app[UPSTREAM], model, owner=owner)
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
     agents = app.get(AGENTS)
@@ -151,6 +180,8 @@ async def create_client_secret(request: web.Request) -> web.Response:
         raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
                              param="expires_after.seconds")
     settings = request.app[SETTINGS]
+    check_session(body.get("session"), locked_policy(settings.default_session,
+                                                     settings.locked_fields), "session")
     session = layer_sessions(settings.default_session, body.get("session"))
     model = choose_model(session, None, default=settings.model, allowed=settings.models)
     secret = auth.mint(session, ttl)
@@ -240,7 +271,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except RelayError as exc:
-        return web.json_response(exc.to_dict(), status=exc.status)
+        response = web.json_response(exc.to_dict(), status=exc.status)
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -255,20 +289,31 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Answer preflights and let any origin read responses, ``Location`` included."""
+    """Answer preflights, and let the allowed origins (``RELAY_CORS_ORIGINS``) read
+    responses, ``Location`` included. Other origins get no allow headers at all."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin_allowed(origin,
+                                                    request.app[SETTINGS].allowed_origins)
     if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
         response: web.StreamResponse = web.Response(status=204)
-        requested = request.headers.get("Access-Control-Request-Headers")
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
-        response.headers["Access-Control-Allow-Headers"] = (
-            requested or "Authorization, Content-Type")
-        response.headers["Access-Control-Max-Age"] = "600"
+        if allowed:
+            requested = request.headers.get("Access-Control-Request-Headers")
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = (
+                requested or "Authorization, Content-Type")
+            response.headers["Access-Control-Max-Age"] = "600"
     else:
         response = await handler(request)
-    response.headers["Access-Control-Allow-Origin"] = request.headers.get("Origin", "*")
-    response.headers["Access-Control-Expose-Headers"] = "Location"
+    if allowed and origin is not None:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Expose-Headers"] = "Location"
     response.headers["Vary"] = "Origin"
     return response
+
+
+def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
+    """True when a page of ``origin`` may read the relay's answers (``*`` allows any)."""
+    return "*" in allowed or origin.rstrip("/").lower() in (a.lower() for a in allowed)
 
 
 # ------------------------------------------------------------------ lifecycle
@@ -327,6 +372,24 @@ async def _udp_ports_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         await app[REGISTRY].close_all()
         await ports.close()
+
+
+async def _open_warning_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(_warn_open(app[SETTINGS]))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def _warn_open(settings: Settings) -> None:
+    # Repeated, so it shows in any window of the log someone happens to read.
+    while True:
+        logger.warning("auth is open on %s: anyone who can reach it may create calls on "
+                       "this relay's upstream; set RELAY_API_KEYS and drop --auth open",
+                       settings.host)
+        await asyncio.sleep(OPEN_WARNING_INTERVAL)
 
 
 async def _close_calls(app: web.Application) -> None:

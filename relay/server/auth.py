@@ -1,20 +1,27 @@
-"""Who may use the relay: server keys, and the short-lived client secrets minted from them."""
+"""Who may use the relay: server keys, and the short-lived client secrets minted from them.
+
+Client secrets are signed, self-contained tokens (relay.server.client_secrets): nothing is
+remembered between minting and use, so a key minted by one relay works on every relay that
+shares its signing secret.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import AuthenticationFailed, InvalidRequest
-from ..protocol.events import random_id
 from ..protocol.session import Session
+from .client_secrets import SECRET_PREFIX, SecretSigner
+
+__all__ = ["DEFAULT_TTL", "MAX_TTL", "MIN_TTL", "SECRET_PREFIX", "Authenticator",
+           "ClientSecret", "credentials"]
 
 #: Bounds of ``expires_after.seconds``, as the hosted API documents them.
 MIN_TTL, MAX_TTL, DEFAULT_TTL = 10, 7200, 600
-#: Client secrets are bearer tokens shaped like the hosted ones: browsers' SDKs check.
-SECRET_PREFIX = "ek_"
 
 
 @dataclass(frozen=True)
@@ -27,12 +34,17 @@ class ClientSecret:
 
 
 class Authenticator:
-    """Checks bearer keys and keeps the client secrets this relay has minted."""
+    """Checks bearer keys, and mints and verifies client secrets.
 
-    def __init__(self, server_keys: tuple[str, ...], clock: Callable[[], float] = time.time):
+    With no server keys (open mode) any bearer is accepted; a valid client secret still
+    binds its session.
+    """
+
+    def __init__(self, server_keys: tuple[str, ...], clock: Callable[[], float] = time.time,
+                 signer: SecretSigner | None = None) -> None:
         self._server_keys = server_keys
         self._clock = clock
-        self._secrets: dict[str, ClientSecret] = {}
+        self._signer = signer or SecretSigner.random()
 
     def require_server_key(self, authorization: str | None) -> None:
         """Raise unless ``authorization`` carries a server key (any key when none is set)."""
@@ -43,40 +55,50 @@ class Authenticator:
     def authorize_call(self, authorization: str | None) -> Session | None:
         """Check the key of a call request; return the session of a client secret, if any.
 
-        A live client secret this relay minted always binds its session. With no server
-        keys configured (open mode) any other bearer is accepted too, including an ``ek_``
-        key minted elsewhere or expired: browser SDKs refuse keys without that prefix, so
-        a page in open mode may send any ``ek_`` string.
+        A live client secret signed with this relay's secret always binds its session. With
+        no server keys configured (open mode) any other bearer is accepted too, including
+        an ``ek_`` key minted elsewhere or expired: browser SDKs refuse keys without that
+        prefix, so a page in open mode may send any ``ek_`` string.
         """
         token = _bearer(authorization)
-        secret = self._live_secret(token)
-        if secret is not None:
-            return secret.session
-        if not self._server_keys:
-            return None
         if token.startswith(SECRET_PREFIX):
-            raise AuthenticationFailed("The client secret is unknown or has expired.")
+            try:
+                return self._live_session(token)
+            except AuthenticationFailed:
+                if self._server_keys:
+                    raise
+                return None
         if not self._is_server_key(token):
             raise AuthenticationFailed("Incorrect API key provided.")
         return None
 
+    def client_secret_id(self, authorization: str | None) -> str | None:
+        """A short id of the live client secret ``authorization`` carries (for its limits),
+        or None for any other key: server keys are bounded only by the relay's limits."""
+        token = _bearer(authorization)
+        if not token.startswith(SECRET_PREFIX):
+            return None
+        try:
+            self._live_session(token)
+        except AuthenticationFailed:
+            return None
+        return hashlib.sha256(token.encode()).hexdigest()[:32]
+
     def mint(self, session: Session, ttl: int = DEFAULT_TTL) -> ClientSecret:
         """A new client secret valid for ``ttl`` seconds, bound to ``session``."""
-        if not MIN_TTL <= ttl <= MAX_TTL:
+        if isinstance(ttl, bool) or not MIN_TTL <= ttl <= MAX_TTL:
             raise InvalidRequest(
                 f"expires_after.seconds must be between {MIN_TTL} and {MAX_TTL}.",
                 code="invalid_value", param="expires_after.seconds",
             )
-        self._purge()
-        secret = ClientSecret(random_id(SECRET_PREFIX, 32), int(self._clock()) + ttl, session)
-        self._secrets[secret.value] = secret
-        return secret
+        expires_at = int(self._clock()) + ttl
+        return ClientSecret(self._signer.sign(expires_at, session), expires_at, session)
 
-    def _live_secret(self, token: str) -> ClientSecret | None:
-        secret = self._secrets.get(token) if token.startswith(SECRET_PREFIX) else None
-        if secret is None or secret.expires_at <= self._clock():
-            return None
-        return secret
+    def _live_session(self, token: str) -> Session:
+        verified = self._signer.verify(token)
+        if verified.expires_at <= self._clock():
+            raise AuthenticationFailed("The client secret has expired.")
+        return verified.session
 
     def _is_server_key(self, token: str) -> bool:
         if not self._server_keys:
@@ -84,11 +106,6 @@ class Authenticator:
         # Compare against every key so timing says nothing about which one matched.
         matches = [hmac.compare_digest(token.encode(), key.encode()) for key in self._server_keys]
         return any(matches)
-
-    def _purge(self) -> None:
-        now = self._clock()
-        for value in [v for v, s in self._secrets.items() if s.expires_at <= now]:
-            del self._secrets[value]
 
 
 def credentials(headers: Mapping[str, str]) -> str | None:

@@ -31,6 +31,8 @@ from ..logs import CallLog
 from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
+from ..protocol.flood import MessageLimits
+from ..protocol.policy import locked_policy
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.internals import watch_peer_datagrams
@@ -48,6 +50,8 @@ RTP_STATS_TIMEOUT = 1.0
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
+#: Seconds between a call's ``call_duration_exceeded`` error event and its end.
+DURATION_NOTICE = 10.0
 
 
 class CallDriver:
@@ -74,6 +78,11 @@ class CallDriver:
             session,
             max_playout_samples=int(settings.playout_max_seconds * RATE),
             clock=loop.time,
+            policy=locked_policy(settings.default_session, settings.locked_fields),
+            client_limits=MessageLimits(settings.client_max_message_bytes,
+                                        settings.client_message_rate),
+            sideband_limits=MessageLimits(settings.sideband_max_message_bytes,
+                                          settings.sideband_message_rate),
         )
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
         self.media = CallMedia(settings, self.core.next_frame, self._send_uplink,
@@ -147,6 +156,7 @@ class CallDriver:
             watch_peer_datagrams(self.pc, self._hear)
             self.media.start(self.pc, self.id)
             self._spawn(self._connect_deadline(), "connect-deadline")
+            self._spawn(self._duration_deadline(), "duration-deadline")
             return sdp
         except BaseException:
             await self.close("setup failed")
@@ -277,7 +287,7 @@ class CallDriver:
 
         def on_message(message: str | bytes) -> None:
             self.core.client_message(message, name)
-            self._kick()
+            self._after_message()
 
         try:
             await sideband.run(on_message)
@@ -335,6 +345,23 @@ class CallDriver:
             self.log.error("task %s failed", task.get_name(),
                            exc_info=task.exception())
             self._close_soon("internal error")
+
+    def _after_message(self) -> None:
+        self._kick()
+        if self.core.end_reason is not None:
+            self._close_soon(self.core.end_reason)
+
+    async def _duration_deadline(self) -> None:
+        # Warn a little before the end, so the client can tell its user why the call ended.
+        total = self.settings.max_call_seconds
+        notice = min(DURATION_NOTICE, total / 2)
+        await asyncio.sleep(total - notice)
+        self.core.relay_error(RelayError(
+            f"The call reached its longest duration ({total:g} s) and ends in {notice:g} s.",
+            code="call_duration_exceeded"))
+        self._kick()
+        await asyncio.sleep(notice)
+        self._close_soon("the call reached its longest duration")
 
     def _close_soon(self, reason: str) -> None:
         if not self._closing:
@@ -419,7 +446,7 @@ class CallDriver:
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
             self.core.client_message(message)
-            self._kick()
+            self._after_message()
 
         if channel.readyState == "open":
             self._on_channel_open()

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
 from ..config import Settings
-from ..errors import CallNotFound, CapacityExceeded
+from ..errors import CallNotFound, CapacityExceeded, RateLimited
 from ..protocol.events import random_id
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector
@@ -22,6 +22,8 @@ logger = logging.getLogger(__name__)
 
 #: Ended calls whose last snapshot ``GET /v1/realtime/calls/{id}`` still shows.
 ENDED_KEPT = 100
+#: ``Retry-After`` of a relay at its most calls: calls last minutes, but some end any second.
+CAPACITY_RETRY_AFTER = 5
 
 
 def new_call_id() -> str:
@@ -37,6 +39,9 @@ class CallRegistry:
         #: Where calls' ICE sockets go (None: ports the OS picks).
         self.ports = ports
         self._calls: dict[str, CallDriver] = {}
+        #: call id → the client secret (its id) that created it, and its live calls' count.
+        self._owners: dict[str, str] = {}
+        self._owned: Counter[str] = Counter()
         self._trim = heap_trimmer() if settings.trim_memory else None
         #: What ended calls measured, for the metrics.
         self.totals = MetricsTotals()
@@ -47,15 +52,23 @@ class CallRegistry:
         return len(self._calls)
 
     def new(self, session: Session, upstream: UpstreamConnector,
-            model: str | None = None) -> CallDriver:
+            model: str | None = None, owner: str | None = None) -> CallDriver:
         """A new call on ``model`` whose upstream session comes from ``upstream``,
-        registered; raises :class:`CapacityExceeded` at the limit."""
+        registered; raises :class:`CapacityExceeded` at the limit, and
+        :class:`RateLimited` when ``owner`` (a client secret's id) has its most calls."""
         if len(self._calls) >= self.settings.max_calls:
-            raise CapacityExceeded("The relay is at its limit of concurrent calls.")
+            raise CapacityExceeded("The relay is at its limit of concurrent calls.",
+                                   retry_after=CAPACITY_RETRY_AFTER)
+        if owner is not None and self._owned[owner] >= self.settings.max_calls_per_key:
+            raise RateLimited("This key has as many calls at once as it may have.",
+                              code="too_many_calls")
         call = CallDriver(new_call_id(), self.settings, session, upstream,
                           model=model, on_closed=self._forget, ports=self.ports)
         self._calls[call.id] = call
         self.totals.call_created()
+        if owner is not None:
+            self._owners[call.id] = owner
+            self._owned[owner] += 1
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:
@@ -89,5 +102,10 @@ class CallRegistry:
             self._ended[call.id] = call.snapshot()
             if len(self._ended) > ENDED_KEPT:
                 self._ended.popitem(last=False)
+        owner = self._owners.pop(call.id, None)
+        if owner is not None:
+            self._owned[owner] -= 1
+            if not self._owned[owner]:
+                del self._owned[owner]
         if self._trim is not None:
             self._trim()

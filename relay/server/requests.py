@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.multipart import parse_content_disposition
 
-from ..errors import InvalidRequest, UnsupportedMediaType
+from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from ..protocol.session import Session, normalize_session
 
 #: Largest SDP offer, and largest form part.
@@ -19,11 +19,13 @@ MAX_SDP_BYTES = 256 * 1024
 MAX_FORM_PARTS = 16
 
 
-async def read_offer(request: web.Request) -> tuple[str, Session | None]:
-    """The SDP offer of a ``POST /v1/realtime/calls`` and its session, if the form has one."""
+async def read_offer(request: web.Request, max_bytes: int = MAX_SDP_BYTES,
+                     ) -> tuple[str, Session | None]:
+    """The SDP offer of a ``POST /v1/realtime/calls`` and its session, if the form has one;
+    :class:`PayloadTooLarge` for an offer (or form part) over ``max_bytes``."""
     kind = request.content_type
     if kind == "multipart/form-data":
-        parts = await _read_form(request, ("sdp", "session"))
+        parts = await _read_form(request, ("sdp", "session"), max_bytes)
         sdp = parts.get("sdp")
         if not sdp:
             raise InvalidRequest("The form has no 'sdp' part.", code="missing_required_parameter",
@@ -40,8 +42,9 @@ async def read_offer(request: web.Request) -> tuple[str, Session | None]:
         return sdp, session
     if kind in ("application/sdp", "text/plain", "application/octet-stream", ""):
         body = await request.read()
-        if len(body) > MAX_SDP_BYTES:
-            raise InvalidRequest("The SDP offer is too large.", code="invalid_offer", param="sdp")
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"The SDP offer is larger than {max_bytes} bytes.",
+                                  param="sdp")
         try:
             return body.decode(request.charset or "utf-8"), None
         except (UnicodeDecodeError, LookupError) as exc:
@@ -52,7 +55,8 @@ async def read_offer(request: web.Request) -> tuple[str, Session | None]:
     )
 
 
-async def _read_form(request: web.Request, names: tuple[str, ...]) -> dict[str, str]:
+async def _read_form(request: web.Request, names: tuple[str, ...],
+                     max_bytes: int) -> dict[str, str]:
     """The text of the form parts called ``names``; other parts are read and dropped.
 
     The parts are read here rather than with ``request.post()``, which hands a part over
@@ -69,7 +73,7 @@ async def _read_form(request: web.Request, names: tuple[str, ...]) -> dict[str, 
             if next_part is None:
                 return texts
             part, name = _named_part(next_part)
-            data = await _read_part(part, name)
+            data = await _read_part(part, name, max_bytes)
             if name in names:
                 if name in texts:
                     raise InvalidRequest(f"The form has more than one {name!r} part.",
@@ -93,13 +97,13 @@ def _named_part(part: MultipartReader | BodyPartReader) -> tuple[BodyPartReader,
     return part, part.name
 
 
-async def _read_part(part: BodyPartReader, name: str) -> bytes:
+async def _read_part(part: BodyPartReader, name: str, max_bytes: int) -> bytes:
     data = bytearray()
     while chunk := await part.read_chunk():
         data += chunk
-        if len(data) > MAX_SDP_BYTES:
-            raise InvalidRequest(f"The {name!r} part is too large.", code="invalid_value",
-                                 param=name)
+        if len(data) > max_bytes:
+            raise PayloadTooLarge(f"The {name!r} part is larger than {max_bytes} bytes.",
+                                  param=name)
     return bytes(data)
 
 

@@ -98,7 +98,12 @@ async def answer(
         internals.gather_on_sockets(pc, addresses, ports.open)
     if public_addresses:
         internals.announce_public_addresses(pc, public_addresses)
-    await pc.setLocalDescription(await pc.createAnswer())
+    try:
+        description = await pc.createAnswer()
+    except ValueError as exc:  # e.g. a media section whose direction aiortc cannot read
+        raise InvalidRequest(f"The SDP offer could not be answered: {_short(exc)}",
+                             code="invalid_offer", param="sdp") from exc
+    await pc.setLocalDescription(description)
     return pc.localDescription.sdp, channel
 
 

@@ -207,7 +207,9 @@ def _detail(event: dict[str, Any]) -> str:
 
 
 async def start_relay(relay_factory: Any) -> TestServer:
-    server: TestServer = await relay_factory(relay_api_keys=(SERVER_KEY,))
+    # Token mode lets no other origin read its answers unless told: the page's port is
+    # only known later, so any origin here.
+    server: TestServer = await relay_factory(relay_api_keys=(SERVER_KEY,), cors_origins=("*",))
     return server
 
 

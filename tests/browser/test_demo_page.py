@@ -347,7 +347,6 @@ async function tryCall(base) {
 async def test_cross_origin_page_creates_a_call_and_reads_its_location(
         relay_factory, aiohttp_server, silent_mic, tmp_path) -> None:
     # The key makes the relay check Authorization, so the preflight must let it through.
-    relay = await relay_factory(relay_api_keys=("sk-test",))
     other = web.Application()
 
     async def page_handler(request: web.Request) -> web.Response:
@@ -355,6 +354,9 @@ async def test_cross_origin_page_creates_a_call_and_reads_its_location(
 
     other.router.add_get("/", page_handler)
     origin = await aiohttp_server(other, host="127.0.0.1")
+    # Token mode: the page's origin must be listed for it to read the relay's answers.
+    relay = await relay_factory(relay_api_keys=("sk-test",),
+                                cors_origins=(f"http://127.0.0.1:{origin.port}",))
     assert origin.port != relay.port  # another port is another origin
 
     async with chromium(tmp_path / "profile", silent_mic) as context:

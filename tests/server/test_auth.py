@@ -6,6 +6,7 @@ import pytest
 
 from relay.errors import AuthenticationFailed, InvalidRequest
 from relay.server.auth import DEFAULT_TTL, MAX_TTL, MIN_TTL, Authenticator
+from relay.server.client_secrets import SecretSigner
 
 SESSION = {"type": "realtime", "instructions": "bound to the secret"}
 
@@ -49,7 +50,7 @@ def test_auth_minted_secret_binds_its_session_until_it_expires() -> None:
     clock = Clock()
     auth = Authenticator(("sk-server",), clock=clock)
     secret = auth.mint(SESSION, 60)
-    assert secret.value.startswith("ek_") and len(secret.value) == 3 + 32
+    assert secret.value.startswith("ek_")
     assert secret.expires_at == int(clock.now) + 60
     assert auth.authorize_call(bearer(secret.value)) == SESSION
     clock.now += 59
@@ -104,11 +105,36 @@ def test_auth_mint_refuses_ttls_out_of_bounds(ttl: int) -> None:
     assert info.value.param == "expires_after.seconds" and info.value.status == 400
 
 
-def test_auth_mint_forgets_expired_secrets() -> None:
+def test_auth_secrets_minted_by_one_relay_work_on_another_sharing_the_secret() -> None:
+    clock = Clock()
+    minting = Authenticator(("sk-a",), clock=clock, signer=SecretSigner("s" * 32))
+    other = Authenticator(("sk-b",), clock=clock, signer=SecretSigner("s" * 32))
+    stranger = Authenticator(("sk-b",), clock=clock, signer=SecretSigner("t" * 32))
+    secret = minting.mint(SESSION, 60)
+    assert other.authorize_call(bearer(secret.value)) == SESSION
+    with pytest.raises(AuthenticationFailed):
+        stranger.authorize_call(bearer(secret.value))
+    clock.now += 60
+    with pytest.raises(AuthenticationFailed) as info:
+        other.authorize_call(bearer(secret.value))
+    assert "expired" in info.value.message
+
+
+def test_auth_secrets_are_stateless_and_distinct() -> None:
+    auth = Authenticator(("sk-server",), clock=Clock())
+    first, second = auth.mint(SESSION, 60), auth.mint(SESSION, 60)
+    assert first.value != second.value
+    assert not [v for v in vars(auth).values() if isinstance(v, dict)]
+
+
+def test_auth_client_secret_id_names_live_minted_keys_only() -> None:
     clock = Clock()
     auth = Authenticator(("sk-server",), clock=clock)
-    old = auth.mint(SESSION, MIN_TTL)
+    secret = auth.mint(SESSION, MIN_TTL)
+    key = auth.client_secret_id(bearer(secret.value))
+    assert key is not None and secret.value not in key
+    assert auth.client_secret_id(bearer(secret.value)) == key
+    assert auth.client_secret_id(bearer("sk-server")) is None
+    assert auth.client_secret_id(bearer("ek_forged")) is None
     clock.now += MIN_TTL
-    fresh = auth.mint(SESSION, MIN_TTL)
-    assert old.value != fresh.value
-    assert old.value not in auth._secrets and fresh.value in auth._secrets
+    assert auth.client_secret_id(bearer(secret.value)) is None

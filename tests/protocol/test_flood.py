@@ -1,0 +1,86 @@
+"""Message size and rate on a call (relay.protocol.flood), through the call core."""
+
+from __future__ import annotations
+
+import json
+
+from relay.protocol.call import CallCore
+from relay.protocol.flood import MessageGuard, MessageLimits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def core(clock: Clock) -> CallCore:
+    c = CallCore("rtc_flood", {"type": "realtime"}, max_playout_samples=24000, clock=clock,
+                 client_limits=MessageLimits(max_bytes=1000, per_second=10, flood_drops=50),
+                 sideband_limits=MessageLimits(max_bytes=2000, per_second=10, flood_drops=50))
+    c.start()
+    c.drain_upstream()
+    c.channel_opened()
+    return c
+
+
+EVENT = json.dumps({"type": "response.create"})
+
+
+def test_flood_an_oversized_message_gets_an_error_and_the_call_goes_on() -> None:
+    c = core(Clock())
+    c.client_message(json.dumps({"type": "conversation.item.create", "pad": "x" * 2000}))
+    [error] = c.drain_client()
+    assert error["error"]["code"] == "message_too_large"
+    assert c.drain_upstream() == []
+    c.client_message(EVENT)
+    assert [e["type"] for e in c.drain_upstream()] == ["response.create"]
+    assert c.end_reason is None
+
+
+def test_flood_over_the_rate_one_error_per_run_then_the_rate_recovers() -> None:
+    clock = Clock()
+    c = core(clock)
+    for _ in range(15):
+        c.client_message(EVENT)
+    assert len(c.drain_upstream()) == 10
+    errors = c.drain_client()
+    assert [e["error"]["code"] for e in errors] == ["rate_limit_exceeded"]
+    clock.now += 1.0
+    c.client_message(EVENT)
+    assert len(c.drain_upstream()) == 1 and c.end_reason is None
+
+
+def test_flood_a_sustained_flood_ends_only_that_call() -> None:
+    clock = Clock()
+    flooding, quiet = core(clock), core(clock)
+    for _ in range(200):
+        flooding.client_message(EVENT)
+    quiet.client_message(EVENT)
+    assert flooding.end_reason == "client flooded the call"
+    assert quiet.end_reason is None
+
+
+def test_flood_sidebands_have_their_own_limits() -> None:
+    clock = Clock()
+    c = core(clock)
+    c.attach_sideband("sideband-1")
+    for _ in range(10):
+        c.client_message(EVENT)
+    c.client_message(json.dumps({"type": "session.update", "session": {"pad": "x" * 1500}}),
+                     "sideband-1")
+    assert c.drain_sideband("sideband-1") == []  # larger than the client's, within its own
+    assert len(c.drain_upstream()) == 11
+    c.client_message("x" * 2001, "sideband-1")
+    [error] = c.drain_sideband("sideband-1")
+    assert error["error"]["code"] == "message_too_large"
+    assert c.drain_client() == []  # the answer went to the sideband only
+
+
+def test_flood_guard_burst_is_at_least_ten() -> None:
+    clock = Clock()
+    guard = MessageGuard(MessageLimits(per_second=1), clock)
+    assert [guard.check("x") for _ in range(10)] == [None] * 10
+    assert guard.check("x") is not None
