@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -13,12 +14,28 @@ from aiohttp.test_utils import TestServer
 
 from relay.client import CallClient, PcmSource, read_wav
 from relay.config import Settings
+from relay.logs import NOISY
 from relay.server.app import REGISTRY, create_app
 
 from .support.netlab import NetLab, lab_problem
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOOPBACK = ("127.0.0.1",)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Tests that run the CLI in-process configure logging (a root handler on a captured
+    stream, levels): undo it, so no later test logs into a closed stream or sees other
+    levels."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: logging.getLogger(name).level for name in NOISY}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, noisy_level in levels.items():
+        logging.getLogger(name).setLevel(noisy_level)
 
 
 @pytest.fixture(scope="session")

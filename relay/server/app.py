@@ -68,6 +68,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     be served.
     """
     settings.validate()
+    # The agent first: a spec that cannot be served stops the relay before anything else.
+    agent = load_agent(settings.agent) if settings.agent is not None else None
     app = web.Application(middlewares=[cors_middleware, error_middleware],
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
@@ -76,9 +78,9 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
     app[LIMITS] = CallRateLimits(settings.call_rate_per_address, settings.call_rate_per_key)
-    if settings.agent is not None:
+    if agent is not None:
         keys = settings.relay_api_keys
-        app[AGENTS] = CallAgents(load_agent(settings.agent), server_key=keys[0] if keys else None,
+        app[AGENTS] = CallAgents(agent, server_key=keys[0] if keys else None,
                                  start_timeout=settings.agent_start_timeout)
         logger.info("serving the agent %s on every call", settings.agent)
     app[METRICS] = _metrics_registry(app)

@@ -168,6 +168,8 @@ def ice_gatherers(pc: RTCPeerConnection) -> list[RTCIceGatherer]:
     if pc.sctp is not None:
         dtls.append(pc.sctp.transport)
     for transport in dtls:
+        if transport is None:  # a media section the offer rejected or left without one
+            continue
         gatherer = transport.transport.iceGatherer
         seen.setdefault(id(gatherer), gatherer)
     return list(seen.values())

@@ -20,7 +20,7 @@ from aiortc import (
 )
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, RelayError
 from . import internals
 from .ice_servers import parse_ice_server
 from .udp_ports import UdpPorts
@@ -100,7 +100,10 @@ async def answer(
         internals.announce_public_addresses(pc, public_addresses)
     try:
         description = await pc.createAnswer()
-    except ValueError as exc:  # e.g. a media section whose direction aiortc cannot read
+    except RelayError:
+        raise
+    except Exception as exc:  # a description aiortc applied but cannot answer (e.g. a
+        # media section whose direction it cannot read, or one left without a transport)
         raise InvalidRequest(f"The SDP offer could not be answered: {_short(exc)}",
                              code="invalid_offer", param="sdp") from exc
     await pc.setLocalDescription(description)

@@ -397,7 +397,11 @@ async def test_agents_js_interrupt_retrieve_then_text_message(
                   " && wire.some((s, j) => j > i && s.event.type === 'output_audio_buffer.stopped'"
                   " && s.event.response_id === m.event.response.id))", mark, timeout=15)
         after = (await wire(page))[mark:]
-        assert [event["type"] for event in sent(after)] == [
+        # agents-js also retrieves each item whose input transcription completes (the
+        # embedded server transcribes when the speech extra is installed): not part of
+        # the text message's own exchange.
+        assert [event["type"] for event in sent(after)
+                if event["type"] != "conversation.item.retrieve"] == [
             "conversation.item.create", "response.create"]
         added = next(event for event in received(after)
                      if event["type"] == "conversation.item.added")
