@@ -10,10 +10,11 @@ calls were live, since a loop that lags only under load needs that to be underst
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
+
+from .tasks import OwnedTask
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class LoopLagMonitor:
         self._calls = calls
         self._recent: deque[float] = deque(maxlen=max(1, int(WINDOW / interval)))
         self._warned_at: float | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask()
 
     @property
     def recent_max(self) -> float:
@@ -46,15 +47,11 @@ class LoopLagMonitor:
 
     def start(self) -> None:
         """Start measuring."""
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="loop-lag")
+        self._task.start(self._run(), "loop-lag")
 
     async def close(self) -> None:
         """Stop measuring; safe to call twice."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.close()
 
     def observe(self, lag: float, now: float) -> None:
         """Record one measurement, taken at ``now``; warn when it passes the threshold."""

@@ -14,6 +14,8 @@ import contextlib
 import logging
 from urllib.parse import urlsplit
 
+from .tasks import OwnedTask
+
 logger = logging.getLogger(__name__)
 
 #: Seconds between two probes of the upstream.
@@ -37,20 +39,15 @@ class UpstreamProbe:
         self.timeout = timeout
         #: Why the upstream is not reachable (None: it was at the last probe).
         self.problem: str | None = "the upstream has not been probed yet"
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask()
 
     def start(self) -> None:
         """Start probing (the first probe runs at once)."""
-        self._task = asyncio.get_running_loop().create_task(self._run(),
-                                                            name="upstream-probe")
+        self._task.start(self._run(), "upstream-probe")
 
     async def close(self) -> None:
         """Stop probing; safe to call twice."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._task.close()
 
     async def probe(self) -> None:
         """Probe once and remember the answer."""
