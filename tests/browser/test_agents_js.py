@@ -61,14 +61,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ..conftest import base_url, live_calls, write_wav
+from ..conftest import base_url, live_calls
 from .test_demo_page import (
     AUDIBLE,
-    CAPTURE_RATE,
     CHROMIUM,
     TRAILING_SILENCE_S,
     chromium,
-    upsample,
+    mic_file,
 )
 
 pytestmark = pytest.mark.browser
@@ -139,11 +138,7 @@ def agents_js_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def looped_speech_mic(speech: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fake microphone: the speech fixture, then silence enough to end the turn."""
-    pcm = upsample(speech, CAPTURE_RATE // 24000)
-    pcm += bytes(2 * int(CAPTURE_RATE * TRAILING_SILENCE_S))
-    path = tmp_path_factory.mktemp("mic") / "speech.wav"
-    write_wav(path, pcm, CAPTURE_RATE)
-    return path
+    return mic_file(tmp_path_factory.mktemp("mic"), speech, TRAILING_SILENCE_S)
 
 
 # ----------------------------------------------------------------- the page

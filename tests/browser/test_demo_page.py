@@ -52,14 +52,19 @@ def upsample(pcm: bytes, factor: int) -> bytes:
     return bytes(np.interp(t, np.arange(len(x)), x).round().astype("<i2").tobytes())
 
 
+def mic_file(directory: Path, pcm: bytes, silence_s: float) -> Path:
+    """A fake microphone's WAV in ``directory``: 24 kHz ``pcm`` at Chromium's capture
+    rate, then ``silence_s`` of silence (Chromium loops the file)."""
+    path = directory / "mic.wav"
+    write_wav(path, upsample(pcm, CAPTURE_RATE // 24000) + bytes(2 * int(CAPTURE_RATE * silence_s)),
+              CAPTURE_RATE)
+    return path
+
+
 @pytest.fixture(scope="session")
 def speech_mic(speech: bytes, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fake microphone: the speech fixture, then enough silence to end the turn."""
-    pcm = upsample(speech, CAPTURE_RATE // 24000)
-    pcm += bytes(2 * int(CAPTURE_RATE * TRAILING_SILENCE_S))
-    path = tmp_path_factory.mktemp("mic") / "speech.wav"
-    write_wav(path, pcm, CAPTURE_RATE)
-    return path
+    return mic_file(tmp_path_factory.mktemp("mic"), speech, TRAILING_SILENCE_S)
 
 
 @pytest.fixture(scope="session")
@@ -264,11 +269,7 @@ async def test_demo_page_typed_question_gets_the_agents_tool_answer_spoken(
 def weather_question_mic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fake microphone asks, in espeak's voice, for the weather, then stays quiet
     long enough for the tool call and the spoken answer."""
-    pcm = upsample(espeak(ASK_WEATHER), CAPTURE_RATE // 24000)
-    pcm += bytes(2 * int(CAPTURE_RATE * 8.0))
-    path = tmp_path_factory.mktemp("mic") / "weather.wav"
-    write_wav(path, pcm, CAPTURE_RATE)
-    return path
+    return mic_file(tmp_path_factory.mktemp("mic"), espeak(ASK_WEATHER), 8.0)
 
 
 @needs_speech
