@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any, Literal
 
 from . import settings_table as table
@@ -30,7 +31,7 @@ from .audio import (
 from .audio.inbound import REORDER_MS
 from .errors import ConfigError, InvalidRequest
 from .logs import LOG_FORMATS, LogFormat
-from .protocol.policy import FIELD_PATH
+from .protocol.policy import FIELD_PATH, Policy, locked_policy
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, LIST, Kind, between, positive, setting
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
@@ -360,6 +361,11 @@ class Settings:
 
     def __repr__(self) -> str:
         return f"Settings({', '.join(f'{k}={v}' for k, v in table.masked_items(self))})"
+
+    @cached_property
+    def policy(self) -> Policy:
+        """The locked session fields with the operator's values, worked out once."""
+        return locked_policy(self.default_session, self.locked_fields)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""

@@ -19,7 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
-from ..protocol.policy import check_session, locked_policy
+from ..protocol.policy import check_session
 from ..protocol.session import choose_model, effective_session, layer_sessions
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
@@ -131,9 +131,8 @@ async def create_call(request: web.Request) -> web.Response:
     owner = app[AUTH].client_secret_id(credentials(request.headers))
     app[LIMITS].admit(request.remote, owner)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
-    policy = locked_policy(settings.default_session, settings.locked_fields)
-    check_session(secret_session, policy, "session")
-    check_session(client_session, policy, "session")
+    check_session(secret_session, settings.policy, "session")
+    check_session(client_session, settings.policy, "session")
     session = layer_sessions(settings.default_session, secret_session, client_session)
     model = choose_model(session, request.query.get("model"), default=settings.model,
                          allowed=settings.models)
@@ -182,8 +181,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
         raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
                              param="expires_after.seconds")
     settings = request.app[SETTINGS]
-    check_session(body.get("session"), locked_policy(settings.default_session,
-                                                     settings.locked_fields), "session")
+    check_session(body.get("session"), settings.policy, "session")
     session = layer_sessions(settings.default_session, body.get("session"))
     model = choose_model(session, None, default=settings.model, allowed=settings.models)
     secret = auth.mint(session, ttl)

@@ -32,7 +32,6 @@ from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
-from ..protocol.policy import locked_policy
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.internals import watch_peer_datagrams
@@ -78,7 +77,7 @@ class CallDriver:
             session,
             max_playout_samples=int(settings.playout_max_seconds * RATE),
             clock=loop.time,
-            policy=locked_policy(settings.default_session, settings.locked_fields),
+            policy=settings.policy,
             client_limits=MessageLimits(settings.client_max_message_bytes,
                                         settings.client_message_rate),
             sideband_limits=MessageLimits(settings.sideband_max_message_bytes,
