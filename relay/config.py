@@ -31,7 +31,7 @@ from .audio import (
 from .audio.inbound import REORDER_MS
 from .errors import ConfigError, InvalidRequest
 from .logs import LOG_FORMATS, LogFormat
-from .protocol.policy import FIELD_PATH, Policy, locked_policy
+from .protocol.policy import FIELD_PATH, Policy, SessionRules, locked_policy
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, LIST, Kind, between, positive, setting
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
@@ -366,6 +366,11 @@ class Settings:
     def policy(self) -> Policy:
         """The locked session fields with the operator's values, worked out once."""
         return locked_policy(self.default_session, self.locked_fields)
+
+    @cached_property
+    def session_rules(self) -> SessionRules:
+        """What a request's session and model become under this relay's policy."""
+        return SessionRules(self.default_session, self.policy, self.model, self.models)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""

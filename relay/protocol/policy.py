@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InvalidRequest
-from .session import normalize_session
+from .session import Session, choose_model, layer_sessions, normalize_session
 
 #: A locked field's path in the GA session: ``instructions``, ``audio.output.voice``.
 FIELD_PATH = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*")
@@ -59,6 +60,31 @@ def check_session(session: Mapping[str, Any] | None, policy: Policy, where: str)
         raise InvalidRequest(
             f"{changed} is set by the relay's operator and cannot be changed; nothing of "
             "this request was applied.", code="locked_field", param=f"{where}.{changed}")
+
+
+@dataclass(frozen=True)
+class SessionRules:
+    """What a request for a call or a client secret gets: the operator's session with the
+    request's layers over it, under the locked fields, on a model the operator allows."""
+
+    #: The operator's session (``RELAY_SESSION``): the bottom layer of every call's session.
+    operator_session: Mapping[str, Any]
+    policy: Policy
+    #: The relay's model, and the others a client may ask for (empty: any).
+    default_model: str
+    allowed_models: Sequence[str] = ()
+
+    def admit(self, *layers: Mapping[str, Any] | None,
+              query_model: str | None = None) -> tuple[Session, str]:
+        """The session (``layers`` over the operator's, later ones winning) and model a
+        request asking for ``layers`` gets; :class:`InvalidRequest` naming the field when
+        a layer changes a locked field or asks for a model that is not served."""
+        for layer in layers:
+            check_session(layer, self.policy, "session")
+        session = layer_sessions(self.operator_session, *layers)
+        model = choose_model(session, query_model, default=self.default_model,
+                             allowed=self.allowed_models)
+        return session, model
 
 
 def _lookup(session: Mapping[str, Any], path: str) -> Any:

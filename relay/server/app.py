@@ -19,8 +19,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
-from ..protocol.policy import check_session
-from ..protocol.session import choose_model, effective_session, layer_sessions
+from ..protocol.session import effective_session
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
@@ -131,11 +130,8 @@ async def create_call(request: web.Request) -> web.Response:
     owner = app[AUTH].client_secret_id(credentials(request.headers))
     app[LIMITS].admit(request.remote, owner)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
-    check_session(secret_session, settings.policy, "session")
-    check_session(client_session, settings.policy, "session")
-    session = layer_sessions(settings.default_session, secret_session, client_session)
-    model = choose_model(session, request.query.get("model"), default=settings.model,
-                         allowed=settings.models)
+    session, model = settings.session_rules.admit(secret_session, client_session,
+                                                  query_model=request.query.get("model"))
     dcid = dcid_param(request.query.get("dcid"))
     call = app[REGISTRY].new(session, app[UPSTREAM], model, owner=owner)
     answer = await call.start(offer, dcid=dcid)
@@ -181,9 +177,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
         raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
                              param="expires_after.seconds")
     settings = request.app[SETTINGS]
-    check_session(body.get("session"), settings.policy, "session")
-    session = layer_sessions(settings.default_session, body.get("session"))
-    model = choose_model(session, None, default=settings.model, allowed=settings.models)
+    session, model = settings.session_rules.admit(body.get("session"))
     secret = auth.mint(session, ttl)
     # Typed clients (openai-python's ClientSecretCreateResponse) need the full session,
     # identity fields included, not just the fields that were asked for.

@@ -9,7 +9,13 @@ import pytest
 
 from relay.errors import InvalidRequest
 from relay.protocol.call import CallCore
-from relay.protocol.policy import UNSET, check_session, locked_field_changed, locked_policy
+from relay.protocol.policy import (
+    UNSET,
+    SessionRules,
+    check_session,
+    locked_field_changed,
+    locked_policy,
+)
 
 OPERATOR = {"type": "realtime", "instructions": "Be brief.", "voice": "marin"}
 FIELDS = ("instructions", "tools", "audio.output.voice")
@@ -93,3 +99,31 @@ def test_policy_does_not_bind_the_sideband() -> None:
     send(c, {"type": "response.create", "response": {"tools": []}}, "sideband-1")
     assert [e["type"] for e in c.drain_upstream()] == ["session.update", "response.create"]
     assert c.drain_sideband("sideband-1") == []
+
+
+def test_policy_rules_layer_requests_over_the_operator_session_and_pick_the_model() -> None:
+    operator = {"instructions": "Be brief.", "audio": {"output": {"voice": "marin"}}}
+    rules = SessionRules(operator, locked_policy(operator, ["audio.output.voice"]),
+                         "gpt-realtime", ("gpt-realtime-mini",))
+    session, model = rules.admit({"instructions": "Key's."}, {"model": "gpt-realtime-mini"})
+    assert session["instructions"] == "Key's."
+    assert session["audio"]["output"]["voice"] == "marin"
+    assert model == "gpt-realtime-mini"
+    assert rules.admit(None, None, query_model="gpt-realtime-mini")[1] == "gpt-realtime-mini"
+    assert rules.admit()[1] == "gpt-realtime"
+
+
+@pytest.mark.parametrize(("layers", "query", "param"), [
+    (({"audio": {"output": {"voice": "cedar"}}}, None), None, "session.audio.output.voice"),
+    ((None, {"audio": {"output": {"voice": "cedar"}}}), None, "session.audio.output.voice"),
+    ((None, None), "gpt-4o-realtime-preview", "model"),
+    (({"model": "other"}, None), None, "session.model"),
+])
+def test_policy_rules_refuse_a_locked_field_or_an_unserved_model_in_any_layer(
+        layers: tuple[dict[str, Any] | None, ...], query: str | None, param: str) -> None:
+    operator = {"audio": {"output": {"voice": "marin"}}}
+    rules = SessionRules(operator, locked_policy(operator, ["audio.output.voice"]),
+                         "gpt-realtime", ("gpt-realtime-mini",))
+    with pytest.raises(InvalidRequest) as refused:
+        rules.admit(*layers, query_model=query)
+    assert refused.value.param == param
