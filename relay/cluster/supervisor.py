@@ -97,6 +97,11 @@ def describe_exit(code: int) -> str:
 class Supervisor:
     """The workers of one ``relay serve --workers N``, and what keeps them running."""
 
+    #: The module's constants, as attributes so a test can run the same logic faster.
+    backoff_first = BACKOFF_FIRST
+    backoff_max = BACKOFF_MAX
+    restart_window = RESTART_WINDOW
+
     def __init__(self, settings: Settings, argv: Sequence[str], directory: str) -> None:
         self.settings = settings
         self.argv = list(argv)
@@ -179,7 +184,7 @@ class Supervisor:
             if self._stopping.is_set():
                 return
             now = loop.time()
-            while recent and now - recent[0] > RESTART_WINDOW:
+            while recent and now - recent[0] > self.restart_window:
                 recent.popleft()
             del self._processes[index]  # nothing left to signal or wait for
             what = f"worker {index} (pid {process.pid}) {describe_exit(code)}"
@@ -188,9 +193,9 @@ class Supervisor:
                 return
             if len(recent) >= MAX_RESTARTS:
                 self._give_up(f"{what}, its {len(recent) + 1}th exit within "
-                              f"{RESTART_WINDOW:g} s: giving up (crash loop)")
+                              f"{self.restart_window:g} s: giving up (crash loop)")
                 return
-            delay = min(BACKOFF_MAX, BACKOFF_FIRST * 2 ** len(recent))
+            delay = min(self.backoff_max, self.backoff_first * 2 ** len(recent))
             recent.append(now)
             logger.warning("%s; restarting it in %g s", what, delay)
             with contextlib.suppress(TimeoutError):

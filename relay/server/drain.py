@@ -67,8 +67,8 @@ class Drain:
         """Let ``registry``'s live calls go on for up to the timeout (or until a second
         :meth:`begin`), then end each call still live with an ``error`` event."""
         if len(registry):
-            logger.info("draining: %d live calls have up to %g s to end", len(registry),
-                        self.timeout)
+            logger.info("draining: %d live calls have up to %g s to end (signal again to end "
+                        "them now)", len(registry), self.timeout)
         waits = [asyncio.ensure_future(registry.wait_empty()),
                  asyncio.ensure_future(self._hurry.wait())]
         try:

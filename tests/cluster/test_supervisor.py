@@ -3,14 +3,17 @@ how an exit is told, the port check."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import signal
 import socket
 import sys
+from pathlib import Path
 
 import pytest
 
 from relay.__main__ import build_parser
-from relay.cluster.supervisor import Supervisor, check_port, describe_exit
+from relay.cluster.supervisor import MAX_RESTARTS, Supervisor, check_port, describe_exit
 from relay.config import Settings
 from relay.errors import ConfigError
 from relay.webrtc.udp_ports import worker_udp_ports
@@ -51,3 +54,25 @@ def test_supervisor_port_check_names_a_taken_port() -> None:
         with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
             check_port("127.0.0.1", port)
     check_port("127.0.0.1", port)  # free again
+
+
+class Crashing(Supervisor):
+    """A supervisor whose workers crash at once (a real process each time), on a fast
+    clock."""
+
+    backoff_first = 0.01
+    backoff_max = 0.05
+
+    def worker_argv(self, index: int) -> list[str]:
+        return [sys.executable, "-c", "import sys; sys.exit(3)"]
+
+
+async def test_supervisor_gives_up_on_a_crash_loop(caplog: pytest.LogCaptureFixture,
+                                                   tmp_path: Path) -> None:
+    caplog.set_level(logging.INFO, "relay.cluster.supervisor")
+    supervisor = Crashing(Settings(workers=2), ["serve"], str(tmp_path))
+    assert await asyncio.wait_for(supervisor.run(), 30) == 1
+    restarts = [r.getMessage() for r in caplog.records if "restarting it in" in r.getMessage()]
+    assert len(restarts) >= MAX_RESTARTS
+    assert "exited with code 3; restarting it in 0.01 s" in restarts[0]
+    assert any("giving up (crash loop)" in r.getMessage() for r in caplog.records)
