@@ -59,7 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             settings = Settings.from_args(args)
             configure_logging(settings.log_level, settings.log_format, secrets=secret_values(
-                settings.api_key, settings.relay_api_keys, settings.upstream_headers))
+                settings.api_key, settings.relay_api_keys, settings.upstream_headers),
+                worker=settings.worker_index)
+            if settings.workers > 1 and settings.worker_index is None:
+                from .cluster.supervisor import supervise
+
+                return supervise(settings, list(sys.argv[1:] if argv is None else argv))
             from .server.run import run
 
             run(settings)

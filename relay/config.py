@@ -33,10 +33,10 @@ from .errors import ConfigError, InvalidRequest
 from .logs import LOG_FORMATS, LogFormat
 from .protocol.policy import FIELD_PATH, Policy, SessionRules, locked_policy
 from .protocol.session import DEFAULT_MODEL, normalize_session
-from .settings_table import HEADERS, LIST, Kind, between, positive, setting
+from .settings_table import HEADERS, INTEGER, LIST, Kind, between, positive, setting
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
-from .webrtc.udp_ports import parse_udp_ports
+from .webrtc.udp_ports import parse_udp_ports, workers_udp_problem
 
 #: Default of ``peer_timeout``; how it was chosen is told where it is used
 #: (relay/server/driver.py, ``CallDriver._watch_peer``).
@@ -45,6 +45,22 @@ PEER_TIMEOUT = 8.0
 #: ``--udp-ports``: one port, or a range.
 UDP_PORTS = Kind(parse_udp_ports, "a port or a range LO-HI of ports from 1 to 65535",
                  "PORT|LO-HI")
+
+
+
+def parse_workers(text: str) -> int:
+    """``"4"`` → 4; ``"auto"`` → one per core of this machine."""
+    if text.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    return int(text)
+
+
+#: ``--workers``: a number of processes, or ``auto``.
+WORKERS = Kind(parse_workers, "a number of processes or auto", "N|auto")
+
+#: The environment a supervisor adds for each of its workers (relay/cluster/supervisor.py).
+WORKER_INDEX_ENV = "RELAY_WORKER_INDEX"
+WORKER_DIR_ENV = "RELAY_WORKER_DIR"
 
 EventLoop = Literal["auto", "uvloop", "asyncio"]
 EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
@@ -154,6 +170,21 @@ class Settings:
         help="address to listen on")
     port: int = setting(
         8080, flag="--port", env="RELAY_PORT", check=between(1, 65535), help="port to listen on")
+    #: Above 1 the process is a supervisor of that many workers (relay/cluster/), which
+    #: share the port (SO_REUSEPORT), each with its own calls and UDP sockets.
+    workers: int = setting(
+        1, flag="--workers", env="RELAY_WORKERS", kind=WORKERS, check=between(1, 1024),
+        help="worker processes sharing the port, each with its own calls (`auto`: one per "
+             "core); a supervisor restarts any that dies")
+    #: Set by the supervisor in each worker's environment; None: not a worker.
+    worker_index: int | None = setting(
+        None, env=WORKER_INDEX_ENV, kind=INTEGER, check=lambda i: None if i is None or i >= 0
+        else "must be 0 or more", internal=True,
+        help="this worker's index among the supervisor's workers (set by the supervisor)")
+    #: The supervisor's private runtime directory (mode 0700), removed when it exits.
+    worker_dir: str | None = setting(
+        None, env=WORKER_DIR_ENV, internal=True,
+        help="the supervisor's private directory for its workers (set by the supervisor)")
 
     #: ``None`` means: the embedded local server, unless an API key is configured, in which
     #: case the hosted OpenAI endpoint.
@@ -201,7 +232,8 @@ class Settings:
     udp_ports: tuple[int, int] | None = setting(
         None, flag="--udp-ports", env="RELAY_UDP_PORTS", kind=UDP_PORTS,
         help="UDP ports for calls' ICE: a range `LO-HI` (a port per call and address), or "
-             "one `PORT` every call shares", shown="any: the OS picks")
+             "one `PORT` every call shares; with `--workers N` a range is split between the "
+             "workers, and one `PORT` becomes `PORT+i` for worker i", shown="any: the OS picks")
     #: Bearer keys accepted to create calls and mint client secrets. Not a flag: a command
     #: line is visible to every user of the machine.
     relay_api_keys: tuple[str, ...] = setting(
@@ -326,6 +358,13 @@ class Settings:
     sideband_max_events: int = setting(
         2000, env="RELAY_SIDEBAND_MAX_EVENTS", check=between(1, 1_000_000),
         help="events a sideband may fall behind before it is closed")
+    #: On SIGTERM (or Ctrl-C) new calls get 503 ``relay_draining`` and /readyz 503, while
+    #: live calls go on until they end or this passes; the rest then get an ``error``
+    #: event (``server_shutting_down``) and are ended (relay/server/drain.py).
+    drain_timeout: float = setting(
+        30.0, flag="--drain-timeout", env="RELAY_DRAIN_TIMEOUT", check=between(0, 86400),
+        help="seconds live calls may go on after SIGTERM before they are ended (0: at once); "
+             "new calls are refused meanwhile")
     connect_timeout: float = setting(
         30.0, env="RELAY_CONNECT_TIMEOUT", check=positive,
         help="seconds a call's peer has to connect before the call is closed")
@@ -415,6 +454,10 @@ class Settings:
                 f"{why} but RELAY_API_KEYS is empty: set RELAY_API_KEYS to one or more server "
                 "keys (comma-separated), or pass --auth open (RELAY_AUTH=open) to accept any "
                 "bearer", param="relay_api_keys")
+        problem = workers_udp_problem(self.udp_ports, self.workers) if self.udp_ports else None
+        if problem:
+            raise ConfigError(f"{self.names('udp_ports')} {problem} (with "
+                              f"{self.names('workers')} {self.workers})", param="udp_ports")
 
     @property
     def auth_mode(self) -> AuthMode:
@@ -451,6 +494,12 @@ class Settings:
         if self.api_key and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = f"Bearer {self.api_key}"
         return url, headers
+
+
+def worker_environment(index: int, directory: str) -> dict[str, str]:
+    """This process's environment, plus what makes a child process worker ``index`` of a
+    supervisor whose runtime directory is ``directory``."""
+    return {**os.environ, WORKER_INDEX_ENV: str(index), WORKER_DIR_ENV: directory}
 
 
 def settings_markdown() -> str:

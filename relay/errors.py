@@ -13,6 +13,10 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── CallNotFound                404, code "call_id_not_found"
     ├── CapacityExceeded            503, code "capacity_exceeded" (with Retry-After)
     │   └── UdpPortsExhausted       503, code "udp_ports_exhausted" (every port of the range in use)
+    ├── Draining                    503, code "relay_draining" (stopping: no new calls;
+    │                               with Retry-After)
+    ├── ShuttingDown                code "server_shutting_down": the ``error`` event of a call
+    │                               the relay ends at the end of its drain (never an HTTP answer)
     ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
     ├── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
     ├── AgentFailed                 500, code "agent_error" (a call's server-side agent failed)
@@ -118,6 +122,20 @@ class UdpPortsExhausted(CapacityExceeded):
     """Every UDP port of the relay's configured range is taken by live calls."""
 
     default_code = "udp_ports_exhausted"
+
+
+class Draining(RelayError):
+    """The relay is stopping (SIGTERM): it takes no new calls, its live calls go on."""
+
+    status = 503
+    default_code = "relay_draining"
+
+
+class ShuttingDown(RelayError):
+    """Sent to a live call's client (and sidebands) as an ``error`` event when the relay
+    ends the call because it is stopping."""
+
+    default_code = "server_shutting_down"
 
 
 class UpstreamError(RelayError):

@@ -2,9 +2,10 @@
 
 Every line about a call carries its id: code logs through a :class:`CallLog` made for
 the call, which puts ``call <id>:`` in front of the message and hands the id to the
-formatter as a field (no message is parsed). Secrets the relay was given (its keys, the
-upstream's headers) are masked in whatever a line says, as a last guard: the code itself
-never logs a key.
+formatter as a field (no message is parsed). A worker of ``relay serve --workers N`` names
+itself on each line (``worker 1`` in text, a ``worker`` field in JSON). Secrets the relay
+was given (its keys, the upstream's headers) are masked in whatever a line says, as a last
+guard: the code itself never logs a key.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ class CallLog(logging.LoggerAdapter[logging.Logger]):
 
 
 class _Masking(logging.Formatter):
-    def __init__(self, secrets: Iterable[str], fmt: str | None = None) -> None:
+    def __init__(self, secrets: Iterable[str], fmt: str | None = None,
+                 worker: int | None = None) -> None:
         super().__init__(fmt)
+        self.worker = worker
         self._secrets = sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len,
                                reverse=True)
 
@@ -55,10 +58,13 @@ class _Masking(logging.Formatter):
 
 
 class TextFormatter(_Masking):
-    """``time LEVEL logger: message``, secrets masked."""
+    """``time LEVEL logger: message`` (``time LEVEL worker N logger: message`` in a
+    worker), secrets masked."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
-        super().__init__(secrets, TEXT_FORMAT)
+    def __init__(self, secrets: Iterable[str] = (), worker: int | None = None) -> None:
+        fmt = TEXT_FORMAT if worker is None else TEXT_FORMAT.replace(
+            "%(name)s", f"worker {worker} %(name)s")
+        super().__init__(secrets, fmt, worker)
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of text."""
@@ -66,8 +72,8 @@ class TextFormatter(_Masking):
 
 
 class JsonFormatter(_Masking):
-    """One JSON object a line: time, level, logger, message, and ``call_id`` when the line
-    is about a call; an exception's traceback as ``exception``."""
+    """One JSON object a line: time, level, logger, message, ``worker`` in a worker, and
+    ``call_id`` when the line is about a call; an exception's traceback as ``exception``."""
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
@@ -78,6 +84,8 @@ class JsonFormatter(_Masking):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker is not None:
+            line["worker"] = self.worker
         call_id = getattr(record, "call_id", None)
         if isinstance(call_id, str):
             line["call_id"] = call_id
@@ -97,11 +105,13 @@ def secret_values(api_key: str | None, relay_api_keys: Iterable[str],
 
 
 def configure_logging(level: str, fmt: LogFormat = "text", *, secrets: Iterable[str] = (),
-                      stream: IO[str] | None = None) -> logging.Handler:
-    """Send the root logger's lines at ``level`` and up to ``stream`` (stderr) in ``fmt``;
-    returns the handler (replacing any the root had)."""
+                      stream: IO[str] | None = None, worker: int | None = None,
+                      ) -> logging.Handler:
+    """Send the root logger's lines at ``level`` and up to ``stream`` (stderr) in ``fmt``,
+    naming ``worker`` on each if given; returns the handler (replacing any the root had)."""
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else TextFormatter(secrets))
+    handler.setFormatter(JsonFormatter(secrets, worker=worker) if fmt == "json"
+                         else TextFormatter(secrets, worker))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

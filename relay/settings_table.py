@@ -145,6 +145,9 @@ class Setting:
     metavar: str | None
     #: How a secret's value is shown (None: as ``'***'``).
     mask: Callable[[Any], str] | None = None
+    #: Set by the relay for its own processes (a supervisor for its workers), not by a
+    #: person: left out of the README's table.
+    internal: bool = False
 
     def names(self, name: str) -> str:
         """How a person sets it: ``"RELAY_PORT / --port"`` (the field's name if neither)."""
@@ -171,18 +174,19 @@ class Setting:
 def setting(default: T, *, help: str, flag: str | None = None, env: str | None = None,
             kind: Kind | None = None, choices: Sequence[str] = (), check: Check | None = None,
             secret: bool = False, shown: str | None = None, metavar: str | None = None,
-            mask: Callable[[Any], str] | None = None) -> T:
+            mask: Callable[[Any], str] | None = None, internal: bool = False) -> T:
     """Declare a dataclass field as a setting (see the module docstring).
 
     ``kind`` defaults to the one ``default``'s type suggests (text, integer, number, on/off,
     comma-separated list, JSON object); ``choices`` are checked, and offered by the flag;
     ``shown`` replaces the default's text in ``--help`` and the README; ``mask`` shows a
-    secret's value with its secret parts hidden (by default it shows as ``'***'``).
+    secret's value with its secret parts hidden (by default it shows as ``'***'``);
+    ``internal`` settings are the relay's own business and stay out of the README's table.
     """
     spec = Setting(
         help=help, kind=kind or _kind_of(default), flag=flag, env=env, choices=tuple(choices),
         check=check, secret=secret, shown=_show(default) if shown is None else shown,
-        metavar=metavar, mask=mask,
+        metavar=metavar, mask=mask, internal=internal,
     )
     metadata = {_KEY: spec}
     if isinstance(default, dict):  # a mutable default: each instance gets its own copy
@@ -283,6 +287,8 @@ def markdown_table(cls: type) -> str:
     """The README's table of the settings of ``cls``: what, flag, environment, default."""
     rows = ["| setting | flag | environment | default |", "|---|---|---|---|"]
     for _, s in declared(cls):
+        if s.internal:
+            continue
         rows.append("| " + " | ".join(_cell(text) for text in (
             s.help, _flag_cell(s), _env_cell(s), s.shown)) + " |")
     return "\n".join(rows) + "\n"

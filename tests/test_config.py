@@ -37,6 +37,10 @@ ENVIRONMENT = [
     ("RELAY_SIGNING_SECRET", "s" * 32, "signing_secret", "s" * 32),
     ("RELAY_SIGNING_SECRETS", "o" * 32 + ", " + "p" * 40, "signing_secrets", ("o" * 32, "p" * 40)),
     ("RELAY_PORT", "9000", "port", 9000),
+    ("RELAY_WORKERS", "3", "workers", 3),
+    ("RELAY_WORKER_INDEX", "1", "worker_index", 1),
+    ("RELAY_WORKER_DIR", "/run/relay-x", "worker_dir", "/run/relay-x"),
+    ("RELAY_DRAIN_TIMEOUT", "0", "drain_timeout", 0.0),
     ("RELAY_UPSTREAM_URL", "wss://example.test/v1/realtime", "upstream_url",
      "wss://example.test/v1/realtime"),
     ("OPENAI_API_KEY", "sk-abc", "api_key", "sk-abc"),
@@ -149,6 +153,8 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "cors_origins": ("*", ("*",)),
     "locked_fields": ("tools", ("tools",)),
     "port": ("9001", 9001),
+    "workers": ("2", 2),
+    "drain_timeout": ("2.5", 2.5),
     "upstream_url": ("ws://127.0.0.1:9/v1/realtime", "ws://127.0.0.1:9/v1/realtime"),
     "upstream_headers": ("api-key: k", (("api-key", "k"),)),
     "model": ("m", "m"),
@@ -211,6 +217,10 @@ def test_config_generated_parser_accepts_every_flag() -> None:
      "--ice-public-address must be one IP address per family"),
     ("RELAY_UDP_PORTS", "9-3", "RELAY_UDP_PORTS / --udp-ports must be a port or a range LO-HI"),
     ("RELAY_UDP_PORTS", "0", "RELAY_UDP_PORTS / --udp-ports must be a port or a range LO-HI"),
+    ("RELAY_WORKERS", "0", "RELAY_WORKERS / --workers must be from 1 to 1024"),
+    ("RELAY_WORKERS", "many", "RELAY_WORKERS / --workers must be a number of processes or auto"),
+    ("RELAY_WORKER_INDEX", "-1", "RELAY_WORKER_INDEX must be 0 or more"),
+    ("RELAY_DRAIN_TIMEOUT", "-1", "RELAY_DRAIN_TIMEOUT / --drain-timeout must be from 0 to"),
     ("RELAY_ICE_ADDRESSES", "localhost", "RELAY_ICE_ADDRESSES / --ice-address must be IP "
      "addresses"),
     ("RELAY_UPSTREAM_HEADERS", "no colon", "RELAY_UPSTREAM_HEADERS / --upstream-header must "
@@ -287,11 +297,32 @@ def test_config_readme_table_is_the_generated_one() -> None:
 
 def test_config_readme_table_has_a_row_per_setting() -> None:
     rows = settings_markdown().splitlines()[2:]
-    assert len(rows) == len(list(declared(Settings)))
+    internal = [name for name, s in declared(Settings) if s.internal]
+    assert internal == ["worker_index", "worker_dir"]
+    assert len(rows) == len(list(declared(Settings))) - len(internal)
     assert "| upstream key |  | `OPENAI_API_KEY` | none |" in rows
     assert ("| models clients may request (`?model=` / `session.model`) | `--models MODEL,...` "
             "(repeatable) | `RELAY_MODELS` (comma-separated) | any |") in rows
     assert any("`--local-mode assistant\\|parrot\\|echo`" in row for row in rows)
+
+
+def test_config_workers_auto_is_one_per_core() -> None:
+    assert Settings.from_env({"RELAY_WORKERS": "auto"}).workers == (os.cpu_count() or 1)
+    assert Settings.from_args(serve_args("--workers", "AUTO"), {}).workers == (
+        os.cpu_count() or 1)
+
+
+@pytest.mark.parametrize(("ports", "workers", "message"), [
+    ("50000-50003", 3, "RELAY_UDP_PORTS / --udp-ports has 4 ports: 3 workers need at least 6 "
+     "(2 each) (with RELAY_WORKERS / --workers 3)"),
+    ("65535", 2, "RELAY_UDP_PORTS / --udp-ports is one port, 65535, so worker i uses 65535 + i: "
+     "2 workers need ports up to 65536, beyond 65535"),
+])
+def test_config_udp_ports_too_few_for_the_workers_is_a_config_error(
+        ports: str, workers: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_env({"RELAY_UDP_PORTS": ports, "RELAY_WORKERS": str(workers)})
+    Settings.from_env({"RELAY_UDP_PORTS": ports, "RELAY_WORKERS": "1"})
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .client_secrets import SecretSigner
+from .drain import Drain
 from .limits import CallRateLimits
 from .loop_lag import LoopLagMonitor
 from .metrics import RelayCollector
@@ -50,6 +52,9 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 PROBE = web.AppKey("probe", UpstreamProbe)
 #: The event loop's lag, measured while the app runs.
 LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
+#: Whether the relay still takes calls (relay/server/drain.py); relay/server/run.py begins
+#: the drain on SIGTERM, and the app's cleanup runs only once it is over.
+DRAIN = web.AppKey("drain", Drain)
 
 #: Seconds between the warnings that auth is open on a public address.
 OPEN_WARNING_INTERVAL = 60.0
@@ -77,6 +82,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
     app[LIMITS] = CallRateLimits(settings.call_rate_per_address, settings.call_rate_per_key)
+    app[DRAIN] = Drain(settings.drain_timeout)
     if agent is not None:
         keys = settings.relay_api_keys
         app[AGENTS] = CallAgents(agent, server_key=keys[0] if keys else None,
@@ -128,6 +134,7 @@ async def create_call(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     secret_session = app[AUTH].authorize_call(credentials(request.headers))
     owner = app[AUTH].client_secret_id(credentials(request.headers))
+    app[DRAIN].check()
     app[LIMITS].admit(request.remote, owner)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
     session, model = settings.session_rules.admit(secret_session, client_session,
@@ -164,6 +171,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
     """``POST /v1/realtime/client_secrets``: mint a short-lived ``ek_`` key for a browser."""
     auth = request.app[AUTH]
     auth.require_server_key(credentials(request.headers))
+    request.app[DRAIN].check()
     body = await read_json(request) if request.can_read_body else {}
     expires = body.get("expires_after") or {}
     if not isinstance(expires, dict):
@@ -206,17 +214,21 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
 
 
 async def health(request: web.Request) -> web.Response:
-    """``GET /healthz``: liveness and the number of live calls."""
-    return web.json_response({"status": "ok", "calls": len(request.app[REGISTRY])})
+    """``GET /healthz``: liveness, the number of live calls, whether the relay is draining,
+    and which process answered (its worker index under ``--workers``, and its PID)."""
+    app = request.app
+    return web.json_response({"status": "ok", "calls": len(app[REGISTRY]),
+                              "draining": app[DRAIN].draining,
+                              "worker": app[SETTINGS].worker_index, "pid": os.getpid()})
 
 
 async def ready(request: web.Request) -> web.Response:
-    """``GET /readyz``: 200 when a call can be taken now (the upstream reachable, a call
-    slot free), else 503 with the reason."""
+    """``GET /readyz``: 200 when a call can be taken now (not draining, the upstream
+    reachable, a call slot free), else 503 with the reason."""
     app = request.app
     calls, limit = len(app[REGISTRY]), app[SETTINGS].max_calls
     probe = app.get(PROBE)
-    reason = probe.problem if probe is not None else None
+    reason = "draining" if app[DRAIN].draining else probe.problem if probe is not None else None
     if reason is None and calls >= limit:
         reason = f"at the limit of {limit} concurrent calls"
     body = {"status": "ready" if reason is None else "not_ready", "calls": calls,

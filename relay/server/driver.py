@@ -51,6 +51,10 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 #: Seconds between a call's ``call_duration_exceeded`` error event and its end.
 DURATION_NOTICE = 10.0
+#: Longest a call ended by the relay waits for its last ``error`` event to leave (data
+#: channel and sidebands) before its peer connection is closed, and how often it looks.
+FAREWELL_SECONDS = 1.0
+FAREWELL_POLL = 0.02
 
 
 class CallDriver:
@@ -192,6 +196,24 @@ class CallDriver:
                       stats["uplink_seconds_in"], stats["barge_ins"])
         if self._on_closed is not None:
             self._on_closed(self)
+
+    async def end(self, error: RelayError, reason: str,
+                  grace: float = FAREWELL_SECONDS) -> None:
+        """Tell the client and every sideband ``error`` (an ``error`` event), give it up to
+        ``grace`` seconds to leave, then :meth:`close` the call with ``reason``."""
+        if not self._closing:
+            self.report_error(error)
+            for _ in range(max(1, round(grace / FAREWELL_POLL))):
+                if self._farewell_sent():
+                    break
+                await asyncio.sleep(FAREWELL_POLL)
+        await self.close(reason)
+
+    def _farewell_sent(self) -> bool:
+        channel = self._channel
+        unsent = channel is not None and channel.readyState == "open" and (
+            channel.bufferedAmount > 0)
+        return not unsent and not any(s.pending for s in self._sidebands.values())
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the call's counters, for logs, tests and the benchmark."""

@@ -47,6 +47,9 @@ class CallRegistry:
         self.totals = MetricsTotals()
         #: Snapshots of the last calls that ended, oldest first.
         self._ended: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        #: Set while no call is live (a drain waits on it).
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -65,6 +68,7 @@ class CallRegistry:
         call = CallDriver(new_call_id(), self.settings, session, upstream,
                           model=model, on_closed=self._forget, ports=self.ports)
         self._calls[call.id] = call
+        self._empty.clear()
         self.totals.call_created()
         if owner is not None:
             self._owners[call.id] = owner
@@ -91,6 +95,10 @@ class CallRegistry:
             raise CallNotFound()
         return snapshot
 
+    async def wait_empty(self) -> None:
+        """Wait until no call is live."""
+        await self._empty.wait()
+
     async def close_all(self, reason: str = "relay shutting down") -> None:
         """Close every live call."""
         calls = list(self._calls.values())
@@ -102,6 +110,8 @@ class CallRegistry:
             self._ended[call.id] = call.snapshot()
             if len(self._ended) > ENDED_KEPT:
                 self._ended.popitem(last=False)
+            if not self._calls:
+                self._empty.set()
         owner = self._owners.pop(call.id, None)
         if owner is not None:
             self._owned[owner] -= 1

@@ -1,18 +1,31 @@
-"""Running the relay's app until interrupted, on the configured event loop."""
+"""Running the relay's app until it is told to stop, on the configured event loop.
+
+SIGTERM or SIGINT (Ctrl-C) begins the drain (relay/server/drain.py): no new calls, live
+calls go on up to ``drain_timeout``, then the app shuts down and the process exits 0. A
+second signal ends the live calls at once. A worker of ``relay serve --workers N``
+(relay/cluster/) also drains when its supervisor is gone: the supervisor holds the write
+end of the worker's stdin, so its death, even by SIGKILL, reads as end-of-file here.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib.util
 import logging
-from collections.abc import Callable
+import os
+import signal
+import stat
+import sys
+from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
 from ..config import Settings
 from ..errors import ConfigError
-from .app import create_app
+from .app import DRAIN, REGISTRY, create_app
+from .drain import Drain
 
 logger = logging.getLogger(__name__)
 
@@ -23,31 +36,84 @@ logger = logging.getLogger(__name__)
 #: three-round run). The youngest generation then holds at most a few megabytes.
 GC_THRESHOLDS = (20_000, 20, 20)
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
 
 async def serve(settings: Settings) -> None:
-    """Serve ``settings``' relay until cancelled (Ctrl-C), then shut down cleanly."""
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    """Serve ``settings``' relay until a stop signal, drain, then shut down cleanly (also
+    when cancelled)."""
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    # Everything built so far (modules, the app) lives as long as the process: keep it out
-    # of every future collection.
-    gc.freeze()
     thresholds = gc.get_threshold()
-    gc.set_threshold(*GC_THRESHOLDS)
-    loop = type(asyncio.get_running_loop())
-    logger.info("relay listening on http://%s:%d/ (event loop: %s.%s)", settings.host,
-                settings.port, loop.__module__, loop.__qualname__)
     try:
-        await asyncio.Event().wait()
+        worker = settings.worker_index is not None
+        # Workers of one supervisor share the port; the kernel spreads connections.
+        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=worker or None)
+        await site.start()
+        # Everything built so far (modules, the app) lives as long as the process: keep it
+        # out of every future collection.
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+        loop = type(asyncio.get_running_loop())
+        logger.info("relay listening on http://%s:%d/ (event loop: %s.%s)%s", settings.host,
+                    settings.port, loop.__module__, loop.__qualname__,
+                    f", worker {settings.worker_index} (pid {os.getpid()})" if worker else "")
+        drain = app[DRAIN]
+        with _stop_on_signals(drain), _stop_with_supervisor(drain, worker):
+            await drain.begun()
+            await drain.run(app[REGISTRY])
     finally:
         await runner.cleanup()
         gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
+@contextlib.contextmanager
+def _stop_on_signals(drain: Drain) -> Iterator[None]:
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in STOP_SIGNALS:
+        try:
+            loop.add_signal_handler(sig, drain.begin, sig.name)
+        except (NotImplementedError, RuntimeError, ValueError):
+            continue  # not the main thread, or a loop without signals: cancellation only
+        installed.append(sig)
+    try:
+        yield
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def _stop_with_supervisor(drain: Drain, worker: bool) -> Iterator[None]:
+    fd = sys.stdin.fileno() if worker and sys.stdin is not None else -1
+    if fd < 0 or not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            drain.begin("the supervisor is gone")
+
+    loop.add_reader(fd, readable)
+    try:
+        yield
+    finally:
+        loop.remove_reader(fd)
+
+
 def run(settings: Settings) -> None:
-    """Serve until interrupted, on the event loop ``settings.event_loop`` names."""
+    """Serve until stopped, on the event loop ``settings.event_loop`` names."""
     with asyncio.Runner(loop_factory=loop_factory(settings.event_loop)) as runner:
         runner.run(serve(settings))
 

@@ -43,6 +43,11 @@ class Sideband:
         #: Why the relay closed it, if it did ("sideband too slow").
         self.closed_by_relay: str | None = None
 
+    @property
+    def pending(self) -> int:
+        """Events queued and not yet taken by the writer."""
+        return self._outbox.qsize()
+
     def offer(self, events: list[Event]) -> None:
         """Queue ``events`` to send; close the sideband if it has fallen too far behind."""
         if self._closing:

@@ -8,6 +8,10 @@ refused with 503 at once. With ``--udp-ports PORT`` every call shares one socket
 address on that port, demultiplexed by ICE username fragment and then by remote address
 (:class:`relay.webrtc.internals.SharedPort`), as the hosted service and LiveKit do.
 
+With ``--workers N`` each worker process has sockets of its own (relay/cluster/): a range
+is cut into N disjoint slices, worker ``i`` taking the ``i``-th (:func:`worker_udp_ports`),
+and one shared ``PORT`` becomes one port per worker, ``PORT + i``.
+
 Only the host candidates' sockets are placed: a TURN allocation's socket is an outgoing
 connection to the TURN server, which a stateful firewall lets back in by itself.
 """
@@ -39,6 +43,37 @@ def parse_udp_ports(text: str) -> tuple[int, int]:
     if not 1 <= first <= last <= 65535:
         raise ValueError(text)
     return first, last
+
+
+#: Fewest ports of a range each worker's slice must have: a slice of one port would switch
+#: that worker to the shared-port mode, which a range does not ask for.
+MIN_PORTS_PER_WORKER = 2
+
+
+def workers_udp_problem(ports: tuple[int, int], workers: int) -> str | None:
+    """What keeps ``ports`` from being shared by ``workers`` processes, or None."""
+    low, high = ports
+    if workers <= 1:
+        return None
+    if low == high:
+        if low + workers - 1 > 65535:
+            return (f"is one port, {low}, so worker i uses {low} + i: {workers} workers need "
+                    f"ports up to {low + workers - 1}, beyond 65535")
+        return None
+    if high - low + 1 < MIN_PORTS_PER_WORKER * workers:
+        return (f"has {high - low + 1} ports: {workers} workers need at least "
+                f"{MIN_PORTS_PER_WORKER * workers} ({MIN_PORTS_PER_WORKER} each)")
+    return None
+
+
+def worker_udp_ports(ports: tuple[int, int], index: int, workers: int) -> tuple[int, int]:
+    """Worker ``index``'s (0-based) share of ``ports`` among ``workers``: its slice of a
+    range (the slices are disjoint and cover it), or ``PORT + index`` for one port."""
+    low, high = ports
+    if low == high:
+        return low + index, low + index
+    size = high - low + 1
+    return low + index * size // workers, low + (index + 1) * size // workers - 1
 
 
 class UdpPorts:

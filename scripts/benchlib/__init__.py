@@ -9,5 +9,6 @@ Modules, one concept each:
 - ``baseline``  the two baseline echo servers (bare, right-sized frames)
 - ``load``      the load process: N headless aiortc client sessions
 - ``runner``    starts, pins, drives and stops the processes of one benchmark run
+- ``capacity``  ``--capacity``: the ramp to the most calls each ``--workers`` count holds
 - ``report``    the table, the JSON file and the PNG plot
 """

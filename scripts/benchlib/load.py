@@ -8,7 +8,11 @@ the packets out of aiortc's jitter buffer (it holds ~80 ms and delays bursts) an
 decoder. The recorder decodes each payload itself to find echoed clicks.
 
 Two scenarios: ``concurrent`` (N calls at once, warm up, measure a window, hang up) and
-``sequential`` (calls one after another, server RSS sampled every 10 calls).
+``sequential`` (calls one after another, server RSS sampled every 10 calls). With
+``own_connections`` (the capacity mode) each session makes its HTTP requests on a
+connection of its own, kept open from the call's creation to its hang-up: a server of
+several workers sharing a port (SO_REUSEPORT) sees the calls spread the way separate
+clients would, and each hang-up reaches the worker that owns its call.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 15.0
 MEDIA_TIMEOUT = 10.0
+#: A session's own connection stays open from its call's creation to its hang-up.
+OWN_KEEPALIVE = 3600.0
 
 
 @dataclass
@@ -108,6 +114,8 @@ class LoadSession:
         self._base_url = base_url
         self._decoder = OpusDecoder()
         self._detector = ClickDetector()
+        #: This session's own HTTP client (``own_connections``), else None: the shared one.
+        self.http: aiohttp.ClientSession | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._pc.addTrack(ClickTrainTrack(train, self.trace, pacing))
         transceiver = self._pc.getTransceivers()[0]
@@ -136,18 +144,21 @@ class LoadSession:
 
     async def connect(self, http: aiohttp.ClientSession) -> None:
         """Offer, post, apply the answer (ICE on 127.0.0.1 only, no STUN)."""
-        answer = await create_call(http, self._base_url, self._pc, ice_addresses=["127.0.0.1"])
+        answer = await create_call(self.http or http, self._base_url, self._pc,
+                                   ice_addresses=["127.0.0.1"])
         self.call_id = answer.call_id
 
     async def hangup(self, http: aiohttp.ClientSession) -> int | None:
         """Post the hangup; return the HTTP status (None if never connected)."""
         if self.call_id is None:
             return None
-        return await hang_up(http, self._base_url, self.call_id)
+        return await hang_up(self.http or http, self._base_url, self.call_id)
 
     async def close(self) -> None:
-        """Close the peer (safe to call twice)."""
+        """Close the peer and the session's own HTTP client (safe to call twice)."""
         await self._pc.close()
+        if self.http is not None:
+            await self.http.close()
 
 
 async def _open_sessions(
@@ -158,6 +169,9 @@ async def _open_sessions(
     errors: list[str] = []
     for index in range(n):
         session = LoadSession(index, train, spec["url"], pacing, spec.get("datachannel", False))
+        if spec.get("own_connections"):
+            session.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+                limit=1, keepalive_timeout=OWN_KEEPALIVE))
         try:
             await asyncio.wait_for(session.connect(http), CONNECT_TIMEOUT)
             sessions.append(session)
@@ -202,6 +216,7 @@ async def _prime(spec: dict[str, Any], train: ClickTrain, http: aiohttp.ClientSe
 async def run_concurrent(spec: dict[str, Any]) -> dict[str, Any]:
     """N calls at once: connect, warm up, measure a window, hang up; return the figures."""
     server_pid = int(spec["server_pid"])
+    upstream_pid = int(spec.get("upstream_pid") or 0)
     n = int(spec["n"])
     train = build_click_train()
     pacing = Pacing()
@@ -222,7 +237,9 @@ async def run_concurrent(spec: dict[str, Any]) -> dict[str, Any]:
             pacing.late_max, pacing.late_frames = 0.0, 0
             start = time.monotonic()
             cpu0 = procstat.cpu_seconds(server_pid)
+            each0 = procstat.cpu_seconds_each(server_pid)
             self0 = procstat.cpu_seconds(os.getpid())
+            upstream0 = procstat.cpu_seconds(upstream_pid) if upstream_pid else 0.0
             rss_samples: list[int] = []
             duration = float(spec["duration"])
             for second in range(int(duration)):
@@ -231,13 +248,26 @@ async def run_concurrent(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, start + duration - time.monotonic()))
             rss_samples.append(procstat.rss_kib(server_pid))
             cpu1 = procstat.cpu_seconds(server_pid)
+            each1 = procstat.cpu_seconds_each(server_pid)
             self1 = procstat.cpu_seconds(os.getpid())
+            upstream1 = procstat.cpu_seconds(upstream_pid) if upstream_pid else 0.0
             end = time.monotonic()
         finally:
             errors += await _close_sessions(sessions, http)
-    return _concurrent_result(
+    result = _concurrent_result(
         n, sessions, errors, start, end, cpu1 - cpu0, self1 - self0, rss_idle, rss_samples, pacing
     )
+    window = end - start
+    # Per process of the server's tree (a supervisor and its workers): how evenly the
+    # calls' work was spread.
+    result["server_cpu_pct_by_process"] = sorted(
+        (round(100.0 * (each1[pid] - each0[pid]) / window, 1) for pid in each1 if pid in each0),
+        reverse=True,
+    )
+    if upstream_pid:
+        result["upstream_cpu_pct"] = 100.0 * (upstream1 - upstream0) / window
+    result["cpus"] = os.cpu_count()
+    return result
 
 
 def _concurrent_result(

@@ -41,14 +41,20 @@ def descendants(pid: int) -> list[int]:
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of ``pid``'s tree (threads and reaped children included)."""
-    total = 0
+    return sum(cpu_seconds_each(pid).values())
+
+
+def cpu_seconds_each(pid: int) -> dict[int, float]:
+    """User + system CPU seconds of each live process of ``pid``'s tree, by PID (its
+    threads and reaped children included)."""
+    seconds: dict[int, float] = {}
     for member in descendants(pid):
         fields = _stat_fields(member)
         if fields is None:
             continue
         # utime, stime, cutime, cstime are stat fields 14-17; index 0 here is field 3.
-        total += sum(int(value) for value in fields[11:15])
-    return total / CLOCK_TICKS
+        seconds[member] = sum(int(value) for value in fields[11:15]) / CLOCK_TICKS
+    return seconds
 
 
 def rss_kib(pid: int) -> int:

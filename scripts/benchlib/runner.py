@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -59,6 +60,8 @@ class Plan:
     variants: dict[str, str] = field(default_factory=dict)
     #: Times the whole concurrent sweep is repeated.
     rounds: int = 1
+    #: Each load session on an HTTP connection of its own (see benchlib.load).
+    own_connections: bool = False
 
 
 def log(message: str) -> None:
@@ -79,8 +82,11 @@ class Processes:
         if core is not None:
             argv = ["taskset", "-c", str(core), *argv]  # taskset execs: same PID
         handle = log_path.open("w")
-        # Without an API key in its environment the relay uses its embedded upstream.
+        # Without an API key in its environment the relay uses its embedded upstream. A
+        # relay stopped between runs ends its calls at once rather than draining them (an
+        # older tree run as a variant ignores the variable).
         env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
+        env["RELAY_DRAIN_TIMEOUT"] = "0"
         proc = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, cwd=cwd, env=env)
         self._running.append((proc, handle))
         return proc
@@ -126,6 +132,37 @@ def wait_listening(proc: subprocess.Popen[bytes], port: int, timeout: float) -> 
         except OSError:
             time.sleep(0.1)
     raise RuntimeError(f"server not listening on port {port} after {timeout:.0f} s")
+
+
+def workers_in(argv: list[str]) -> int:
+    """The number of worker processes ``argv`` asks ``relay serve`` for (its last
+    ``--workers``; 1 if none)."""
+    count = 1
+    for flag, value in zip(argv, argv[1:], strict=False):
+        if flag == "--workers":
+            count = (os.cpu_count() or 1) if value == "auto" else int(value)
+    return count
+
+
+def wait_workers(proc: subprocess.Popen[bytes], port: int, count: int, timeout: float) -> None:
+    """Wait until ``count`` distinct workers answer ``/healthz`` on 127.0.0.1:``port``
+    (fresh connections, which the kernel spreads); a port listening means only that the
+    first worker is up."""
+    deadline = time.monotonic() + timeout
+    seen: set[object] = set()
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with code {proc.returncode} while starting")
+        try:
+            url = f"http://127.0.0.1:{port}/healthz"
+            with urllib.request.urlopen(url, timeout=2) as response:
+                seen.add(json.loads(response.read()).get("worker"))
+        except OSError:
+            time.sleep(0.1)
+        if len(seen) >= count:
+            return
+    raise RuntimeError(f"only workers {sorted(map(str, seen))} of {count} answered "
+                       f"after {timeout:.0f} s")
 
 
 def server_argv(plan: Plan, name: str, port: int) -> list[str]:
@@ -201,8 +238,12 @@ def with_server(
     )
     try:
         wait_listening(server, port, READY_TIMEOUT)
+        workers = workers_in(argv)
+        if workers > 1:
+            wait_workers(server, port, workers, READY_TIMEOUT)
         time.sleep(SETTLE_SECONDS)
-        spec = {**spec, "url": f"http://127.0.0.1:{port}", "server_pid": server.pid}
+        spec = {**spec, "url": f"http://127.0.0.1:{port}", "server_pid": server.pid,
+                "upstream_pid": upstream.pid if upstream is not None else None}
         result = run_load(procs, plan, spec, tag)
         if server.poll() is not None:
             result.setdefault("errors", []).append(f"server exited with {server.returncode}")
@@ -224,6 +265,7 @@ def concurrent_run(procs: Processes, plan: Plan, name: str, n: int, round_: int)
         "warmup": plan.warmup,
         "duration": plan.duration,
         "datachannel": plan.datachannel,
+        "own_connections": plan.own_connections,
         "deadline": plan.warmup + plan.duration + 3.0 * n + 60.0,
     }
     try:

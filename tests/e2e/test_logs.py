@@ -85,3 +85,23 @@ def test_logs_mask_a_key_that_reaches_a_message() -> None:
     assert json.loads(first)["message"] == "oops: ***" and "call_id" not in json.loads(first)
     assert second.endswith("WARNING relay.test: oops: ***")
     assert SENTINEL not in stream.getvalue()
+
+
+def test_logs_name_the_worker_in_text_and_json() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = list(root.handlers), root.level
+    try:
+        configure_logging("INFO", "text", stream=stream, worker=1)
+        logging.getLogger("relay.test").info("hello")
+        configure_logging("INFO", "json", stream=stream, worker=1)
+        logging.getLogger("relay.test").info("hello")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+    text, line = stream.getvalue().splitlines()
+    assert text.endswith(" INFO worker 1 relay.test: hello")
+    assert json.loads(line)["worker"] == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from aiohttp import ClientSession
 
 from relay.client import CallClient
@@ -113,4 +115,5 @@ async def test_http_capacity_limit_is_a_503(relay_factory, make_client) -> None:
 async def test_http_health(relay) -> None:
     async with ClientSession() as http:
         async with http.get(f"{base_url(relay)}/healthz") as r:
-            assert await r.json() == {"status": "ok", "calls": 0}
+            assert await r.json() == {"status": "ok", "calls": 0, "draining": False,
+                                      "worker": None, "pid": os.getpid()}
