@@ -38,6 +38,8 @@ class ResponsePlayback:
     items: list[ItemPlayback] = field(default_factory=list)
     #: ``output_audio_buffer.started`` has been sent.
     started: bool = False
+    #: Clock time its first frame was sent.
+    started_at: float | None = None
     #: ``response.done`` has arrived: no more audio will come for it.
     done: bool = False
 
@@ -162,6 +164,7 @@ class Playback:
                 continue
             if not response.started:
                 response.started = True
+                response.started_at = now
                 self._send_client(self._buffer_event("output_audio_buffer.started", response))
             if response.done and response.queued == 0:
                 self._finish(response, "output_audio_buffer.stopped")
@@ -223,6 +226,10 @@ class Playback:
         cut = [r for r in self._responses.values() if r.received or not r.done]
         record = Truncation(reason, now, [r.response_id for r in cut])
         playing = any(r.started and r.queued for r in cut)
+        began = [r.started_at for r in cut if r.started_at is not None]
+        if since is not None and began:
+            # A reply that began after the user did was talked over from its start.
+            since = max(since, min(began))
         self.playout.discard({r.response_id for r in cut})
         for response in cut:
             self._cut.append(response.response_id)

@@ -569,3 +569,16 @@ def test_call_core_barge_in_with_an_unknown_onset_has_no_stop_latency(start_ms: 
     core.next_frame()
     [record] = core.stats.barge_ins
     assert record.cut_latency_ms is None
+
+
+def test_call_core_reply_begun_after_the_onset_is_talked_over_from_its_start() -> None:
+    core, clock = timed_core(padding_ms=0)
+    talk_and_play(core, clock, 10)  # the user starts at sample 0 (chunk 1, came at 100.02)
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 50)
+    talk_and_play(core, clock, 5)  # the reply's first frame went out at 100.22
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id="u1")
+    clock.now = 100.32
+    core.next_frame()
+    [record] = core.stats.barge_ins
+    assert record.cut_latency_ms == pytest.approx(100.0)
