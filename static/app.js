@@ -421,6 +421,7 @@ function receive(event) {
       break;
     case "output_audio_buffer.started":
       setSpeaking(true);
+      turns.replyAudioStarted();
       break;
     case "output_audio_buffer.stopped":
       setSpeaking(false);

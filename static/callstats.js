@@ -152,18 +152,22 @@ export class CallStats {
  * `output_audio_buffer.started` is sent when the relay pulls the reply's first frame, on
  * another path (SCTP), before the network and the jitter buffer; getStats' `audioLevel` or
  * `totalAudioEnergy` are only as fresh as a poll every half second; and the audio deltas
- * never come on the data channel of a WebRTC call.
+ * never come on the data channel of a WebRTC call. The `started` event does serve as a
+ * gate: audio counts only once the reply to this turn has started, so the tail of an
+ * earlier reply (with `interrupt_response` off) is not taken for it.
  */
 export class TurnTimer {
   /** @param {HTMLOListElement} list where turns are shown, newest first */
   constructor(list) {
     this.list = list;
     this.waitingSince = null;
+    this.replyStarted = false;
     this.count = 0;
   }
 
   clear() {
     this.waitingSince = null;
+    this.replyStarted = false;
     this.count = 0;
     this.list.replaceChildren();
   }
@@ -171,6 +175,12 @@ export class TurnTimer {
   /** The upstream's VAD says the user stopped speaking (at `now`, performance.now()). */
   speechStopped(now) {
     this.waitingSince = now;
+    this.replyStarted = false;
+  }
+
+  /** `output_audio_buffer.started`: the relay began sending a reply's audio. */
+  replyAudioStarted() {
+    if (this.waitingSince !== null) this.replyStarted = true;
   }
 
   /** The user started speaking again before any reply was heard: that turn goes on. */
@@ -180,7 +190,7 @@ export class TurnTimer {
 
   /** The remote audio peaked at `level` (0..1) at `now`; returns a latency when it ends a wait. */
   remoteLevel(level, now) {
-    if (this.waitingSince === null || level <= HEARD_LEVEL) return null;
+    if (this.waitingSince === null || !this.replyStarted || level <= HEARD_LEVEL) return null;
     const latency = now - this.waitingSince;
     this.waitingSince = null;
     this._show(latency);
