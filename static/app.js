@@ -7,11 +7,16 @@
  * assistant's voice arrives as a remote audio track; everything else arrives as JSON
  * events on the data channel.
  *
+ * While the call lasts, the statistics panel charts what getStats() says of the network
+ * and the audio, and lists each turn's latency (see callstats.js).
+ *
  * For tests (and the curious, from the console) the page exposes `window.relayDemo`:
  * `events` (the events received on the channel), `state`, `callId`, the meters'
  * levels (`maxRemoteLevel` is the loudest assistant audio heard, 0..1), and `start()`,
  * `hangup()`, `send(event)`, `interrupt()`.
  */
+
+import { CallStats, TurnTimer } from "/static/callstats.js";
 
 const CALLS_URL = "/v1/realtime/calls";
 /** How long to wait for ICE gathering before posting the offer anyway. */
@@ -48,6 +53,10 @@ const ui = {
   log: $("log"),
   logCount: $("log-count"),
 };
+
+/** The call statistics charts and the turn latencies; kept after a call ends, for a look. */
+const callStats = new CallStats($("stats"));
+const turns = new TurnTimer($("turns"));
 
 /**
  * The current call, or null. Each start() makes a new one, so handlers of a call that
@@ -112,6 +121,7 @@ async function start() {
     const pc = new RTCPeerConnection();
     session.pc = pc;
     watchPeer(session);
+    callStats.start(pc);
     for (const track of session.mic.getAudioTracks()) pc.addTrack(track, session.mic);
     session.channel = pc.createDataChannel("oai-events");
     watchChannel(session);
@@ -195,6 +205,7 @@ function sendText(text) {
 async function teardown(session, state) {
   session.closed = true;
   clearInterval(session.meterTimer);
+  if (call === session) callStats.stop();
   if (session.channel) session.channel.close();
   if (session.pc) session.pc.close();
   if (session.mic) session.mic.getTracks().forEach((track) => track.stop());
@@ -373,6 +384,7 @@ function updateMeters(session) {
   if (remote) {
     demo.remoteLevel = peak(remote);
     demo.maxRemoteLevel = Math.max(demo.maxRemoteLevel, demo.remoteLevel);
+    turns.remoteLevel(demo.remoteLevel, performance.now());
     ui.speaking.style.setProperty("--level", demo.remoteLevel.toFixed(3));
   }
 }
@@ -409,6 +421,7 @@ function receive(event) {
       break;
     case "output_audio_buffer.started":
       setSpeaking(true);
+      turns.replyAudioStarted();
       break;
     case "output_audio_buffer.stopped":
       setSpeaking(false);
@@ -421,6 +434,15 @@ function receive(event) {
       break;
     case "conversation.item.added":
       addItem(event.item || {});
+      break;
+    case "input_audio_buffer.speech_started":
+      turns.speechStarted();
+      break;
+    case "input_audio_buffer.speech_stopped":
+      turns.speechStopped(performance.now());
+      break;
+    case "conversation.item.input_audio_transcription.delta":
+      appendEntryText(event.item_id, "user", event.delta);
       break;
     case "conversation.item.input_audio_transcription.completed":
       setEntryText(event.item_id, "user", event.transcript);
@@ -494,7 +516,11 @@ function addItem(item) {
   const entry = transcriptEntry(item.id, role);
   const text = itemText(item);
   if (text) setEntryText(item.id, role, text);
-  else if (role === "user") entry.querySelector(".text").textContent = "(spoke)";
+  else if (role === "user" && !entry.querySelector(".text").textContent) {
+    // A placeholder until its transcript (if the session transcribes) replaces it.
+    entry.querySelector(".text").textContent = "(spoke)";
+    entry.dataset.placeholder = "true";
+  }
 }
 
 function itemText(item) {
@@ -510,6 +536,7 @@ function transcriptEntry(itemId, role) {
   if (!entry) {
     entry = document.createElement("li");
     entry.className = role;
+    entry.dataset.itemId = itemId;
     const who = document.createElement("span");
     who.className = "who";
     who.textContent = role === "assistant" ? "Assistant" : "You";
@@ -524,14 +551,23 @@ function transcriptEntry(itemId, role) {
 
 function appendEntryText(itemId, role, delta) {
   if (!itemId || !delta) return;
-  const text = transcriptEntry(itemId, role).querySelector(".text");
-  followTail(ui.transcript, () => { text.textContent += delta; });
+  const entry = transcriptEntry(itemId, role);
+  const text = entry.querySelector(".text");
+  followTail(ui.transcript, () => {
+    if (entry.dataset.placeholder) text.textContent = "";
+    delete entry.dataset.placeholder;
+    text.textContent += delta;
+  });
 }
 
 function setEntryText(itemId, role, text) {
   if (!itemId || typeof text !== "string") return;
-  const element = transcriptEntry(itemId, role).querySelector(".text");
-  followTail(ui.transcript, () => { element.textContent = text; });
+  const entry = transcriptEntry(itemId, role);
+  const element = entry.querySelector(".text");
+  followTail(ui.transcript, () => {
+    delete entry.dataset.placeholder;
+    element.textContent = text;
+  });
 }
 
 // -------------------------------------------------------------------- view
@@ -564,6 +600,8 @@ function resetCallView() {
   ui.callId.textContent = "—";
   ui.transcript.replaceChildren();
   transcriptItems.clear();
+  callStats.clear();
+  turns.clear();
   speakingItemId = null;
   activeResponseId = null;
   ui.log.replaceChildren();

@@ -27,15 +27,22 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from ..audio import SAMPLE_BYTES
+from ..audio import RATE, SAMPLE_BYTES
 from ..errors import InvalidRequest, RelayError
 from ..logs import CallLog
 from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, error_event, new_event_id, parse_event
 from .flood import MessageGuard, MessageLimits
+from .metrics import UplinkArrivals
 from .playback import CallStats, Playback
 from .policy import Policy, check_session
-from .session import Session, interrupt_response, normalize_session, pin_relay_formats
+from .session import (
+    Session,
+    interrupt_response,
+    normalize_session,
+    pin_relay_formats,
+    speech_padding_ms,
+)
 from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
 logger = logging.getLogger(__name__)
@@ -80,6 +87,8 @@ class CallCore:
                                  stats=self.stats, to_client=self._send_client,
                                  to_upstream=self._to_upstream_append)
         self.playout = self.playback.playout
+        #: When the uplink audio arrived, by its position (for timing barge-ins).
+        self.uplink_arrivals = UplinkArrivals()
         #: The upstream's effective session, from session.created/updated.
         self.session: Session = {}
         self._updates = SessionUpdates()
@@ -111,6 +120,7 @@ class CallCore:
     def uplink_audio(self, pcm: bytes) -> None:
         """Microphone audio, 24 kHz mono PCM16, to append to the upstream's buffer."""
         self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
+        self.uplink_arrivals.arrived(self.stats.uplink_samples, self._clock())
         self._to_upstream.append(
             {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
         )
@@ -213,7 +223,8 @@ class CallCore:
             self.playback.response_finished(event)
         elif kind == "input_audio_buffer.speech_started":
             if interrupt_response(self.session):
-                self.playback.interrupt("speech_started", explicit=False)
+                self.playback.interrupt("speech_started", explicit=False,
+                                        since=self._speech_onset(event))
         elif kind == "input_audio_buffer.speech_stopped":
             # The reply latency runs from here to the reply's first frame (Playback).
             self.measures.speech_stopped_at = self._clock()
@@ -262,7 +273,7 @@ class CallCore:
     def _client_event(self, event: Event, source: str) -> None:
         kind = event["type"]
         if kind == "output_audio_buffer.clear":
-            self.playback.interrupt("client_clear", explicit=True)
+            self.playback.interrupt("client_clear", explicit=True, since=self._clock())
         elif kind == "conversation.item.truncate":
             self._client_truncate(event, source)
         elif kind == "input_audio_buffer.append" and source == CLIENT:
@@ -290,6 +301,19 @@ class CallCore:
         else:
             self._forward(event, source)
 
+    def _speech_onset(self, event: Event) -> float | None:
+        """When the audio at a ``speech_started``'s onset reached the relay (None: unknown).
+
+        Its ``audio_start_ms`` includes the VAD's prefix padding; the user started
+        talking that much later. (An upstream that clamps the padding, at the end of the
+        previous turn, places the onset a little late: the latency is then understated.)
+        """
+        start_ms = event.get("audio_start_ms")
+        if type(start_ms) is not int or start_ms < 0:
+            return None
+        onset_ms = start_ms + speech_padding_ms(self.session)
+        return self.uplink_arrivals.time_of(onset_ms * (RATE // 1000))
+
     def _forward(self, event: Event, source: str) -> None:
         event_id = event.get("event_id")
         if source != CLIENT and isinstance(event_id, str):
@@ -311,7 +335,7 @@ class CallCore:
         if self.playback.truncated(item_id):
             self.log.info("%s's truncation of %s dropped: the relay truncated it", source, item_id)
         elif self.playback.owns(item_id):
-            self.playback.interrupt(f"{source}_truncate", explicit=False)
+            self.playback.interrupt(f"{source}_truncate", explicit=False, since=self._clock())
         else:
             self._forward(event, source)
 

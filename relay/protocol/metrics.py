@@ -11,6 +11,7 @@ Label values are bounded: an event type not in :data:`KNOWN_EVENT_TYPES` counts 
 from __future__ import annotations
 
 import bisect
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -54,6 +55,9 @@ KNOWN_EVENT_TYPES = frozenset({
 #: Latency buckets for a voice conversation (seconds): 50 ms to 5 s.
 VOICE_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5,
                                     2.0, 3.0, 5.0)
+#: Uplink chunks whose arrival times are kept for timing barge-ins (10 s of 20 ms chunks:
+#: an upstream reports the start of speech well within that).
+UPLINK_HISTORY = 512
 #: Longest error code kept as a label of its own (longer ones count as ``"other"``).
 MAX_CODE_LENGTH = 64
 
@@ -95,6 +99,43 @@ class Histogram:
     def copy(self) -> Histogram:
         """An independent copy."""
         return Histogram(self.bounds, list(self.counts), self.total)
+
+
+class UplinkArrivals:
+    """When the relay received each stretch of the uplink audio it sent upstream.
+
+    The upstream names moments of the input audio by their position in it
+    (``audio_start_ms``: ms of audio appended since the session began); this maps a
+    position back to the clock time its audio reached the relay. One entry per chunk
+    appended, the last :data:`UPLINK_HISTORY` kept; a position is timed by the arrival of
+    its chunk (a chunk goes up when its last packet arrives: with the default 20 ms chunks
+    and a browser's 20 ms packets, that is the packet that carried it).
+    """
+
+    def __init__(self, history: int = UPLINK_HISTORY) -> None:
+        #: (samples sent so far, after this chunk; clock time it arrived), oldest first.
+        self._chunks: deque[tuple[int, float]] = deque(maxlen=history)
+        #: Samples before this position have fallen out of the history.
+        self._floor = 0
+
+    def arrived(self, end_sample: int, at: float) -> None:
+        """Uplink audio up to ``end_sample`` (samples since the start) arrived at ``at``."""
+        if len(self._chunks) == self._chunks.maxlen:
+            self._floor = self._chunks[0][0]
+        self._chunks.append((end_sample, at))
+
+    def time_of(self, sample: int) -> float | None:
+        """When the audio at ``sample`` had arrived, or None if it is older than the
+        history or has not arrived."""
+        if sample < self._floor or not self._chunks or sample >= self._chunks[-1][0]:
+            return None
+        at = self._chunks[-1][1]
+        # Newest first: the positions upstreams report are recent.
+        for end, arrived_at in reversed(self._chunks):
+            if end <= sample:
+                break
+            at = arrived_at
+        return at
 
 
 @dataclass

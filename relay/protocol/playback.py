@@ -26,6 +26,8 @@ from .metrics import CallMeasures
 logger = logging.getLogger(__name__)
 
 _SAMPLES_PER_MS = RATE // 1000
+#: Seconds of audio in one frame the outbound track pulls.
+_FRAME_SECONDS = 0.020
 
 
 @dataclass
@@ -36,6 +38,8 @@ class ResponsePlayback:
     items: list[ItemPlayback] = field(default_factory=list)
     #: ``output_audio_buffer.started`` has been sent.
     started: bool = False
+    #: Clock time its first frame was sent.
+    started_at: float | None = None
     #: ``response.done`` has arrived: no more audio will come for it.
     done: bool = False
 
@@ -61,7 +65,11 @@ class Truncation:
     truncated: list[tuple[str, int]] = field(default_factory=list)
     #: Items deleted because none of their audio had been played.
     deleted: list[str] = field(default_factory=list)
-    #: Clock time of the last frame of reply audio sent, minus ``at`` (ms).
+    #: Stop latency (ms): from the user starting to talk over reply audio (the arrival of
+    #: the uplink audio the upstream's ``speech_started`` places the speech onset at) or a
+    #: request to stop arriving (``output_audio_buffer.clear``, a truncation), to the
+    #: relay sending no more of the reply on RTP. None when that cannot be told: no reply
+    #: audio was playing by then, or the onset is unknown.
     cut_latency_ms: float | None = None
 
 
@@ -104,6 +112,9 @@ class Playback:
         self._truncated: deque[str] = deque(maxlen=256)
         self._last_response_id: str | None = None
         self._last_audio_at: float | None = None
+        #: A barge-in that flushed reply audio mid-playout, and when the user started
+        #: talking over it: its stop is timed at the next frame pulled.
+        self._stopping: tuple[Truncation, float] | None = None
 
     def owns(self, item_id: object) -> bool:
         """Whether ``item_id`` is an assistant item whose audio is playing here now."""
@@ -137,6 +148,11 @@ class Playback:
         """The next 20 ms of audio for the peer (silence when there is none)."""
         pcm, touched = self.playout.pull()
         self.stats.frames_out += 1
+        if self._stopping is not None:
+            # The first frame that would have carried the flushed reply carries none.
+            record, since = self._stopping
+            self._stopping = None
+            record.cut_latency_ms = max(0.0, self._clock() - since) * 1000
         if touched:
             self.stats.audio_frames_out += 1
             self._last_audio_at = now = self._clock()
@@ -148,6 +164,7 @@ class Playback:
                 continue
             if not response.started:
                 response.started = True
+                response.started_at = now
                 self._send_client(self._buffer_event("output_audio_buffer.started", response))
             if response.done and response.queued == 0:
                 self._finish(response, "output_audio_buffer.stopped")
@@ -199,11 +216,20 @@ class Playback:
             elif response.received == 0:
                 self._forget(response)
 
-    def interrupt(self, reason: str, *, explicit: bool) -> None:
-        """Flush playout and tell the upstream what the user actually heard."""
+    def interrupt(self, reason: str, *, explicit: bool, since: float | None) -> None:
+        """Flush playout and tell the upstream what the user actually heard.
+
+        ``since`` is when the user started talking over the reply, or when the request to
+        stop arrived (None: unknown); the barge-in's stop latency is timed from it.
+        """
         now = self._clock()
         cut = [r for r in self._responses.values() if r.received or not r.done]
         record = Truncation(reason, now, [r.response_id for r in cut])
+        playing = any(r.started and r.queued for r in cut)
+        began = [r.started_at for r in cut if r.started_at is not None]
+        if since is not None and began:
+            # A reply that began after the user did was talked over from its start.
+            since = max(since, min(began))
         self.playout.discard({r.response_id for r in cut})
         for response in cut:
             self._cut.append(response.response_id)
@@ -218,11 +244,24 @@ class Playback:
             self._send_client({"type": "output_audio_buffer.cleared", "event_id": new_event_id(),
                                "response_id": self._last_response_id})
         if cut:
-            if self._last_audio_at is not None:
-                record.cut_latency_ms = max(0.0, (self._last_audio_at - now) * 1000)
+            self._time_stop(record, since, playing)
             self.stats.barge_ins.append(record)
             self.log.info("barge-in (%s): truncated %s, deleted %s",
                           reason, record.truncated, record.deleted)
+
+    def _time_stop(self, record: Truncation, since: float | None, playing: bool) -> None:
+        """Time how long reply audio went on after ``since`` (see ``cut_latency_ms``)."""
+        if since is None or self._last_audio_at is None:
+            return
+        if playing:
+            # Reply audio was still queued: the next frame pulled is where it stops.
+            self._stopping = (record, since)
+            return
+        # The queue had run dry already: the reply stopped where its last frame ended,
+        # and was talked over only if that was after the user started.
+        ended = self._last_audio_at + _FRAME_SECONDS
+        if ended > since:
+            record.cut_latency_ms = (ended - since) * 1000
 
     def _truncate(self, item: ItemPlayback, record: Truncation) -> None:
         # Floor to whole ms: never claim more than was sent (nor, so, received).

@@ -209,6 +209,20 @@ def interrupt_response(session: Mapping[str, Any]) -> bool:
     return turn.get("interrupt_response", True) is not False
 
 
+def speech_padding_ms(session: Mapping[str, Any]) -> int:
+    """How far before the detected start of speech this session's VAD reports it.
+
+    ``server_vad`` reports ``audio_start_ms`` with ``prefix_padding_ms`` included (the
+    audio kept before the onset); ``semantic_vad`` has no padding setting.
+    """
+    audio = session.get("audio") or {}
+    turn = (audio.get("input") or {}).get("turn_detection")
+    if not isinstance(turn, Mapping) or turn.get("type", "server_vad") != "server_vad":
+        return 0
+    padding = turn.get("prefix_padding_ms", DEFAULT_TURN_DETECTION["prefix_padding_ms"])
+    return padding if type(padding) is int and padding > 0 else 0
+
+
 def _audio_format(value: Any, key: str) -> Any:
     if isinstance(value, str):
         try:

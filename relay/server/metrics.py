@@ -33,8 +33,10 @@ FRAME_SECONDS = 0.020
 CALL_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 #: Connecting a peer or an upstream (seconds): ICE and DTLS can take a while.
 CONNECT_BUCKETS = (*VOICE_BUCKETS, 10.0, 20.0, 30.0)
-#: How long reply audio kept going after a barge-in (seconds).
-STOP_BUCKETS = (0.0, 0.005, 0.01, 0.02, 0.04, 0.06, 0.1, 0.25, 0.5, 1.0)
+#: Barge-in stop latency (seconds): a clear asked for stops within a frame or two (tens
+#: of ms); speech over the reply takes the upstream's VAD detection on top (hundreds).
+STOP_BUCKETS = (0.01, 0.02, 0.04, 0.06, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5,
+                2.0, 3.0)
 
 #: Prefixes of the calls' free-text close reasons → the ``reason`` label.
 CLOSE_REASONS = (
@@ -77,7 +79,8 @@ HISTOGRAMS = (
      CONNECT_BUCKETS),
     ("relay_reply_latency_seconds", "From input_audio_buffer.speech_stopped to the first "
      "frame of reply audio sent on RTP.", VOICE_BUCKETS),
-    ("relay_barge_in_stop_seconds", "After a barge-in, how long reply audio kept going.",
+    ("relay_barge_in_stop_seconds", "Barge-in stop latency: from the user starting to "
+     "talk over reply audio (or a clear arriving) to the relay sending no more of it.",
      STOP_BUCKETS),
 )
 _BOUNDS = {name: bounds for name, _, bounds in HISTOGRAMS}

@@ -19,9 +19,10 @@ import pytest
 from aiohttp import ClientSession, web
 
 from relay.server.app import REGISTRY
+from relay.upstream.local.workers import speech_missing
 
 from ..conftest import base_url, live_calls, write_wav
-from ..support.speech import ASK_WEATHER, espeak, needs_espeak, needs_speech
+from ..support.speech import ASK_WEATHER, SUNNY, espeak, needs_espeak, needs_speech
 
 pytestmark = pytest.mark.browser
 
@@ -37,6 +38,10 @@ FAST_VAD = {"type": "realtime", "audio": {"input": {"turn_detection": {
 AUDIBLE = 0.05
 #: Set to a path to keep a screenshot of the demo page taken mid-call.
 SCREENSHOT_ENV = "RELAY_DEMO_SCREENSHOT"
+#: Set to a directory to keep the tests' artifacts there (else in pytest's tmp_path).
+ARTIFACTS_ENV = "RELAY_TEST_ARTIFACTS"
+#: The charts of the statistics panel (canvas[data-chart=NAME]).
+CHARTS = ("rtt", "jitter", "loss", "level")
 
 
 @pytest.fixture(autouse=True)
@@ -370,4 +375,88 @@ async def test_cross_origin_page_creates_a_call_and_reads_its_location(
         assert result["again"] == 404
         assert result["againBody"]["error"]["code"] == "call_id_not_found"
         assert live_calls(relay) == 0
+        assert errors == []
+
+
+def artifacts_dir(tmp_path: Path) -> Path:
+    """Where a test keeps what a person may want to look at after the run."""
+    directory = Path(os.environ.get(ARTIFACTS_ENV) or tmp_path / "artifacts")
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def sunny_mic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fake microphone says a sentence, then stays quiet long enough for the
+    assistant to hear it and answer aloud before the loop speaks again."""
+    return mic_file(tmp_path_factory.mktemp("mic"), espeak(SUNNY), 7.0)
+
+
+async def chart_points(page: Any) -> dict[str, int]:
+    points: dict[str, int] = await page.evaluate(
+        "() => Object.fromEntries([...document.querySelectorAll('canvas[data-chart]')]"
+        ".map(c => [c.dataset.chart, Number(c.dataset.points || 0)]))")
+    return points
+
+
+@needs_espeak
+async def test_demo_page_charts_the_call_and_times_the_turn(relay_factory, sunny_mic,
+                                                           tmp_path) -> None:
+    # The assistant mode transcribes both sides; without the speech extra the parrot
+    # answers (a transcript of its own, none of the user's).
+    transcribes = speech_missing() is None
+    session = {"type": "realtime", "audio": {"input": {
+        "transcription": {"model": "whisper-1"},
+        "turn_detection": FAST_VAD["audio"]["input"]["turn_detection"]}}}
+    relay = await relay_factory(local_mode="assistant" if transcribes else "parrot",
+                                default_session=session)
+    async with chromium(tmp_path / "profile", sunny_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.set_viewport_size({"width": 1200, "height": 860})
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "connected")
+        call_id = await page.evaluate("window.relayDemo.callId")
+
+        # The turn: its latency, from speech_stopped to the reply heard in the page.
+        turn = page.locator("#turns li").last  # newest first: the last is the first turn
+        await turn.wait_for(timeout=40_000)
+        latency = int(await turn.get_attribute("data-latency-ms") or -1)
+        assert 0 < latency < 5000, latency
+        assert await turn.locator(".value").text_content() == f"{latency} ms"
+        # The relay timed the same reply from speech_stopped to its first frame sent: the
+        # page hears it later (network, jitter buffer), never sooner.
+        async with ClientSession() as http:
+            async with http.get(f"{base_url(relay)}/v1/realtime/calls/{call_id}") as response:
+                reply = (await response.json())["reply_latency"]
+        if reply["count"] == 1:
+            assert latency > reply["sum_seconds"] * 1000 - 20, (latency, reply)
+
+        # The conversation: the model's words, and the user's where the mode hears them.
+        await page.locator("#transcript li.assistant", has_text="You said").first.wait_for(
+            timeout=20_000)
+        if transcribes:
+            user = page.locator("#transcript li.user:not([data-placeholder])").first
+            await user.wait_for(timeout=20_000)
+            assert (await user.locator(".text").text_content() or "").strip()
+
+        # Every chart has drawn the call's statistics, a point each half second.
+        await page.wait_for_function(
+            "charts => charts.every(name => Number(document.querySelector("
+            "`canvas[data-chart=${name}]`).dataset.points) > 4)",
+            arg=list(CHARTS), timeout=15_000)
+        points = await chart_points(page)
+        assert set(points) == set(CHARTS), points
+        assert await page.locator("[data-readout=rtt]").text_content()
+
+        screenshot = artifacts_dir(tmp_path) / "demo-page-call.png"
+        await page.screenshot(path=str(screenshot))  # the viewport: the page is sized in vh
+        print(f"demo page screenshot: {screenshot}")
+        assert screenshot.stat().st_size > 10_000
+
+        assert "error" not in await event_types(page)
+        assert await page.evaluate("window.relayDemo.hangup()") == 200
+        # The charts stay up after the call, for a look; the sampling has stopped.
+        after = await chart_points(page)
+        await page.wait_for_timeout(1200)
+        assert await chart_points(page) == after
         assert errors == []

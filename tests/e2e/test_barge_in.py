@@ -85,7 +85,7 @@ async def test_barge_in_speech_cuts_playout_and_truncates_to_what_was_heard(
             [call] = (await response.json())["calls"]
     [barge] = call["barge_ins"]
     assert barge["truncated"] == [[truncated["item_id"], truncated["audio_end_ms"]]]
-    assert barge["reason"] == "speech_started" and barge["cut_latency_ms"] is not None
+    assert barge["reason"] == "speech_started" and 10 < barge["cut_latency_ms"] < 1000
     # The barge-in utterance gets its own reply afterwards: the conversation goes on.
     await client.wait_for("output_audio_buffer.stopped", timeout=20)
     assert_no_errors(client)

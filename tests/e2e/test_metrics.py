@@ -64,6 +64,12 @@ async def test_metrics_move_by_one_call_with_a_barge_in(relay: TestServer, make_
     assert moved(before, after, "relay_reply_latency_seconds_bucket", le="+Inf") == 2
     assert moved(before, after, "relay_barge_ins_total", cause="speech_started") == 1
     assert moved(before, after, "relay_barge_in_stop_seconds_count") == 1
+    # From the packet carrying the barge-in tone's onset reaching the relay to its reply's
+    # audio stopping: the local VAD needs 30 ms of the tone (the packet after the onset's,
+    # 20 ms later), the relay then stops at the next frame. Seen here: 25 ms.
+    stop = moved(before, after, "relay_barge_in_stop_seconds_sum")
+    assert 0.01 < stop < 1.0, stop
+    assert moved(before, after, "relay_barge_in_stop_seconds_bucket", le="1.0") == 1
     assert moved(before, after, "relay_truncations_total") == 1
     assert moved(before, after, "relay_item_deletions_total") == 0
     # 1.5 s + 0.5 s of tone went up (more: the source pads with silence while connected).

@@ -486,3 +486,99 @@ def test_call_core_relay_error_reaches_the_client_and_sidebands() -> None:
     assert event["type"] == "error" and event["error"]["code"] == "agent_error"
     assert event["error"]["type"] == "server_error"
     assert core.drain_sideband("logger") == [event]
+
+
+def timed_core(padding_ms: int) -> tuple[CallCore, FakeClock]:
+    """A core whose effective session pads speech starts by ``padding_ms``, and its clock."""
+    clock = FakeClock()
+    core = CallCore("rtc_test", {"type": "realtime"}, max_playout_samples=24000 * 60,
+                    clock=clock)
+    core.channel_opened()
+    td = {"type": "server_vad", "prefix_padding_ms": padding_ms}
+    up(core, "session.updated", session={"type": "realtime",
+                                         "audio": {"input": {"turn_detection": td}}})
+    return core, clock
+
+
+def talk_and_play(core: CallCore, clock: FakeClock, frames: int) -> None:
+    """``frames`` steps of 20 ms: one uplink chunk arrives and one frame is pulled each."""
+    for _ in range(frames):
+        clock.now += 0.020
+        core.uplink_audio(PCM_20MS)
+        core.next_frame()
+
+
+def test_call_core_barge_in_stop_latency_runs_from_the_onsets_arrival_to_the_next_frame(
+        ) -> None:
+    core, clock = timed_core(padding_ms=300)
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 100)  # 2 s of reply
+    talk_and_play(core, clock, 50)  # chunk k (of samples [480(k-1), 480k)) came at 100+0.02k
+    # Onset at 400 + 300 ms of padding = sample 16800: chunk 36, which came at 100.72.
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=400, item_id="u1")
+    [record] = core.stats.barge_ins
+    assert record.cut_latency_ms is None  # not yet: the reply stops at the next frame
+    clock.now = 101.02
+    assert core.next_frame() == bytes(FRAME_BYTES)
+    assert record.cut_latency_ms == pytest.approx(300.0)
+
+
+def test_call_core_client_clear_stop_latency_is_until_the_next_frame() -> None:
+    core, clock = timed_core(padding_ms=0)
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 10)
+    talk_and_play(core, clock, 3)
+    core.client_message(json.dumps({"type": "output_audio_buffer.clear"}))
+    clock.now += 0.012
+    core.next_frame()
+    [record] = core.stats.barge_ins
+    assert record.cut_latency_ms == pytest.approx(12.0)
+
+
+def test_call_core_barge_in_stop_latency_when_the_reply_had_run_dry() -> None:
+    core, clock = timed_core(padding_ms=0)
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 5)  # 100 ms, still being generated
+    talk_and_play(core, clock, 20)  # its last frame went out at 100.10, ended at 100.12
+    # Speech from sample 960 (chunk 3, came at 100.06): the reply went on 60 ms after it.
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=40, item_id="u1")
+    core.next_frame()
+    [record] = core.stats.barge_ins
+    assert record.cut_latency_ms == pytest.approx(60.0)
+
+
+def test_call_core_barge_in_after_the_reply_went_quiet_has_no_stop_latency() -> None:
+    core, clock = timed_core(padding_ms=0)
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 5)
+    talk_and_play(core, clock, 20)
+    # Speech from sample 7200 (chunk 16, came at 100.32): the reply had ended at 100.12.
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=300, item_id="u1")
+    core.next_frame()
+    [record] = core.stats.barge_ins
+    assert record.truncated == [("i1", 100)] and record.cut_latency_ms is None
+
+
+@pytest.mark.parametrize("start_ms", [-1, "0", None, 10_000])
+def test_call_core_barge_in_with_an_unknown_onset_has_no_stop_latency(start_ms: Any) -> None:
+    core, clock = timed_core(padding_ms=0)
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 50)
+    talk_and_play(core, clock, 10)  # 200 ms of uplink: 10 s is beyond it
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=start_ms, item_id="u1")
+    core.next_frame()
+    [record] = core.stats.barge_ins
+    assert record.cut_latency_ms is None
+
+
+def test_call_core_reply_begun_after_the_onset_is_talked_over_from_its_start() -> None:
+    core, clock = timed_core(padding_ms=0)
+    talk_and_play(core, clock, 10)  # the user starts at sample 0 (chunk 1, came at 100.02)
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 50)
+    talk_and_play(core, clock, 5)  # the reply's first frame went out at 100.22
+    up(core, "input_audio_buffer.speech_started", audio_start_ms=0, item_id="u1")
+    clock.now = 100.32
+    core.next_frame()
+    [record] = core.stats.barge_ins
+    assert record.cut_latency_ms == pytest.approx(100.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relay.protocol.metrics import CallMeasures, Histogram
+from relay.protocol.metrics import CallMeasures, Histogram, UplinkArrivals
 from relay.server.metrics import barge_in_cause, close_category
 
 
@@ -50,3 +50,16 @@ def test_close_reasons_map_to_a_fixed_set() -> None:
     assert close_category(None) == "other"
     assert barge_in_cause("sideband-3_truncate") == "truncate"
     assert barge_in_cause("speech_started") == "speech_started"
+
+
+def test_uplink_arrivals_time_a_position_by_its_chunks_arrival() -> None:
+    arrivals = UplinkArrivals(history=3)
+    assert arrivals.time_of(0) is None
+    for k in range(1, 5):  # chunk k holds samples [480(k-1), 480k) and came at time k
+        arrivals.arrived(480 * k, float(k))
+    assert arrivals.time_of(479) is None  # chunk 1 fell out of the history
+    assert arrivals.time_of(480) == 2.0
+    assert arrivals.time_of(959) == 2.0
+    assert arrivals.time_of(960) == 3.0
+    assert arrivals.time_of(1919) == 4.0
+    assert arrivals.time_of(1920) is None  # not arrived yet
