@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from ..cluster.node import start_internal_sites
 from ..config import Settings
 from ..errors import ConfigError
-from .app import create_app
+from .app import NODE, create_app
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +27,12 @@ GC_THRESHOLDS = (20_000, 20, 20)
 
 async def serve(settings: Settings) -> None:
     """Serve ``settings``' relay until cancelled (Ctrl-C), then shut down cleanly."""
-    runner = web.AppRunner(create_app(settings), access_log=None)
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
+    await start_internal_sites(runner, app[NODE])
     # Everything built so far (modules, the app) lives as long as the process: keep it out
     # of every future collection.
     gc.freeze()
