@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from aiohttp import ClientSession
 
-from relay.errors import CapacityExceeded, RateLimited
 from relay.cluster.limits import CallLimits, MemoryLimitStore
+from relay.errors import CapacityExceeded, RateLimited
 from relay.server.app import LIMITS, NODE, REGISTRY, UPSTREAM
 from relay.server.limits import RateLimiter
 
