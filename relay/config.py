@@ -497,7 +497,7 @@ class Settings:
                 and split_host_port(self.internal_address)[0] in WILDCARDS):
             raise ConfigError("RELAY_INTERNAL_ADDRESS is a wildcard: set "
                               "RELAY_ADVERTISE_ADDRESS to the address other relays reach",
-                              param="advertise_address")
+                              param="internal_address")
 
     @property
     def auth_mode(self) -> AuthMode:
