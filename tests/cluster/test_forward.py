@@ -4,17 +4,23 @@ Redis going away costs only the routing to other relays."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from typing import Any
 
 import pytest
 import redis.asyncio as redis
-from aiohttp import ClientSession, WSServerHandshakeError
+from aiohttp import ClientSession, WSMsgType, WSServerHandshakeError, web
 from aiohttp.test_utils import TestServer
 
 from relay.cluster.directory import OWNER_KEY
-from relay.cluster.forward import FORWARDED_HEADER, passed_on, sendable_close_code
+from relay.cluster.forward import (
+    FORWARDED_HEADER,
+    forward_websocket,
+    passed_on,
+    sendable_close_code,
+)
 from relay.cluster.ids import new_call_id, random_owner_id
 from relay.server.app import NODE, REGISTRY, UPSTREAM, create_app
 
@@ -136,3 +142,82 @@ async def test_forward_redis_down_is_503_for_other_relays_calls_only(
             assert response.status == 200
     finally:
         await own.close("test")
+
+
+async def websocket_pair(aiohttp_server: Any) -> tuple[TestServer, TestServer, list[int]]:
+    """An owner with a WebSocket that echoes (``/echo``), one that ends with its own code
+    (``/closer``), one that refuses (``/refuse``); and a front that forwards all to it."""
+    closed_with: list[int] = []
+
+    async def echo(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                await ws.send_str(message.data + "!")
+            elif message.type == WSMsgType.BINARY:
+                await ws.send_bytes(message.data[::-1])
+        closed_with.append(ws.close_code or 0)
+        return ws
+
+    async def closer(request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str(request.headers.get("Authorization", ""))
+        await ws.close(code=4002, message=b"owner done")
+        return ws
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"code": "call_id_not_found"}}, status=404)
+
+    owner_app = web.Application()
+    owner_app.router.add_get("/echo", echo)
+    owner_app.router.add_get("/closer", closer)
+    owner_app.router.add_get("/refuse", refuse)
+    owner = await aiohttp_server(owner_app, host="127.0.0.1")
+
+    async def front_handler(request: web.Request) -> web.StreamResponse:
+        return await forward_websocket(request, base_url(owner), max_msg_size=1 << 20)
+
+    front_app = web.Application()
+    front_app.router.add_get("/{tail:.*}", front_handler)
+    front = await aiohttp_server(front_app, host="127.0.0.1")
+    return owner, front, closed_with
+
+
+async def test_forward_websocket_frames_and_the_clients_close_code_reach_the_owner(
+        aiohttp_server) -> None:
+    _, front, closed_with = await websocket_pair(aiohttp_server)
+    async with ClientSession() as http, http.ws_connect(f"{base_url(front)}/echo") as ws:
+        await ws.send_str("hi")
+        assert (await ws.receive()).data == "hi!"
+        await ws.send_bytes(b"\x00\x01\x02")
+        assert (await ws.receive()).data == b"\x02\x01\x00"
+        await ws.close(code=4001, message=b"client done")
+    deadline = asyncio.get_running_loop().time() + 5
+    while not closed_with:
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.02)
+    assert closed_with == [4001]
+
+
+async def test_forward_websocket_the_owners_close_code_and_headers_reach_the_client(
+        aiohttp_server) -> None:
+    _, front, _ = await websocket_pair(aiohttp_server)
+    async with ClientSession() as http, http.ws_connect(f"{base_url(front)}/closer",
+                                                        headers=AUTH) as ws:
+        assert (await ws.receive()).data == AUTH["Authorization"]
+        closing = await ws.receive()
+        assert (closing.type, closing.data, closing.extra) == (WSMsgType.CLOSE, 4002,
+                                                               "owner done")
+
+
+async def test_forward_websocket_a_refusal_comes_back_before_the_upgrade(
+        aiohttp_server) -> None:
+    _, front, _ = await websocket_pair(aiohttp_server)
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    async with ClientSession() as http, http.get(f"{base_url(front)}/refuse",
+                                                 headers=upgrade) as response:
+        assert response.status == 404
+        assert await response.json() == {"error": {"code": "call_id_not_found"}}

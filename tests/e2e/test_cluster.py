@@ -92,9 +92,11 @@ def redis_db(tmp_path: Path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def nodes(tmp_path: Path, redis_db: RedisServer) -> Iterator[tuple[Node, Node]]:
-    """Nodes A and B: one Redis, one signing secret, one call per client secret."""
+    """Nodes A and B: one Redis, one signing secret, one call per client secret. A takes
+    forwarded requests on an internal listener of its own, B on its public one."""
+    internal = {"a": {"RELAY_INTERNAL_ADDRESS": f"127.0.0.1:{free_port()}"}, "b": {}}
     made = [start_node(tmp_path / f"{name}.log", RELAY_REDIS_URL=redis_db.url,
-                       RELAY_MAX_CALLS_PER_KEY="1") for name in "ab"]
+                       RELAY_MAX_CALLS_PER_KEY="1", **internal[name]) for name in "ab"]
     try:
         yield made[0], made[1]
     finally:
@@ -198,10 +200,19 @@ async def follow_up_through(node: Node, call_id: str, peer: OfferPeer) -> None:
 
 
 async def test_cluster_a_call_made_on_one_node_is_followed_up_through_the_other(
-        nodes: tuple[Node, Node]) -> None:
+        nodes: tuple[Node, Node], redis_db: RedisServer) -> None:
     a, b = nodes
     async with call_on(a) as (call_id, peer):
         await follow_up_through(b, call_id, peer)
+    async with call_on(b) as (call_id, peer):
+        await follow_up_through(a, call_id, peer)
+    # A reaches B on B's public listener, B reaches A on A's internal one.
+    client = redis.Redis.from_url(redis_db.url, decode_responses=True)
+    try:
+        addresses = {await client.get(key) async for key in client.scan_iter(OWNER_KEY + "*")}
+    finally:
+        await client.aclose()
+    assert addresses == {b.url, "http://" + a.env["RELAY_INTERNAL_ADDRESS"]}
 
 
 async def test_cluster_a_keys_calls_at_once_are_counted_across_nodes(
