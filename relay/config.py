@@ -411,8 +411,9 @@ class Settings:
     internal_address: str | None = setting(
         None, flag="--internal-address", env="RELAY_INTERNAL_ADDRESS", check=_host_port,
         metavar="HOST:PORT",
-        help="second listener, for requests other relays forward (with workers, worker i "
-             "listens on PORT + i); the same routes and auth as the public one",
+        help="with Redis: a second listener, for requests other relays forward (with "
+             "workers, worker i listens on PORT + i); the same routes and auth as the public "
+             "one",
         shown="none: with Redis, the public listener")
     #: What other relays connect to, when ``internal_address`` is a wildcard (0.0.0.0).
     advertise_address: str | None = setting(

@@ -52,7 +52,8 @@ class WorkerDirDirectory:
     """The workers of one supervisor, through the sockets in their shared directory."""
 
     def __init__(self, worker_dir: str) -> None:
-        self._dir = worker_dir
+        #: The supervisor's runtime directory.
+        self.path = worker_dir
 
     async def register(self, owner: str, address: str) -> None:
         """Nothing to do: the worker's socket is its registration."""
@@ -63,13 +64,13 @@ class WorkerDirDirectory:
     async def unregister(self, owner: str) -> None:
         """Remove the worker's socket."""
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(socket_path(self._dir, owner))
+            os.unlink(socket_path(self.path, owner))
 
     async def lookup(self, owner: str) -> str | None:
         """``unix:<path>`` when ``owner``'s socket exists. A worker killed without cleanup
         leaves its socket behind: connecting to it is then refused, which the forwarder
         answers as an unknown call."""
-        path = socket_path(self._dir, owner)
+        path = socket_path(self.path, owner)
         return f"unix:{path}" if path.exists() else None
 
 

@@ -87,7 +87,7 @@ class Node:
                                        self.outage)
         elif settings.worker_dir is not None and settings.worker_index is not None:
             self.directory = WorkerDirDirectory(settings.worker_dir)
-            self.address = f"unix:{self.socket_path}"
+            self.address = f"unix:{socket_path(settings.worker_dir, self.owner)}"
         self.limits = CallLimits(store, per_address=settings.call_rate_per_address,
                                  per_key=settings.call_rate_per_key,
                                  most_per_key=settings.max_calls_per_key)
@@ -96,11 +96,9 @@ class Node:
     def socket_path(self) -> str | None:
         """The unix socket this worker listens on for its siblings (None: not a worker
         of a supervisor without Redis)."""
-        if self._redis is not None or self.settings.worker_dir is None:
+        if not isinstance(self.directory, WorkerDirDirectory):
             return None
-        if self.settings.worker_index is None:
-            return None
-        return str(socket_path(self.settings.worker_dir, self.owner))
+        return str(socket_path(self.directory.path, self.owner))
 
     def new_call_id(self) -> str:
         """A new call id naming this relay as its owner."""
