@@ -115,9 +115,9 @@ async def _stream_back(request: web.Request,
     try:
         async for chunk in answer.content.iter_chunked(CHUNK):
             await response.write(chunk)
-    except (aiohttp.ClientError, TimeoutError):
-        # Too late for an error answer: the status went out. Cut the client off, so it
-        # sees a truncated answer rather than a complete-looking one.
+    except (aiohttp.ClientError, TimeoutError, ConnectionResetError):
+        # Too late for an error answer: the status went out. Cut the client off (if it is
+        # still there), so it sees a truncated answer rather than a complete-looking one.
         if request.transport is not None:
             request.transport.close()
         return response
