@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from . import settings_table as table
 from .audio import (
@@ -155,6 +156,12 @@ def _redis_url(url: str | None) -> str | None:
 def mask_redis_url(url: str) -> str:
     """``url`` with its password (if any) hidden, for listings and logs."""
     return repr(re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url))
+
+
+def redis_password(url: str | None) -> list[str]:
+    """The password ``url`` carries, if any (for the log's list of values to mask)."""
+    password = urlsplit(url).password if url else None
+    return [password] if password else []
 
 
 def split_host_port(text: str) -> tuple[str, int]:

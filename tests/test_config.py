@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from relay.__main__ import build_parser, main
-from relay.config import Settings, settings_listing, settings_markdown
+from relay.config import Settings, redis_password, settings_listing, settings_markdown
 from relay.errors import ConfigError, InvalidRequest, RelayError
 from relay.settings_table import add_flags, declared, markdown_table, read_flags, setting
 
@@ -199,6 +199,8 @@ def test_config_redis_url_password_is_masked() -> None:
     listing = settings_listing(Settings(redis_url="redis://user:s3cret@r:6379/0"))
     assert "redis_url = 'redis://user:***@r:6379/0'" in listing and "s3cret" not in listing
     assert "redis_url = 'redis://r:6379'" in settings_listing(Settings(redis_url="redis://r:6379"))
+    assert redis_password("redis://user:s3cret@r:6379/0") == ["s3cret"]
+    assert redis_password("redis://r:6379") == redis_password(None) == []
 
 
 def test_config_generated_parser_accepts_every_flag() -> None:
