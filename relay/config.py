@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from . import settings_table as table
 from .audio import (
@@ -33,7 +34,7 @@ from .errors import ConfigError, InvalidRequest
 from .logs import LOG_FORMATS, LogFormat
 from .protocol.policy import FIELD_PATH, Policy, SessionRules, locked_policy
 from .protocol.session import DEFAULT_MODEL, normalize_session
-from .settings_table import HEADERS, INTEGER, LIST, Kind, between, positive, setting
+from .settings_table import HEADERS, INTEGER, LIST, Check, Kind, between, positive, setting
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
 from .webrtc.udp_ports import parse_udp_ports, workers_udp_problem
@@ -72,6 +73,9 @@ AuthMode = Literal["open", "token"]
 AUTH_MODES: tuple[AuthMode, ...] = ("open", "token")
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+
+#: Addresses that listen everywhere, which no other relay can connect to.
+WILDCARDS = ("0.0.0.0", "::", "")
 
 
 # Checks of single settings the generic ones in relay.settings_table do not cover.
@@ -153,6 +157,46 @@ def _field_paths(paths: tuple[str, ...]) -> str | None:
     return "must be session field paths like instructions,tools,audio.output.voice"
 
 
+def _optional(check: Check) -> Check:
+    def optional(value: Any) -> str | None:
+        return None if value is None else check(value)
+    return optional
+
+
+def _redis_url(url: str | None) -> str | None:
+    if url is None or re.match(r"(rediss?|unix)://", url):
+        return None
+    return "must be a redis://, rediss:// or unix:// URL"
+
+
+def mask_redis_url(url: str) -> str:
+    """``url`` with its password (if any) hidden, for listings and logs."""
+    return repr(re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url))
+
+
+def redis_password(url: str | None) -> list[str]:
+    """The password ``url`` carries, if any (for the log's list of values to mask)."""
+    password = urlsplit(url).password if url else None
+    return [password] if password else []
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``"10.0.0.2:9000"`` / ``"[::1]:9000"`` → host and port; ``ValueError`` otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(text)
+    return host.strip("[]"), int(port)
+
+
+def _host_port(text: str | None) -> str | None:
+    try:
+        if text is not None:
+            split_host_port(text)
+    except ValueError:
+        return "must be HOST:PORT (e.g. 10.0.0.2:8090)"
+    return None
+
+
 def _session(session: Mapping[str, Any]) -> str | None:
     try:
         normalize_session(session)
@@ -176,12 +220,14 @@ class Settings:
         1, flag="--workers", env="RELAY_WORKERS", kind=WORKERS, check=between(1, 1024),
         help="worker processes sharing the port, each with its own calls (`auto`: one per "
              "core); a supervisor restarts any that dies")
-    #: Set by the supervisor in each worker's environment; None: not a worker.
+    #: Set by the supervisor in each worker's environment; None: not a worker. With
+    #: ``RELAY_INTERNAL_ADDRESS``, a worker's internal listener's port is its plus this index.
     worker_index: int | None = setting(
         None, env=WORKER_INDEX_ENV, kind=INTEGER, check=lambda i: None if i is None or i >= 0
         else "must be 0 or more", internal=True,
         help="this worker's index among the supervisor's workers (set by the supervisor)")
-    #: The supervisor's private runtime directory (mode 0700), removed when it exits.
+    #: The supervisor's private runtime directory (mode 0700), removed when it exits; each
+    #: worker listens there on ``<owner>.sock`` for requests forwarded by its siblings.
     worker_dir: str | None = setting(
         None, env=WORKER_DIR_ENV, internal=True,
         help="the supervisor's private directory for its workers (set by the supervisor)")
@@ -384,6 +430,34 @@ class Settings:
         10.0, env="RELAY_AGENT_START_TIMEOUT", check=positive,
         help="seconds a call's agent has to start before the call goes on without it")
 
+    #: Where relays find each other (relay/cluster/): the owner of each call id, and the
+    #: cluster-wide limits. The URL may carry a password: it is masked.
+    redis_url: str | None = setting(
+        None, flag="--redis-url", env="RELAY_REDIS_URL", metavar="URL", secret=True,
+        check=_redis_url, mask=mask_redis_url,
+        help="Redis shared by every relay of a cluster (`redis://HOST:PORT/DB` or "
+             "`unix:///PATH`): follow-up requests reach the call's owner, limits count "
+             "cluster-wide", shown="none: one process, limits per process")
+    #: Entries of dead relays (and the calls they held toward the limits) vanish after it.
+    owner_ttl: float = setting(
+        15.0, env="RELAY_OWNER_TTL", check=between(1, 3600),
+        help="seconds a relay's Redis entries outlive its last refresh (every third of it); "
+             "a dead relay's call ids answer 404 after at most this long")
+    #: Required with Redis unless the relay is a lone process on a specific address.
+    internal_address: str | None = setting(
+        None, flag="--internal-address", env="RELAY_INTERNAL_ADDRESS", check=_host_port,
+        metavar="HOST:PORT",
+        help="with Redis: a second listener, for requests other relays forward (with "
+             "workers, worker i listens on PORT + i); the same routes and auth as the public "
+             "one",
+        shown="none: with Redis, the public listener")
+    #: What other relays connect to, when ``internal_address`` is a wildcard (0.0.0.0).
+    advertise_address: str | None = setting(
+        None, flag="--advertise-address", env="RELAY_ADVERTISE_ADDRESS", check=_host_port,
+        metavar="HOST:PORT",
+        help="address other relays reach the internal listener at (with workers, PORT + i)",
+        shown="the internal address")
+
     local_mode: LocalMode = setting(
         DEFAULT_LOCAL_MODE, flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
         help="embedded upstream's answer (`assistant`: spoken words, a parrot without the "
@@ -458,6 +532,18 @@ class Settings:
         if problem:
             raise ConfigError(f"{self.names('udp_ports')} {problem} (with "
                               f"{self.names('workers')} {self.workers})", param="udp_ports")
+
+        if self.redis_url and self.internal_address is None and (
+                self.worker_index is not None or self.host in WILDCARDS):
+            raise ConfigError(
+                "RELAY_REDIS_URL is set but other relays cannot reach this one: set "
+                "RELAY_INTERNAL_ADDRESS (and RELAY_ADVERTISE_ADDRESS if it is a wildcard), or "
+                "listen on a specific RELAY_HOST", param="internal_address")
+        if (self.internal_address is not None and self.advertise_address is None
+                and split_host_port(self.internal_address)[0] in WILDCARDS):
+            raise ConfigError("RELAY_INTERNAL_ADDRESS is a wildcard: set "
+                              "RELAY_ADVERTISE_ADDRESS to the address other relays reach",
+                              param="internal_address")
 
     @property
     def auth_mode(self) -> AuthMode:

@@ -18,6 +18,10 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── ShuttingDown                code "server_shutting_down": the ``error`` event of a call
     │                               the relay ends at the end of its drain (never an HTTP answer)
     ├── UpstreamError               502, "server_error" (the Realtime WebSocket failed)
+    ├── RoutingUnavailable          503, code "routing_unavailable" (the call's owning relay
+    │                               cannot be found or reached: Redis down, owner silent)
+    ├── RoutingLoop                 508, code "routing_loop" (a forwarded request met a relay
+    │                               that does not own the call either)
     ├── ConfigError                 500, code "invalid_setting" (a setting cannot work; at startup)
     ├── AgentFailed                 500, code "agent_error" (a call's server-side agent failed)
     ├── SpeechError                 500, code "speech_failed" (the local server's recognizer or
@@ -164,3 +168,20 @@ class AgentFailed(RelayError):
     call goes on without it. Sent to the client as an ``error`` event, never raised to it."""
 
     default_code = "agent_error"
+
+
+class RoutingUnavailable(RelayError):
+    """A follow-up request names a call another relay owns, and that relay cannot be found
+    or reached now (Redis is down, or the owner did not answer). Calls this relay owns are
+    unaffected."""
+
+    status = 503
+    default_code = "routing_unavailable"
+
+
+class RoutingLoop(RelayError):
+    """A request another relay forwarded reached a relay that does not own its call either
+    (two relays advertise one address): it is not forwarded again."""
+
+    status = 508
+    default_code = "routing_loop"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from relay.__main__ import build_parser, main
-from relay.config import Settings, settings_listing, settings_markdown
+from relay.config import Settings, redis_password, settings_listing, settings_markdown
 from relay.errors import ConfigError, InvalidRequest, RelayError
 from relay.settings_table import add_flags, declared, markdown_table, read_flags, setting
 
@@ -85,6 +85,11 @@ ENVIRONMENT = [
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),
     ("RELAY_LOG_FORMAT", "json", "log_format", "json"),
     ("RELAY_LOOP_LAG_WARNING", "0.25", "loop_lag_warning", 0.25),
+    ("RELAY_REDIS_URL", "redis://:pw@10.0.0.5:6379/0", "redis_url",
+     "redis://:pw@10.0.0.5:6379/0"),
+    ("RELAY_OWNER_TTL", "5", "owner_ttl", 5.0),
+    ("RELAY_INTERNAL_ADDRESS", "10.0.0.2:8090", "internal_address", "10.0.0.2:8090"),
+    ("RELAY_ADVERTISE_ADDRESS", "[fd00::2]:8090", "advertise_address", "[fd00::2]:8090"),
 ]
 
 
@@ -177,7 +182,29 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "log_format": ("json", "json"),
     "loop_lag_warning": ("0.5", 0.5),
     "agent": ("app.voice:make_agent", "app.voice:make_agent"),
+    "redis_url": ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+    "internal_address": ("10.0.0.2:8090", "10.0.0.2:8090"),
+    "advertise_address": ("10.0.0.3:8090", "10.0.0.3:8090"),
 }
+
+
+@pytest.mark.parametrize("env", [
+    {"RELAY_REDIS_URL": "redis://r:6379", "RELAY_HOST": "0.0.0.0", "RELAY_API_KEYS": "k"},
+    {"RELAY_REDIS_URL": "redis://r:6379", "RELAY_WORKER_INDEX": "1"},
+])
+def test_config_redis_needs_an_address_other_relays_can_reach(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="other relays cannot reach this one") as info:
+        Settings.from_env(env)
+    assert info.value.param == "internal_address"
+    Settings.from_env(env | {"RELAY_INTERNAL_ADDRESS": "10.0.0.2:8090"})
+
+
+def test_config_redis_url_password_is_masked() -> None:
+    listing = settings_listing(Settings(redis_url="redis://user:s3cret@r:6379/0"))
+    assert "redis_url = 'redis://user:***@r:6379/0'" in listing and "s3cret" not in listing
+    assert "redis_url = 'redis://r:6379'" in settings_listing(Settings(redis_url="redis://r:6379"))
+    assert redis_password("redis://user:s3cret@r:6379/0") == ["s3cret"]
+    assert redis_password("redis://r:6379") == redis_password(None) == []
 
 
 def test_config_generated_parser_accepts_every_flag() -> None:
@@ -241,6 +268,14 @@ def test_config_generated_parser_accepts_every_flag() -> None:
      "must be origins"),
     ("RELAY_SIGNING_SECRET", "short", "RELAY_SIGNING_SECRET must be at least 32 characters"),
     ("RELAY_SIGNING_SECRETS", "s" * 32 + ",short", "RELAY_SIGNING_SECRETS must be at least 32"),
+    ("RELAY_REDIS_URL", "10.0.0.5:6379", "RELAY_REDIS_URL / --redis-url must be a redis://"),
+    ("RELAY_OWNER_TTL", "0.5", "RELAY_OWNER_TTL must be from 1 to 3600"),
+    ("RELAY_INTERNAL_ADDRESS", "10.0.0.2", "RELAY_INTERNAL_ADDRESS / --internal-address must "
+     "be HOST:PORT"),
+    ("RELAY_ADVERTISE_ADDRESS", "a:99999", "RELAY_ADVERTISE_ADDRESS / --advertise-address "
+     "must be HOST:PORT"),
+    ("RELAY_INTERNAL_ADDRESS", "0.0.0.0:8090", "RELAY_INTERNAL_ADDRESS is a wildcard: set "
+     "RELAY_ADVERTISE_ADDRESS"),
 ])
 def test_config_bad_value_is_a_config_error_naming_env_and_flag(var: str, text: str,
                                                                 message: str) -> None:

@@ -18,6 +18,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
+from ..cluster.limits import CallLimits
+from ..cluster.node import Node
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
 from ..protocol.session import effective_session
@@ -27,7 +30,6 @@ from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .client_secrets import SecretSigner
 from .drain import Drain
-from .limits import CallRateLimits
 from .loop_lag import LoopLagMonitor
 from .metrics import RelayCollector
 from .readiness import UpstreamProbe
@@ -40,8 +42,11 @@ logger = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", CallRegistry)
 AUTH = web.AppKey("auth", Authenticator)
-#: How fast calls may be created, per client address and per client secret.
-LIMITS = web.AppKey("limits", CallRateLimits)
+#: How fast calls may be created (per client address and per client secret), and how many
+#: one client secret may hold: in this process, or across the cluster through Redis.
+LIMITS = web.AppKey("limits", CallLimits)
+#: This relay's owner id, and where it finds the relays that own other calls.
+NODE = web.AppKey("node", Node)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
@@ -81,14 +86,17 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[REGISTRY] = CallRegistry(settings, ports)
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
-    app[LIMITS] = CallRateLimits(settings.call_rate_per_address, settings.call_rate_per_key)
     app[DRAIN] = Drain(settings.drain_timeout)
+    node = app[NODE] = Node(settings)
+    app[LIMITS] = node.limits
+    app[REGISTRY].on_ended.append(node.limits.release_soon)
     if agent is not None:
         keys = settings.relay_api_keys
         app[AGENTS] = CallAgents(agent, server_key=keys[0] if keys else None,
                                  start_timeout=settings.agent_start_timeout)
         logger.info("serving the agent %s on every call", settings.agent)
     app[METRICS] = _metrics_registry(app)
+    app.cleanup_ctx.append(_node_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_probe_ctx)
     app.cleanup_ctx.append(_loop_lag_ctx)
@@ -133,14 +141,20 @@ async def create_call(request: web.Request) -> web.Response:
     app = request.app
     settings = app[SETTINGS]
     secret_session = app[AUTH].authorize_call(credentials(request.headers))
-    owner = app[AUTH].client_secret_id(credentials(request.headers))
+    key = app[AUTH].client_secret_id(credentials(request.headers))
     app[DRAIN].check()
-    app[LIMITS].admit(request.remote, owner)
+    await app[LIMITS].admit(request.remote, key)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
     session, model = settings.session_rules.admit(secret_session, client_session,
                                                   query_model=request.query.get("model"))
     dcid = dcid_param(request.query.get("dcid"))
-    call = app[REGISTRY].new(session, app[UPSTREAM], model, owner=owner)
+    call_id = app[NODE].new_call_id()
+    await app[LIMITS].hold(key, call_id)
+    try:
+        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id)
+    except BaseException:
+        app[LIMITS].release_soon(call_id)
+        raise
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
     agents = app.get(AGENTS)
@@ -153,18 +167,26 @@ async def create_call(request: web.Request) -> web.Response:
     )
 
 
-async def hangup_call(request: web.Request) -> web.Response:
+async def hangup_call(request: web.Request) -> web.StreamResponse:
     """``POST /v1/realtime/calls/{id}/hangup``: end the call; 404 if there is none."""
     request.app[AUTH].authorize_call(credentials(request.headers))
-    call = request.app[REGISTRY].get(request.match_info["call_id"])
+    call_id = request.match_info["call_id"]
+    owner = await _owner_address(request, call_id)
+    if owner is not None:
+        return await forward_http(request, owner)
+    call = request.app[REGISTRY].get(call_id)
     await call.close("hangup")
     return web.Response(status=200)
 
 
-async def describe_call(request: web.Request) -> web.Response:
+async def describe_call(request: web.Request) -> web.StreamResponse:
     """``GET /v1/realtime/calls/{id}`` (server key): one call, live or lately ended."""
     request.app[AUTH].require_server_key(credentials(request.headers))
-    return web.json_response(await request.app[REGISTRY].describe(request.match_info["call_id"]))
+    call_id = request.match_info["call_id"]
+    owner = await _owner_address(request, call_id)
+    if owner is not None:
+        return await forward_http(request, owner)
+    return web.json_response(await request.app[REGISTRY].describe(call_id))
 
 
 async def create_client_secret(request: web.Request) -> web.Response:
@@ -203,6 +225,9 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
     if not call_id:
         raise InvalidRequest("call_id is required: this endpoint attaches to a live call.",
                              code="missing_required_parameter", param="call_id")
+    owner = await _owner_address(request, call_id)
+    if owner is not None:
+        return await forward_websocket(request, owner, max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
     call = request.app[REGISTRY].get(call_id)
     ws = web.WebSocketResponse(max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES, heartbeat=20)
     if not ws.can_prepare(request).ok:
@@ -211,6 +236,13 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     await call.serve_sideband(ws)
     return ws
+
+
+async def _owner_address(request: web.Request, call_id: str) -> str | None:
+    """None when the call is this relay's, else where its owner listens (the request is
+    then forwarded there). A request that was forwarded already is never forwarded again."""
+    return await request.app[NODE].locate(call_id,
+                                          forwarded=FORWARDED_HEADER in request.headers)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -323,6 +355,15 @@ def origin_allowed(origin: str, allowed: tuple[str, ...]) -> bool:
 
 
 # ------------------------------------------------------------------ lifecycle
+
+async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
+    node = app[NODE]
+    await node.start()
+    try:
+        yield
+    finally:
+        await node.close()
+
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]

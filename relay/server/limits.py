@@ -1,18 +1,16 @@
-"""Rate limits of call creation: token buckets per key and per client address, in process.
+"""Token buckets by key, in process: the rate limits of call creation without Redis.
 
 Each bucket holds a minute's worth of calls and refills continuously, so a client may
-create its minute's calls at once and then one every ``60 / per_minute`` seconds. Limits
-are per relay process: behind a load balancer each relay counts its own.
+create its minute's calls at once and then one every ``60 / per_minute`` seconds.
+relay/cluster/limits.py uses them per client address and per client secret (and counts
+in Redis instead when relays share one).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from ..errors import RateLimited
 
 #: Buckets kept before full ones (idle clients) are forgotten.
 MAX_BUCKETS = 100_000
@@ -55,22 +53,3 @@ class RateLimiter:
                 if b.tokens + (now - b.updated) * self._rate >= self._capacity]
         for key in full:
             del self._buckets[key]
-
-
-class CallRateLimits:
-    """How fast calls may be created: per client address, and per client secret."""
-
-    def __init__(self, per_address: float, per_key: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._addresses = RateLimiter(per_address, clock)
-        self._keys = RateLimiter(per_key, clock)
-
-    def admit(self, address: str | None, key: str | None) -> None:
-        """Count one call creation; :class:`RateLimited` (with ``retry_after``) if over."""
-        wait = self._addresses.take(address or "")
-        if wait:
-            raise RateLimited("Too many calls created from this address; try again later.",
-                              retry_after=math.ceil(wait))
-        if key is not None and (wait := self._keys.take(key)):
-            raise RateLimited("Too many calls created with this key; try again later.",
-                              retry_after=math.ceil(wait))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter, OrderedDict
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..config import Settings
-from ..errors import CallNotFound, CapacityExceeded, RateLimited
+from ..errors import CallNotFound, CapacityExceeded
 from ..protocol.events import random_id
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector
@@ -27,7 +27,8 @@ CAPACITY_RETRY_AFTER = 5
 
 
 def new_call_id() -> str:
-    """``rtc_u1_`` and 32 random letters and digits: about 190 bits, like the hosted ids."""
+    """``rtc_u1_`` and 32 random letters and digits: about 190 bits, like the hosted ids.
+    (The app's calls take ids that name their owner: relay.cluster.ids.)"""
     return random_id("rtc_u1_", 32)
 
 
@@ -39,9 +40,8 @@ class CallRegistry:
         #: Where calls' ICE sockets go (None: ports the OS picks).
         self.ports = ports
         self._calls: dict[str, CallDriver] = {}
-        #: call id → the client secret (its id) that created it, and its live calls' count.
-        self._owners: dict[str, str] = {}
-        self._owned: Counter[str] = Counter()
+        #: Told the id of each call that ends (e.g. to stop counting it toward its key).
+        self.on_ended: list[Callable[[str], None]] = []
         self._trim = heap_trimmer() if settings.trim_memory else None
         #: What ended calls measured, for the metrics.
         self.totals = MetricsTotals()
@@ -55,24 +55,17 @@ class CallRegistry:
         return len(self._calls)
 
     def new(self, session: Session, upstream: UpstreamConnector,
-            model: str | None = None, owner: str | None = None) -> CallDriver:
-        """A new call on ``model`` whose upstream session comes from ``upstream``,
-        registered; raises :class:`CapacityExceeded` at the limit, and
-        :class:`RateLimited` when ``owner`` (a client secret's id) has its most calls."""
+            model: str | None = None, call_id: str | None = None) -> CallDriver:
+        """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
+        comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.",
                                    retry_after=CAPACITY_RETRY_AFTER)
-        if owner is not None and self._owned[owner] >= self.settings.max_calls_per_key:
-            raise RateLimited("This key has as many calls at once as it may have.",
-                              code="too_many_calls")
-        call = CallDriver(new_call_id(), self.settings, session, upstream,
+        call = CallDriver(call_id or new_call_id(), self.settings, session, upstream,
                           model=model, on_closed=self._forget, ports=self.ports)
         self._calls[call.id] = call
         self._empty.clear()
         self.totals.call_created()
-        if owner is not None:
-            self._owners[call.id] = owner
-            self._owned[owner] += 1
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:
@@ -112,10 +105,7 @@ class CallRegistry:
                 self._ended.popitem(last=False)
             if not self._calls:
                 self._empty.set()
-        owner = self._owners.pop(call.id, None)
-        if owner is not None:
-            self._owned[owner] -= 1
-            if not self._owned[owner]:
-                del self._owned[owner]
+            for listener in self.on_ended:
+                listener(call.id)
         if self._trim is not None:
             self._trim()

@@ -22,9 +22,10 @@ from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
+from ..cluster.node import start_internal_sites
 from ..config import Settings
 from ..errors import ConfigError
-from .app import DRAIN, REGISTRY, create_app
+from .app import DRAIN, NODE, REGISTRY, create_app
 from .drain import Drain
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ async def serve(settings: Settings) -> None:
         # Workers of one supervisor share the port; the kernel spreads connections.
         site = web.TCPSite(runner, settings.host, settings.port, reuse_port=worker or None)
         await site.start()
+        await start_internal_sites(runner, app[NODE])
         # Everything built so far (modules, the app) lives as long as the process: keep it
         # out of every future collection.
         gc.freeze()

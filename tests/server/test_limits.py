@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from aiohttp import ClientSession
 
+from relay.cluster.limits import CallLimits, MemoryLimitStore
 from relay.errors import CapacityExceeded, RateLimited
-from relay.server.app import REGISTRY, UPSTREAM
-from relay.server.limits import CallRateLimits, RateLimiter
+from relay.server.app import LIMITS, NODE, REGISTRY, UPSTREAM
+from relay.server.limits import RateLimiter
 
 from ..conftest import base_url
 
@@ -33,14 +34,14 @@ def test_limits_bucket_allows_a_minutes_worth_then_one_per_interval() -> None:
     assert limiter.take("a") == pytest.approx(10.0)
 
 
-def test_limits_call_rate_says_when_to_retry() -> None:
+async def test_limits_call_rate_says_when_to_retry() -> None:
     clock = Clock()
-    limits = CallRateLimits(per_address=60, per_key=1, clock=clock)
-    limits.admit("10.0.0.1", "key")
+    limits = CallLimits(MemoryLimitStore(clock), per_address=60, per_key=1, most_per_key=10)
+    await limits.admit("10.0.0.1", "key")
     with pytest.raises(RateLimited) as info:
-        limits.admit("10.0.0.1", "key")
+        await limits.admit("10.0.0.1", "key")
     assert info.value.status == 429 and info.value.retry_after == 60
-    limits.admit("10.0.0.1", None)  # no client secret: only the address counts
+    await limits.admit("10.0.0.1", None)  # no client secret: only the address counts
 
 
 async def _post(url: str, data: bytes | str, status: int) -> tuple[dict[str, str], dict]:
@@ -74,13 +75,21 @@ async def test_limits_full_relay_is_a_503_with_retry_after(relay_factory) -> Non
 async def test_limits_calls_at_once_per_key(relay_factory) -> None:
     server = await relay_factory(max_calls_per_key=2)
     registry, upstream = server.app[REGISTRY], server.app[UPSTREAM]
-    calls = [registry.new({"type": "realtime"}, upstream, owner="k") for _ in range(2)]
+    limits, node = server.app[LIMITS], server.app[NODE]
+
+    async def new(key: str):
+        call_id = node.new_call_id()
+        await limits.hold(key, call_id)
+        return registry.new({"type": "realtime"}, upstream, call_id=call_id)
+
+    calls = [await new("k") for _ in range(2)]
     with pytest.raises(RateLimited) as info:
-        registry.new({"type": "realtime"}, upstream, owner="k")
+        await new("k")
     assert info.value.status == 429 and info.value.code == "too_many_calls"
-    other = registry.new({"type": "realtime"}, upstream, owner="other")
+    other = await new("other")
     await calls[0].close("test")
-    calls.append(registry.new({"type": "realtime"}, upstream, owner="k"))
+    await limits.close()  # the ended call's release is under way
+    calls.append(await new("k"))
     for call in (*calls, other):
         await call.close("test")
     assert len(registry) == 0
