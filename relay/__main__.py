@@ -58,8 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = Settings.from_args(args)
+            keys = (*settings.relay_api_keys, settings.signing_secret or "",
+                    *settings.signing_secrets)
             configure_logging(settings.log_level, settings.log_format, secrets=secret_values(
-                settings.api_key, settings.relay_api_keys, settings.upstream_headers))
+                settings.api_key, keys, settings.upstream_headers))
             from .server.run import run
 
             run(settings)
