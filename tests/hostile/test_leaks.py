@@ -425,4 +425,10 @@ async def _upstream_refusals(http: ClientSession, seen: Exposure,
             await asyncio.wait_for(reader, 10)
         for event in peer.received:
             seen.add(event)
+    # What the relay tells its operator about that call (its last error above all).
+    async with http.get(f"/v1/realtime/calls/{call_id}", headers=_bearer(SERVER_KEY)) as r:
+        described = json.loads(await seen.response(r))
+        assert described["last_error"], described
+    async with http.get("/metrics", headers=_bearer(SERVER_KEY)) as r:
+        await seen.response(r)
     assert len(upstream.authorizations) >= 4
