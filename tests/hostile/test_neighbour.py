@@ -17,6 +17,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -41,6 +42,9 @@ MAX_MESSAGE_BYTES = 16 * 1024
 OVERSIZE_BYTES = 20 * 1024
 #: Longest stall of either direction allowed.
 MAX_GAP = 0.100
+#: Seconds of the window this process may wait for a CPU (other work on the machine)
+#: before a frame rate below 47 is blamed on the machine rather than the relay.
+STARVED = 1.0
 
 
 def tone(seconds: float) -> bytes:
@@ -91,31 +95,34 @@ async def _flood_beside(relay: TestServer, speaker: CallClient) -> None:
     try:
         assert await asyncio.wait_for(flooder.stdout.readline(), 30) == b"flooding\n"
         start, before = time.monotonic(), call.stats()
-        cpu0, waited0 = time.process_time(), _run_queue_wait()
-        uplink = asyncio.create_task(_sample_uplink(call))
+        cpu0 = time.process_time()
+        sampler = asyncio.create_task(_sample(call))
         line = await asyncio.wait_for(flooder.stdout.readline(), FLOOD_SECONDS + 20)
         end, after = time.monotonic(), call.stats()
-        cpu, waited = time.process_time() - cpu0, _run_queue_wait() - waited0
-        uplink.cancel()
-        samples = await asyncio.gather(uplink, return_exceptions=True)
+        cpu = time.process_time() - cpu0
+        sampler.cancel()
+        [samples] = await asyncio.gather(sampler, return_exceptions=True)
     finally:
         if flooder.returncode is None:
             flooder.kill()
         await flooder.wait()
+    assert isinstance(samples, list), samples
     flood = json.loads(line)
     window = end - start
+    waited = _waited(samples, start, end)
     up_rate = (after["uplink_decoded"] - before["uplink_decoded"]) / window
-    up_gap = _longest_unchanged(uplink_samples := list(_samples(samples)), start, end)
-    down = [p.at for p in arrivals.packets if start <= p.at <= end]
-    down_rate = len(down) / window
-    down_gap = float(np.max(np.diff([start, *down, end])))
+    up_gaps = _gaps([r.at for (s, r) in pairwise(samples) if r.decoded != s.decoded],
+                    start, end)
+    down_rate = sum(start <= p.at <= end for p in arrivals.packets) / window
+    down_gaps = _gaps([p.at for p in arrivals.packets], start, end)
+    up_gap, down_gap = up_gaps[0], down_gaps[0]
     echoed = (after["audio_frames_out"] - before["audio_frames_out"]) / window
     print(f"neighbour: {window:.1f} s of flood ({sum(flood['sent'].values())} messages, "
           f"{len(flood['calls'])} calls, errors {flood['errors']}): B's uplink "
-          f"{up_rate:.1f} frames/s decoded, longest gap {up_gap * 1000:.0f} ms "
-          f"({len(uplink_samples)} samples); downlink {down_rate:.1f} packets/s, longest gap "
-          f"{down_gap * 1000:.0f} ms, {echoed:.1f} audio frames/s; this process (the relay "
-          f"and B) used {cpu / window:.0%} of a core and waited {waited * 1000:.0f} ms for one")
+          f"{up_rate:.1f} frames/s decoded, longest gap {_ms(up_gap)} ms; downlink "
+          f"{down_rate:.1f} packets/s, longest gap {_ms(down_gap)} ms, {echoed:.1f} audio "
+          f"frames/s; this process (the relay and B) used {cpu / window:.0%} of a core and "
+          f"waited {waited * 1000:.0f} ms for one")
     # The flood was a flood: every kind of garbage, each answered with errors; a call the
     # relay ended was ended for its flood (only the flooding calls end).
     assert window >= FLOOD_SECONDS - 0.5
@@ -131,41 +138,71 @@ async def _flood_beside(relay: TestServer, speaker: CallClient) -> None:
                 assert described["close_reason"] == "client flooded the call", described
     # B went on, both ways at 50 frames a second, with no stall over 100 ms.
     assert not call.closing and speaker.channel.readyState == "open"
-    assert 47 <= up_rate <= 52, up_rate
-    assert up_gap <= MAX_GAP, up_gap
-    assert 47 <= down_rate <= 52, down_rate
-    assert down_gap <= MAX_GAP, down_gap
-    assert 47 <= echoed <= 52, echoed  # and the downlink carried B's audio back
+    # What the machine did not cause fails the test; a miss the machine's other work
+    # explains skips it (a relay that stalls its loop is running, not waiting for a CPU).
+    relay_misses, machine_misses = [], []
+    for what, rate in [("uplink frames/s", up_rate), ("downlink packets/s", down_rate),
+                       ("audio frames/s", echoed)]:  # (the downlink carried B's audio)
+        if not 47 <= rate <= 52:
+            (machine_misses if waited > STARVED else relay_misses).append(f"{what} {rate:.1f}")
+    for what, gaps in [("uplink gap", up_gaps), ("downlink gap", down_gaps)]:
+        for a, b in gaps:
+            if b - a <= MAX_GAP:
+                break
+            unexplained = b - a - _waited(samples, a, b)
+            (relay_misses if unexplained > MAX_GAP else machine_misses).append(
+                f"{what} {_ms((a, b))} ms ({unexplained * 1000:.0f} ms not waiting for a CPU)")
+    assert not relay_misses, relay_misses
+    if machine_misses:
+        pytest.skip(f"the machine kept this process from a CPU for {waited:.1f} s of the "
+                    f"{window:.1f} s measured: {', '.join(machine_misses)}")
 
 
-async def _sample_uplink(call: Any) -> list[tuple[float, int]]:
-    """``(time, frames the relay decoded of the call's uplink)`` every 10 ms until
-    cancelled: a stall of the uplink shows as a run of samples with no change."""
-    samples: list[tuple[float, int]] = []
+@dataclass
+class Sample:
+    """The relay's count of B's decoded uplink frames, and how long this process had
+    waited for a CPU so far, at one time."""
+
+    at: float
+    decoded: int
+    waited: float
+
+
+async def _sample(call: Any) -> list[Sample]:
+    """A :class:`Sample` every 10 ms until cancelled: a stall of the uplink shows as a run
+    of samples with no change, and the machine's share of it in ``waited``."""
+    samples: list[Sample] = []
     try:
         while True:
-            samples.append((time.monotonic(), call.stats()["uplink_decoded"]))
+            samples.append(Sample(time.monotonic(), call.stats()["uplink_decoded"],
+                                  _run_queue_wait()))
             await asyncio.sleep(0.01)
     except asyncio.CancelledError:
         return samples
 
 
-def _samples(gathered: list[Any]) -> list[tuple[float, int]]:
-    [samples] = gathered
-    assert isinstance(samples, list), samples
-    return samples
+def _gaps(times: list[float], start: float, end: float) -> list[tuple[float, float]]:
+    """The intervals between consecutive ``times`` within the window (its ends count),
+    longest first."""
+    inside = [start, *(t for t in times if start < t < end), end]
+    return sorted(pairwise(inside), key=lambda ab: ab[0] - ab[1])
 
 
-def _longest_unchanged(samples: list[tuple[float, int]], start: float, end: float) -> float:
-    """The longest time between two changes of the count (the window's ends count)."""
-    changes = [start] + [at for (_, before), (at, count) in pairwise(samples)
-                         if count != before] + [end]
-    return max(b - a for a, b in pairwise(changes))
+def _waited(samples: list[Sample], a: float, b: float) -> float:
+    """Seconds this process waited for a CPU from about ``a`` to ``b`` (a sample's period
+    wider)."""
+    before = [s.waited for s in samples if s.at <= a] or [samples[0].waited]
+    after = [s.waited for s in samples if s.at >= b] or [samples[-1].waited]
+    return after[0] - before[-1]
+
+
+def _ms(gap: tuple[float, float]) -> str:
+    return f"{(gap[1] - gap[0]) * 1000:.0f}"
 
 
 def _run_queue_wait() -> float:
-    """Seconds this process's main thread has waited for a CPU (Linux; else 0): when the
-    machine is busy with others, the stalls measured are the machine's, and this says so."""
+    """Seconds this thread (the event loop's) has waited for a CPU, runnable but not
+    running, since it started (Linux; elsewhere always 0)."""
     try:
         with open("/proc/thread-self/schedstat") as stat:
             return int(stat.read().split()[1]) / 1e9
