@@ -8,9 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .config import Settings, redis_password, settings_listing, settings_markdown
+from .config import Settings, settings_listing, settings_markdown
 from .errors import RelayError
-from .logs import configure_logging, secret_values
+from .logs import configure_logging
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES
 
 
@@ -58,11 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             settings = Settings.from_args(args)
-            secrets = secret_values(settings.api_key, settings.relay_api_keys,
-                                    settings.upstream_headers)
             configure_logging(settings.log_level, settings.log_format,
-                              secrets=[*secrets, *redis_password(settings.redis_url)],
-                              worker=settings.worker_index)
+                              secrets=settings.secret_strings(), worker=settings.worker_index)
             if settings.workers > 1 and settings.worker_index is None:
                 from .cluster.supervisor import supervise
 

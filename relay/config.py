@@ -36,7 +36,7 @@ from .protocol.policy import FIELD_PATH, Policy, SessionRules, locked_policy
 from .protocol.session import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, INTEGER, LIST, Check, Kind, between, positive, setting
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
-from .webrtc.ice_servers import ice_servers_problem, mask_ice_server
+from .webrtc.ice_servers import ice_servers_problem, mask_ice_server, parse_ice_server
 from .webrtc.udp_ports import parse_udp_ports, workers_udp_problem
 
 #: Default of ``peer_timeout``; how it was chosen is told where it is used
@@ -82,6 +82,15 @@ WILDCARDS = ("0.0.0.0", "::", "")
 
 def _masked_ice_urls(urls: tuple[str, ...]) -> str:
     return repr(tuple(mask_ice_server(url) for url in urls))
+
+
+def _ice_credentials(urls: tuple[str, ...]) -> list[str]:
+    return [server.credential for server in map(parse_ice_server, urls) if server.credential]
+
+
+def _header_values(headers: tuple[tuple[str, str], ...]) -> list[str]:
+    # ``Authorization: Bearer KEY`` holds KEY on its own too.
+    return [text for _, value in headers for text in (value, value.partition(" ")[2])]
 
 
 def _ip_addresses(addresses: tuple[str, ...]) -> str | None:
@@ -242,6 +251,7 @@ class Settings:
     #: E.g. ``(("api-key", "..."),)`` for Azure.
     upstream_headers: tuple[tuple[str, str], ...] = setting(
         (), flag="--upstream-header", env="RELAY_UPSTREAM_HEADERS", kind=HEADERS, secret=True,
+        reveals=_header_values,
         help="extra upstream headers (Azure `api-key`)")
     model: str = setting(
         DEFAULT_MODEL, flag="--model", env="RELAY_MODEL", metavar="MODEL",
@@ -259,7 +269,7 @@ class Settings:
     #: the environment keeps them out of ``ps``.
     ice_servers: tuple[str, ...] = setting(
         (), flag="--ice-server", env="RELAY_ICE_SERVERS", check=ice_servers_problem,
-        metavar="URL", secret=True, mask=_masked_ice_urls,
+        metavar="URL", secret=True, mask=_masked_ice_urls, reveals=_ice_credentials,
         help="ICE servers: one `stun:HOST:PORT`, one `turn:USER:PASS@HOST:PORT[?transport=tcp]` "
              "or `turns:USER:PASS@HOST:PORT`", shown="none: no STUN is contacted")
     #: Empty: every interface address, as aioice picks them (never 127.0.0.1).
@@ -434,6 +444,7 @@ class Settings:
     #: cluster-wide limits. The URL may carry a password: it is masked.
     redis_url: str | None = setting(
         None, flag="--redis-url", env="RELAY_REDIS_URL", metavar="URL", secret=True,
+        reveals=redis_password,
         check=_redis_url, mask=mask_redis_url,
         help="Redis shared by every relay of a cluster (`redis://HOST:PORT/DB` or "
              "`unix:///PATH`): follow-up requests reach the call's owner, limits count "
@@ -484,6 +495,11 @@ class Settings:
     def session_rules(self) -> SessionRules:
         """What a request's session and model become under this relay's policy."""
         return SessionRules(self.default_session, self.policy, self.model, self.models)
+
+    def secret_strings(self) -> list[str]:
+        """Every secret this relay's settings hold (keys, signing secrets, credentials),
+        which no log line may show."""
+        return table.secret_strings(self)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""

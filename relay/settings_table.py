@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar, cast
 
@@ -145,6 +145,9 @@ class Setting:
     metavar: str | None
     #: How a secret's value is shown (None: as ``'***'``).
     mask: Callable[[Any], str] | None = None
+    #: The strings a secret's value holds that must never be shown (None: every string in
+    #: it, and what follows the scheme word of ``Bearer KEY``-like values).
+    reveals: Callable[[Any], Iterable[str]] | None = None
     #: Set by the relay for its own processes (a supervisor for its workers), not by a
     #: person: left out of the README's table.
     internal: bool = False
@@ -174,19 +177,22 @@ class Setting:
 def setting(default: T, *, help: str, flag: str | None = None, env: str | None = None,
             kind: Kind | None = None, choices: Sequence[str] = (), check: Check | None = None,
             secret: bool = False, shown: str | None = None, metavar: str | None = None,
-            mask: Callable[[Any], str] | None = None, internal: bool = False) -> T:
+            mask: Callable[[Any], str] | None = None,
+            reveals: Callable[[Any], Iterable[str]] | None = None,
+            internal: bool = False) -> T:
     """Declare a dataclass field as a setting (see the module docstring).
 
     ``kind`` defaults to the one ``default``'s type suggests (text, integer, number, on/off,
     comma-separated list, JSON object); ``choices`` are checked, and offered by the flag;
     ``shown`` replaces the default's text in ``--help`` and the README; ``mask`` shows a
-    secret's value with its secret parts hidden (by default it shows as ``'***'``);
+    secret's value with its secret parts hidden (by default it shows as ``'***'``), and
+    ``reveals`` picks those parts out of it (by default, every string in it);
     ``internal`` settings are the relay's own business and stay out of the README's table.
     """
     spec = Setting(
         help=help, kind=kind or _kind_of(default), flag=flag, env=env, choices=tuple(choices),
         check=check, secret=secret, shown=_show(default) if shown is None else shown,
-        metavar=metavar, mask=mask, internal=internal,
+        metavar=metavar, mask=mask, reveals=reveals, internal=internal,
     )
     metadata = {_KEY: spec}
     if isinstance(default, dict):  # a mutable default: each instance gets its own copy
@@ -281,6 +287,28 @@ def masked_items(settings: object) -> Iterator[tuple[str, str]]:
         else:
             yield name, s.mask(value) if s.mask is not None else "'***'"
 
+
+
+def secret_strings(settings: object) -> list[str]:
+    """Every string the secret settings of ``settings`` hold, which no log line, response
+    or event may show (the logs mask them)."""
+    found: list[str] = []
+    for name, s in declared(type(settings)):
+        value = getattr(settings, name)
+        if s.secret and value:
+            found += s.reveals(value) if s.reveals is not None else _strings(value)
+    return [text for text in dict.fromkeys(found) if text]
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        # ``Bearer KEY`` (an upstream header's value) holds KEY on its own too.
+        return [value, value.partition(" ")[2]]
+    if isinstance(value, (tuple, list)):
+        return [text for item in value for text in _strings(item)]
+    if isinstance(value, Mapping):
+        return [text for item in value.values() for text in _strings(item)]
+    return []
 
 
 def markdown_table(cls: type) -> str:

@@ -438,3 +438,19 @@ def test_config_cli_open_on_a_public_address_starts_and_warns() -> None:
         process.communicate(timeout=30)
     assert any("WARNING" in line and "auth is open on 0.0.0.0" in line for line in lines), lines
     assert "relay listening" in lines[-1]
+
+
+def test_settings_secret_strings_are_every_secret_settings_value_and_its_parts() -> None:
+    settings = Settings(
+        api_key="sk-upstream", relay_api_keys=("rk-one", "rk-two"),
+        signing_secret="s" * 32, signing_secrets=("o" * 32,),
+        upstream_headers=(("Authorization", "Bearer hdr-key"), ("OpenAI-Beta", "realtime=v1")),
+        ice_servers=("turn:user:ice-pass@192.0.2.1:3478",),
+        redis_url="redis://:redis-pass@10.0.0.5:6379/0",
+    )
+    secrets = settings.secret_strings()
+    for value in ("sk-upstream", "rk-one", "rk-two", "s" * 32, "o" * 32, "Bearer hdr-key",
+                  "hdr-key", "ice-pass", "redis-pass"):
+        assert value in secrets
+    # Names and non-secret settings are not masked.
+    assert "Authorization" not in secrets and "127.0.0.1" not in secrets

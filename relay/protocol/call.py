@@ -36,6 +36,7 @@ from .flood import MessageGuard, MessageLimits
 from .metrics import UplinkArrivals
 from .playback import CallStats, Playback
 from .policy import Policy, check_session
+from .redact import Redactor
 from .session import (
     Session,
     interrupt_response,
@@ -67,8 +68,11 @@ class CallCore:
         policy: Policy | None = None,
         client_limits: MessageLimits | None = None,
         sideband_limits: MessageLimits | None = None,
+        redact: Redactor | None = None,
     ) -> None:
         self.call_id = call_id
+        #: Masks the secrets sent upstream in whatever the upstream says (relay.protocol.redact).
+        self._redact = redact or Redactor()
         self.log = CallLog(logger, call_id)
         #: Locked session fields the client may not change (relay.protocol.policy).
         self.policy: Policy = policy or {}
@@ -201,6 +205,8 @@ class CallCore:
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream WebSocket."""
+        if self._redact:
+            text = self._redact(text)
         try:
             event = parse_event(text)
         except InvalidRequest:
@@ -231,6 +237,7 @@ class CallCore:
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: tell the client why before the call ends."""
+        reason = self._redact(reason)
         detail = f" ({code}{': ' + reason[:200] if reason else ''})" if code else ""
         self._send_client(
             error_event(RelayError(f"The upstream Realtime session closed{detail}.",

@@ -27,11 +27,12 @@ from websockets.exceptions import ConnectionClosed
 from ..audio import RATE
 from ..config import Settings
 from ..errors import RelayError
-from ..logs import CallLog
+from ..logs import CallLog, secret_values
 from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
+from ..protocol.redact import Redactor
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.internals import watch_peer_datagrams
@@ -86,6 +87,8 @@ class CallDriver:
                                         settings.client_message_rate),
             sideband_limits=MessageLimits(settings.sideband_max_message_bytes,
                                           settings.sideband_message_rate),
+            # What the relay sends upstream, should the upstream echo it to the client.
+            redact=Redactor(secret_values(settings.api_key, (), settings.upstream_headers)),
         )
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
         self.media = CallMedia(settings, self.core.next_frame, self._send_uplink,
@@ -403,11 +406,16 @@ class CallDriver:
 
     async def _write_upstream(self) -> None:
         assert self._socket is not None
-        while True:
-            await self._upstream_ready.wait()
-            self._upstream_ready.clear()
-            for event in self.core.drain_upstream():
-                await self._socket.send(dumps(event))
+        try:
+            while True:
+                await self._upstream_ready.wait()
+                self._upstream_ready.clear()
+                for event in self.core.drain_upstream():
+                    await self._socket.send(dumps(event))
+        except ConnectionClosed:
+            # The upstream hung up: the reader tells the client and ends the call. (The
+            # exception would carry the upstream's close reason into the log.)
+            pass
 
     async def _connect_deadline(self) -> None:
         await asyncio.sleep(self.settings.connect_timeout)
