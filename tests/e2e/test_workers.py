@@ -196,3 +196,59 @@ def test_workers_stop_when_a_setting_cannot_work_in_them() -> None:
     log = output(process)
     assert "exited with code 2: a setting it cannot work with" in log
     assert "restarting" not in log
+
+
+def fresh_request(url: str, method: str = "GET") -> tuple[int, dict[str, object]]:
+    """One request on a fresh connection (the kernel picks the worker), its status and JSON."""
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+            return response.status, json.loads(body) if body else {}
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+async def test_workers_answer_a_calls_follow_ups_whichever_worker_takes_them(
+        speech: bytes) -> None:
+    """Hangup and inspection land on either worker (fresh connections, no affinity): the
+    one that does not own the call forwards them to the one that does."""
+    port, udp = free_port(), free_ports(2)
+    url = f"http://127.0.0.1:{port}"
+    process = start("serve", "--workers", "2", "--port", str(port), "--ice-address",
+                    "127.0.0.1", "--local-mode", "echo", "--udp-ports", str(udp),
+                    "--drain-timeout", "0")
+    pids: dict[int, int] = {}
+    source = PcmSource()
+    client = CallClient(url, source, ice_addresses=LOOPBACK)
+    try:
+        await asyncio.to_thread(wait_healthy, url, process, START_SECONDS)
+        pids = await asyncio.to_thread(worker_pids, url, 2)
+        await client.connect()
+        await client.wait_for("session.created")
+        call = f"{url}/v1/realtime/calls/{client.call_id}"
+        # 24 fresh connections: all on the owner by chance would be 1 in 2**24.
+        for _ in range(24):
+            status, body = await asyncio.to_thread(fresh_request, call)
+            assert (status, body.get("id")) == (200, client.call_id), body
+        status, _ = await asyncio.to_thread(fresh_request, f"{call}/hangup", "POST")
+        assert status == 200
+        deadline = time.monotonic() + 10
+        while True:
+            status, body = await asyncio.to_thread(fresh_request, call)
+            assert status == 200, body
+            if body.get("status") == "closed":
+                break
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.1)
+        for _ in range(8):  # an id no worker owns is 404 from either
+            status, body = await asyncio.to_thread(
+                fresh_request, f"{url}/v1/realtime/calls/rtc_u1_{'x' * 32}")
+            assert status == 404 and body["error"]["code"] == "call_id_not_found", body
+    finally:
+        await client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 30)
+        finally:
+            stop_by_pid(process, *pids.values())
