@@ -391,7 +391,8 @@ async def _probe_ctx(app: web.Application) -> AsyncIterator[None]:
     if target is None:
         yield
         return
-    probe = app[PROBE] = UpstreamProbe(target[0])
+    registry = app[REGISTRY]
+    probe = app[PROBE] = UpstreamProbe(target[0], busy=registry.upstream_connected)
     probe.start()
     try:
         yield

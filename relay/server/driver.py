@@ -139,6 +139,11 @@ class CallDriver:
         """True from the moment :meth:`close` begins."""
         return self._closing
 
+    @property
+    def upstream_open(self) -> bool:
+        """True while the call holds an open upstream session (the upstream is reachable)."""
+        return self._socket is not None and not self._closing
+
     async def start(self, offer_sdp: str, *, dcid: int | None = None) -> str:
         """Connect upstream, answer the offer, and return the SDP answer.
 

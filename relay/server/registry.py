@@ -54,6 +54,10 @@ class CallRegistry:
     def __len__(self) -> int:
         return len(self._calls)
 
+    def upstream_connected(self) -> bool:
+        """True while some live call holds an open upstream session."""
+        return any(call.upstream_open for call in self._calls.values())
+
     def new(self, session: Session, upstream: UpstreamConnector,
             model: str | None = None, call_id: str | None = None) -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session

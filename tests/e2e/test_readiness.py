@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestServer
 from websockets.asyncio.server import ServerConnection, serve
 
 from relay.client import CallClient, PcmSource
+from relay.server.readiness import UpstreamProbe
 
 from ..conftest import RelayFactory, base_url
 
@@ -70,3 +71,36 @@ async def test_readyz_is_503_at_the_call_limit(relay_factory: RelayFactory) -> N
         await becomes(relay, 200, seconds=0.1)
     finally:
         await client.close()
+
+
+
+async def test_readyz_probe_waits_while_live_calls_hold_upstream_sessions() -> None:
+    """Live calls' own upstream sessions stand for the probe: no connection is made then
+    (against a real server it cost live calls round-trip time), and the upstream counts as
+    reachable; once the relay is idle, the probe connects again."""
+    accepted = 0
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writer.close()
+
+    upstream = await asyncio.start_server(count, "127.0.0.1", 0)
+    port = upstream.sockets[0].getsockname()[1]
+    busy = True
+    probe = UpstreamProbe(f"ws://127.0.0.1:{port}/v1/realtime", interval=0.05,
+                          busy=lambda: busy)
+    try:
+        probe.start()
+        await asyncio.sleep(0.3)
+        assert probe.problem is None and accepted == 0
+        busy = False
+        await asyncio.sleep(0.3)
+        assert probe.problem is None and accepted >= 2
+        upstream.close()
+        await upstream.wait_closed()
+        await asyncio.sleep(0.3)
+        assert probe.problem is not None and "unreachable" in probe.problem
+    finally:
+        await probe.close()
+        upstream.close()

@@ -35,6 +35,25 @@ from .workers import SpeechWorkers, speech_missing
 
 logger = logging.getLogger(__name__)
 
+
+class _ProbeFilter(logging.Filter):
+    """Drops websockets' "opening handshake failed" for a connection closed before it sent
+    a request: a TCP health probe (the relay's /readyz probe, a load balancer's), not a
+    failure. Logging each one with its traceback stalled this server every probe."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, EOFError):
+                return False
+            exc = exc.__cause__
+        return True
+
+
+#: The logger websockets reports this server's connections on.
+_ws_logger = logging.getLogger(f"{__name__}.websockets")
+_ws_logger.addFilter(_ProbeFilter())
+
 #: Largest client message taken (base64 audio appends can be large).
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 #: How long a closing server waits for a connection's last events to go out.
@@ -230,6 +249,7 @@ class LocalRealtimeServer:
             self._handle, host, port,
             max_size=MAX_MESSAGE_BYTES,
             compression=None,  # audio does not compress; deflate would only cost latency
+            logger=_ws_logger,
         )
         if self.mode == "assistant":
             self._speech().warm()  # its first turn should not wait for a worker to start
