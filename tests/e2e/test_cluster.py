@@ -7,6 +7,7 @@ ids that answer 404; Redis going away costs only the routing to the other node."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -293,3 +294,52 @@ async def test_cluster_workers_of_one_supervisor_forward_through_their_sockets(
     second.stop(signal.SIGINT)  # (Ctrl-C: the app's cleanup runs)
     # A worker that stopped took its socket with it.
     assert [s.name for s in (tmp_path / "run").iterdir()] == ["w0000000.sock"]
+
+
+async def events_until(peer: OfferPeer, kind: str, seconds: float) -> dict[str, Any]:
+    """The first ``kind`` event on ``peer``'s data channel within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        event = await peer.next_event(timeout=max(0.1, deadline - time.monotonic()))
+        if event["type"] == kind:
+            return event
+
+
+async def test_cluster_a_draining_node_keeps_its_entry_and_every_client_hears_why(
+        tmp_path: Path, redis_db: RedisServer) -> None:
+    """SIGTERM on a node with live calls: while it drains, the other node still routes
+    every one of its calls to it (its directory entry stays), it takes no new call, and
+    at the drain timeout each client gets an ``error`` event saying why; it exits 0 and
+    only then leaves the directory."""
+    a, b = (start_node(tmp_path / f"{name}.log", RELAY_REDIS_URL=redis_db.url,
+                       RELAY_DRAIN_TIMEOUT="3",
+                       **({"RELAY_INTERNAL_ADDRESS": f"127.0.0.1:{free_port()}"}
+                          if name == "a" else {}))
+            for name in "ab")
+    store = redis.Redis.from_url(redis_db.url)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            calls = [await stack.enter_async_context(call_on(a)) for _ in range(4)]
+            entry = OWNER_KEY + str(owner_of(calls[0][0]))
+            a.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 2.5
+            while (await request("GET", f"{a.url}/readyz"))[0] != 503:
+                assert time.monotonic() < deadline, "the node did not start draining"
+                await asyncio.sleep(0.05)
+            status, body = await create_status(a, KEY)
+            assert status == 503 and body["error"]["code"] == "relay_draining", body
+            for call_id, _ in calls:  # routed through B to the draining owner
+                status, described = await request("GET", f"{b.url}/v1/realtime/calls/{call_id}")
+                assert status == 200 and described["status"] == "live", described
+            assert await store.exists(entry)
+            for _, peer in calls:
+                error = await events_until(peer, "error", 10)
+                assert error["error"]["code"] == "server_shutting_down", error
+            assert await asyncio.to_thread(a.process.wait, 20) == 0
+        assert not await store.exists(entry)  # unregistered on the way out
+        status, body = await request("GET", f"{b.url}/v1/realtime/calls/{calls[0][0]}")
+        assert status == 404 and body["error"]["code"] == "call_id_not_found"
+    finally:
+        await store.aclose()
+        for node in (a, b):
+            node.stop()
