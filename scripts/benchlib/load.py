@@ -13,6 +13,14 @@ Two scenarios: ``concurrent`` (N calls at once, warm up, measure a window, hang 
 connection of its own, kept open from the call's creation to its hang-up: a server of
 several workers sharing a port (SO_REUSEPORT) sees the calls spread the way separate
 clients would, and each hang-up reaches the worker that owns its call.
+
+With ``spurt_frames`` (the capacity mode) each session talks in turns: every second it
+sends the click and the ``spurt_frames`` frames that start with it, then nothing until
+the next second (RTP timestamps jump, as with DTX). The echo then comes back in turns, as
+a model's replies do, and the relay's playout drains between them. Sent without pause,
+the echo is one endless reply: a frame that once arrives after the track's tick delays
+the rest of it by 20 ms for good, so a call's round trip moves in whole frames depending
+on how its stream started, not on the load (see the README's Benchmark section).
 """
 
 from __future__ import annotations
@@ -71,17 +79,23 @@ class ClickTrainTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, train: ClickTrain, trace: metrics.SessionTrace, pacing: Pacing) -> None:
+    def __init__(self, train: ClickTrain, trace: metrics.SessionTrace, pacing: Pacing,
+                 spurt_frames: int | None = None) -> None:
         super().__init__()
         self._train = train
         self._trace = trace
         self._pacing = pacing
+        #: Frames sent each second from the click on (None: all of them, without pause).
+        self._spurt = spurt_frames
         self._start: float | None = None
         self._index = 0
 
     async def recv(self) -> av.Packet[Any]:
         if self._start is None:
             self._start = time.monotonic()
+        if self._spurt is not None and self._index % FRAMES_PER_PERIOD >= self._spurt:
+            # The pause: skip to the next second's first frame (its due time waits it out).
+            self._index += FRAMES_PER_PERIOD - self._index % FRAMES_PER_PERIOD
         due = self._start + self._index * FRAME_SECONDS
         delay = due - time.monotonic()
         if delay > 0:
@@ -105,7 +119,8 @@ class LoadSession:
     """One client call: offer, answer, send the click train, record the echo."""
 
     def __init__(
-        self, index: int, train: ClickTrain, base_url: str, pacing: Pacing, datachannel: bool
+        self, index: int, train: ClickTrain, base_url: str, pacing: Pacing, datachannel: bool,
+        spurt_frames: int | None = None,
     ) -> None:
         self.index = index
         self.trace = metrics.SessionTrace()
@@ -117,7 +132,7 @@ class LoadSession:
         #: This session's own HTTP client (``own_connections``), else None: the shared one.
         self.http: aiohttp.ClientSession | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self._pc.addTrack(ClickTrainTrack(train, self.trace, pacing))
+        self._pc.addTrack(ClickTrainTrack(train, self.trace, pacing, spurt_frames))
         transceiver = self._pc.getTransceivers()[0]
         opus = [
             c for c in RTCRtpSender.getCapabilities("audio").codecs if c.mimeType == "audio/opus"
@@ -168,7 +183,8 @@ async def _open_sessions(
     sessions: list[LoadSession] = []
     errors: list[str] = []
     for index in range(n):
-        session = LoadSession(index, train, spec["url"], pacing, spec.get("datachannel", False))
+        session = LoadSession(index, train, spec["url"], pacing, spec.get("datachannel", False),
+                              spec.get("spurt_frames"))
         if spec.get("own_connections"):
             session.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
                 limit=1, keepalive_timeout=OWN_KEEPALIVE))

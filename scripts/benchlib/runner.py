@@ -67,6 +67,8 @@ class Plan:
     rounds: int = 1
     #: Each load session on an HTTP connection of its own (see benchlib.load).
     own_connections: bool = False
+    #: Load sessions talk in turns of this many frames a second (None: without pause).
+    spurt_frames: int | None = None
 
 
 def log(message: str) -> None:
@@ -271,6 +273,7 @@ def concurrent_run(procs: Processes, plan: Plan, name: str, n: int, round_: int)
         "duration": plan.duration,
         "datachannel": plan.datachannel,
         "own_connections": plan.own_connections,
+        "spurt_frames": plan.spurt_frames,
         "deadline": plan.warmup + plan.duration + 3.0 * n + 60.0,
     }
     try:
