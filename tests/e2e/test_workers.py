@@ -33,15 +33,24 @@ def health(url: str) -> dict[str, object]:
         return body
 
 
-def worker_pids(url: str, count: int, tries: int = 400) -> dict[int, int]:
-    """Worker index → PID, from fresh connections until ``count`` workers answered."""
+def worker_pids(url: str, count: int, tries: int = 400,
+                seconds: float = START_SECONDS) -> dict[int, int]:
+    """Worker index → PID, from fresh connections until ``count`` workers answered: at
+    least ``tries`` connections, and for up to ``seconds`` (a worker still starting has
+    not bound the port yet, so every connection goes to the others)."""
     seen: dict[int, int] = {}
-    for _ in range(tries):
+    deadline = time.monotonic() + seconds
+    attempts = 0
+    while True:
         body = health(url)
         seen[int(str(body["worker"]))] = int(str(body["pid"]))
         if len(seen) == count:
             return seen
-    raise AssertionError(f"{tries} connections reached only workers {seen}")
+        attempts += 1
+        if attempts >= tries:
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"{attempts} connections reached only workers {seen}")
+            time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:
@@ -128,7 +137,7 @@ async def test_workers_share_the_port_restart_a_killed_one_and_stop_cleanly(
         deadline = time.monotonic() + START_SECONDS
         while True:
             try:
-                restarted = await asyncio.to_thread(worker_pids, url, 2, 50)
+                restarted = await asyncio.to_thread(worker_pids, url, 2, 50, 0.0)
             except (AssertionError, OSError):
                 restarted = {}
             if restarted and restarted[0] != pids[0]:
