@@ -501,6 +501,11 @@ class Settings:
         which no log line may show."""
         return table.secret_strings(self)
 
+    def upstream_secrets(self) -> list[str]:
+        """The secrets the relay sends its upstream (its key, its headers' values): what a
+        verbose upstream could echo back, masked in whatever it says (relay.protocol.redact)."""
+        return table.secret_strings(self, only=("api_key", "upstream_headers"))
+
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied."""
         return replace(self, **changes)

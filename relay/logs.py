@@ -94,16 +94,6 @@ class JsonFormatter(_Masking):
         return self.mask(json.dumps(line, ensure_ascii=False, default=str))
 
 
-def secret_values(api_key: str | None, relay_api_keys: Iterable[str],
-                  headers: Iterable[tuple[str, str]]) -> list[str]:
-    """The strings no log line may show: the upstream key, the relay's keys, the
-    upstream headers' values (``Bearer x`` counts as ``x`` too)."""
-    values = [api_key or "", *relay_api_keys]
-    for _, value in headers:
-        values += [value, value.partition(" ")[2]]
-    return [v for v in values if v]
-
-
 def configure_logging(level: str, fmt: LogFormat = "text", *, secrets: Iterable[str] = (),
                       stream: IO[str] | None = None, worker: int | None = None,
                       ) -> logging.Handler:

@@ -289,11 +289,13 @@ def masked_items(settings: object) -> Iterator[tuple[str, str]]:
 
 
 
-def secret_strings(settings: object) -> list[str]:
-    """Every string the secret settings of ``settings`` hold, which no log line, response
-    or event may show (the logs mask them)."""
+def secret_strings(settings: object, only: Container[str] | None = None) -> list[str]:
+    """Every string the secret settings of ``settings`` (or those named in ``only``) hold,
+    which no log line, response or event may show (the logs mask them)."""
     found: list[str] = []
     for name, s in declared(type(settings)):
+        if only is not None and name not in only:
+            continue
         value = getattr(settings, name)
         if s.secret and value:
             found += s.reveals(value) if s.reveals is not None else _strings(value)

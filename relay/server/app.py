@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
-from ..cluster.limits import CallLimits
 from ..cluster.node import Node
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
@@ -34,7 +33,7 @@ from .loop_lag import LoopLagMonitor
 from .metrics import RelayCollector
 from .readiness import UpstreamProbe
 from .registry import CallRegistry
-from .requests import dcid_param, read_json, read_offer
+from .requests import dcid_param, expires_after_seconds, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
@@ -42,10 +41,9 @@ logger = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", CallRegistry)
 AUTH = web.AppKey("auth", Authenticator)
-#: How fast calls may be created (per client address and per client secret), and how many
-#: one client secret may hold: in this process, or across the cluster through Redis.
-LIMITS = web.AppKey("limits", CallLimits)
-#: This relay's owner id, and where it finds the relays that own other calls.
+#: This relay's owner id, where it finds the relays that own other calls, and its limits
+#: (how fast calls may be created, how many one client secret may hold: in this process,
+#: or across the cluster through Redis).
 NODE = web.AppKey("node", Node)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
@@ -88,7 +86,6 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
                               signer=_signer(settings))
     app[DRAIN] = Drain(settings.drain_timeout)
     node = app[NODE] = Node(settings)
-    app[LIMITS] = node.limits
     app[REGISTRY].on_ended.append(node.limits.release_soon)
     if agent is not None:
         keys = settings.relay_api_keys
@@ -143,17 +140,17 @@ async def create_call(request: web.Request) -> web.Response:
     secret_session = app[AUTH].authorize_call(credentials(request.headers))
     key = app[AUTH].client_secret_id(credentials(request.headers))
     app[DRAIN].check()
-    await app[LIMITS].admit(request.remote, key)
+    await app[NODE].limits.admit(request.remote, key)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
     session, model = settings.session_rules.admit(secret_session, client_session,
                                                   query_model=request.query.get("model"))
     dcid = dcid_param(request.query.get("dcid"))
     call_id = app[NODE].new_call_id()
-    await app[LIMITS].hold(key, call_id)
+    await app[NODE].limits.hold(key, call_id)
     try:
         call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id)
     except BaseException:
-        app[LIMITS].release_soon(call_id)
+        app[NODE].limits.release_soon(call_id)
         raise
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
@@ -195,17 +192,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
     auth.require_server_key(credentials(request.headers))
     request.app[DRAIN].check()
     body = await read_json(request) if request.can_read_body else {}
-    expires = body.get("expires_after") or {}
-    if not isinstance(expires, dict):
-        raise InvalidRequest("expires_after must be an object", code="invalid_type",
-                             param="expires_after")
-    if expires.get("anchor", "created_at") != "created_at":
-        raise InvalidRequest("expires_after.anchor must be 'created_at'", code="invalid_value",
-                             param="expires_after.anchor")
-    ttl = expires.get("seconds", DEFAULT_TTL)
-    if not isinstance(ttl, int) or isinstance(ttl, bool):
-        raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
-                             param="expires_after.seconds")
+    ttl = expires_after_seconds(body, DEFAULT_TTL)
     settings = request.app[SETTINGS]
     session, model = settings.session_rules.admit(body.get("session"))
     secret = auth.mint(session, ttl)

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 from ..audio import RATE
 from ..config import Settings
 from ..errors import RelayError
-from ..logs import CallLog, secret_values
+from ..logs import CallLog
 from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
@@ -88,7 +88,7 @@ class CallDriver:
             sideband_limits=MessageLimits(settings.sideband_max_message_bytes,
                                           settings.sideband_message_rate),
             # What the relay sends upstream, should the upstream echo it to the client.
-            redact=Redactor(secret_values(settings.api_key, (), settings.upstream_headers)),
+            redact=Redactor(settings.upstream_secrets()),
         )
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
         self.media = CallMedia(settings, self.core.next_frame, self._send_uplink,

@@ -144,3 +144,19 @@ def dcid_param(value: str | None) -> int | None:
     return int(value)
 
 
+def expires_after_seconds(body: dict[str, Any], default: int) -> int:
+    """A client-secret request's lifetime: ``expires_after.seconds`` (anchored at
+    ``created_at``, the only anchor), else ``default``; :class:`InvalidRequest` naming the
+    field otherwise. Its range is the minting's to check."""
+    expires = body.get("expires_after") or {}
+    if not isinstance(expires, dict):
+        raise InvalidRequest("expires_after must be an object", code="invalid_type",
+                             param="expires_after")
+    if expires.get("anchor", "created_at") != "created_at":
+        raise InvalidRequest("expires_after.anchor must be 'created_at'", code="invalid_value",
+                             param="expires_after.anchor")
+    ttl = expires.get("seconds", default)
+    if not isinstance(ttl, int) or isinstance(ttl, bool):
+        raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
+                             param="expires_after.seconds")
+    return ttl

@@ -21,6 +21,7 @@ from websockets.asyncio.client import connect
 from relay.__main__ import main
 
 from ..conftest import FIXTURES
+from ..support.processes import stop
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,15 +55,6 @@ def relay_call(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "relay", "call", "--ice-address", "127.0.0.1",
                            "--timeout", "40", *args],
                           capture_output=True, text=True, timeout=90, cwd=ROOT)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(params=["uvloop", "asyncio"])

@@ -31,6 +31,7 @@ from relay.cluster.directory import OWNER_KEY
 from relay.cluster.ids import owner_of
 
 from ..support.offer import OfferPeer
+from ..support.processes import stop
 from ..support.redis import RedisServer, redis_server
 from .test_cli import ROOT, free_port
 
@@ -54,13 +55,7 @@ class Node:
         self.process.wait(10)
 
     def stop(self, how: signal.Signals = signal.SIGTERM) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(how)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process, how, grace=15)
 
 
 def start_node(log: Path, **env: str) -> Node:

@@ -16,6 +16,7 @@ from relay.client import CallClient, PcmSource
 from relay.server.app import DRAIN, REGISTRY
 
 from ..conftest import LOOPBACK, RelayFactory, base_url, live_calls
+from ..support.processes import stop
 from .test_call_e2e import rms
 from .test_cli import free_port, start, wait_healthy
 
@@ -171,9 +172,7 @@ async def test_drain_sigterm_drains_a_real_relay_then_it_exits_0(speech: bytes) 
             await client.close()
         assert await asyncio.to_thread(process.wait, 15) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGKILL)
     log = process.stdout.read().decode() if process.stdout else ""
     assert "SIGTERM: draining, taking no new calls" in log
     assert "drain: ending the 1 calls still live" in log
@@ -187,6 +186,4 @@ def test_drain_sigint_with_no_calls_exits_0_at_once() -> None:
         process.send_signal(signal.SIGINT)
         assert process.wait(15) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGKILL)

@@ -11,7 +11,7 @@ import pytest
 from aiohttp import ClientSession
 
 from relay.client import CallClient, PcmSource
-from relay.logs import configure_logging, secret_values
+from relay.logs import configure_logging
 
 from ..conftest import LOOPBACK, RelayFactory, base_url
 
@@ -70,7 +70,7 @@ def test_logs_mask_a_key_that_reaches_a_message() -> None:
     root = logging.getLogger()
     saved = list(root.handlers), root.level
     try:
-        secrets = secret_values(None, (SENTINEL,), ())
+        secrets = [SENTINEL]
         configure_logging("INFO", "json", secrets=secrets, stream=stream)
         logging.getLogger("relay.test").warning("oops: %s", SENTINEL)
         configure_logging("INFO", "text", secrets=secrets, stream=stream)

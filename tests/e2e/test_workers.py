@@ -18,6 +18,7 @@ from pathlib import Path
 from relay.client import CallClient, PcmSource
 
 from ..conftest import LOOPBACK
+from ..support.processes import stop
 from .test_call_e2e import rms
 from .test_cli import free_port, start, wait_healthy
 from .test_udp_ports import candidate_ports, free_ports
@@ -112,13 +113,19 @@ async def call_through(url: str, speech: bytes) -> str:
     return answers[0]
 
 
-async def test_workers_share_the_port_restart_a_killed_one_and_stop_cleanly(
-        speech: bytes) -> None:
+def start_two_workers(drain_timeout: float) -> tuple[str, int, subprocess.Popen[bytes]]:
+    """``relay serve --workers 2`` (echo) on a free port: its URL, the first of its two
+    UDP ports, and the supervisor's process."""
     port, udp = free_port(), free_ports(2)
-    url = f"http://127.0.0.1:{port}"
     process = start("serve", "--workers", "2", "--port", str(port), "--ice-address",
                     "127.0.0.1", "--local-mode", "echo", "--udp-ports", str(udp),
-                    "--drain-timeout", "2")
+                    "--drain-timeout", str(drain_timeout))
+    return f"http://127.0.0.1:{port}", udp, process
+
+
+async def test_workers_share_the_port_restart_a_killed_one_and_stop_cleanly(
+        speech: bytes) -> None:
+    url, udp, process = start_two_workers(drain_timeout=2)
     pids: dict[int, int] = {}
     try:
         await asyncio.to_thread(wait_healthy, url, process, START_SECONDS)
@@ -186,9 +193,7 @@ def test_workers_refuse_a_port_that_is_taken() -> None:
         try:
             assert process.wait(30) == 2
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            stop(process, signal.SIGKILL)
     assert re.search(rf"relay: cannot listen on 127\.0\.0\.1:{port}: .*in use", output(process))
 
 
@@ -199,9 +204,7 @@ def test_workers_stop_when_a_setting_cannot_work_in_them() -> None:
     try:
         assert process.wait(START_SECONDS) == 1
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGKILL)
     log = output(process)
     assert "exited with code 2: a setting it cannot work with" in log
     assert "restarting" not in log
@@ -218,15 +221,10 @@ def fresh_request(url: str, method: str = "GET") -> tuple[int, dict[str, object]
         return refused.code, json.loads(refused.read())
 
 
-async def test_workers_answer_a_calls_follow_ups_whichever_worker_takes_them(
-        speech: bytes) -> None:
+async def test_workers_answer_a_calls_follow_ups_whichever_worker_takes_them() -> None:
     """Hangup and inspection land on either worker (fresh connections, no affinity): the
     one that does not own the call forwards them to the one that does."""
-    port, udp = free_port(), free_ports(2)
-    url = f"http://127.0.0.1:{port}"
-    process = start("serve", "--workers", "2", "--port", str(port), "--ice-address",
-                    "127.0.0.1", "--local-mode", "echo", "--udp-ports", str(udp),
-                    "--drain-timeout", "0")
+    url, _, process = start_two_workers(drain_timeout=0)
     pids: dict[int, int] = {}
     source = PcmSource()
     client = CallClient(url, source, ice_addresses=LOOPBACK)

@@ -7,7 +7,7 @@ from aiohttp import ClientSession
 
 from relay.cluster.limits import CallLimits, MemoryLimitStore
 from relay.errors import CapacityExceeded, RateLimited
-from relay.server.app import LIMITS, NODE, REGISTRY, UPSTREAM
+from relay.server.app import NODE, REGISTRY, UPSTREAM
 from relay.server.limits import RateLimiter
 
 from ..conftest import base_url
@@ -75,7 +75,8 @@ async def test_limits_full_relay_is_a_503_with_retry_after(relay_factory) -> Non
 async def test_limits_calls_at_once_per_key(relay_factory) -> None:
     server = await relay_factory(max_calls_per_key=2)
     registry, upstream = server.app[REGISTRY], server.app[UPSTREAM]
-    limits, node = server.app[LIMITS], server.app[NODE]
+    node = server.app[NODE]
+    limits = node.limits
 
     async def new(key: str):
         call_id = node.new_call_id()

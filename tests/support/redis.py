@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from .processes import stop
+
 #: Why Redis tests cannot run here, or None.
 REDIS_MISSING = (None if shutil.which("redis-server") else
                  "redis-server is not installed (Debian package redis-server; "
@@ -62,12 +64,7 @@ class RedisServer:
         process, self._process = self._process, None
         if process is None:
             return
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def redis_server(workdir: Path) -> Iterator[RedisServer]:
