@@ -34,7 +34,17 @@ from .errors import ConfigError, InvalidRequest
 from .logs import LOG_FORMATS, LogFormat
 from .protocol.policy import FIELD_PATH, Policy, SessionRules, locked_policy
 from .protocol.session import DEFAULT_MODEL, normalize_session
-from .settings_table import HEADERS, INTEGER, LIST, Check, Kind, between, positive, setting
+from .settings_table import (
+    HEADERS,
+    INTEGER,
+    LIST,
+    NUMBER,
+    Check,
+    Kind,
+    between,
+    positive,
+    setting,
+)
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server, parse_ice_server
 from .webrtc.udp_ports import parse_udp_ports, workers_udp_problem
@@ -430,6 +440,19 @@ class Settings:
         PEER_TIMEOUT, flag="--peer-timeout", env="RELAY_PEER_TIMEOUT", check=between(0.5, 600),
         help="seconds without media, RTCP or ICE checks from a connected peer before its "
              "call is ended (and its upstream session closed)")
+    #: The call's upstream session, conversation and playout wait meanwhile for the client
+    #: to come back (``POST /v1/realtime/calls/{id}/resume`` with the call's resume token).
+    resume_grace: float = setting(
+        30.0, flag="--resume-grace", env="RELAY_RESUME_GRACE", check=between(0, 3600),
+        help="seconds a call whose peer is gone (failed, or silent for `--peer-timeout`) "
+             "waits for its client to resume it on a new peer connection before it ends "
+             "(0: it ends at once)")
+    #: Within it the relay reopens a closed upstream session (the call's configuration and
+    #: conversation restored); past it, or with 0, the call ends with ``upstream_closed``.
+    upstream_reconnect_seconds: float = setting(
+        30.0, env="RELAY_UPSTREAM_RECONNECT_SECONDS", check=between(0, 3600),
+        help="seconds the relay keeps trying to open a new upstream session when a call's "
+             "closes under it (its configuration and conversation restored; 0: the call ends)")
     #: Imported once, at startup (relay/server/agent.py says what it may be).
     agent: str | None = setting(
         None, flag="--agent", env="RELAY_AGENT", check=_agent_spec, metavar="MODULE:ATTR",
@@ -473,6 +496,14 @@ class Settings:
         DEFAULT_LOCAL_MODE, flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
         help="embedded upstream's answer (`assistant`: spoken words, a parrot without the "
              "`speech` extra; `echo`: at once, for benchmarks)")
+    #: The hosted service closes a session after 60 minutes; this lets tests and operators
+    #: see the relay roll a call over to a new session (it sends ``session_expired`` first).
+    local_session_seconds: float | None = setting(
+        None, env="RELAY_LOCAL_SESSION_SECONDS", kind=NUMBER,
+        check=lambda v: None if v is None or v > 0 else "must be positive",
+        help="embedded upstream: longest a session lasts, seconds, before it sends an "
+             "`error` (`session_expired`) and closes (1001), as the hosted one does at 60 "
+             "minutes", shown="no limit")
     log_level: str = setting(
         "INFO", flag="--log-level", env="RELAY_LOG_LEVEL", check=_log_level, metavar="LEVEL",
         help="log level (DEBUG, INFO, WARNING, ...)")

@@ -44,7 +44,13 @@ from .session import (
     pin_relay_formats,
     speech_padding_ms,
 )
-from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
+from .updates import CLIENT, INITIAL, RESTORE, PendingUpdate, SessionUpdates
+from .upstream_restore import (
+    RESTORE_PREFIX,
+    ConversationMirror,
+    restorable_session,
+    restore_items,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +59,11 @@ logger = logging.getLogger(__name__)
 MAX_HELD_EVENTS = 10_000
 #: Sideband event ids remembered for routing upstream errors back to their sender.
 MAX_TRACKED_EVENTS = 1024
+#: The relay's own event telling the client that its upstream session was replaced.
+RESTORED_EVENT = "relay.upstream.restored"
+#: The upstream error that announces the end of a session at its longest duration
+#: (the hosted service's 60 minutes): the relay rolls the session over instead.
+SESSION_EXPIRED = "session_expired"
 
 
 class CallCore:
@@ -107,6 +118,21 @@ class CallCore:
         self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
         #: Client messages held until a controller configures the session (None: not held).
         self._held_from_client: list[str | bytes] | None = None
+        #: The conversation as the upstream told it, to rebuild on a new upstream session.
+        self.mirror = ConversationMirror()
+        #: True from the upstream's loss until a new session is open.
+        self.upstream_down = False
+        #: Restores done, and the one under way: its event ids not yet answered, what it
+        #: restores, and when the old session was lost.
+        self.restores = 0
+        self._restore_pending: dict[str, str | None] = {}
+        self._restore_report: Event | None = None
+        self._lost_at: float | None = None
+        self._session_before_loss: Session = {}
+        #: Item ids created by restores: their ``added``/``done`` echoes are not passed on.
+        self._restored_ids: set[str] = set()
+        #: The upstream said its session reached its longest duration (it closes next).
+        self.upstream_expired = False
 
     # ------------------------------------------------------------------ inputs
 
@@ -122,7 +148,11 @@ class CallCore:
         self._max_message_size = max_message_size
 
     def uplink_audio(self, pcm: bytes) -> None:
-        """Microphone audio, 24 kHz mono PCM16, to append to the upstream's buffer."""
+        """Microphone audio, 24 kHz mono PCM16, to append to the upstream's buffer
+        (dropped while there is no upstream session: it would be stale by the restore)."""
+        if self.upstream_down:
+            self.stats.uplink_dropped_samples += len(pcm) // SAMPLE_BYTES
+            return
         self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
         self.uplink_arrivals.arrived(self.stats.uplink_samples, self._clock())
         self._to_upstream.append(
@@ -217,6 +247,9 @@ class CallCore:
         if kind == "response.output_audio.delta":
             self.playback.audio_delta(event)
             return
+        self.mirror.observe(event)
+        if self._restore_answer(event):
+            return
         if kind in ("session.created", "session.updated", "error"):
             self._session_answer(event)
             return
@@ -243,6 +276,98 @@ class CallCore:
             error_event(RelayError(f"The upstream Realtime session closed{detail}.",
                                    code="upstream_closed"))
         )
+
+    def upstream_lost(self) -> None:
+        """The upstream session closed under the call and the relay will open a new one:
+        each reply in flight ends (its audio already queued still plays) with a
+        ``response.done`` of status ``failed``, and updates in flight get an ``error``."""
+        if self.upstream_down:
+            return
+        self.upstream_down = True
+        self._lost_at = self._clock()
+        self._session_before_loss = dict(self.session or self.requested_session)
+        for response_id in self.playback.unfinished():
+            self._send_client(_lost_response(response_id))
+            self.playback.response_finished({"response": {"id": response_id}})
+        while (pending := self._updates.answered()) is not None:
+            if pending.source not in (INITIAL, RESTORE):
+                self._reply(pending.source, error_event(RelayError(
+                    "The upstream session was lost before it answered this update; the "
+                    "relay is opening a new one: send it again.",
+                    code="upstream_session_lost"), pending.own_id))
+        # What was queued for the old session is stale, the microphone's audio above all.
+        self._to_upstream = [e for e in self._to_upstream
+                             if e["type"] != "input_audio_buffer.append"]
+
+    def upstream_reopened(self, reason: str) -> None:
+        """A new upstream session is open in place of the lost one: queue the events that
+        rebuild it (the session's configuration, then its conversation) ahead of anything
+        else, and report once it has taken them (``reason``: why the old one went)."""
+        self.upstream_down = False
+        self.upstream_expired = False
+        self.restores += 1
+        plan = restore_items(self.mirror, self.restores)
+        update = self._updates.send(RESTORE, {
+            "type": "session.update",
+            "event_id": f"{RESTORE_PREFIX}{self.restores}_session",
+            "session": _pinned(restorable_session(self._session_before_loss)),
+        })
+        self._restored_ids.update(plan.item_ids)
+        self._restore_pending = {update["event_id"]: None,
+                                 **{e["event_id"]: e["item"]["id"] for e in plan.events}}
+        lost_for = None if self._lost_at is None else self._clock() - self._lost_at
+        self._restore_report = {
+            "type": RESTORED_EVENT, "event_id": new_event_id(), "reason": reason,
+            "items_restored": list(plan.item_ids), "items_lost": list(plan.lost_item_ids),
+            "items_failed": [],
+            "seconds_without_upstream": None if lost_for is None else round(lost_for, 3),
+            "uplink_ms_dropped": self.stats.uplink_dropped_samples * 1000 // RATE,
+        }
+        self._to_upstream[:0] = [update, *plan.events]
+
+    def _restore_answer(self, event: Event) -> bool:
+        """Take the new session's answers to a restore (True: not to be passed on)."""
+        kind = event["type"]
+        if kind == "error":
+            body = event.get("error")
+            body = body if isinstance(body, dict) else {}
+            event_id = body.get("event_id")
+            if body.get("code") == SESSION_EXPIRED:
+                # Its session closes next and the relay rolls over: the client is told
+                # once the new session has the conversation.
+                self.upstream_expired = True
+                return True
+            if isinstance(event_id, str) and event_id in self._restore_pending:
+                item_id = self._restore_pending[event_id]
+                if item_id is None:
+                    return False  # the session update's: SessionUpdates routes it
+                self.log.warning("restoring the upstream session: item %s was refused: %s",
+                                 item_id, body.get("message"))
+                if self._restore_report is not None:
+                    self._restore_report["items_failed"].append(item_id)
+                self._restore_acked(event_id)
+                return True
+        elif kind == "session.created":
+            return self.restores > 0  # a new session's defaults; the restore's update follows
+        elif kind in ("conversation.item.added", "conversation.item.created",
+                      "conversation.item.done"):
+            item = event.get("item")
+            item_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(item_id, str) and item_id in self._restored_ids:
+                for event_id, pending in list(self._restore_pending.items()):
+                    if pending == item_id:
+                        self._restore_acked(event_id)
+                return True
+        return False
+
+    def _restore_acked(self, event_id: str) -> None:
+        self._restore_pending.pop(event_id, None)
+        if not self._restore_pending and self._restore_report is not None:
+            report, self._restore_report = self._restore_report, None
+            self.log.info("upstream session restored: %d items, %d lost, %d refused",
+                          len(report["items_restored"]), len(report["items_lost"]),
+                          len(report["items_failed"]))
+            self._send_client(report)
 
     def next_frame(self) -> bytes:
         """The next 20 ms of audio for the peer (silence when there is none)."""
@@ -383,6 +508,8 @@ class CallCore:
         pending = self._updates.answered()
         if pending is None:
             self.log.debug("unasked session.updated not passed on")
+        elif pending.source == RESTORE:
+            self._restore_acked(pending.sent_id)
         elif pending.source == INITIAL:
             self._to_channel({**event, "type": "session.created"})
         else:
@@ -401,6 +528,12 @@ class CallCore:
             self._send_client(error)
 
     def _update_failed(self, pending: PendingUpdate, error: Event) -> None:
+        if pending.source == RESTORE:
+            # The old configuration no longer fits (the upstream changed?): the session
+            # goes on as the upstream made it, and everyone hears why.
+            self._send_client(error)
+            self._restore_acked(pending.sent_id)
+            return
         body = dict(error["error"])
         body["event_id"] = pending.own_id
         self._reply(pending.source, {**error, "error": body})
@@ -410,6 +543,11 @@ class CallCore:
                               "session": self.session})
 
     def _to_upstream_append(self, event: Event) -> None:
+        if self.upstream_down and event["type"] in ("conversation.item.truncate",
+                                                    "conversation.item.delete"):
+            # A barge-in on a lost session's reply: the restore carries the item whole
+            # (the relay cannot tell the new session which part was heard).
+            return
         self._to_upstream.append(event)
 
     def _send_client(self, event: Event) -> None:
@@ -438,3 +576,23 @@ class CallCore:
         if kind == "error":
             self.measures.error(event.get("error"))
         self._to_client.append(event)
+
+
+def _pinned(session: Session) -> Session:
+    session = pin_relay_formats(session)
+    session.pop("model", None)
+    return session
+
+
+def _lost_response(response_id: str) -> Event:
+    """The ``response.done`` that ends a reply cut off by the loss of its upstream session."""
+    return {
+        "type": "response.done", "event_id": new_event_id(),
+        "response": {
+            "object": "realtime.response", "id": response_id, "status": "failed",
+            "status_details": {"type": "failed", "error": {
+                "type": "server_error", "code": "upstream_session_lost",
+                "message": "The upstream session closed during this response."}},
+            "output": [],
+        },
+    }

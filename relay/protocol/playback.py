@@ -83,6 +83,8 @@ class CallStats:
     dropped_deltas: int = 0
     held_dropped: int = 0
     bad_upstream_messages: int = 0
+    #: Microphone audio dropped while the call had no upstream session (24 kHz samples).
+    uplink_dropped_samples: int = 0
     barge_ins: list[Truncation] = field(default_factory=list)
     #: Event counts, error codes and the reply latency.
     measures: CallMeasures = field(default_factory=CallMeasures)
@@ -123,6 +125,10 @@ class Playback:
     def truncated(self, item_id: object) -> bool:
         """Whether ``item_id`` was already truncated or deleted here."""
         return item_id in self._truncated
+
+    def unfinished(self) -> list[str]:
+        """The responses created whose ``response.done`` has not come, oldest first."""
+        return [r.response_id for r in self._responses.values() if not r.done]
 
     def response_created(self, event: Event) -> None:
         """``response.created``: its audio may follow."""

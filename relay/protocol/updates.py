@@ -21,6 +21,9 @@ from .events import Event, new_event_id
 INITIAL = "initial"
 #: The client on its ``oai-events`` channel.
 CLIENT = "client"
+#: The relay restoring a lost upstream session's configuration on a new one: its answer
+#: is nobody's to pass on (relay.protocol.upstream_restore).
+RESTORE = "restore"
 
 
 @dataclass(frozen=True)

@@ -361,7 +361,8 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     from ..upstream.local import LocalRealtimeServer
 
-    server = LocalRealtimeServer(mode=settings.local_mode)
+    server = LocalRealtimeServer(mode=settings.local_mode,
+                                 max_session_seconds=settings.local_session_seconds)
     await server.start("127.0.0.1", 0)
     app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
     logger.info("using the embedded local Realtime server (%s mode)", server.mode)

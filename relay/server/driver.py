@@ -52,6 +52,10 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 #: Seconds between a call's ``call_duration_exceeded`` error event and its end.
 DURATION_NOTICE = 10.0
+#: Seconds before the first attempt to reopen a lost upstream session is retried, and the
+#: longest between two attempts (each waits twice the one before).
+RECONNECT_FIRST_DELAY = 0.25
+RECONNECT_MAX_DELAY = 2.0
 #: Longest a call ended by the relay waits for its last ``error`` event to leave (data
 #: channel and sidebands) before its peer connection is closed, and how often it looks.
 FAREWELL_SECONDS = 1.0
@@ -110,6 +114,8 @@ class CallDriver:
         self._on_closed = on_closed
         self._ports = ports
         self._socket: UpstreamSocket | None = None
+        #: New upstream sessions opened in place of lost ones.
+        self.upstream_reopened = 0
         self._channel: RTCDataChannel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._upstream_ready = asyncio.Event()
@@ -239,6 +245,8 @@ class CallDriver:
             "sidebands": len(self._sidebands),
             "sidebands_attached": self._sideband_count,
             "sidebands_too_slow": self._sidebands_too_slow,
+            "upstream_restores": self.upstream_reopened,
+            "uplink_dropped_samples": stats.uplink_dropped_samples,
             "barge_ins": [
                 {"reason": b.reason, "response_ids": b.response_ids, "truncated": b.truncated,
                  "deleted": b.deleted, "cut_latency_ms": b.cut_latency_ms}
@@ -398,29 +406,72 @@ class CallDriver:
             asyncio.get_running_loop().create_task(self.close(reason))
 
     async def _read_upstream(self) -> None:
-        assert self._socket is not None
-        try:
-            async for message in self._socket:
-                self.core.upstream_message(message)
+        while True:
+            socket = self._socket
+            assert socket is not None
+            try:
+                async for message in socket:
+                    self.core.upstream_message(message)
+                    self._kick()
+            except ConnectionClosed:
+                pass
+            if self._closing:
+                return
+            if not await self._reopen_upstream(socket):
+                self.core.upstream_closed(socket.close_code, socket.close_reason or "")
+                self._flush_client()
+                self._close_soon("upstream closed")
+                return
+
+    async def _reopen_upstream(self, lost: UpstreamSocket) -> bool:
+        """Open a new upstream session in place of ``lost`` and queue its restore; False
+        when none opened within ``upstream_reconnect_seconds`` (or reconnecting is off)."""
+        window = self.settings.upstream_reconnect_seconds
+        if window <= 0:
+            return False
+        expired = self.core.upstream_expired
+        reason = ("session_expired" if expired
+                  else f"upstream_closed ({lost.close_code})" if lost.close_code
+                  else "upstream_closed")
+        self.log.warning("upstream session lost (%s); opening a new one", reason)
+        self.core.upstream_lost()
+        self._kick()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + window
+        delay = RECONNECT_FIRST_DELAY
+        while not self._closing:
+            try:
+                self._socket = await self._upstream.connect(self.model)
+            except RelayError as exc:
+                self.log.info("new upstream session not opened: %s", exc.message)
+            else:
+                with contextlib.suppress(Exception):
+                    await lost.close()
+                self.upstream_reopened += 1
+                self.core.upstream_reopened(reason)
                 self._kick()
-        except ConnectionClosed:
-            pass
-        self.core.upstream_closed(self._socket.close_code, self._socket.close_reason or "")
-        self._flush_client()
-        self._close_soon("upstream closed")
+                return True
+            if loop.time() + delay > deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_DELAY)
+        return False
 
     async def _write_upstream(self) -> None:
-        assert self._socket is not None
-        try:
-            while True:
-                await self._upstream_ready.wait()
-                self._upstream_ready.clear()
+        while True:
+            await self._upstream_ready.wait()
+            self._upstream_ready.clear()
+            if self.core.upstream_down:
+                continue  # the reader opens a new session, and sets the flag again
+            socket = self._socket
+            assert socket is not None
+            try:
                 for event in self.core.drain_upstream():
-                    await self._socket.send(dumps(event))
-        except ConnectionClosed:
-            # The upstream hung up: the reader tells the client and ends the call. (The
-            # exception would carry the upstream's close reason into the log.)
-            pass
+                    await socket.send(dumps(event))
+            except ConnectionClosed:
+                # The upstream hung up: the reader reopens it or ends the call. (The
+                # exception would carry the upstream's close reason into the log.)
+                pass
 
     async def _connect_deadline(self) -> None:
         await asyncio.sleep(self.settings.connect_timeout)

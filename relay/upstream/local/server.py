@@ -70,8 +70,10 @@ class _Connection:
     ``speech`` gives the workers that run its speech jobs (or raises SpeechError)."""
 
     def __init__(self, ws: ServerConnection, session: LocalSession, speed: float,
-                 speech: SpeechSource, observer: Observer | None) -> None:
+                 speech: SpeechSource, observer: Observer | None,
+                 max_seconds: float | None = None) -> None:
         self._ws = ws
+        self._max_seconds = max_seconds
         self._session = session
         self._speed = speed
         self._speech = speech
@@ -91,6 +93,9 @@ class _Connection:
             asyncio.create_task(self._write(), name=f"local-realtime-writer-{sid}"),
             asyncio.create_task(self._pace(), name=f"local-realtime-pacer-{sid}"),
         ]
+        if self._max_seconds is not None:
+            self._tasks.append(asyncio.create_task(self._expire(self._max_seconds),
+                                                   name=f"local-realtime-expiry-{sid}"))
         try:
             async for message in self._ws:
                 self._pump(self._receive(message))
@@ -110,6 +115,18 @@ class _Connection:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
         await self._ws.close(1001, "server shutting down")
+
+    async def _expire(self, seconds: float) -> None:
+        """End the session at its longest duration as the hosted service does at 60
+        minutes: an ``error`` (``session_expired``), then a close with 1001."""
+        await asyncio.sleep(seconds)
+        logger.info("local realtime %s: session expired after %g s", self._session.id, seconds)
+        self._emit([error_event(RelayError(
+            f"Your session hit the maximum duration of {seconds:g} seconds.",
+            code="session_expired"))])
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
+        await self._ws.close(1001, "session expired")
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
@@ -204,6 +221,10 @@ class LocalRealtimeServer:
     ``observer``, when given, is called with a session's id and each client event it
     receives (parsed; malformed messages are not passed), before the session handles it:
     a test sees exactly what reached the upstream, e.g. every ``conversation.item.truncate``.
+
+    ``max_session_seconds`` ends each session that long after it opened, as the hosted
+    service ends one at 60 minutes: an ``error`` with code ``session_expired``, then a
+    close with code 1001.
     """
 
     def __init__(
@@ -215,11 +236,16 @@ class LocalRealtimeServer:
         model: str = DEFAULT_MODEL,
         speech: SpeechWorkers | None = None,
         observer: Observer | None = None,
+        max_session_seconds: float | None = None,
     ) -> None:
         if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
         if delta_ms <= 0 or speed <= 0:
             raise ValueError("delta_ms and speed must be positive")
+        if max_session_seconds is not None and max_session_seconds <= 0:
+            raise ValueError("max_session_seconds must be positive")
+        #: Longest a session lasts before it expires (None: no limit).
+        self.max_session_seconds = max_session_seconds
         #: Why there is no speech here, once looked up (None: it is here, or not needed yet).
         self._speech_missing: str | None = None
         self._speech_checked = speech is not None
@@ -303,7 +329,8 @@ class LocalRealtimeServer:
     async def _handle(self, ws: ServerConnection) -> None:
         session = LocalSession(mode=self.mode, model=self._model_for(ws),
                                delta_ms=self.delta_ms)
-        conn = _Connection(ws, session, self.speed, self._speech, self.observer)
+        conn = _Connection(ws, session, self.speed, self._speech, self.observer,
+                           self.max_session_seconds)
         self._connections.add(conn)
         try:
             await conn.run()
