@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestServer
 from openai.types.realtime import RealtimeServerEvent
 
 from relay.client import CallClient
-from relay.protocol.call import RESTORED_EVENT
+from relay.protocol.realtime.call_core import RESTORED_EVENT
 from relay.server.app import REGISTRY
 
 from ..conftest import RelayFactory
@@ -83,9 +83,10 @@ def free_port() -> int:
 
 async def start_upstream(port: int) -> subprocess.Popen[bytes]:
     """``relay upstream`` (the embedded server on its own) on ``port``, once it listens."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "relay", "upstream", "--port", str(port), "--mode", "assistant"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    argv = [sys.executable, "-m", "relay", "upstream", "--port", str(port),
+            "--mode", "assistant"]
+    process = await asyncio.to_thread(subprocess.Popen, argv, stdout=subprocess.PIPE,
+                                      stderr=subprocess.DEVNULL)
     assert process.stdout is not None
     line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 30)
     assert b"ws://" in line, line

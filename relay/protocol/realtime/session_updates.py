@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .events import Event, new_event_id
+from ..events import Event, new_event_id
 
 #: The relay's own first update: the call's configuration. Its answer becomes the
 #: client's ``session.created``.
@@ -22,7 +22,7 @@ INITIAL = "initial"
 #: The client on its ``oai-events`` channel.
 CLIENT = "client"
 #: The relay restoring a lost upstream session's configuration on a new one: its answer
-#: is nobody's to pass on (relay.protocol.upstream_restore).
+#: is nobody's to pass on (relay.protocol.realtime.upstream_restore).
 RESTORE = "restore"
 
 

@@ -9,10 +9,14 @@ from typing import Any
 import pydantic
 from openai.types.realtime import RealtimeClientEvent, RealtimeServerEvent
 
-from relay.protocol.call import RESTORED_EVENT
-from relay.protocol.upstream_restore import ConversationMirror, restorable_item, restore_items
+from relay.protocol.realtime.call_core import RESTORED_EVENT
+from relay.protocol.realtime.upstream_restore import (
+    ConversationMirror,
+    restorable_item,
+    restore_items,
+)
 
-from .test_call import client_types, delta, opened, start_response, up
+from .test_call_core import client_types, delta, opened, start_response, up
 
 CLIENT_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeClientEvent)
 SERVER_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RealtimeServerEvent)

@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import Event
+from ..events import Event
 
 #: The session fields a ``session.update`` may set (the rest are the server's: id, model…).
 WRITABLE_SESSION_FIELDS = ("type", "output_modalities", "instructions", "audio", "tools",
