@@ -80,6 +80,36 @@ async def test_driver_closes_when_the_upstream_does() -> None:
         await client.close()
 
 
+async def test_driver_reopens_an_upstream_that_failed_and_restores_the_session() -> None:
+    connector = FakeConnector()
+    closed: list[CallDriver] = []
+    call = driver(connector, closed)
+    client, offer = await client_offer()
+    try:
+        await call.start(offer)
+        first = connector.sockets[0]
+        first.push({"type": "session.updated",
+                    "session": {"type": "realtime", "instructions": "be brief"}})
+        first.push({"type": "conversation.item.done", "item": {
+            "id": "u1", "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": "remember me"}]}})
+        await asyncio.sleep(0.1)
+        first.hang_up(1011, "internal error")
+        for _ in range(100):
+            if len(connector.sockets) == 2 and len(connector.sockets[1].sent) >= 2:
+                break
+            await asyncio.sleep(0.02)
+        update, create = connector.sockets[1].sent[:2]
+        assert update["type"] == "session.update"
+        assert update["session"]["instructions"] == "be brief"  # type: ignore[index]
+        assert create["type"] == "conversation.item.create"
+        assert create["item"]["id"] == "u1"  # type: ignore[index]
+        assert not call.closing and closed == []
+    finally:
+        await call.close()
+        await client.close()
+
+
 async def test_driver_upstream_events_reach_the_core() -> None:
     connector = FakeConnector()
     call = driver(connector)

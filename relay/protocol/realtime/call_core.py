@@ -31,12 +31,12 @@ from collections.abc import Callable
 from ...audio import RATE, SAMPLE_BYTES
 from ...errors import InvalidRequest, RelayError
 from ...logs import CallLog
-from ..call_measures import UplinkArrivals
+from ..call_measures import CallStats, UplinkArrivals
 from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, error_event, new_event_id, parse_event
 from ..flood import MessageGuard, MessageLimits
 from ..redact import Redactor
-from .playback import CallStats, Playback
+from .playback import Playback
 from .policy import Policy, check_session
 from .session_config import (
     Session,
@@ -51,6 +51,7 @@ from .upstream_restore import (
     ConversationMirror,
     restorable_session,
     restore_items,
+    worth_reopening,
 )
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,10 @@ SESSION_EXPIRED = "session_expired"
 
 
 class CallCore:
-    """The protocol of one call, fed and drained by its driver."""
+    """The Realtime protocol of one call, fed and drained by its driver (a
+    :class:`~relay.protocol.call_protocol.CallProtocol`)."""
+
+    view_object = "realtime.call"
 
     def __init__(
         self,
@@ -278,12 +282,18 @@ class CallCore:
                                    code="upstream_closed"))
         )
 
-    def upstream_lost(self) -> None:
-        """The upstream session closed under the call and the relay will open a new one:
-        each reply in flight ends (its audio already queued still plays) with a
-        ``response.done`` of status ``failed``, and updates in flight get an ``error``."""
+    def upstream_lost(self, close_code: int | None) -> str | None:
+        """The upstream session closed under the call with ``close_code`` (None: none
+        received). When a new session is worth opening (see
+        :func:`~.upstream_restore.worth_reopening`), return why the old one went and wait
+        for :meth:`upstream_reopened`: meanwhile each reply in flight ends (its audio
+        already queued still plays) with a ``response.done`` of status ``failed``, updates
+        in flight get an ``error``, and the microphone's audio is dropped. Otherwise
+        return None and change nothing (the call is to end)."""
         if self.upstream_down:
-            return
+            return "upstream_closed"
+        if not worth_reopening(close_code, self.upstream_expired):
+            return None
         self.upstream_down = True
         self._lost_at = self._clock()
         self._session_before_loss = dict(self.session or self.requested_session)
@@ -299,6 +309,9 @@ class CallCore:
         # What was queued for the old session is stale, the microphone's audio above all.
         self._to_upstream = [e for e in self._to_upstream
                              if e["type"] != "input_audio_buffer.append"]
+        if self.upstream_expired:
+            return "session_expired"
+        return f"upstream_closed ({close_code})" if close_code else "upstream_closed"
 
     def upstream_reopened(self, reason: str) -> None:
         """A new upstream session is open in place of the lost one: queue the events that
@@ -307,6 +320,7 @@ class CallCore:
         self.upstream_down = False
         self.upstream_expired = False
         self.restores += 1
+        self.stats.upstream_restores = self.restores
         plan = restore_items(self.mirror, self.restores)
         update = self._updates.send(RESTORE, {
             "type": "session.update",

@@ -14,16 +14,17 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+from ..call_protocol import CLIENT
 from ..events import Event, new_event_id
 
 #: The relay's own first update: the call's configuration. Its answer becomes the
 #: client's ``session.created``.
 INITIAL = "initial"
-#: The client on its ``oai-events`` channel.
-CLIENT = "client"
 #: The relay restoring a lost upstream session's configuration on a new one: its answer
 #: is nobody's to pass on (relay.protocol.realtime.upstream_restore).
 RESTORE = "restore"
+
+__all__ = ["CLIENT", "INITIAL", "RESTORE", "PendingUpdate", "SessionUpdates"]
 
 
 @dataclass(frozen=True)

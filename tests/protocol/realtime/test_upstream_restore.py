@@ -108,7 +108,7 @@ def test_call_core_rollover_restores_session_and_items_and_tells_the_client_once
     up(core, "error", error={"type": "invalid_request_error", "code": "session_expired",
                              "message": "Your session hit the maximum duration."})
     assert core.upstream_expired and core.drain_client() == []
-    core.upstream_lost()
+    assert core.upstream_lost(1001) == "session_expired"
     [done] = core.drain_client()
     SERVER_EVENT.validate_python(done)
     assert done["type"] == "response.done" and done["response"]["status"] == "failed"
@@ -148,7 +148,8 @@ def test_call_core_restore_reports_a_refused_item_and_goes_on() -> None:
     core.upstream_message(json.dumps({"type": "conversation.item.done",
                                       "item": user_text("u1", "x")}))
     core.drain_client()
-    core.upstream_lost()
+    assert core.upstream_lost(1000) is None  # a normal close: the call is to end
+    assert core.upstream_lost(None) == "upstream_closed"
     core.upstream_reopened("upstream_closed")
     update, create = core.drain_upstream()
     up(core, "session.updated", session={"type": "realtime"})
