@@ -11,6 +11,8 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── RateLimited                 429, code "rate_limit_exceeded" (with Retry-After)
     ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
     ├── CallNotFound                404, code "call_id_not_found"
+    ├── ResumeRefused               403, code "resume_token_invalid" (or "..._required"): a
+    │                               resume without the call's own resume token
     ├── CapacityExceeded            503, code "capacity_exceeded" (with Retry-After)
     │   └── UdpPortsExhausted       503, code "udp_ports_exhausted" (every port of the range in use)
     ├── Draining                    503, code "relay_draining" (stopping: no new calls;
@@ -113,6 +115,14 @@ class CallNotFound(RelayError):
 
     def __init__(self) -> None:
         super().__init__("No session found for the provided call_id", param="")
+
+
+class ResumeRefused(RelayError):
+    """A resume of a call (``POST .../resume``) without that call's resume token."""
+
+    status = 403
+    type = "invalid_request_error"
+    default_code = "resume_token_invalid"
 
 
 class CapacityExceeded(RelayError):

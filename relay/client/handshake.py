@@ -2,7 +2,10 @@
 
 ``POST /v1/realtime/calls`` takes the offer as ``application/sdp``, or as a multipart form
 with ``sdp`` and ``session`` fields; it answers 201 with the SDP answer as the body and the
-call's URL in ``Location``. ``POST /v1/realtime/calls/{id}/hangup`` ends the call.
+call's URL in ``Location``. ``POST /v1/realtime/calls/{id}/hangup`` ends the call. A relay
+also gives out a resume token with the call (``X-Relay-Resume-Token``), with which
+``POST .../{id}/resume`` carries the call on a new peer connection after the client's
+network changed.
 :class:`~relay.client.CallClient` and the benchmark's load both create calls here.
 """
 
@@ -20,6 +23,8 @@ from ..errors import RelayError
 from ..webrtc.peer import restrict_host_addresses
 
 CALLS_PATH = "/v1/realtime/calls"
+#: The header a relay gives a call's resume token in, and takes it back in on a resume.
+RESUME_TOKEN_HEADER = "X-Relay-Resume-Token"
 #: How much of a non-JSON error body goes into the error message.
 BODY_EXCERPT = 200
 
@@ -49,6 +54,8 @@ class CallAnswer(NamedTuple):
 
     call_id: str
     sdp: str
+    #: The relay's resume token for the call (None: the server gave none).
+    resume_token: str | None = None
 
 
 async def create_call(
@@ -112,9 +119,38 @@ async def post_offer(
         if response.status != 201:
             raise rejection(response.status, body)
         location = response.headers.get("Location")
+        token = response.headers.get(RESUME_TOKEN_HEADER)
     if not location:
         raise CallCreationFailed(201, "the answer has no Location header")
-    return CallAnswer(call_id_from_location(location), body)
+    return CallAnswer(call_id_from_location(location), body, token)
+
+
+async def resume_call(
+    http: aiohttp.ClientSession,
+    base_url: str,
+    call_id: str,
+    resume_token: str,
+    pc: RTCPeerConnection,
+    *,
+    ice_addresses: Sequence[str] = (),
+    dcid: int | None = None,
+) -> None:
+    """Offer the new peer connection ``pc`` (tracks and channel added) to carry the call
+    ``call_id`` on (``POST .../{id}/resume`` with its ``resume_token``), and apply the
+    answer. Raises :class:`CallCreationFailed` (with the server's status and code) unless
+    the server answers 201."""
+    offer = await pc.createOffer()
+    restrict_host_addresses(pc, ice_addresses)
+    await pc.setLocalDescription(offer)
+    url = f"{base_url.rstrip('/')}{CALLS_PATH}/{call_id}/resume"
+    if dcid is not None:
+        url += f"?dcid={dcid}"
+    headers = {"Content-Type": "application/sdp", RESUME_TOKEN_HEADER: resume_token}
+    async with http.post(url, data=pc.localDescription.sdp, headers=headers) as response:
+        body = await response.text()
+        if response.status != 201:
+            raise rejection(response.status, body)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
 
 
 async def hang_up(http: aiohttp.ClientSession, base_url: str, call_id: str, *,

@@ -55,6 +55,14 @@ class CallProtocol(Protocol):
         """The client's events channel is open for messages of up to ``max_message_size``
         bytes (0: any size)."""
 
+    def channel_closed(self) -> None:
+        """The client's events channel went with its peer connection: hold the client's
+        events until :meth:`channel_opened` (the call resumed on a new one)."""
+
+    def peer_resumed(self, details: Mapping[str, Any]) -> None:
+        """The call resumed on a new peer connection: tell the client first thing on its
+        new channel (``details``: what the driver measured)."""
+
     def uplink_audio(self, pcm: bytes) -> None:
         """Microphone audio: 24 kHz mono PCM16."""
 

@@ -44,7 +44,7 @@ from .drain import Drain
 from .loop_lag import LoopLagMonitor
 from .prometheus import RelayCollector
 from .readiness import UpstreamProbe
-from .realtime_api import add_realtime_routes
+from .realtime_api import RESUME_TOKEN_HEADER, add_realtime_routes
 from .registry import CallRegistry
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     if allowed and origin is not None:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Expose-Headers"] = "Location"
+        response.headers["Access-Control-Expose-Headers"] = f"Location, {RESUME_TOKEN_HEADER}"
     response.headers["Vary"] = "Origin"
     return response
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -28,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio import RATE
 from ..config import FAREWELL_SECONDS, Settings
-from ..errors import RelayError
+from ..errors import CallNotFound, RelayError
 from ..logs import CallLog
 from ..protocol.call_protocol import CallProtocol, CoreFactory
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
@@ -52,10 +54,15 @@ logger = logging.getLogger(__name__)
 RTP_STATS_TIMEOUT = 1.0
 #: Seconds between a call's ``call_duration_exceeded`` error event and its end.
 DURATION_NOTICE = 10.0
+#: Random bytes in a call's resume token (URL-safe base64 of them: 43 characters).
+RESUME_TOKEN_BYTES = 32
 #: Seconds before the first attempt to reopen a lost upstream session is retried, and the
 #: longest between two attempts (each waits twice the one before).
 RECONNECT_FIRST_DELAY = 0.25
 RECONNECT_MAX_DELAY = 2.0
+#: An upstream session that lasted this long before it was lost starts a fresh window of
+#: ``upstream_reconnect_seconds``; one lost sooner is part of the same run of failures.
+UPSTREAM_STABLE_SECONDS = 30.0
 #: How often a call ended by the relay looks whether its last ``error`` event has left
 #: (it waits up to :data:`relay.config.FAREWELL_SECONDS`).
 FAREWELL_POLL = 0.02
@@ -82,6 +89,7 @@ class CallDriver:
         self.log = CallLog(logger, call_id)
         self.settings = settings
         loop = asyncio.get_running_loop()
+        self._clock = loop.time
         self.core: CallProtocol = core(
             call_id,
             session,
@@ -115,6 +123,10 @@ class CallDriver:
         self._on_closed = on_closed
         self._ports = ports
         self._socket: UpstreamSocket | None = None
+        #: When the upstream session was last opened, and when the run of losses being
+        #: recovered from began (None: none yet).
+        self._upstream_opened_at = 0.0
+        self._upstream_lost_since: float | None = None
         self._channel: RTCDataChannel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._upstream_ready = asyncio.Event()
@@ -128,11 +140,23 @@ class CallDriver:
         self._closed = asyncio.Event()
         #: Datagrams heard from the peer (media, RTCP, DTLS, SCTP, ICE checks).
         self.heard = 0
+        #: Loop-clock time of the last datagram heard from the peer (None: none yet).
+        self.heard_at: float | None = None
         self._watching = False
-        self.pc.on("datachannel", self._on_datachannel)
-        self.pc.on("connectionstatechange", self._on_connection_state)
-        # pyee turns exceptions in handlers into "error" events; never lose them silently.
-        self.pc.on("error", self._on_emitter_error)
+        #: What a client presents to resume this call on a new peer connection
+        #: (``POST .../resume``); only the response that created the call carries it.
+        self.resume_token = secrets.token_urlsafe(RESUME_TOKEN_BYTES)
+        #: Peer connections that took over the call (resumes), and the last one's figures.
+        self.peer_resumes = 0
+        self.last_resume: dict[str, Any] | None = None
+        #: When the peer's path was found lost (None: it is up, or the call has not
+        #: connected yet), and the task that ends the call if no resume comes in time.
+        self._peer_lost_at: float | None = None
+        self._grace: asyncio.Task[None] | None = None
+        self._swapping = asyncio.Lock()
+        #: Peer connections the call has left, being closed.
+        self._releases: set[asyncio.Task[None]] = set()
+        self._wire_peer(self.pc)
 
     @property
     def closed(self) -> bool:
@@ -167,7 +191,8 @@ class CallDriver:
         """
         try:
             self._socket = await self._upstream.connect(self.model)
-            self.upstream_connect_seconds = asyncio.get_running_loop().time() - self.created_at
+            self._upstream_opened_at = self._clock()
+            self.upstream_connect_seconds = self._upstream_opened_at - self.created_at
             self.core.start()
             self._spawn(self._read_upstream(), "upstream-reader")
             self._spawn(self._write_upstream(), "upstream-writer")
@@ -182,12 +207,78 @@ class CallDriver:
                 self._attach_channel(channel)
             watch_peer_datagrams(self.pc, self._hear)
             self.media.start(self.pc, self.id)
-            self._spawn(self._connect_deadline(), "connect-deadline")
+            self._spawn(self._connect_deadline(self.pc), "connect-deadline")
             self._spawn(self._duration_deadline(), "duration-deadline")
             return sdp
         except BaseException:
             await self.close("setup failed")
             raise
+
+    async def resume(self, offer_sdp: str, *, dcid: int | None = None) -> str:
+        """Carry the call on a new peer connection from ``offer_sdp`` (the client's, whose
+        path changed, after it showed the call's resume token) and return the SDP answer.
+
+        The upstream session, the conversation and the assistant audio not yet played go
+        on; the old peer connection, if still open, is closed. Once the new data channel
+        opens the client gets a ``relay.call.resumed`` event first, then the events held
+        for it meanwhile. An offer that cannot be answered raises and changes nothing.
+        """
+        async with self._swapping:
+            if self._closing:
+                raise CallNotFound()
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            pc = create_peer(self.settings.ice_servers)
+            media = CallMedia(media_options(self.settings), self.core.next_frame,
+                              self._send_uplink, after_frame=self._flush_client)
+            media.attach(pc)
+            try:
+                sdp, channel = await answer(
+                    pc, offer_sdp, addresses=self.settings.ice_addresses,
+                    negotiated_channel_id=dcid, ports=self._ports,
+                    public_addresses=self.settings.ice_public_addresses,
+                )
+            except BaseException:
+                await media.close()
+                with contextlib.suppress(Exception):
+                    await pc.close()
+                raise
+            if self._closing:  # it ended while the answer was made
+                await media.close()
+                await pc.close()
+                raise CallNotFound()
+            old_pc, old_media = self.pc, self.media
+            self.pc, self.media = pc, media
+            self._channel = None
+            self.core.channel_closed()
+            self._wire_peer(pc)
+            if channel is not None:
+                self._attach_channel(channel)
+            watch_peer_datagrams(pc, self._hear)
+            media.start(pc, self.id)
+            self.peer_resumes += 1
+            quiet = None if self.heard_at is None else began - self.heard_at
+            self.last_resume = {
+                "via": "new_peer_connection",
+                "seconds_without_peer": None if quiet is None else round(quiet, 3),
+                "assistant_audio_ms_held": self.core.playout.queued * 1000 // RATE,
+                "answered_in_seconds": round(loop.time() - began, 3),
+            }
+            self.core.peer_resumed(dict(self.last_resume, resumes=self.peer_resumes))
+            self._peer_lost_at = None
+            if self._grace is not None:
+                self._grace.cancel()
+                self._grace = None
+            self._watching = False
+            self._spawn(self._connect_deadline(pc), "resume-connect-deadline")
+            self.log.info("resumed on a new peer connection (%s)", self.last_resume)
+            self._release_soon(old_pc, old_media)
+            return sdp
+
+    def resume_token_matches(self, token: str | None) -> bool:
+        """Whether ``token`` is this call's resume token (compared in constant time)."""
+        return token is not None and hmac.compare_digest(token.encode(),
+                                                         self.resume_token.encode())
 
     async def close(self, reason: str = "closed") -> None:
         """Release everything the call holds; safe to call twice, and from its own tasks."""
@@ -206,6 +297,7 @@ class CallDriver:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*self._releases, return_exceptions=True)
         await self.media.close()
         if self._socket is not None:
             with contextlib.suppress(Exception):
@@ -325,10 +417,11 @@ class CallDriver:
 
     # ------------------------------------------------------------------ tasks
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.id}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -387,9 +480,14 @@ class CallDriver:
         self.log.warning("upstream session lost (%s); opening a new one", reason)
         self._kick()
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + window
+        now = loop.time()
+        if self._upstream_lost_since is None or (
+                now - self._upstream_opened_at >= UPSTREAM_STABLE_SECONDS):
+            self._upstream_lost_since = now
+        # An upstream that fails again soon after each reopen spends one window, not many.
+        deadline = self._upstream_lost_since + window
         delay = RECONNECT_FIRST_DELAY
-        while not self._closing:
+        while not self._closing and loop.time() < deadline:
             try:
                 self._socket = await self._upstream.connect(self.model)
             except RelayError as exc:
@@ -397,6 +495,7 @@ class CallDriver:
             else:
                 with contextlib.suppress(Exception):
                     await lost.close()
+                self._upstream_opened_at = loop.time()
                 self.core.upstream_reopened(reason)
                 self._kick()
                 return True
@@ -422,15 +521,51 @@ class CallDriver:
                 # exception would carry the upstream's close reason into the log.)
                 pass
 
-    async def _connect_deadline(self) -> None:
+    async def _connect_deadline(self, pc: RTCPeerConnection) -> None:
         await asyncio.sleep(self.settings.connect_timeout)
-        if self.pc.connectionState != "connected":
-            self._close_soon("peer did not connect in time")
+        if pc is self.pc and pc.connectionState != "connected":
+            self._peer_lost("peer did not connect in time")
 
     def _hear(self) -> None:
         self.heard += 1
+        self.heard_at = self._clock()
 
-    async def _watch_peer(self) -> None:
+    def _peer_lost(self, reason: str) -> None:
+        """The current peer connection is gone (failed, silent, never connected): end the
+        call, or, when it had connected and ``resume_grace`` allows, close that peer and
+        wait that long for the client to resume the call on a new one."""
+        if self._closing or self._peer_lost_at is not None:
+            return
+        grace = self.settings.resume_grace
+        if grace <= 0 or self.connect_seconds is None:
+            self._close_soon(reason)
+            return
+        self._peer_lost_at = self._clock()
+        self.log.info("%s; waiting up to %g s for the client to resume the call", reason, grace)
+        self._channel = None
+        self.core.channel_closed()
+        self._release_soon(self.pc, self.media)
+        self._grace = self._spawn(self._resume_deadline(reason, grace), "resume-grace")
+
+    def _release_soon(self, pc: RTCPeerConnection, media: CallMedia) -> None:
+        """Close a peer connection the call has left, in a task :meth:`close` awaits but
+        never cancels (aiortc's ``close()`` cut short leaves a second one waiting forever).
+        The model's audio stays queued while no track pulls it (the README's rule)."""
+        async def release() -> None:
+            await media.close()
+            with contextlib.suppress(Exception):
+                await pc.close()
+
+        task = asyncio.get_running_loop().create_task(release(), name=f"{self.id}:release")
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _resume_deadline(self, reason: str, grace: float) -> None:
+        await asyncio.sleep(grace)
+        if self._peer_lost_at is not None:
+            self._close_soon(f"{reason}; no resume within {grace:g} s")
+
+    async def _watch_peer(self, pc: RTCPeerConnection) -> None:
         """End the call once the connected peer has sent nothing for ``peer_timeout``.
 
         A live peer is never quiet for long: a browser sends RTP every 20 ms while it has a
@@ -451,14 +586,14 @@ class CallDriver:
             self.log.error("nothing heard from a connected peer; the datagram hook "
                            "is not working, so dead peers go unnoticed")
             return
-        while True:
+        while pc is self.pc:
             await asyncio.sleep(period)
             now = loop.time()
             if self.heard != heard:
                 heard, since = self.heard, now
-            elif now - since >= timeout:
-                self._close_soon(f"peer went silent: nothing heard for {now - since:.1f} s "
-                                 "(no media, RTCP or ICE checks)")
+            elif now - since >= timeout and pc is self.pc:
+                self._peer_lost(f"peer went silent: nothing heard for {now - since:.1f} s "
+                                "(no media, RTCP or ICE checks)")
                 return
 
     # ----------------------------------------------------------- peer events
@@ -468,7 +603,15 @@ class CallDriver:
             self.core.uplink_audio(chunk)
         self._upstream_ready.set()
 
-    def _on_datachannel(self, channel: RTCDataChannel) -> None:
+    def _wire_peer(self, pc: RTCPeerConnection) -> None:
+        pc.on("datachannel", lambda channel: self._on_datachannel(pc, channel))
+        pc.on("connectionstatechange", lambda: self._on_connection_state(pc))
+        # pyee turns exceptions in handlers into "error" events; never lose them silently.
+        pc.on("error", self._on_emitter_error)
+
+    def _on_datachannel(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        if pc is not self.pc:
+            return  # a peer connection the call has left
         if channel.label == EVENTS_LABEL and self._channel is None:
             self._attach_channel(channel)
         else:
@@ -479,28 +622,37 @@ class CallDriver:
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
-            self.core.client_message(message)
-            self._after_message()
+            if channel is self._channel:
+                self.core.client_message(message)
+                self._after_message()
 
         if channel.readyState == "open":
-            self._on_channel_open()
+            self._on_channel_open(channel)
         else:
-            channel.on("open", self._on_channel_open)
+            channel.on("open", lambda: self._on_channel_open(channel))
 
-    def _on_channel_open(self) -> None:
+    def _on_channel_open(self, channel: RTCDataChannel) -> None:
+        if channel is not self._channel:
+            return
         self.core.channel_opened(remote_max_message_size(self.pc, DEFAULT_MAX_MESSAGE_SIZE))
         self._flush_client()
 
-    def _on_connection_state(self) -> None:
-        state = self.pc.connectionState
+    def _on_connection_state(self, pc: RTCPeerConnection) -> None:
+        if pc is not self.pc or self._peer_lost_at is not None:
+            return  # a peer connection the call has left (being closed)
+        state = pc.connectionState
         self.log.info("peer connection %s", state)
         if state == "connected" and self.connect_seconds is None:
-            self.connect_seconds = asyncio.get_running_loop().time() - self.created_at
+            self.connect_seconds = self._clock() - self.created_at
         if state == "connected" and not self._watching and not self._closing:
             self._watching = True
-            self._spawn(self._watch_peer(), "peer-watch")
-        if state in ("failed", "closed"):
-            self._close_soon(f"peer connection {state}")
+            self._spawn(self._watch_peer(pc), "peer-watch")
+        if state == "closed":
+            # The peer said goodbye (DTLS close_notify): it meant to end the call.
+            self._close_soon("peer connection closed")
+        elif state == "failed":
+            # Its path failed (a changed network): the client may resume the call.
+            self._peer_lost("peer connection failed")
 
     def _on_emitter_error(self, exc: BaseException) -> None:
         self.log.error("error in an event handler", exc_info=exc)

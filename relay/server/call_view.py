@@ -32,6 +32,8 @@ class ViewedCall(Protocol):
     heard: int
     sidebands_attached: int
     sidebands_too_slow: int
+    peer_resumes: int
+    last_resume: dict[str, Any] | None
 
     @property
     def closed(self) -> bool: ...
@@ -64,6 +66,8 @@ def counters(call: ViewedCall) -> dict[str, Any]:
         "sidebands_attached": call.sidebands_attached,
         "sidebands_too_slow": call.sidebands_too_slow,
         "upstream_restores": stats.upstream_restores,
+        "peer_resumes": call.peer_resumes,
+        "last_resume": call.last_resume,
         "uplink_dropped_samples": stats.uplink_dropped_samples,
         "barge_ins": barge_ins(stats.barge_ins),
     }

@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 
 from ..cluster.forward import forward_http, forward_websocket
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, ResumeRefused
 from ..protocol.realtime.session_config import effective_session
 from .agent import loopback_base
 from .app_state import AGENTS, AUTH, DRAIN, NODE, REGISTRY, SETTINGS, UPSTREAM, owner_address
@@ -22,11 +22,16 @@ from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
+#: The response header of a call's creation that carries its resume token, and the request
+#: header a resume presents it in.
+RESUME_TOKEN_HEADER = "X-Relay-Resume-Token"
+
 
 def add_realtime_routes(router: web.UrlDispatcher) -> None:
     """Serve the Realtime API's endpoints on ``router``."""
     router.add_post("/v1/realtime/calls", create_call)
     router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
+    router.add_post("/v1/realtime/calls/{call_id}/resume", resume_call)
     router.add_get("/v1/realtime/calls/{call_id}", describe_call)
     router.add_post("/v1/realtime/client_secrets", create_client_secret)
     router.add_get("/v1/realtime", attach_sideband)
@@ -57,6 +62,35 @@ async def create_call(request: web.Request) -> web.Response:
     if agents is not None:
         sockname = request.transport.get_extra_info("sockname") if request.transport else None
         agents.serve(call, loopback_base(sockname, settings))
+    return web.Response(
+        status=201, text=answer, content_type="text/plain", charset="utf-8",
+        headers={"Location": f"/v1/realtime/calls/{call.id}",
+                 RESUME_TOKEN_HEADER: call.resume_token},
+    )
+
+
+async def resume_call(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/realtime/calls/{id}/resume``: the call's client, on a new peer connection
+    (its network changed), sends a new SDP offer with the call's resume token; 201 with the
+    answer, and the call goes on there. The token is the credential (the key that created
+    the call may have expired since): a request without it, or with another, gets 403."""
+    call_id = request.match_info["call_id"]
+    owner = await owner_address(request, call_id)
+    if owner is not None:
+        return await forward_http(request, owner)
+    token = request.headers.get(RESUME_TOKEN_HEADER)
+    if not token:
+        raise ResumeRefused(f"A resume needs the call's resume token in {RESUME_TOKEN_HEADER}.",
+                            code="resume_token_required")
+    call = request.app[REGISTRY].get(call_id)
+    if not call.resume_token_matches(token):
+        logger.warning("call %s: a resume with a wrong token was refused", call_id)
+        raise ResumeRefused("The resume token is not this call's.")
+    offer, session = await read_offer(request, request.app[SETTINGS].max_sdp_bytes)
+    if session is not None:
+        raise InvalidRequest("A resume carries no session: the call keeps its own.",
+                             code="invalid_request", param="session")
+    answer = await call.resume(offer, dcid=dcid_param(request.query.get("dcid")))
     return web.Response(
         status=201, text=answer, content_type="text/plain", charset="utf-8",
         headers={"Location": f"/v1/realtime/calls/{call.id}"},

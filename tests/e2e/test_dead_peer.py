@@ -1,4 +1,5 @@
-"""A peer that vanishes without a goodbye: its call ends, and its upstream session with it."""
+"""A peer that vanishes without a goodbye: once no path is up and no resume has come within
+the grace period, its call ends, and its upstream session with it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from ..support.recording import record_upstream
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PEER_TIMEOUT = 2.0
+#: How long the call then waits for its client to resume it.
+GRACE = 1.0
 #: The watchdog polls four times a timeout at most, and closing takes a moment.
 SLACK = 1.5
 
@@ -40,7 +43,8 @@ async def wait_until(predicate, timeout: float, what: str) -> None:
 
 async def test_dead_peer_killed_client_ends_its_call_and_upstream(aiohttp_server,
                                                                   tmp_path: Path) -> None:
-    app: web.Application = create_app(loopback_settings(peer_timeout=PEER_TIMEOUT))
+    app: web.Application = create_app(loopback_settings(peer_timeout=PEER_TIMEOUT,
+                                                            resume_grace=GRACE))
     recorded = record_upstream(app)
     relay: TestServer = await aiohttp_server(app, host="127.0.0.1")
     mic = tmp_path / "long.wav"
@@ -61,17 +65,20 @@ async def test_dead_peer_killed_client_ends_its_call_and_upstream(aiohttp_server
         os.kill(client.pid, signal.SIGKILL)
         killed = time.monotonic()
         await asyncio.wait_for(client.wait(), 10)
-        await wait_until(lambda: call.closed, PEER_TIMEOUT + SLACK + 5, "the call closes")
+        await wait_until(lambda: call.closed, PEER_TIMEOUT + GRACE + SLACK + 5,
+                         "the call closes")
         ended = time.monotonic() - killed
     finally:
         if client.returncode is None:
             client.kill()
             await asyncio.wait_for(client.wait(), 10)
-    assert PEER_TIMEOUT - 0.3 <= ended <= PEER_TIMEOUT + SLACK, ended
+    assert PEER_TIMEOUT + GRACE - 0.3 <= ended <= PEER_TIMEOUT + GRACE + SLACK, ended
     assert call.close_reason is not None and call.close_reason.startswith("peer went silent")
+    assert call.close_reason.endswith(f"no resume within {GRACE:g} s")
     # The slot is free, and the upstream session is closed, not left for someone to pay.
     assert len(relay.app[REGISTRY]) == 0
-    assert upstream.closed_at is not None and upstream.closed_at - killed <= PEER_TIMEOUT + SLACK
+    assert upstream.closed_at is not None
+    assert upstream.closed_at - killed <= PEER_TIMEOUT + GRACE + SLACK
     assert upstream.state is State.CLOSED
 
 

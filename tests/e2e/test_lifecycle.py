@@ -50,10 +50,12 @@ async def test_lifecycle_upstream_close_tells_the_client_then_ends(relay_factory
 
     async with serve(upstream, "127.0.0.1", 0) as ws_server:
         port = ws_server.sockets[0].getsockname()[1]
-        server = await relay_factory(upstream_url=f"ws://127.0.0.1:{port}/v1/realtime")
+        # A new session would crash the same way: the relay gives up after its window.
+        server = await relay_factory(upstream_url=f"ws://127.0.0.1:{port}/v1/realtime",
+                                     upstream_reconnect_seconds=1.0)
         client: CallClient = make_client(server=server)
         await client.connect()
-        error = await client.wait_for("error")
+        error = await client.wait_for("error", timeout=30)
         assert error["error"]["code"] == "upstream_closed" and "1011" in error["error"]["message"]
         await wait_until(lambda: live_calls(server) == 0)
         await wait_until(lambda: client.pc.connectionState in ("closed", "failed"), 15)

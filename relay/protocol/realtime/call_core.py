@@ -26,7 +26,8 @@ from __future__ import annotations
 import base64
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from ...audio import RATE, SAMPLE_BYTES
 from ...errors import InvalidRequest, RelayError
@@ -63,6 +64,8 @@ MAX_HELD_EVENTS = 10_000
 MAX_TRACKED_EVENTS = 1024
 #: The relay's own event telling the client that its upstream session was replaced.
 RESTORED_EVENT = "relay.upstream.restored"
+#: The relay's own event telling the client that its call resumed on a new peer connection.
+RESUMED_EVENT = "relay.call.resumed"
 #: The upstream error that announces the end of a session at its longest duration
 #: (the hosted service's 60 minutes): the relay rolls the session over instead.
 SESSION_EXPIRED = "session_expired"
@@ -151,6 +154,22 @@ class CallCore:
         ``max_message_size`` bytes (0: any size): held events may flow."""
         self._channel_open = True
         self._max_message_size = max_message_size
+
+    def channel_closed(self) -> None:
+        """The client's channel is gone with its peer connection: hold events for the next
+        one (a resume), as before the first opened."""
+        self._channel_open = False
+
+    def peer_resumed(self, details: Mapping[str, Any]) -> None:
+        """The call resumed on a new peer connection: the client's first event on its new
+        channel is a ``relay.call.resumed`` with ``details`` (what the driver measured),
+        before the events held meanwhile; every sideband gets it too."""
+        event: Event = {"type": RESUMED_EVENT, "event_id": new_event_id(), **details,
+                        "events_held": len(self._to_client)}
+        self.measures.count("to_client", RESUMED_EVENT)
+        self._to_client.appendleft(event)
+        for outbox in self._sidebands.values():
+            outbox.append(event)
 
     def uplink_audio(self, pcm: bytes) -> None:
         """Microphone audio, 24 kHz mono PCM16, to append to the upstream's buffer
