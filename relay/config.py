@@ -444,7 +444,8 @@ class Settings:
     peer_timeout: float = setting(
         PEER_TIMEOUT, flag="--peer-timeout", env="RELAY_PEER_TIMEOUT", check=between(0.5, 600),
         help="seconds without media, RTCP or ICE checks from a connected peer before its "
-             "call is ended (and its upstream session closed)")
+             "path counts as gone: the call then waits `--resume-grace` for a resume, then "
+             "ends (and its upstream session is closed)")
     #: The call's upstream session, conversation and playout wait meanwhile for the client
     #: to come back (``POST /v1/realtime/calls/{id}/resume`` with the call's resume token).
     resume_grace: float = setting(
