@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -33,7 +34,9 @@ from ..protocol.events import Event, dumps
 from ..webrtc.internals import watch_peer_datagrams
 from ..webrtc.peer import EVENTS_LABEL, create_peer
 from ..webrtc.tracks import pump_inbound
-from .handshake import create_call, hang_up, resume_call
+from .handshake import CallCreationFailed, create_call, hang_up, resume_call
+
+logger = logging.getLogger(__name__)
 
 #: Seconds without a datagram from the server after which an auto-resuming client
 #: takes its path for lost, and how often it looks.
@@ -157,10 +160,17 @@ class CallClient:
             self._prefer_codecs(pc)
             addresses = (self.ice_addresses if self.resume_addresses is None
                          else self.resume_addresses)
-            await resume_call(self._http, self.base_url, self.call_id, self.resume_token,
-                              pc, ice_addresses=addresses, dcid=self.negotiated_dcid)
+            # A new connection: the pooled one may be bound to the network that is gone.
+            async with aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(force_close=True),
+                    timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+                await resume_call(http, self.base_url, self.call_id, self.resume_token,
+                                  pc, ice_addresses=addresses, dcid=self.negotiated_dcid)
             self.pc, self.channel = pc, channel
             self._heard_at = time.monotonic()
+            # Later requests (the hangup) must not reuse a connection of the old network.
+            old_http, self._http = self._http, aiohttp.ClientSession()
+            await old_http.close()
             watch_peer_datagrams(pc, self._hear)
             with contextlib.suppress(Exception):
                 await old.close()
@@ -183,10 +193,20 @@ class CallClient:
             await asyncio.sleep(RESUME_POLL)
             if time.monotonic() - self._heard_at < self.resume_after:
                 continue
+            if not self.auto_resume:
+                return
             try:
                 await self.resume()
-            except Exception:
+            except CallCreationFailed as exc:
+                if exc.status == 404:
+                    return  # the call is over: nothing to resume
+                logger.warning("call %s: resume refused (%s); trying again", self.call_id,
+                               exc.message)
+                self._heard_at = time.monotonic()
+            except Exception as exc:
                 # Still no path (or the server said no): try again after another quiet spell.
+                logger.warning("call %s: resume failed (%s: %s); trying again", self.call_id,
+                               type(exc).__name__, exc)
                 self._heard_at = time.monotonic()
 
     def send(self, event: Event) -> None:
@@ -227,6 +247,7 @@ class CallClient:
     async def hangup(self) -> int:
         """``POST .../hangup``; return the HTTP status."""
         assert self._http is not None and self.call_id is not None
+        self.auto_resume = False
         return await hang_up(self._http, self.base_url, self.call_id, api_key=self.api_key)
 
     async def close(self) -> None:

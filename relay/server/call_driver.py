@@ -28,7 +28,7 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcdatachannel import RTCDataChannel
 from websockets.exceptions import ConnectionClosed
 
-from ..audio import RATE
+from ..audio import FRAME_BYTES, RATE
 from ..config import FAREWELL_SECONDS, Settings
 from ..errors import CallNotFound, RelayError
 from ..logs import CallLog
@@ -54,6 +54,13 @@ logger = logging.getLogger(__name__)
 RTP_STATS_TIMEOUT = 1.0
 #: Seconds between a call's ``call_duration_exceeded`` error event and its end.
 DURATION_NOTICE = 10.0
+#: Seconds a peer that was streaming media may go quiet before the model's audio is held
+#: (a browser sends RTP every 20 ms, its longest gap with a disabled track 0.26 s), and the
+#: largest gap between two datagrams that counts as streaming.
+HOLD_AFTER = 0.5
+STREAMING_GAP = 0.1
+#: What the outbound track plays while the model's audio is held.
+SILENT_FRAME = bytes(FRAME_BYTES)
 #: Random bytes in a call's resume token (URL-safe base64 of them: 43 characters).
 RESUME_TOKEN_BYTES = 32
 #: Seconds before the first attempt to reopen a lost upstream session is retried, and the
@@ -104,7 +111,7 @@ class CallDriver:
             redact=Redactor(settings.upstream_secrets()),
         )
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
-        self.media = CallMedia(media_options(settings), self.core.next_frame,
+        self.media = CallMedia(media_options(settings), self._next_frame,
                                self._send_uplink, after_frame=self._flush_client)
         self.close_reason: str | None = None
         #: Loop-clock times: the offer arrived, the call ended (None: still live).
@@ -142,6 +149,11 @@ class CallDriver:
         self.heard = 0
         #: Loop-clock time of the last datagram heard from the peer (None: none yet).
         self.heard_at: float | None = None
+        #: Whether the last two datagrams came close together (the peer streams media),
+        #: and the frames of silence sent in place of the model's audio while its path
+        #: looked gone (see _next_frame).
+        self._streaming = False
+        self.held_frames = 0
         self._watching = False
         #: What a client presents to resume this call on a new peer connection
         #: (``POST .../resume``); only the response that created the call carries it.
@@ -154,6 +166,8 @@ class CallDriver:
         self._peer_lost_at: float | None = None
         self._grace: asyncio.Task[None] | None = None
         self._swapping = asyncio.Lock()
+        #: Set from a resume until the new path's first datagram: the last one heard before.
+        self._gap_since: float | None = None
         #: Peer connections the call has left, being closed.
         self._releases: set[asyncio.Task[None]] = set()
         self._wire_peer(self.pc)
@@ -229,7 +243,7 @@ class CallDriver:
             loop = asyncio.get_running_loop()
             began = loop.time()
             pc = create_peer(self.settings.ice_servers)
-            media = CallMedia(media_options(self.settings), self.core.next_frame,
+            media = CallMedia(media_options(self.settings), self._next_frame,
                               self._send_uplink, after_frame=self._flush_client)
             media.attach(pc)
             try:
@@ -265,6 +279,8 @@ class CallDriver:
                 "answered_in_seconds": round(loop.time() - began, 3),
             }
             self.core.peer_resumed(dict(self.last_resume, resumes=self.peer_resumes))
+            # From the last datagram on the old path to the first on the new one.
+            self._gap_since = self.heard_at if self.heard_at is not None else began
             self._peer_lost_at = None
             if self._grace is not None:
                 self._grace.cancel()
@@ -528,7 +544,31 @@ class CallDriver:
 
     def _hear(self) -> None:
         self.heard += 1
-        self.heard_at = self._clock()
+        now = self._clock()
+        # Datagrams this close together are media: the peer is streaming.
+        self._streaming = self.heard_at is not None and now - self.heard_at < STREAMING_GAP
+        self.heard_at = now
+        if self._gap_since is not None:
+            self._path_back(now)
+
+    def _next_frame(self) -> bytes:
+        """The next 20 ms for the outbound track: the model's audio, unless the path looks
+        gone (a peer that was streaming media has sent nothing for ``HOLD_AFTER``): then
+        silence, and the model's audio stays queued until the path is back, the same
+        peer's or a resumed one's (it is not played into a dead path)."""
+        heard_at = self.heard_at
+        if self._streaming and heard_at is not None and (
+                self._clock() - heard_at > HOLD_AFTER):
+            self.held_frames += 1
+            return SILENT_FRAME
+        return self.core.next_frame()
+
+    def _path_back(self, now: float) -> None:
+        """The first datagram on a resumed peer connection's path: the gap is over."""
+        since, self._gap_since = self._gap_since, None
+        if since is not None and self.last_resume is not None:
+            self.last_resume["path_gap_seconds"] = round(now - since, 3)
+            self.log.info("path back after a gap of %.3f s", now - since)
 
     def _peer_lost(self, reason: str) -> None:
         """The current peer connection is gone (failed, silent, never connected): end the

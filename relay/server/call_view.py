@@ -33,6 +33,7 @@ class ViewedCall(Protocol):
     sidebands_attached: int
     sidebands_too_slow: int
     peer_resumes: int
+    held_frames: int
     last_resume: dict[str, Any] | None
 
     @property
@@ -67,6 +68,7 @@ def counters(call: ViewedCall) -> dict[str, Any]:
         "sidebands_too_slow": call.sidebands_too_slow,
         "upstream_restores": stats.upstream_restores,
         "peer_resumes": call.peer_resumes,
+        "audio_held_frames": call.held_frames,
         "last_resume": call.last_resume,
         "uplink_dropped_samples": stats.uplink_dropped_samples,
         "barge_ins": barge_ins(stats.barge_ins),
@@ -106,6 +108,10 @@ def snapshot(call: ViewedCall) -> dict[str, Any]:
         "reply_latency": {"count": measures.reply_latency.count,
                           "sum_seconds": round(measures.reply_latency.total, 3)},
         "barge_ins": barge_ins(stats.barge_ins),
+        "continuity": {"peer_resumes": call.peer_resumes, "last_resume": call.last_resume,
+                       "audio_held_seconds": round(call.held_frames * FRAME_SECONDS, 3),
+                       "upstream_restores": stats.upstream_restores,
+                       "uplink_dropped_seconds": round(stats.uplink_dropped_samples / RATE, 3)},
         "last_error": measures.last_error,
     }
 

@@ -72,6 +72,7 @@ class Namespace:
             self.close()
             raise RuntimeError(f"namespace {name} did not appear")
         self.pid = self._holder.pid
+        self.wire = ""
         self.run_checked("ip", "link", "set", "lo", "up")
 
     def enter(self, *argv: str) -> list[str]:
@@ -120,7 +121,25 @@ class NetLab:
         ns.run_checked("ip", "addr", "add", f"{there}/24", "dev", far)
         ns.run_checked("ip", "link", "set", far, "up")
         ns.run_checked("ip", "route", "add", "default", "via", here)
+        #: The name of its wire inside it (to cut it: ``ip link set NAME down`` there).
+        ns.wire = far
         return ns
+
+    def link(self, ns: Namespace, here: str, there: str, *, metric: int) -> str:
+        """A second wire into ``ns`` (a client with two networks, Wi-Fi and cellular): this
+        side ``here``, its side ``there``, a default route through it of ``metric`` (higher:
+        used once the first wire is down). Returns the link's name inside ``ns``."""
+        n = next(self._count)
+        near, far = f"{PREFIX}{n}h", f"{PREFIX}{n}n"
+        _run(["ip", "link", "add", near, "type", "veth", "peer", "name", far])
+        self._links.append(near)
+        _run(["ip", "link", "set", far, "netns", str(ns.pid)])
+        _run(["ip", "addr", "add", f"{here}/24", "dev", near])
+        _run(["ip", "link", "set", near, "up"])
+        ns.run_checked("ip", "addr", "add", f"{there}/24", "dev", far)
+        ns.run_checked("ip", "link", "set", far, "up")
+        ns.run_checked("ip", "route", "add", "default", "via", here, "metric", str(metric))
+        return far
 
     def add_address(self, address: str) -> None:
         """An extra address of this namespace, on its loopback (removed by :meth:`close`)."""
