@@ -3,8 +3,8 @@
 It calls on its first network (``ADDRESS1``), says a code word and hears it back, asks for
 a second reply and, a moment into hearing it, cuts its first network (its address flushed,
 then ``ip link set WIRE down``: a phone leaving Wi-Fi). Nothing more comes from the relay
-on that path, so the client resumes the call by itself on ``ADDRESS2`` with a new peer connection and the call's
-resume token. It hears the rest of the reply, asks for a reply to its first turn's item
+on that path, so the client resumes the call by itself on ``ADDRESS2`` with a new peer
+connection and the call's resume token. It hears the rest of the reply, asks for a reply to its first turn's item
 only (``item_reference``: the conversation must be intact), hangs up and prints what it
 measured as one JSON line.
 
