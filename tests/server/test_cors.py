@@ -41,7 +41,7 @@ async def test_cors_open_mode_lets_any_origin_read_location(relay) -> None:
     assert headers["Access-Control-Allow-Origin"] == "https://app.example"
     assert "authorization" in headers["Access-Control-Allow-Headers"]
     posted = await _post_headers(base_url(relay), "https://app.example")
-    assert posted["Access-Control-Expose-Headers"] == "Location"
+    assert posted["Access-Control-Expose-Headers"] == "Location, X-Relay-Resume-Token"
 
 
 async def test_cors_token_mode_allows_no_other_origin_by_default(relay_factory) -> None:
@@ -59,7 +59,7 @@ async def test_cors_listed_origins_only(relay_factory) -> None:
     assert allowed["Access-Control-Allow-Origin"] == "https://app.example"
     assert "POST" in allowed["Access-Control-Allow-Methods"]
     posted = await _post_headers(base_url(server), "https://app.example")
-    assert posted["Access-Control-Expose-Headers"] == "Location"
+    assert posted["Access-Control-Expose-Headers"] == "Location, X-Relay-Resume-Token"
     other = await _preflight(base_url(server), "https://evil.example")
     assert "Access-Control-Allow-Origin" not in other
     assert "Access-Control-Allow-Methods" not in other

@@ -30,7 +30,8 @@ async def test_http_responses_expose_location_to_other_origins(relay, make_clien
                              headers={"Origin": "https://app.example",
                                       "Content-Type": "application/sdp"}) as response:
             assert response.status == 400
-            assert response.headers["Access-Control-Expose-Headers"] == "Location"
+            exposed = response.headers["Access-Control-Expose-Headers"]
+            assert exposed == "Location, X-Relay-Resume-Token"
             assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
 
 

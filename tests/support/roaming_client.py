@@ -4,9 +4,9 @@ It calls on its first network (``ADDRESS1``), says a code word and hears it back
 a second reply and, a moment into hearing it, cuts its first network (its address flushed,
 then ``ip link set WIRE down``: a phone leaving Wi-Fi). Nothing more comes from the relay
 on that path, so the client resumes the call by itself on ``ADDRESS2`` with a new peer
-connection and the call's resume token. It hears the rest of the reply, asks for a reply to its first turn's item
-only (``item_reference``: the conversation must be intact), hangs up and prints what it
-measured as one JSON line.
+connection and the call's resume token. It hears the rest of the reply, asks for a reply to
+its first turn's item only (``item_reference``: the conversation must be intact), hangs up
+and prints what it measured as one JSON line.
 
     python -m tests.support.roaming_client URL ADDRESS1 ADDRESS2 WIRE
 """
