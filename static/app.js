@@ -10,6 +10,15 @@
  * While the call lasts, the statistics panel charts what getStats() says of the network
  * and the audio, and lists each turn's latency (see callstats.js).
  *
+ * The call survives a change of network: when the connection goes "disconnected" or
+ * "failed", or the browser says it is back online or its connection changed, the page
+ * builds a new RTCPeerConnection (same microphone, new "oai-events" channel) and resumes
+ * the call with the resume token the relay gave with it (POST .../{id}/resume with
+ * X-Relay-Resume-Token); the relay's "relay.call.resumed" event then says how long it was
+ * gone. The relay cannot restart ICE on an existing peer connection (aiortc cannot), so the
+ * page does not call pc.restartIce(). `relayDemo.resumes` counts the resumes, and
+ * `relayDemo.resume()` forces one.
+ *
  * For tests (and the curious, from the console) the page exposes `window.relayDemo`:
  * `events` (the events received on the channel), `state`, `callId`, the meters'
  * levels (`maxRemoteLevel` is the loudest assistant audio heard, 0..1), and `start()`,
@@ -30,6 +39,12 @@ const MAX_EVENTS = 5000;
 const METER_INTERVAL_MS = 50;
 /** Log summaries are cut to this many characters. */
 const SUMMARY_CHARS = 140;
+/** The header the relay gives a call's resume token in, and takes it back in. */
+const RESUME_TOKEN_HEADER = "X-Relay-Resume-Token";
+/** How long a "disconnected" connection may stay so before the page resumes the call. */
+const RESUME_AFTER_MS = 1500;
+/** The longest the page keeps trying to resume before it gives the call up. */
+const RESUME_GIVE_UP_MS = 30000;
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -63,7 +78,8 @@ const turns = new TurnTimer($("turns"));
  * has ended can tell (`call !== session`) and do nothing.
  * @type {null | {pc: RTCPeerConnection|null, channel: RTCDataChannel|null,
  *   mic: MediaStream|null, audio: AudioContext|null, id: string|null, meterTimer: number|null,
- *   analysers: {mic?: AnalyserNode, remote?: AnalyserNode}, closed: boolean}}
+ *   analysers: {mic?: AnalyserNode, remote?: AnalyserNode}, closed: boolean,
+ *   resumeToken: string|null, resuming: boolean, resumeTimer: number|null}}
  */
 let call = null;
 
@@ -88,6 +104,8 @@ const demo = {
   hangup,
   send,
   interrupt,
+  resume: () => (call ? resume(call, "asked") : Promise.resolve(false)),
+  resumes: 0,
 };
 window.relayDemo = demo;
 
@@ -100,7 +118,7 @@ async function start() {
   resetCallView();
   const session = {
     pc: null, channel: null, mic: null, audio: null, id: null, meterTimer: null,
-    analysers: {}, closed: false,
+    analysers: {}, closed: false, resumeToken: null, resuming: false, resumeTimer: null,
   };
   call = session;
   setState("starting");
@@ -118,21 +136,14 @@ async function start() {
     session.analysers.mic = analyse(session.audio, session.mic);
     session.meterTimer = setInterval(() => updateMeters(session), METER_INTERVAL_MS);
 
-    const pc = new RTCPeerConnection();
-    session.pc = pc;
-    watchPeer(session);
-    callStats.start(pc);
-    for (const track of session.mic.getAudioTracks()) pc.addTrack(track, session.mic);
-    session.channel = pc.createDataChannel("oai-events");
-    watchChannel(session);
-    pc.ontrack = (event) => playRemote(session, event.streams[0] || new MediaStream([event.track]));
-
+    const pc = newPeer(session);
     await pc.setLocalDescription(await pc.createOffer());
     // The relay does not trickle: give the offer its candidates if they come quickly.
     await iceGatheringDone(pc, ICE_GATHERING_TIMEOUT_MS);
     if (session.closed) return;
     logNote(`posting the offer (ICE gathering ${pc.iceGatheringState})`);
-    const { answer, callId } = await postOffer(pc.localDescription.sdp);
+    const { answer, callId, resumeToken } = await postOffer(pc.localDescription.sdp);
+    session.resumeToken = resumeToken;
     if (session.closed) {
       // Hung up while the relay was answering: end the call it just made.
       if (callId) postHangup(callId).catch(() => {});
@@ -149,6 +160,76 @@ async function start() {
     logLine("note", "·", `failed: ${message}`, "error");
     showError(message);
     await teardown(session, "failed");
+  }
+}
+
+/** A peer connection for the call: the microphone's track and the "oai-events" channel. */
+function newPeer(session) {
+  const pc = new RTCPeerConnection();
+  session.pc = pc;
+  watchPeer(session, pc);
+  callStats.start(pc);
+  for (const track of session.mic.getAudioTracks()) pc.addTrack(track, session.mic);
+  session.channel = pc.createDataChannel("oai-events");
+  watchChannel(session, session.channel);
+  pc.ontrack = (event) => playRemote(session, event.streams[0] || new MediaStream([event.track]));
+  return pc;
+}
+
+/**
+ * Carry the call on a new peer connection (the network changed): offer it to the relay
+ * with the call's resume token, and close the old one. Retries until RESUME_GIVE_UP_MS
+ * have passed; resolves to whether it worked.
+ */
+async function resume(session, why) {
+  if (session.closed || session.resuming || !session.id || !session.resumeToken) return false;
+  session.resuming = true;
+  clearTimeout(session.resumeTimer);
+  const began = performance.now();
+  logNote(`resuming the call (${why})`);
+  setState("resuming");
+  try {
+    while (!session.closed && performance.now() - began < RESUME_GIVE_UP_MS) {
+      const old = session.pc;
+      const oldChannel = session.channel;
+      const pc = newPeer(session);
+      try {
+        await pc.setLocalDescription(await pc.createOffer());
+        await iceGatheringDone(pc, ICE_GATHERING_TIMEOUT_MS);
+        const response = await fetch(
+          `${CALLS_URL}/${encodeURIComponent(session.id)}/resume`, {
+            method: "POST",
+            headers: { "Content-Type": "application/sdp",
+              [RESUME_TOKEN_HEADER]: session.resumeToken },
+            body: pc.localDescription.sdp,
+          });
+        if (response.status === 404 || response.status === 403) {
+          showError(await errorMessage(response));
+          await teardown(session, "closed");
+          return false;
+        }
+        if (!response.ok) throw new Error(await errorMessage(response));
+        await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+        if (old && old !== pc) old.close();
+        demo.resumes += 1;
+        logNote(`resumed in ${Math.round(performance.now() - began)} ms`);
+        return true;
+      } catch (error) {
+        // No network yet: try again in a moment, on whatever network the browser has then.
+        pc.close();
+        session.pc = old;
+        session.channel = oldChannel;
+        logNote(`resume failed: ${error.message || error}; trying again`);
+        await new Promise((done) => setTimeout(done, 1000));
+      }
+    }
+    if (!session.closed) {
+      showError("The call could not be resumed on this network.");
+      await teardown(session, "failed");
+    }
+    return false;
+  } finally {
+    session.resuming = false;
   }
 }
 
@@ -205,6 +286,7 @@ function sendText(text) {
 async function teardown(session, state) {
   session.closed = true;
   clearInterval(session.meterTimer);
+  clearTimeout(session.resumeTimer);
   if (call === session) callStats.stop();
   if (session.channel) session.channel.close();
   if (session.pc) session.pc.close();
@@ -271,7 +353,9 @@ async function postOffer(sdp) {
   const callId = location
     ? new URL(location, window.location.href).pathname.split("/").filter(Boolean).pop()
     : null;
-  return { answer: await response.text(), callId };
+  // A relay's own: other servers of the API give none (then the page cannot resume).
+  const resumeToken = response.headers.get(RESUME_TOKEN_HEADER);
+  return { answer: await response.text(), callId, resumeToken };
 }
 
 function postHangup(callId, options = {}) {
@@ -303,14 +387,22 @@ async function errorMessage(response) {
   return `The relay answered HTTP ${response.status} ${response.statusText}${detail}`;
 }
 
-function watchPeer(session) {
-  const pc = session.pc;
+function watchPeer(session, pc) {
   pc.onconnectionstatechange = () => {
-    if (call !== session || session.closed) return;
+    if (call !== session || session.closed || session.pc !== pc) return;
     const state = pc.connectionState;
     if (state !== "new") setState(state);
     logNote(`connection ${state}`);
-    if (state === "failed") {
+    if (state === "connected") {
+      clearTimeout(session.resumeTimer);
+    } else if (state === "disconnected" && session.resumeToken) {
+      // The network may be changing: give it a moment, then move the call.
+      clearTimeout(session.resumeTimer);
+      session.resumeTimer = setTimeout(() => resume(session, "connection lost"),
+        RESUME_AFTER_MS);
+    } else if (state === "failed" && session.resumeToken && session.id) {
+      resume(session, "connection failed");
+    } else if (state === "failed") {
       showError("The connection to the relay failed (ICE or DTLS). Is --ice-address set to " +
         "an address this browser can reach?");
       teardown(session, "failed");
@@ -318,17 +410,30 @@ function watchPeer(session) {
   };
 }
 
-function watchChannel(session) {
-  const channel = session.channel;
+/** The network changed (back online, or another connection type): move the call. */
+function onNetworkChange(why) {
+  const session = call;
+  if (session && session.id && session.pc && session.pc.connectionState !== "connected") {
+    resume(session, why);
+  }
+}
+window.addEventListener("online", () => onNetworkChange("back online"));
+if (navigator.connection) {
+  navigator.connection.addEventListener("change", () => onNetworkChange("network changed"));
+}
+
+function watchChannel(session, channel) {
   channel.onopen = () => {
-    if (call !== session) return;
+    if (call !== session || session.channel !== channel) return;
     logNote("data channel open");
     updateControls();
+    if (session.configured) return;  // a resumed call keeps its session
+    session.configured = true;
     const instructions = ui.instructions.value.trim();
     if (instructions) send({ type: "session.update", session: { type: "realtime", instructions } });
   };
   channel.onmessage = (message) => {
-    if (call !== session) return;
+    if (call !== session || session.channel !== channel) return;
     let event;
     try {
       event = JSON.parse(message.data);
@@ -339,7 +444,8 @@ function watchChannel(session) {
     receive(event);
   };
   channel.onclose = () => {
-    if (call !== session || session.closed) return;
+    if (call !== session || session.closed || session.channel !== channel) return;
+    if (session.resuming || session.pc.connectionState !== "connected") return;
     // The relay closes the channel when it ends the call (hangup elsewhere, timeouts).
     logNote("data channel closed by the relay");
     teardown(session, "closed");
@@ -434,6 +540,16 @@ function receive(event) {
       break;
     case "conversation.item.added":
       addItem(event.item || {});
+      break;
+    case "relay.call.resumed":
+      clearError();
+      setState("connected");
+      logNote(`call resumed: ${event.seconds_without_peer ?? "?"} s without a path, ` +
+        `${event.assistant_audio_ms_held ?? 0} ms of reply audio held for you`);
+      break;
+    case "relay.upstream.restored":
+      logNote(`the model's session was replaced (${event.reason}): ` +
+        `${(event.items_restored || []).length} items restored`);
       break;
     case "input_audio_buffer.speech_started":
       turns.speechStarted();
