@@ -17,7 +17,6 @@ from .test_demo_page import (
     AUDIBLE,
     FAST_VAD,
     chromium,
-    silent_mic,
     open_page,
     wait_for_events,
     wait_for_state,
