@@ -12,7 +12,7 @@ import logging
 from aiohttp import web
 
 from ..cluster.forward import forward_http, forward_websocket
-from ..errors import InvalidRequest, ResumeRefused
+from ..errors import InvalidRequest, RelayError, ResumeRefused
 from ..protocol.realtime.session_config import effective_session
 from .agent import loopback_base
 from .app_state import AGENTS, AUTH, DRAIN, NODE, REGISTRY, SETTINGS, UPSTREAM, owner_address
@@ -32,6 +32,7 @@ def add_realtime_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/realtime/calls", create_call)
     router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
     router.add_post("/v1/realtime/calls/{call_id}/resume", resume_call)
+    router.add_patch("/v1/realtime/calls/{call_id}", patch_call)
     router.add_get("/v1/realtime/calls/{call_id}", describe_call)
     router.add_post("/v1/realtime/client_secrets", create_client_secret)
     router.add_get("/v1/realtime", attach_sideband)
@@ -107,6 +108,19 @@ async def hangup_call(request: web.Request) -> web.StreamResponse:
     call = request.app[REGISTRY].get(call_id)
     await call.close("hangup")
     return web.Response(status=200)
+
+
+async def patch_call(request: web.Request) -> web.StreamResponse:
+    """``PATCH /v1/realtime/calls/{id}``: where WHIP (RFC 9725) takes trickled candidates and
+    ICE restarts. The relay does neither (aiortc cannot restart ICE on a live peer
+    connection; the README says why): 405, as WHIP asks of a session that takes no PATCH,
+    naming the way that works (a resume on a new peer connection)."""
+    error = RelayError("This relay cannot restart ICE on a call's peer connection nor take "
+                       "trickled candidates: to move a call to a new network, resume it on a "
+                       "new peer connection (POST /v1/realtime/calls/{id}/resume with the "
+                       "call's resume token).", code="ice_restart_unsupported")
+    error.type = "invalid_request_error"
+    return web.json_response(error.to_dict(), status=405, headers={"Allow": "GET"})
 
 
 async def describe_call(request: web.Request) -> web.StreamResponse:

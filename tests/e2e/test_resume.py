@@ -118,3 +118,20 @@ async def test_call_whose_peer_went_silent_resumes_within_the_grace_period(
     assert resumed["seconds_without_peer"] >= 1.0
     assert CODE_WORD in await refer_back(client, item_id)
 
+
+
+async def test_call_patch_ice_restart_is_a_clear_405(
+        relay_factory: RelayFactory, make_client: Callable[..., CallClient]) -> None:
+    server = await relay_factory()
+    client = make_client(server=server)
+    await client.connect()
+    url = f"{base_url(server)}/v1/realtime/calls/{client.call_id}"
+    fragment = "a=ice-ufrag:abcd\r\na=ice-pwd:0123456789abcdef012345\r\n"
+    async with aiohttp.ClientSession() as http:
+        async with http.patch(url, data=fragment, headers={
+                "Content-Type": "application/trickle-ice-sdpfrag", "If-Match": "*"}) as response:
+            assert response.status == 405 and response.headers["Allow"] == "GET"
+            error = (await response.json())["error"]
+    assert error["code"] == "ice_restart_unsupported" and "/resume" in error["message"]
+    [call] = list(server.app[REGISTRY])
+    assert not call.closing
