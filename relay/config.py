@@ -459,6 +459,15 @@ class Settings:
         30.0, env="RELAY_UPSTREAM_RECONNECT_SECONDS", check=between(0, 3600),
         help="seconds the relay keeps trying to open a new upstream session when a call's "
              "closes under it (its configuration and conversation restored; 0: the call ends)")
+    #: The hosted service ends a session at 60 minutes: below that, the relay replaces it
+    #: first at a quiet moment, so the client loses nothing (not even a reply in flight).
+    upstream_session_seconds: float | None = setting(
+        None, env="RELAY_UPSTREAM_SESSION_SECONDS", kind=NUMBER,
+        check=lambda v: None if v is None or v >= 1 else "must be at least 1",
+        help="replace a call's upstream session with a new one (configuration and "
+             "conversation restored) this many seconds after it opened, at the next moment "
+             "no reply is in flight; set it below the upstream's own limit (the hosted "
+             "one's is 3600)", shown="never: only when the upstream ends it")
     #: Imported once, at startup (relay/server/agent.py says what it may be).
     agent: str | None = setting(
         None, flag="--agent", env="RELAY_AGENT", check=_agent_spec, metavar="MODULE:ATTR",

@@ -83,6 +83,7 @@ ENVIRONMENT = [
     ("RELAY_RESUME_GRACE", "0", "resume_grace", 0.0),
     ("RELAY_UPSTREAM_RECONNECT_SECONDS", "5", "upstream_reconnect_seconds", 5.0),
     ("RELAY_LOCAL_SESSION_SECONDS", "2.5", "local_session_seconds", 2.5),
+    ("RELAY_UPSTREAM_SESSION_SECONDS", "3500", "upstream_session_seconds", 3500.0),
     ("RELAY_AGENT", "examples.weather_agent:agent", "agent", "examples.weather_agent:agent"),
     ("RELAY_AGENT_START_TIMEOUT", "2.5", "agent_start_timeout", 2.5),
     ("RELAY_LOG_LEVEL", "debug", "log_level", "debug"),

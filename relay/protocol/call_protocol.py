@@ -80,6 +80,11 @@ class CallProtocol(Protocol):
         """True from :meth:`upstream_lost` until :meth:`upstream_reopened`: nothing is to
         be sent upstream meanwhile."""
 
+    @property
+    def idle(self) -> bool:
+        """True when no reply is in flight and no assistant audio waits to be played (a
+        planned upstream rollover waits for it)."""
+
     def upstream_lost(self, close_code: int | None) -> str | None:
         """The upstream WebSocket closed under the call with ``close_code``. When a new
         session is worth opening, end what was in flight, keep what the new session needs

@@ -67,6 +67,10 @@ RESUME_TOKEN_BYTES = 32
 #: longest between two attempts (each waits twice the one before).
 RECONNECT_FIRST_DELAY = 0.25
 RECONNECT_MAX_DELAY = 2.0
+#: Longest a planned rollover waits for a moment with no reply in flight, and how often it
+#: looks.
+ROLLOVER_WAIT = 60.0
+ROLLOVER_POLL = 0.1
 #: An upstream session that lasted this long before it was lost starts a fresh window of
 #: ``upstream_reconnect_seconds``; one lost sooner is part of the same run of failures.
 UPSTREAM_STABLE_SECONDS = 30.0
@@ -223,6 +227,9 @@ class CallDriver:
             self.media.start(self.pc, self.id)
             self._spawn(self._connect_deadline(self.pc), "connect-deadline")
             self._spawn(self._duration_deadline(), "duration-deadline")
+            if self.settings.upstream_session_seconds is not None:
+                self._spawn(self._roll_over(self.settings.upstream_session_seconds),
+                            "upstream-rollover")
             return sdp
         except BaseException:
             await self.close("setup failed")
@@ -480,6 +487,8 @@ class CallDriver:
                 pass
             if self._closing:
                 return
+            if self._socket is not socket:
+                continue  # replaced on purpose (a rollover): read the new one
             if not await self._reopen_upstream(socket):
                 self.core.upstream_closed(socket.close_code, socket.close_reason or "")
                 self._flush_client()
@@ -520,6 +529,40 @@ class CallDriver:
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_DELAY)
         return False
+
+    async def _roll_over(self, seconds: float) -> None:
+        """Replace the upstream session before the upstream's own limit ends it: ``seconds``
+        after it opened, at the first moment no reply is in flight (or after
+        ``ROLLOVER_WAIT`` regardless), open a new one, restore the call on it, and close
+        the old one. The client sees one ``relay.upstream.restored``; nothing is lost."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.0, self._upstream_opened_at + seconds - loop.time()))
+            waited = loop.time()
+            while not self.core.idle and loop.time() - waited < ROLLOVER_WAIT:
+                await asyncio.sleep(ROLLOVER_POLL)
+            if self.core.upstream_down:
+                continue  # being reopened already: the new session starts a new term
+            old = self._socket
+            try:
+                new = await self._upstream.connect(self.model)
+            except RelayError as exc:
+                # The old session goes on; its end, if it comes, is reopened as any loss.
+                self.log.warning("upstream rollover failed: %s", exc.message)
+                self._upstream_opened_at = loop.time()
+                continue
+            if self._closing or self.core.upstream_down or old is not self._socket:
+                await new.close()
+                continue
+            self.log.info("rolling the upstream session over after %g s", seconds)
+            self.core.upstream_lost(None)
+            self._socket = new
+            self._upstream_opened_at = loop.time()
+            self.core.upstream_reopened("session_rollover")
+            self._kick()
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await old.close()
 
     async def _write_upstream(self) -> None:
         while True:

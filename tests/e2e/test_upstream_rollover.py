@@ -74,6 +74,25 @@ async def test_call_rolls_over_when_the_upstream_session_expires(
             SERVER_EVENT.validate_python(event)
 
 
+async def test_call_rolls_over_before_the_upstream_limit_at_a_quiet_moment(
+        relay_factory: RelayFactory, make_client: Callable[..., CallClient]) -> None:
+    server: TestServer = await relay_factory(local_session_seconds=30.0,
+                                             upstream_session_seconds=3.0,
+                                             local_mode="assistant")
+    client = make_client(server=server)
+    await client.connect()
+    item_id, heard = await say_and_hear(client, CODE_WORD)
+    assert CODE_WORD in heard
+    restored = await client.wait_for(RESTORED_EVENT, timeout=15)
+    assert restored["reason"] == "session_rollover"
+    assert item_id in restored["items_restored"]
+    assert restored["uplink_ms_dropped"] == 0  # the new session was open before the switch
+    assert "error" not in client.types()
+    assert CODE_WORD in await refer_back(client, item_id)
+    [call] = list(server.app[REGISTRY])
+    assert call.stats()["upstream_restores"] >= 1
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

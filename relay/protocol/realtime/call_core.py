@@ -301,6 +301,11 @@ class CallCore:
                                    code="upstream_closed"))
         )
 
+    @property
+    def idle(self) -> bool:
+        """No reply in flight and no assistant audio waiting to be played."""
+        return not self.playback.unfinished() and self.playout.queued == 0
+
     def upstream_lost(self, close_code: int | None) -> str | None:
         """The upstream session closed under the call with ``close_code`` (None: none
         received). When a new session is worth opening (see
