@@ -538,8 +538,9 @@ class CallDriver:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(max(0.0, self._upstream_opened_at + seconds - loop.time()))
-            waited = loop.time()
-            while not self.core.idle and loop.time() - waited < ROLLOVER_WAIT:
+            for _ in range(round(ROLLOVER_WAIT / ROLLOVER_POLL)):
+                if self.core.idle:
+                    break
                 await asyncio.sleep(ROLLOVER_POLL)
             if self.core.upstream_down:
                 continue  # being reopened already: the new session starts a new term
