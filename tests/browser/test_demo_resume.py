@@ -22,6 +22,7 @@ from .test_demo_page import (
     wait_for_events,
     wait_for_state,
 )
+from .test_demo_page import silent_mic as silent_mic  # noqa: F401  (a fixture, used by name)
 
 
 async def test_demo_page_resumes_its_call_when_the_path_is_cut(relay_factory, silent_mic,
