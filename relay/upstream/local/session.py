@@ -50,8 +50,10 @@ from .conversation import (
     new_item_id,
     user_audio_item,
 )
+from .fields import check_response
 from .response import (
     BEEP_TRANSCRIPT,
+    IDLE_PROMPT,
     TOOL_TONE_HZ,
     BaseResponse,
     FunctionCallResponse,
@@ -61,6 +63,7 @@ from .response import (
     ResponseOptions,
     ResponsePlan,
     beep,
+    change_speed,
     describe_parrot,
     server_event,
 )
@@ -126,6 +129,13 @@ class LocalSession:
         self._jobs: list[SpeechJob] = []
         #: User items whose transcription is under way.
         self._transcribing: set[str] = set()
+        #: Input audio time (ms) from which ``idle_timeout_ms`` counts; None while the
+        #: user speaks or a response is under way (counting restarts after it).
+        self._idle_from_ms: int | None = None
+        #: Input audio time at which the last response's audio has played out, as far as
+        #: the input clock can tell (when its first audio went out, plus its length).
+        self._playback_end_ms = 0
+        self._playing: tuple[str, int, int] | None = None  # (response id, from ms, ms sent)
         self._sync_vad()
         self._handlers: dict[str, Handler] = {
             "session.update": self._session_update,
@@ -195,6 +205,7 @@ class LocalSession:
         if response is None or not response.has_more():
             return None
         chunk = response.next_chunk(self._previous_of(response))
+        self._track_playback(chunk.response_id, chunk.audio_ms)
         if chunk.final:
             self._response = None
             chunk.events.extend(self._start_queued())
@@ -289,6 +300,7 @@ class LocalSession:
         """(Re)build the detector at the session's current audio position."""
         turn = self._turn()
         self._speech_item_id = None
+        self._idle_from_ms = None
         if turn is None:
             self._vad = None
             return
@@ -316,9 +328,48 @@ class LocalSession:
         events: list[Event] = []
         for found in self._vad.feed(pcm):
             events += self._on_vad(found)
+        events += self._check_idle()
         if self._vad is not None:
             self._buffer.drop_before(self._vad.retain_from_ms() * BYTES_PER_MS)
         return events
+
+    def _track_playback(self, response_id: str, audio_ms: int) -> None:
+        """Note when a response's audio will have played out, on the input clock: it
+        starts playing when its first audio goes out and lasts as long as it is."""
+        if not audio_ms:
+            return
+        if self._playing is None or self._playing[0] != response_id:
+            self._playing = (response_id, self._buffer.end // BYTES_PER_MS, 0)
+        rid, start, sent = self._playing
+        self._playing = (rid, start, sent + audio_ms)
+        self._playback_end_ms = max(self._playback_end_ms, start + sent + audio_ms)
+
+    def _check_idle(self) -> list[Event]:
+        """``server_vad``'s ``idle_timeout_ms``: once the user has been silent that long
+        since the last response played out, say so (``input_audio_buffer.timeout_triggered``),
+        commit the silent audio as a user turn and answer it, as the hosted service does."""
+        turn = self._turn()
+        vad = self._vad
+        if turn is None or turn.idle_timeout_ms is None or vad is None:
+            return []
+        now = self._buffer.end // BYTES_PER_MS
+        if self.response_active or vad.in_speech:
+            self._idle_from_ms = None
+            return []
+        if self._idle_from_ms is None:
+            self._idle_from_ms = max(now, self._playback_end_ms)
+        start = self._idle_from_ms
+        if now - start < turn.idle_timeout_ms:
+            return []
+        self._idle_from_ms = None
+        item_id = new_item_id()
+        audio = self._buffer.slice(start * BYTES_PER_MS, now * BYTES_PER_MS)
+        self._buffer.drop_before(now * BYTES_PER_MS)
+        self._reset_vad()
+        events = [server_event("input_audio_buffer.timeout_triggered", audio_start_ms=start,
+                               audio_end_ms=now, item_id=item_id)]
+        events += self._commit(item_id, audio)
+        return events + self._start_response(None, prompt=IDLE_PROMPT)
 
     def _on_vad(self, found: VadEvent) -> list[Event]:
         turn = self._turn()
@@ -457,6 +508,8 @@ class LocalSession:
         if overrides is not None and not isinstance(overrides, Mapping):
             raise InvalidRequest("response must be an object", code="invalid_type",
                                  param="response")
+        if overrides is not None:
+            check_response(overrides)
         if self.mode == "echo":
             return self._open_echo()
         return self._start_response(overrides)
@@ -469,7 +522,10 @@ class LocalSession:
                                  code="response_cancel_not_active")
         return self._cancel("client_cancelled")
 
-    def _start_response(self, overrides: Mapping[str, Any] | None) -> list[Event]:
+    def _start_response(self, overrides: Mapping[str, Any] | None, *,
+                        prompt: str | None = None) -> list[Event]:
+        """Start a response over the conversation (or ``response.input``); ``prompt``,
+        when given, is what it says unless a tool is called (the idle timeout's)."""
         opts = dict(overrides or {})
         options = self._response_options(opts)
         source = self._response_input(opts)
@@ -480,12 +536,18 @@ class LocalSession:
             latest = latest_user_audio(source)
             pending = PendingResponse(options, source, tools, choice,
                                       input_audio_ms=latest.audio_ms() if latest else 0)
+            pending.prompt = prompt
             self._preparing = pending
             return pending.created() + self._advance()
         step = choose(source, tools, choice, call_names([*self.conversation, *source]))
         if isinstance(step, ToolCall):
             return self._open(FunctionCallResponse(step.name, step.arguments, options))
-        return self._open(Response(_plan(source, step), options, delta_ms=self.delta_ms))
+        if step is None and prompt is not None:
+            plan = ResponsePlan(beep(), prompt)
+        else:
+            plan = _plan(source, step)
+        plan.audio = change_speed(plan.audio, options.speed)
+        return self._open(Response(plan, options, delta_ms=self.delta_ms))
 
     def _response_options(self, opts: Mapping[str, Any]) -> ResponseOptions:
         """The session's response settings under ``response.create``'s, checked."""
@@ -550,7 +612,10 @@ class LocalSession:
             self._preparing = None
             return self._open(FunctionCallResponse(step.name, step.arguments, pending.options,
                                                    response_id=pending.id), announced=True)
-        text = step.transcript if step is not None else reply(pending.source)
+        if step is not None:
+            text = step.transcript
+        else:
+            text = pending.prompt if pending.prompt is not None else reply(pending.source)
         if not pending.options.audio:
             self._preparing = None
             plan = ResponsePlan(b"", text, input_audio_ms=pending.input_audio_ms)
