@@ -322,13 +322,14 @@ class LocalSession:
         pcm = decode_audio(encoded, "audio")
         if self.mode == "echo":
             return self._echo(pcm, str(encoded))
+        before_ms = self._buffer.end // BYTES_PER_MS
         self._buffer.append(pcm)
         if self._vad is None:
             return []
         events: list[Event] = []
         for found in self._vad.feed(pcm):
             events += self._on_vad(found)
-        events += self._check_idle()
+        events += self._check_idle(before_ms)
         if self._vad is not None:
             self._buffer.drop_before(self._vad.retain_from_ms() * BYTES_PER_MS)
         return events
@@ -344,10 +345,12 @@ class LocalSession:
         self._playing = (rid, start, sent + audio_ms)
         self._playback_end_ms = max(self._playback_end_ms, start + sent + audio_ms)
 
-    def _check_idle(self) -> list[Event]:
+    def _check_idle(self, since_ms: int) -> list[Event]:
         """``server_vad``'s ``idle_timeout_ms``: once the user has been silent that long
         since the last response played out, say so (``input_audio_buffer.timeout_triggered``),
-        commit the silent audio as a user turn and answer it, as the hosted service does."""
+        commit the silent audio as a user turn and answer it, as the hosted service does.
+        ``since_ms`` is where the audio just appended began: silence counts from there
+        when nothing was being counted."""
         turn = self._turn()
         vad = self._vad
         if turn is None or turn.idle_timeout_ms is None or vad is None:
@@ -357,7 +360,7 @@ class LocalSession:
             self._idle_from_ms = None
             return []
         if self._idle_from_ms is None:
-            self._idle_from_ms = max(now, self._playback_end_ms)
+            self._idle_from_ms = max(since_ms, self._playback_end_ms)
         start = self._idle_from_ms
         if now - start < turn.idle_timeout_ms:
             return []
