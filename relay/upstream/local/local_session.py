@@ -49,7 +49,7 @@ from .conversation import (
     new_item_id,
     user_audio_item,
 )
-from .fields import check_response
+from .field_checks import check_response
 from .response import (
     BEEP_TRANSCRIPT,
     IDLE_PROMPT,

@@ -15,7 +15,7 @@ from ...protocol.realtime.session_config import (
     deep_merge,
     normalize_session,
 )
-from .fields import check_session, check_turn_detection_keys
+from .field_checks import check_session, check_turn_detection_keys
 from .tools import check_tools
 
 #: ``semantic_vad`` has no threshold or durations; its eagerness picks a silence length.

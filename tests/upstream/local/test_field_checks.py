@@ -12,7 +12,7 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
 from relay.upstream.local.response import IDLE_PROMPT
-from relay.upstream.local.session import LocalSession
+from relay.upstream.local.local_session import LocalSession
 
 from .signals import chunks, silence, tone
 
@@ -117,7 +117,7 @@ BAD_FIELDS = [
 
 @pytest.mark.parametrize(("fields", "param", "code"), BAD_FIELDS,
                          ids=[case[1] + ":" + case[2] for case in BAD_FIELDS])
-def test_fields_out_of_range_are_refused_naming_the_parameter(
+def test_field_checks_out_of_range_are_refused_naming_the_parameter(
         fields: dict[str, Any], param: str, code: str) -> None:
     session = LocalSession()
     before = json.dumps(session.config, sort_keys=True)
@@ -145,7 +145,7 @@ GOOD_FIELDS: list[dict[str, Any]] = [
 
 
 @pytest.mark.parametrize("fields", GOOD_FIELDS, ids=lambda f: json.dumps(f)[:60])
-def test_fields_in_range_are_taken_and_echoed(fields: dict[str, Any]) -> None:
+def test_field_checks_in_range_are_taken_and_echoed(fields: dict[str, Any]) -> None:
     session = LocalSession()
     [updated] = update(session, **fields)
     assert updated["type"] == "session.updated", updated
@@ -155,7 +155,7 @@ def test_fields_in_range_are_taken_and_echoed(fields: dict[str, Any]) -> None:
             assert updated["session"][key] == value
 
 
-def test_fields_response_create_refuses_unknown_keys_and_bad_budgets() -> None:
+def test_field_checks_response_create_refuses_unknown_keys_and_bad_budgets() -> None:
     session = LocalSession()
     for response, param, code in [
         ({"temperature": 0.2}, "response.temperature", "unknown_parameter"),
@@ -181,7 +181,7 @@ def idle_session(timeout_ms: int = 5000) -> LocalSession:
     return session
 
 
-def test_fields_idle_timeout_triggers_after_silence_and_starts_a_response() -> None:
+def test_field_checks_idle_timeout_triggers_after_silence_and_starts_a_response() -> None:
     session = idle_session(5000)
     assert append(session, silence(4900)) == []
     events = append(session, silence(200))
@@ -199,7 +199,7 @@ def test_fields_idle_timeout_triggers_after_silence_and_starts_a_response() -> N
     assert only(done, "response.done")["response"]["status"] == "completed"
 
 
-def test_fields_idle_timeout_waits_for_the_reply_to_play_out_and_rearms() -> None:
+def test_field_checks_idle_timeout_waits_for_the_reply_to_play_out_and_rearms() -> None:
     session = idle_session(5000)
     append(session, silence(5040))
     reply = drain(session)
@@ -214,7 +214,7 @@ def test_fields_idle_timeout_waits_for_the_reply_to_play_out_and_rearms() -> Non
     assert again[0]["audio_start_ms"] >= 5040
 
 
-def test_fields_idle_timeout_is_reset_by_speech() -> None:
+def test_field_checks_idle_timeout_is_reset_by_speech() -> None:
     session = idle_session(5000)
     events = append(session, silence(3000) + tone(600) + silence(700))
     assert "input_audio_buffer.speech_stopped" in types(events)
@@ -223,14 +223,14 @@ def test_fields_idle_timeout_is_reset_by_speech() -> None:
     assert "input_audio_buffer.timeout_triggered" not in types(events)
 
 
-def test_fields_idle_timeout_off_by_default() -> None:
+def test_field_checks_idle_timeout_off_by_default() -> None:
     session = LocalSession(mode="parrot")
     assert append(session, silence(31_000)) == []
 
 
 # -- max_output_tokens -----------------------------------------------------------------------
 
-def test_fields_max_output_tokens_ends_an_audio_reply_incomplete() -> None:
+def test_field_checks_max_output_tokens_ends_an_audio_reply_incomplete() -> None:
     session = LocalSession(mode="parrot")
     session.receive_event({"type": "conversation.item.create", "item": {
         "type": "message", "role": "user", "content": [{
@@ -249,7 +249,7 @@ def test_fields_max_output_tokens_ends_an_audio_reply_incomplete() -> None:
     assert 0 < audio < 2000 * 48  # cut well short of the 2 s the parrot would say
 
 
-def test_fields_max_output_tokens_cuts_a_text_reply_at_a_word() -> None:
+def test_field_checks_max_output_tokens_cuts_a_text_reply_at_a_word() -> None:
     session = LocalSession(mode="parrot")
     update(session, output_modalities=["text"], max_output_tokens=3)
     events = session.receive_event({"type": "response.create"}) + drain(session)
@@ -263,14 +263,14 @@ def test_fields_max_output_tokens_cuts_a_text_reply_at_a_word() -> None:
                                                                    "max_output_tokens")
 
 
-def test_fields_max_output_tokens_large_enough_completes() -> None:
+def test_field_checks_max_output_tokens_large_enough_completes() -> None:
     session = LocalSession(mode="parrot")
     update(session, output_modalities=["text"], max_output_tokens=4096)
     events = session.receive_event({"type": "response.create"}) + drain(session)
     assert only(events, "response.done")["response"]["status"] == "completed"
 
 
-def test_fields_max_output_tokens_cuts_function_call_arguments() -> None:
+def test_field_checks_max_output_tokens_cuts_function_call_arguments() -> None:
     session = LocalSession(mode="parrot")
     tool = {"type": "function", "name": "lookup", "parameters": {
         "type": "object", "required": ["query"],
@@ -286,7 +286,7 @@ def test_fields_max_output_tokens_cuts_function_call_arguments() -> None:
 # -- speed -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("speed", [0.5, 1.5])
-def test_fields_speed_changes_the_parrots_reply_length(speed: float) -> None:
+def test_field_checks_speed_changes_the_parrots_reply_length(speed: float) -> None:
     session = LocalSession(mode="parrot")
     update(session, audio={"output": {"speed": speed}})
     session.receive_event({"type": "conversation.item.create", "item": {
