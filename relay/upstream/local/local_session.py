@@ -21,8 +21,9 @@ sleeps or touches a socket::
 from __future__ import annotations
 
 import copy
+import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...errors import InvalidRequest, RelayError
@@ -50,6 +51,9 @@ from .conversation import (
     user_audio_item,
 )
 from .field_checks import check_response
+from .mcp_catalog import McpCatalog
+from .mcp_responses import ApprovalResponse, McpCallResponse
+from .mcp_tools import CallMcpTool, ListMcpTools, McpJob, McpOutcome
 from .response import (
     BEEP_TRANSCRIPT,
     IDLE_PROMPT,
@@ -69,6 +73,9 @@ from .response import (
 from .session_update import TurnDetection, apply_update, is_pcm24k, turn_detection
 from .synthesizer import espeak_voice, words_per_minute
 from .tools import (
+    McpApproval,
+    McpToolCall,
+    Step,
     ToolCall,
     ToolReport,
     call_names,
@@ -86,6 +93,8 @@ logger = logging.getLogger(__name__)
 MIN_COMMIT_MS = 100
 
 Handler = Callable[[Event], list[Event]]
+#: Work the session asks the driver to do off its loop: speech, and MCP requests.
+Job = SpeechJob | McpJob
 
 
 class LocalSession:
@@ -107,10 +116,14 @@ class LocalSession:
     ``function_call_output``, the next response says it used the tool, output included
     ("I used get_weather: ..."): the assistant speaks it, the parrot reads it over a tone.
     Any mode but echo transcribes committed turns when ``audio.input.transcription`` asks.
+
+    MCP tools (:mod:`.mcp_tools`) are listed and called through jobs too
+    (:class:`ListMcpTools`, :class:`CallMcpTool`), on the servers ``mcp_urls`` (URL
+    prefixes, ``*`` any) allows; a session naming another is refused.
     """
 
     def __init__(self, *, mode: LocalMode = "parrot", model: str = DEFAULT_MODEL,
-                 delta_ms: int = 100) -> None:
+                 delta_ms: int = 100, mcp_urls: Sequence[str] = ()) -> None:
         if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode: LocalMode = mode
@@ -126,7 +139,9 @@ class LocalSession:
         #: A response announced whose output awaits speech work (assistant mode).
         self._preparing: PendingResponse | None = None
         self._queued_response = False
-        self._jobs: list[SpeechJob] = []
+        self._jobs: list[Job] = []
+        self._mcp_urls = tuple(mcp_urls)
+        self._mcp = McpCatalog()
         #: User items whose transcription is under way.
         self._transcribing: set[str] = set()
         #: Input audio time (ms) from which ``idle_timeout_ms`` counts; None while the
@@ -222,7 +237,7 @@ class LocalSession:
 
     # -- speech work --------------------------------------------------------------------
 
-    def take_jobs(self) -> list[SpeechJob]:
+    def take_jobs(self) -> list[Job]:
         """The speech work asked for since the last call, in order. The driver runs each
         off its event loop and hands the result back to :meth:`transcription_done` /
         :meth:`transcription_failed` or :meth:`synthesis_done` / :meth:`synthesis_failed`."""
@@ -274,6 +289,36 @@ class LocalSession:
         events = pending.finish("failed", {"type": "failed", "error": error})
         return events + self._start_queued()
 
+    # -- MCP work -----------------------------------------------------------------------
+
+    def mcp_tools_listed(self, job: ListMcpTools, tools: list[dict[str, Any]]) -> list[Event]:
+        """An MCP server's tools are known: show them, and carry on a response that
+        waited for them."""
+        return self._mcp.done(job, tools, self.conversation) + self._advance()
+
+    def mcp_list_failed(self, job: ListMcpTools, error: dict[str, Any]) -> list[Event]:
+        """An MCP server could not be listed: say so; a response that waited goes on
+        without its tools."""
+        logger.info("session %s: MCP server %r not listed: %s", self.id, job.server.label,
+                    error.get("message"))
+        return self._mcp.failed(job, error) + self._advance()
+
+    def mcp_call_done(self, job: CallMcpTool, outcome: McpOutcome) -> list[Event]:
+        """An MCP tool answered: close its call's response, then answer with what it
+        gave in a response of its own. An answer for a response cancelled since is
+        dropped."""
+        response = self._response
+        if not isinstance(response, McpCallResponse) or response.id != job.response_id:
+            return []
+        self._response = None
+        events = response.finish_call(outcome, self._previous_of(response))
+        return events + self._follow_up()
+
+    def _follow_up(self) -> list[Event]:
+        """After an MCP call: the response that reports it (or a queued turn's)."""
+        self._queued_response = False
+        return self._start_response(None)
+
     def _request_transcript(self, item: Item) -> None:
         """Ask for the words of a user item's audio, when anyone wants them: the session
         (``audio.input.transcription``) or the assistant, which answers them."""
@@ -286,12 +331,22 @@ class LocalSession:
     # -- session ------------------------------------------------------------------------
 
     def _session_update(self, event: Event) -> list[Event]:
-        updated = apply_update(self.config, event.get("session"))
+        updated = apply_update(self.config, event.get("session"), self._mcp_urls)
         before = turn_detection(self.config)
         self.config = updated
         if turn_detection(updated) != before:
             self._sync_vad()
-        return [server_event("session.updated", session=copy.deepcopy(self.config))]
+        events = [server_event("session.updated", session=copy.deepcopy(self.config))]
+        return events + self._list_mcp(self.config["tools"])
+
+    def _list_mcp(self, tools: Any) -> list[Event]:
+        """Start listing the MCP servers among ``tools`` not listed yet (echo mode
+        calls no tools, so lists none)."""
+        if self.mode == "echo":
+            return []
+        events, jobs = self._mcp.sync(tools, self.conversation)
+        self._jobs += jobs
+        return events
 
     def _turn(self) -> TurnDetection | None:
         return turn_detection(self.config) if self.mode != "echo" else None
@@ -442,16 +497,25 @@ class LocalSession:
     def _item_create(self, event: Event) -> list[Event]:
         item = item_from_client(event.get("item"))
         check_output(item, self.conversation)
+        _check_approval(item, self.conversation)
         if "previous_item_id" in event:
             previous = self.conversation.insert(item, event["previous_item_id"])
         else:
             previous = self.conversation.insert(item)
         if item.has_input_audio():
             self._request_transcript(item)
-        return [
+        events = [
             server_event("conversation.item.added", previous_item_id=previous, item=item.public()),
             server_event("conversation.item.done", previous_item_id=previous, item=item.public()),
         ]
+        if item.data.get("type") == "mcp_approval_response" and self.mode != "echo":
+            # The user answered an approval request: the model goes on by itself, as the
+            # hosted one does (agents-js sends no response.create after its answer).
+            if self.response_active:
+                self._queued_response = True
+            else:
+                events += self._start_response(None)
+        return events
 
     def _item_retrieve(self, event: Event) -> list[Event]:
         item = self._item(event)
@@ -534,23 +598,17 @@ class LocalSession:
         source = self._response_input(opts)
         tools = opts.get("tools", self.config["tools"])
         choice = opts.get("tool_choice", self.config["tool_choice"])
-        check_tools(tools, choice, "response")
-        if self.mode == "assistant":
-            latest = latest_user_audio(source)
-            pending = PendingResponse(options, source, tools, choice,
-                                      input_audio_ms=latest.audio_ms() if latest else 0)
-            pending.prompt = prompt
+        check_tools(tools, choice, "response", self._mcp_urls)
+        events = self._list_mcp(tools)
+        latest = latest_user_audio(source)
+        pending = PendingResponse(options, source, tools, choice,
+                                  input_audio_ms=latest.audio_ms() if latest else 0)
+        pending.prompt = prompt
+        if self.mode == "assistant" or self._mcp.pending(tools):
+            # Announced now; it goes on once its words (or its tools) are known.
             self._preparing = pending
-            return pending.created() + self._advance()
-        step = choose(source, tools, choice, call_names([*self.conversation, *source]))
-        if isinstance(step, ToolCall):
-            return self._open(FunctionCallResponse(step.name, step.arguments, options))
-        if step is None and prompt is not None:
-            plan = ResponsePlan(beep(), prompt)
-        else:
-            plan = _plan(source, step)
-        plan.audio = change_speed(plan.audio, options.speed)
-        return self._open(Response(plan, options, delta_ms=self.delta_ms))
+            return events + pending.created() + self._advance()
+        return events + self._proceed(pending, announced=False)
 
     def _response_options(self, opts: Mapping[str, Any]) -> ResponseOptions:
         """The session's response settings under ``response.create``'s, checked."""
@@ -609,26 +667,67 @@ class LocalSession:
         latest = latest_user_message(pending.source)
         if latest is not None and latest.id in self._transcribing:
             return []
-        known = call_names([*self.conversation, *pending.source])
-        step = choose(pending.source, pending.tools, pending.choice, known)
-        if isinstance(step, ToolCall):
-            self._preparing = None
-            return self._open(FunctionCallResponse(step.name, step.arguments, pending.options,
-                                                   response_id=pending.id), announced=True)
-        if step is not None:
+        if self._mcp.pending(pending.tools):
+            return []
+        self._preparing = None
+        return self._proceed(pending, announced=True)
+
+    def _proceed(self, pending: PendingResponse, *, announced: bool) -> list[Event]:
+        """Open the response ``pending`` stands for, now that all it needs is known:
+        call a tool (or ask to), or answer: the parrot at once, the assistant in text at
+        once and in audio once its reply is synthesized."""
+        step = self._choose(pending)
+        options, rid = pending.options, pending.id
+        opened = self._open_tool_step(step, options, rid, announced)
+        if opened is not None:
+            return opened
+        if self.mode != "assistant":
+            if step is None and pending.prompt is not None:
+                plan = ResponsePlan(beep(), pending.prompt)
+            else:
+                plan = _plan(pending.source, step if isinstance(step, ToolReport) else None)
+            plan.audio = change_speed(plan.audio, options.speed)
+            return self._open(Response(plan, options, delta_ms=self.delta_ms, response_id=rid),
+                              announced=announced)
+        if isinstance(step, ToolReport):
             text = step.transcript
         else:
             text = pending.prompt if pending.prompt is not None else reply(pending.source)
-        if not pending.options.audio:
-            self._preparing = None
+        if not options.audio:
             plan = ResponsePlan(b"", text, input_audio_ms=pending.input_audio_ms)
-            return self._open(Response(plan, pending.options, delta_ms=self.delta_ms,
-                                       response_id=pending.id), announced=True)
+            return self._open(Response(plan, options, delta_ms=self.delta_ms, response_id=rid),
+                              announced=announced)
         pending.reply = text
-        options = pending.options
-        self._jobs.append(Synthesize(pending.id, text, espeak_voice(options.voice),
+        self._preparing = pending
+        self._jobs.append(Synthesize(rid, text, espeak_voice(options.voice),
                                      words_per_minute(options.speed)))
-        return []
+        return [] if announced else pending.created()
+
+    def _choose(self, pending: PendingResponse) -> Step:
+        known = call_names([*self.conversation, *pending.source])
+        return choose(pending.source, pending.tools, pending.choice, known,
+                      self._mcp.listed(pending.tools))
+
+    def _open_tool_step(self, step: Step, options: ResponseOptions, rid: str,
+                        announced: bool) -> list[Event] | None:
+        """Open the response of a tool step (a function call, an MCP call or an approval
+        request), or None when the step is an answer."""
+        if isinstance(step, ToolCall):
+            return self._open(FunctionCallResponse(step.name, step.arguments, options,
+                                                   response_id=rid), announced=announced)
+        if isinstance(step, McpApproval):
+            return self._open(ApprovalResponse(step.server, step.name, step.arguments,
+                                               options, response_id=rid), announced=announced)
+        if not isinstance(step, McpToolCall):
+            return None
+        call = McpCallResponse(step.server, step.name, step.arguments, options,
+                               approval_request_id=step.approval_request_id, response_id=rid)
+        events = self._open(call, announced=announced)
+        if call.cut:  # max_output_tokens holds not even the arguments: no call is made
+            return events + self._finish("incomplete", "max_output_tokens")
+        self._jobs.append(CallMcpTool(rid, call.item.id, step.server, step.name,
+                                      _json_object(step.arguments)))
+        return events
 
     def _open(self, response: BaseResponse, *, announced: bool = False) -> list[Event]:
         previous = self.conversation.last_id()
@@ -690,6 +789,30 @@ def _plan(items: list[Item], report: ToolReport | None) -> ResponsePlan:
         return ResponsePlan(beep(), BEEP_TRANSCRIPT)
     ms = source.audio_ms()
     return ResponsePlan(source.audio, describe_parrot(ms), input_audio_ms=ms)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """A tool call's arguments as an object (``{}`` when they are not one)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _check_approval(item: Item, conversation: Conversation) -> None:
+    """Raise :class:`InvalidRequest` unless an ``mcp_approval_response`` answers an
+    ``mcp_approval_request`` of the conversation, with a boolean ``approve``."""
+    if item.data.get("type") != "mcp_approval_response":
+        return
+    request = conversation.get(item.data.get("approval_request_id"))
+    if request is None or request.data.get("type") != "mcp_approval_request":
+        raise InvalidRequest(
+            f"Approval request '{item.data.get('approval_request_id')}' not found in "
+            "conversation.", code="invalid_value", param="item.approval_request_id")
+    if not isinstance(item.data.get("approve"), bool):
+        raise InvalidRequest("Missing required parameter: 'item.approve'.",
+                             code="missing_required_parameter", param="item.approve")
 
 
 def _has_audio(item: Item, active: BaseResponse | None) -> bool:

@@ -526,3 +526,13 @@ def server_event(kind: str, **fields: Any) -> Event:
     event.update(fields)
     return event
 
+
+
+def text_usage(output_text_tokens: int) -> dict[str, Any]:
+    """Usage of a response that produced only text (a call's arguments, a request)."""
+    return _usage(0, 0, output_text_tokens)
+
+
+def text_pieces(text: str, size: int = ARGUMENT_DELTA_CHARS) -> list[str]:
+    """``text`` as the deltas that stream it (one piece, maybe empty, at least)."""
+    return _pieces(text, size)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +29,11 @@ _SEMANTIC_DEFAULTS: dict[str, Any] = {
 }
 
 
-def apply_update(current: Mapping[str, Any], update: Any) -> Session:
+def apply_update(current: Mapping[str, Any], update: Any,
+                 mcp_urls: Sequence[str] = ()) -> Session:
     """``current`` with the ``session`` of a ``session.update`` applied, or
-    :class:`InvalidRequest` (and ``current`` untouched) when the update is not acceptable."""
+    :class:`InvalidRequest` (and ``current`` untouched) when the update is not acceptable.
+    ``mcp_urls`` are the MCP server URLs (prefixes) an ``mcp`` tool may name."""
     if not isinstance(update, Mapping):
         raise InvalidRequest(
             "Missing required parameter: 'session'.",
@@ -51,7 +53,7 @@ def apply_update(current: Mapping[str, Any], update: Any) -> Session:
         check_session(merged)
     _check_formats(merged)
     _check_modalities(merged)
-    check_tools(merged.get("tools"), merged.get("tool_choice"), "session")
+    check_tools(merged.get("tools"), merged.get("tool_choice"), "session", mcp_urls)
     merged["audio"]["input"]["turn_detection"] = _complete_turn_detection(
         _turn_detection_after(current, normalized)
     )

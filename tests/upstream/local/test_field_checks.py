@@ -11,8 +11,8 @@ import pytest
 from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
-from relay.upstream.local.response import IDLE_PROMPT
 from relay.upstream.local.local_session import LocalSession
+from relay.upstream.local.response import IDLE_PROMPT
 
 from .signals import chunks, silence, tone
 
