@@ -9,7 +9,14 @@ from typing import Any
 from ...errors import InvalidRequest
 from ...protocol.events import Event, error_event
 from .conversation import Conversation, Item, new_item_id
-from .mcp_tools import ListMcpTools, McpListing, McpServer, list_tools_item, mcp_servers
+from .mcp_tools import (
+    ListMcpTools,
+    McpListing,
+    McpServer,
+    is_allowed,
+    list_tools_item,
+    mcp_servers,
+)
 from .response import server_event
 
 
@@ -55,11 +62,12 @@ class McpCatalog:
 
     def done(self, job: ListMcpTools, tools: list[dict[str, Any]],
              conversation: Conversation) -> list[Event]:
-        """The server answered: its item, tools filled in (``conversation.item.done``),
-        then ``mcp_list_tools.completed``."""
+        """The server answered: its item, with the tools ``allowed_tools`` lets through
+        (``conversation.item.done``), then ``mcp_list_tools.completed``."""
         listing = self._listing(job)
         if listing is None:
             return []
+        tools = [tool for tool in tools if is_allowed(job.server, tool)]
         listing.status, listing.tools = "completed", tools
         events: list[Event] = []
         item = conversation.get(job.item_id)

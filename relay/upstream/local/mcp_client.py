@@ -48,7 +48,8 @@ async def list_tools(server: McpServer, timeout: float = MCP_TIMEOUT_S) -> list[
         cursor: str | None = None
         for _ in range(100):  # pages: a server that never stops paging is cut off
             page = await client.list_tools(cursor=cursor)
-            tools += [listed_tool(tool.model_dump(exclude_none=True)) for tool in page.tools]
+            tools += [listed_tool(tool.model_dump(by_alias=True, exclude_none=True))
+                      for tool in page.tools]
             cursor = page.next_cursor
             if cursor is None:
                 break

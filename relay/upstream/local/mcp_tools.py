@@ -279,5 +279,6 @@ def approval_request_item(server: McpServer, name: str, arguments: str) -> dict[
 def listed_tool(raw: Mapping[str, Any]) -> dict[str, Any]:
     """A tool as an ``mcp_list_tools`` item shows it: ``name``, ``input_schema``,
     ``description`` and ``annotations`` (openai's ``RealtimeMcpListTools.Tool``)."""
-    return {"name": str(raw.get("name")), "input_schema": raw.get("input_schema") or {},
+    schema = raw.get("inputSchema", raw.get("input_schema"))  # the MCP wire spells it so
+    return {"name": str(raw.get("name")), "input_schema": schema or {},
             "description": raw.get("description"), "annotations": raw.get("annotations")}
