@@ -50,6 +50,7 @@ from .conversation import (
     new_item_id,
     user_audio_item,
 )
+from .denoise import NoiseReducer
 from .field_checks import check_response
 from .mcp_catalog import McpCatalog
 from .mcp_responses import ApprovalResponse, McpCallResponse
@@ -142,6 +143,8 @@ class LocalSession:
         self._jobs: list[Job] = []
         self._mcp_urls = tuple(mcp_urls)
         self._mcp = McpCatalog()
+        #: ``audio.input.noise_reduction``'s filter, when it is on.
+        self._denoiser: NoiseReducer | None = None
         #: User items whose transcription is under way.
         self._transcribing: set[str] = set()
         #: Input audio time (ms) from which ``idle_timeout_ms`` counts; None while the
@@ -333,6 +336,9 @@ class LocalSession:
     def _session_update(self, event: Event) -> list[Event]:
         updated = apply_update(self.config, event.get("session"), self._mcp_urls)
         before = turn_detection(self.config)
+        noise = updated["audio"]["input"].get("noise_reduction")
+        if noise != self.config["audio"]["input"].get("noise_reduction"):
+            self._denoiser = _noise_reducer(noise)
         self.config = updated
         if turn_detection(updated) != before:
             self._sync_vad()
@@ -378,6 +384,8 @@ class LocalSession:
         if self.mode == "echo":
             return self._echo(pcm, str(encoded))
         before_ms = self._buffer.end // BYTES_PER_MS
+        if self._denoiser is not None:  # filtered before the VAD and the model, as hosted
+            pcm = self._denoiser.process(pcm)
         self._buffer.append(pcm)
         if self._vad is None:
             return []
@@ -789,6 +797,15 @@ def _plan(items: list[Item], report: ToolReport | None) -> ResponsePlan:
         return ResponsePlan(beep(), BEEP_TRANSCRIPT)
     ms = source.audio_ms()
     return ResponsePlan(source.audio, describe_parrot(ms), input_audio_ms=ms)
+
+
+def _noise_reducer(setting: Any) -> NoiseReducer | None:
+    """The filter a (checked) ``noise_reduction`` setting asks for, or None when off."""
+    if not isinstance(setting, Mapping):
+        return None
+    strength = setting.get("strength")
+    return NoiseReducer(str(setting["type"]),
+                        float(strength) if isinstance(strength, int | float) else 1.0)
 
 
 def _json_object(text: str) -> dict[str, Any]:
