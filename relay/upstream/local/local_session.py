@@ -85,6 +85,7 @@ from .tools import (
     choose,
     latest_user_message,
 )
+from .truncation import fit_context
 from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
@@ -143,6 +144,8 @@ class LocalSession:
         self._jobs: list[Job] = []
         self._mcp_urls = tuple(mcp_urls)
         self._mcp = McpCatalog()
+        #: Input tokens of the context the response about to open saw (see _proceed).
+        self._context_tokens: tuple[int, int] | None = None
         #: ``audio.input.noise_reduction``'s filter, when it is on.
         self._denoiser: NoiseReducer | None = None
         #: User items whose transcription is under way.
@@ -277,6 +280,7 @@ class LocalSession:
         if pending is None or pending.id != job.response_id:
             return []
         self._preparing = None
+        self._context_tokens = pending.context_tokens
         plan = ResponsePlan(pcm, job.text, input_audio_ms=pending.input_audio_ms)
         return self._open(Response(plan, pending.options, delta_ms=self.delta_ms,
                                    response_id=pending.id), announced=True)
@@ -684,6 +688,12 @@ class LocalSession:
         """Open the response ``pending`` stands for, now that all it needs is known:
         call a tool (or ask to), or answer: the parrot at once, the assistant in text at
         once and in audio once its reply is synthesized."""
+        context = fit_context(pending.source, self.config, pending.options.max_output_tokens)
+        pending.context_tokens = (context.text_tokens, context.audio_tokens)
+        if context.overflow:  # truncation "disabled", and the conversation does not fit
+            return self._overflow(pending, announced)
+        pending.source = context.items
+        self._context_tokens = pending.context_tokens
         step = self._choose(pending)
         options, rid = pending.options, pending.id
         opened = self._open_tool_step(step, options, rid, announced)
@@ -707,9 +717,19 @@ class LocalSession:
                               announced=announced)
         pending.reply = text
         self._preparing = pending
+        self._context_tokens = None  # taken from pending when its speech is ready
         self._jobs.append(Synthesize(rid, text, espeak_voice(options.voice),
                                      words_per_minute(options.speed)))
         return [] if announced else pending.created()
+
+    def _overflow(self, pending: PendingResponse, announced: bool) -> list[Event]:
+        """Fail a response whose conversation does not fit a window it may not cut."""
+        error = {"type": "invalid_request_error", "code": "context_length_exceeded",
+                 "message": "The conversation exceeds the model's context window and "
+                            "truncation is disabled."}
+        events = [] if announced else pending.created()
+        events += pending.finish("failed", {"type": "failed", "error": error})
+        return events + self._start_queued()
 
     def _choose(self, pending: PendingResponse) -> Step:
         known = call_names([*self.conversation, *pending.source])
@@ -738,6 +758,7 @@ class LocalSession:
         return events
 
     def _open(self, response: BaseResponse, *, announced: bool = False) -> list[Event]:
+        response.context_tokens, self._context_tokens = self._context_tokens, None
         previous = self.conversation.last_id()
         if response.in_conversation:
             self.conversation.insert(response.item)

@@ -27,7 +27,7 @@ from .conversation import BYTES_PER_MS, Item, assistant_item, function_call_item
 
 #: Audio tokens, as the hosted service bills them (about 10 per second in, 20 per second out).
 INPUT_MS_PER_TOKEN = 100
-_OUTPUT_MS_PER_TOKEN = 50
+OUTPUT_MS_PER_TOKEN = 50
 #: Text tokens, roughly: four characters each.
 CHARS_PER_TOKEN = 4
 #: Characters per ``response.function_call_arguments.delta`` (a few tokens' worth).
@@ -136,7 +136,7 @@ def _tokens_at(audio_ms: int, total_ms: int, words: int) -> int:
     """Output tokens of the first ``audio_ms`` of a reply ``total_ms`` long whose
     transcript has ``words`` words, spoken in proportion."""
     spoken = -(-words * audio_ms // total_ms) if total_ms else words
-    return -(-audio_ms // _OUTPUT_MS_PER_TOKEN) + spoken
+    return -(-audio_ms // OUTPUT_MS_PER_TOKEN) + spoken
 
 
 def _first_words(pieces: list[str], count: int) -> list[str]:
@@ -173,6 +173,8 @@ class ResponseHead:
     def __init__(self, options: ResponseOptions, response_id: str | None = None) -> None:
         self.id = response_id if response_id is not None else random_id("resp_")
         self._opts = options
+        #: (text, audio) input tokens of the context the response saw, once known.
+        self.context_tokens: tuple[int, int] | None = None
 
     @property
     def options(self) -> ResponseOptions:
@@ -190,8 +192,11 @@ class ResponseHead:
 
     def _done(self, status: str, details: Any, output: list[Any],
               usage: dict[str, Any]) -> list[Event]:
-        """``response.done`` and ``rate_limits.updated``."""
+        """``response.done`` and ``rate_limits.updated``; the input tokens are those of
+        the context the response saw, when the session said (:attr:`context_tokens`)."""
         response = self._object(status, details, output)
+        if self.context_tokens is not None:
+            usage = _with_input(usage, *self.context_tokens)
         response["usage"] = usage
         return [server_event("response.done", response=response),
                 server_event("rate_limits.updated", rate_limits=_rate_limits())]
@@ -489,7 +494,7 @@ def _pieces(text: str, size: int) -> list[str]:
 def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[str, Any]:
     """Token counts in the hosted service's shape; this server only estimates them."""
     input_audio = -(-input_audio_ms // INPUT_MS_PER_TOKEN)
-    output_audio = -(-output_audio_ms // _OUTPUT_MS_PER_TOKEN)
+    output_audio = -(-output_audio_ms // OUTPUT_MS_PER_TOKEN)
     total_in, total_out = input_audio, output_audio + output_text
     return {
         "total_tokens": total_in + total_out,
@@ -503,6 +508,16 @@ def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[
         },
         "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
     }
+
+
+def _with_input(usage: dict[str, Any], text: int, audio: int) -> dict[str, Any]:
+    """``usage`` with its input tokens replaced by a context's."""
+    out = dict(usage)
+    out["input_tokens"] = text + audio
+    out["total_tokens"] = text + audio + int(usage["output_tokens"])
+    out["input_token_details"] = {**usage["input_token_details"], "text_tokens": text,
+                                  "audio_tokens": audio}
+    return out
 
 
 def word_pieces(text: str) -> list[str]:

@@ -296,3 +296,44 @@ def test_field_checks_speed_changes_the_parrots_reply_length(speed: float) -> No
     audio_ms = sum(len(base64.b64decode(e["delta"])) for e in events
                    if e["type"] == "response.output_audio.delta") // 48
     assert abs(audio_ms - 1200 / speed) <= 2
+
+
+# -- truncation ------------------------------------------------------------------------------
+
+def say_text(session: LocalSession, text: str) -> None:
+    session.receive_event({"type": "conversation.item.create", "item": {
+        "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}})
+
+
+def test_field_checks_truncation_retention_ratio_drops_the_oldest_from_the_context() -> None:
+    session = LocalSession(mode="parrot")
+    update(session, output_modalities=["text"])
+    for _ in range(10):
+        say_text(session, "x" * 400)  # 100 tokens each
+    full = only(session.receive_event({"type": "response.create"}) + drain(session),
+                "response.done")["response"]["usage"]
+    assert full["input_tokens"] >= 1000
+    update(session, truncation={"type": "retention_ratio", "retention_ratio": 0.5,
+                                "token_limits": {"post_instructions": 600}})
+    cut = only(session.receive_event({"type": "response.create"}) + drain(session),
+               "response.done")["response"]
+    conforms([{"type": "response.done", "event_id": "e", "response": cut}])
+    assert cut["status"] == "completed"
+    assert 200 <= cut["usage"]["input_tokens"] <= 300  # at most half of 600 kept
+    assert cut["usage"]["input_token_details"]["text_tokens"] == cut["usage"]["input_tokens"]
+    assert len(session.conversation) >= 11  # the conversation itself keeps every item
+
+
+def test_field_checks_truncation_disabled_fails_a_response_that_does_not_fit() -> None:
+    session = LocalSession(mode="parrot")
+    update(session, output_modalities=["text"], truncation="disabled")
+    say_text(session, "y" * 4 * 30_000)  # 30k tokens: more than 32k minus 4k reserved
+    events = session.receive_event({"type": "response.create"}) + drain(session)
+    conforms(events)
+    done = only(events, "response.done")["response"]
+    assert done["status"] == "failed"
+    assert done["status_details"]["error"]["code"] == "context_length_exceeded"
+    assert not session.response_active
+    update(session, truncation="auto")  # the same conversation, cut: the response goes on
+    events = session.receive_event({"type": "response.create"}) + drain(session)
+    assert only(events, "response.done")["response"]["status"] == "completed"
