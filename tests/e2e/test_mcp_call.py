@@ -4,7 +4,6 @@ and calls it, and every event the data channel carries validates against openai'
 
 from __future__ import annotations
 
-
 from relay.client import CallClient
 
 from ..support.mcp_server import running_mcp_server
