@@ -190,7 +190,7 @@ class LocalSession:
 
     def start(self) -> list[Event]:
         """The events to send as soon as the connection opens: ``session.created``."""
-        return [server_event("session.created", session=copy.deepcopy(self.config))]
+        return [server_event("session.created", session=_shown(self.config))]
 
     def receive_message(self, data: str | bytes) -> list[Event]:
         """Handle one raw WebSocket message; malformed JSON becomes an ``error`` event."""
@@ -346,7 +346,7 @@ class LocalSession:
         self.config = updated
         if turn_detection(updated) != before:
             self._sync_vad()
-        events = [server_event("session.updated", session=copy.deepcopy(self.config))]
+        events = [server_event("session.updated", session=_shown(self.config))]
         return events + self._list_mcp(self.config["tools"])
 
     def _list_mcp(self, tools: Any) -> list[Event]:
@@ -818,6 +818,19 @@ def _plan(items: list[Item], report: ToolReport | None) -> ResponsePlan:
         return ResponsePlan(beep(), BEEP_TRANSCRIPT)
     ms = source.audio_ms()
     return ResponsePlan(source.audio, describe_parrot(ms), input_audio_ms=ms)
+
+
+def _shown(session: Session) -> Session:
+    """The session as events show it: an MCP tool's ``authorization`` and ``headers``
+    (credentials for its server) are kept back."""
+    shown = copy.deepcopy(session)
+    tools = shown.get("tools")
+    if isinstance(tools, list):
+        for tool in tools:
+            if isinstance(tool, dict) and tool.get("type") == "mcp":
+                tool.pop("authorization", None)
+                tool.pop("headers", None)
+    return shown
 
 
 def _noise_reducer(setting: Any) -> NoiseReducer | None:
