@@ -52,7 +52,10 @@ _INPUT_KEYS = frozenset({"format", "transcription", "noise_reduction", "turn_det
 _OUTPUT_KEYS = frozenset({"format", "voice", "speed"})
 SERVER_VAD_KEYS = frozenset({"type", "threshold", "prefix_padding_ms", "silence_duration_ms",
                              "idle_timeout_ms", "create_response", "interrupt_response"})
-SEMANTIC_VAD_KEYS = frozenset({"type", "eagerness", "create_response", "interrupt_response"})
+#: ``model_version`` picks the hosted turn detector's model (openai-agents-js sends it when
+#: set); any is taken, as any transcription model is: one energy VAD serves them all.
+SEMANTIC_VAD_KEYS = frozenset({"type", "eagerness", "create_response", "interrupt_response",
+                               "model_version"})
 _NOISE_KEYS = frozenset({"type", "strength"})
 _TRACING_KEYS = frozenset({"workflow_name", "group_id", "metadata"})
 _RETENTION_KEYS = frozenset({"type", "retention_ratio", "token_limits"})
@@ -138,6 +141,8 @@ def check_turn_detection_keys(turn: Mapping[str, Any]) -> None:
         if turn.get(key) is not None and not isinstance(turn[key], bool):
             raise _invalid_type(f"{base}.{key}", "a boolean")
     if semantic:
+        if turn.get("model_version") is not None and not isinstance(turn["model_version"], str):
+            raise _invalid_type(f"{base}.model_version", "a string")
         if turn.get("eagerness", "auto") not in EAGERNESS:
             raise InvalidRequest(
                 f"Invalid value: {_show(turn.get('eagerness'))}. Supported values are: "

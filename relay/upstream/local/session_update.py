@@ -129,7 +129,10 @@ def _complete_turn_detection(value: Any) -> Any:
         return completed
     if kind == "semantic_vad":
         check_turn_detection_keys(value)
-        return {key: value.get(key, default) for key, default in _SEMANTIC_DEFAULTS.items()}
+        completed = {key: value.get(key, default) for key, default in _SEMANTIC_DEFAULTS.items()}
+        if value.get("model_version") is not None:
+            completed["model_version"] = value["model_version"]
+        return completed
     raise InvalidRequest(
         f"Invalid value: '{kind}'. Supported values are: 'server_vad' and 'semantic_vad'.",
         code="invalid_value", param="session.audio.input.turn_detection.type",

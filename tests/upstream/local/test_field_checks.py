@@ -129,6 +129,7 @@ GOOD_FIELDS: list[dict[str, Any]] = [
     {"audio": {"output": {"speed": 0.25}}},
     {"audio": {"output": {"speed": 1.5}}},
     {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "high"}}}},
+    {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "model_version": "v2"}}}},
     {"audio": {"input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 5000}}}},
     {"audio": {"input": {"noise_reduction": {"type": "far_field", "strength": 0.5}}}},
     {"audio": {"input": {"noise_reduction": None}}},
