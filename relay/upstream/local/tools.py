@@ -13,8 +13,9 @@ The rules are deterministic, so an agent with function tools (an Agents SDK
   ``{"type": "mcp", "server_label": L, "name"?: N}`` calls N (or L's first tool);
   ``"required"`` calls the first tool; ``"none"`` calls nothing. A forced function holds
   even right after a tool's output, as the hosted model's does: reset the choice to stop a
-  loop. A forced MCP tool is not called again once an MCP call answered the user's latest
-  message (this server runs it, so nothing else would stop the loop).
+  loop. A forced MCP tool is not called (or asked for) again once an MCP call, or a
+  refusal, answered the user's latest message (this server runs it, so nothing else would
+  stop the loop).
 * ``"auto"`` calls the first function tool whose name the user's latest message mentions
   (:func:`mentions`): the whole name, in any case (``get_weather`` in "please get_weather
   for Paris"), or every word of it but verbs like ``get`` or ``lookup`` that do not say
@@ -233,7 +234,10 @@ def choose(items: Sequence[Item], tools: Any, choice: Any, call_names: Mapping[s
     if approved is not None:
         return approved
     forced = _forced(candidates, choice)
-    mcp_answered = any(item.data.get("type") == "mcp_call" for item in outputs)
+    # An MCP call made or refused since the user spoke ends a forced MCP choice: this
+    # server runs it, so nothing else would stop it asking or calling again.
+    mcp_answered = any(item.data.get("type") in ("mcp_call", "mcp_approval_response")
+                       for item in outputs)
     if forced is not None and not (forced.server is not None and mcp_answered):
         return _step(forced, items, latest)
     if outputs:

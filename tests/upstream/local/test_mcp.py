@@ -200,6 +200,35 @@ async def test_mcp_declined_approval_is_reported_and_nothing_is_called(
     assert not client.of("response.mcp_call.in_progress")
 
 
+async def test_mcp_declined_forced_tool_is_not_asked_for_again(session: Session) -> None:
+    client = await session({}, tool_choice={"type": "mcp", "server_label": "desk",
+                                            "name": "explode"})
+    await client.until("mcp_list_tools.completed")
+    await client.say("Blow it up.")
+    asked = await client.until("conversation.item.done",
+                               lambda e: e["item"]["type"] == "mcp_approval_request")
+    await client.until("response.done")
+    await client.send({"type": "conversation.item.create", "item": {
+        "type": "mcp_approval_response", "approval_request_id": asked["item"]["id"],
+        "approve": False}})
+    answer = await client.until("response.done")
+    assert answer["response"]["output"][0]["type"] == "message"
+    await asyncio.sleep(0.3)  # nothing more comes: no second request
+    client.events += [json.loads(m) for m in await drain(client.ws)]
+    assert len([e for e in client.events if e["type"] == "conversation.item.done"
+                and e["item"]["type"] == "mcp_approval_request"]) == 1
+
+
+async def drain(ws: ClientConnection) -> list[str]:
+    """Messages already received and not read yet."""
+    messages: list[str] = []
+    while True:
+        try:
+            messages.append(str(await asyncio.wait_for(ws.recv(), 0.05)))
+        except TimeoutError:
+            return messages
+
+
 async def test_mcp_approval_response_for_no_request_is_refused(session: Session) -> None:
     client = await session()
     await client.send({"type": "conversation.item.create", "event_id": "e1", "item": {
