@@ -31,6 +31,12 @@ def tool_server() -> MCPServer:
         return "noon"
 
     @server.tool()
+    async def stall() -> str:
+        """Answers too late for any test's timeout."""
+        await asyncio.sleep(30)
+        return "late"
+
+    @server.tool()
     def explode() -> str:
         """Always fails."""
         raise ValueError("kaboom")

@@ -3,7 +3,6 @@ that list them, and what responses may call once they are listed (sans-I/O)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from ...errors import InvalidRequest
@@ -92,10 +91,6 @@ class McpCatalog:
             code="mcp_list_tools_failed")
         return [server_event("mcp_list_tools.failed", item_id=job.item_id),
                 error_event(problem)]
-
-    def servers(self) -> Iterable[McpServer]:
-        """Every server listed or being listed."""
-        return [listing.server for listing in self._listings.values()]
 
     def _status(self, server: McpServer) -> str | None:
         listing = self._listings.get(server.key)

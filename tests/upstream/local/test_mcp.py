@@ -103,7 +103,7 @@ async def test_mcp_tools_are_listed_in_an_mcp_list_tools_item(session: Session) 
     [listed] = [e for e in client.of("conversation.item.done")
                 if e["item"]["type"] == "mcp_list_tools"]
     tools = {tool["name"]: tool for tool in listed["item"]["tools"]}
-    assert set(tools) == {"get_weather", "get_time", "explode"}
+    assert set(tools) == {"get_weather", "get_time", "stall", "explode"}
     assert listed["item"]["server_label"] == "desk"
     assert tools["get_weather"]["input_schema"]["required"] == ["city"]
     assert tools["get_weather"]["annotations"]["readOnlyHint"] is True
