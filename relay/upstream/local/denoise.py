@@ -19,6 +19,8 @@ something quieter has been heard (a microphone hears its room before anyone spea
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -71,3 +73,12 @@ class NoiseReducer:
         self._index += 1
         floor = minima[0][1]
         return self._noise_gain if level_db < floor + self.margin_db else 1.0
+
+
+def reducer_for(setting: Any) -> NoiseReducer | None:
+    """The filter a (checked) ``noise_reduction`` setting asks for, or None when it is off."""
+    if not isinstance(setting, Mapping):
+        return None
+    strength = setting.get("strength")
+    return NoiseReducer(str(setting["type"]),
+                        float(strength) if isinstance(strength, int | float) else 1.0)

@@ -20,8 +20,6 @@ sleeps or touches a socket::
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -50,11 +48,19 @@ from .conversation import (
     new_item_id,
     user_audio_item,
 )
-from .denoise import NoiseReducer
+from .denoise import NoiseReducer, reducer_for
 from .field_checks import check_response
-from .mcp_catalog import McpCatalog
+from .idle_clock import IdleClock
+from .mcp_catalog import McpCatalog, check_approval
 from .mcp_responses import ApprovalResponse, McpCallResponse
-from .mcp_tools import CallMcpTool, ListMcpTools, McpJob, McpOutcome
+from .mcp_tools import (
+    CallMcpTool,
+    ListMcpTools,
+    McpJob,
+    McpOutcome,
+    json_object,
+    without_credentials,
+)
 from .response import (
     BEEP_TRANSCRIPT,
     IDLE_PROMPT,
@@ -150,13 +156,7 @@ class LocalSession:
         self._denoiser: NoiseReducer | None = None
         #: User items whose transcription is under way.
         self._transcribing: set[str] = set()
-        #: Input audio time (ms) from which ``idle_timeout_ms`` counts; None while the
-        #: user speaks or a response is under way (counting restarts after it).
-        self._idle_from_ms: int | None = None
-        #: Input audio time at which the last response's audio has played out, as far as
-        #: the input clock can tell (when its first audio went out, plus its length).
-        self._playback_end_ms = 0
-        self._playing: tuple[str, int, int] | None = None  # (response id, from ms, ms sent)
+        self._idle = IdleClock()
         self._sync_vad()
         self._handlers: dict[str, Handler] = {
             "session.update": self._session_update,
@@ -190,7 +190,7 @@ class LocalSession:
 
     def start(self) -> list[Event]:
         """The events to send as soon as the connection opens: ``session.created``."""
-        return [server_event("session.created", session=_shown(self.config))]
+        return [server_event("session.created", session=without_credentials(self.config))]
 
     def receive_message(self, data: str | bytes) -> list[Event]:
         """Handle one raw WebSocket message; malformed JSON becomes an ``error`` event."""
@@ -226,7 +226,7 @@ class LocalSession:
         if response is None or not response.has_more():
             return None
         chunk = response.next_chunk(self._previous_of(response))
-        self._track_playback(chunk.response_id, chunk.audio_ms)
+        self._idle.played(chunk.response_id, chunk.audio_ms, self._buffer.end // BYTES_PER_MS)
         if chunk.final:
             self._response = None
             chunk.events.extend(self._start_queued())
@@ -342,11 +342,11 @@ class LocalSession:
         before = turn_detection(self.config)
         noise = updated["audio"]["input"].get("noise_reduction")
         if noise != self.config["audio"]["input"].get("noise_reduction"):
-            self._denoiser = _noise_reducer(noise)
+            self._denoiser = reducer_for(noise)
         self.config = updated
         if turn_detection(updated) != before:
             self._sync_vad()
-        events = [server_event("session.updated", session=_shown(self.config))]
+        events = [server_event("session.updated", session=without_credentials(self.config))]
         return events + self._list_mcp(self.config["tools"])
 
     def _list_mcp(self, tools: Any) -> list[Event]:
@@ -365,7 +365,7 @@ class LocalSession:
         """(Re)build the detector at the session's current audio position."""
         turn = self._turn()
         self._speech_item_id = None
-        self._idle_from_ms = None
+        self._idle.reset()
         if turn is None:
             self._vad = None
             return
@@ -401,17 +401,6 @@ class LocalSession:
             self._buffer.drop_before(self._vad.retain_from_ms() * BYTES_PER_MS)
         return events
 
-    def _track_playback(self, response_id: str, audio_ms: int) -> None:
-        """Note when a response's audio will have played out, on the input clock: it
-        starts playing when its first audio goes out and lasts as long as it is."""
-        if not audio_ms:
-            return
-        if self._playing is None or self._playing[0] != response_id:
-            self._playing = (response_id, self._buffer.end // BYTES_PER_MS, 0)
-        rid, start, sent = self._playing
-        self._playing = (rid, start, sent + audio_ms)
-        self._playback_end_ms = max(self._playback_end_ms, start + sent + audio_ms)
-
     def _check_idle(self, since_ms: int) -> list[Event]:
         """``server_vad``'s ``idle_timeout_ms``: once the user has been silent that long
         since the last response played out, say so (``input_audio_buffer.timeout_triggered``),
@@ -423,15 +412,10 @@ class LocalSession:
         if turn is None or turn.idle_timeout_ms is None or vad is None:
             return []
         now = self._buffer.end // BYTES_PER_MS
-        if self.response_active or vad.in_speech:
-            self._idle_from_ms = None
+        start = self._idle.due(since_ms=since_ms, now_ms=now, timeout_ms=turn.idle_timeout_ms,
+                               busy=self.response_active or vad.in_speech)
+        if start is None:
             return []
-        if self._idle_from_ms is None:
-            self._idle_from_ms = max(since_ms, self._playback_end_ms)
-        start = self._idle_from_ms
-        if now - start < turn.idle_timeout_ms:
-            return []
-        self._idle_from_ms = None
         item_id = new_item_id()
         audio = self._buffer.slice(start * BYTES_PER_MS, now * BYTES_PER_MS)
         self._buffer.drop_before(now * BYTES_PER_MS)
@@ -509,7 +493,7 @@ class LocalSession:
     def _item_create(self, event: Event) -> list[Event]:
         item = item_from_client(event.get("item"))
         check_output(item, self.conversation)
-        _check_approval(item, self.conversation)
+        check_approval(item, self.conversation)
         if "previous_item_id" in event:
             previous = self.conversation.insert(item, event["previous_item_id"])
         else:
@@ -754,7 +738,7 @@ class LocalSession:
         if call.cut:  # max_output_tokens holds not even the arguments: no call is made
             return events + self._finish("incomplete", "max_output_tokens")
         self._jobs.append(CallMcpTool(rid, call.item.id, step.server, step.name,
-                                      _json_object(step.arguments)))
+                                      json_object(step.arguments)))
         return events
 
     def _open(self, response: BaseResponse, *, announced: bool = False) -> list[Event]:
@@ -818,52 +802,6 @@ def _plan(items: list[Item], report: ToolReport | None) -> ResponsePlan:
         return ResponsePlan(beep(), BEEP_TRANSCRIPT)
     ms = source.audio_ms()
     return ResponsePlan(source.audio, describe_parrot(ms), input_audio_ms=ms)
-
-
-def _shown(session: Session) -> Session:
-    """The session as events show it: an MCP tool's ``authorization`` and ``headers``
-    (credentials for its server) are kept back."""
-    shown = copy.deepcopy(session)
-    tools = shown.get("tools")
-    if isinstance(tools, list):
-        for tool in tools:
-            if isinstance(tool, dict) and tool.get("type") == "mcp":
-                tool.pop("authorization", None)
-                tool.pop("headers", None)
-    return shown
-
-
-def _noise_reducer(setting: Any) -> NoiseReducer | None:
-    """The filter a (checked) ``noise_reduction`` setting asks for, or None when off."""
-    if not isinstance(setting, Mapping):
-        return None
-    strength = setting.get("strength")
-    return NoiseReducer(str(setting["type"]),
-                        float(strength) if isinstance(strength, int | float) else 1.0)
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    """A tool call's arguments as an object (``{}`` when they are not one)."""
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _check_approval(item: Item, conversation: Conversation) -> None:
-    """Raise :class:`InvalidRequest` unless an ``mcp_approval_response`` answers an
-    ``mcp_approval_request`` of the conversation, with a boolean ``approve``."""
-    if item.data.get("type") != "mcp_approval_response":
-        return
-    request = conversation.get(item.data.get("approval_request_id"))
-    if request is None or request.data.get("type") != "mcp_approval_request":
-        raise InvalidRequest(
-            f"Approval request '{item.data.get('approval_request_id')}' not found in "
-            "conversation.", code="invalid_value", param="item.approval_request_id")
-    if not isinstance(item.data.get("approve"), bool):
-        raise InvalidRequest("Missing required parameter: 'item.approve'.",
-                             code="missing_required_parameter", param="item.approve")
 
 
 def _has_audio(item: Item, active: BaseResponse | None) -> bool:

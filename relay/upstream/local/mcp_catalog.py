@@ -99,3 +99,18 @@ class McpCatalog:
     def _listing(self, job: ListMcpTools) -> McpListing | None:
         listing = self._listings.get(job.server.key)
         return listing if listing is not None and listing.item_id == job.item_id else None
+
+
+def check_approval(item: Item, conversation: Conversation) -> None:
+    """Raise :class:`InvalidRequest` unless an ``mcp_approval_response`` answers an
+    ``mcp_approval_request`` of the conversation, with a boolean ``approve``."""
+    if item.data.get("type") != "mcp_approval_response":
+        return
+    request = conversation.get(item.data.get("approval_request_id"))
+    if request is None or request.data.get("type") != "mcp_approval_request":
+        raise InvalidRequest(
+            f"Approval request '{item.data.get('approval_request_id')}' not found in "
+            "conversation.", code="invalid_value", param="item.approval_request_id")
+    if not isinstance(item.data.get("approve"), bool):
+        raise InvalidRequest("Missing required parameter: 'item.approve'.",
+                             code="missing_required_parameter", param="item.approve")

@@ -32,6 +32,8 @@ cannot make the relay's host fetch what it likes.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -282,3 +284,23 @@ def listed_tool(raw: Mapping[str, Any]) -> dict[str, Any]:
     schema = raw.get("inputSchema", raw.get("input_schema"))  # the MCP wire spells it so
     return {"name": str(raw.get("name")), "input_schema": schema or {},
             "description": raw.get("description"), "annotations": raw.get("annotations")}
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """A tool call's arguments as an object (``{}`` when they are not one)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def without_credentials(session: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``session`` as events show it: each MCP tool's ``authorization`` and
+    ``headers`` (credentials for its server, not for clients to read) kept back."""
+    shown = copy.deepcopy(dict(session))
+    for tool in shown.get("tools") or []:
+        if isinstance(tool, dict) and tool.get("type") == "mcp":
+            tool.pop("authorization", None)
+            tool.pop("headers", None)
+    return shown
