@@ -83,7 +83,7 @@ class _Output:
 
 class LiveLocalSession:
     """A GPT-Live session that needs no model, driven like the Realtime face's
-    :class:`~..session.LocalSession` (same driver interface: events out of every input,
+    :class:`~..local_session.LocalSession` (same driver interface: events out of every input,
     speech jobs, paced chunks)."""
 
     def __init__(self, *, mode: LocalMode = "assistant", delta_ms: int = 100,
