@@ -29,6 +29,7 @@ from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .client_secrets import SecretSigner
 from .drain import Drain
+from .live_api import LIVE_UPSTREAM, add_live_routes
 from .loop_lag import LoopLagMonitor
 from .prometheus import RelayCollector
 from .readiness import UpstreamProbe
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.router.add_get("/v1/realtime/calls/{call_id}", describe_call)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_get("/v1/realtime", attach_sideband)
+    add_live_routes(app)
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/stats", stats)
@@ -357,6 +359,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     target = settings.upstream_target()
     if target is not None:
         app[UPSTREAM] = WebSocketConnector(*target, model=settings.model)
+        app[LIVE_UPSTREAM] = WebSocketConnector(*settings.live_upstream_target())
         yield
         return
     from ..upstream.local import LocalRealtimeServer
@@ -364,6 +367,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     server = LocalRealtimeServer(mode=settings.local_mode)
     await server.start("127.0.0.1", 0)
     app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
+    app[LIVE_UPSTREAM] = WebSocketConnector(server.live_url, {})
     logger.info("using the embedded local Realtime server (%s mode)", server.mode)
     try:
         yield

@@ -33,6 +33,7 @@ from ..logs import CallLog
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
+from ..protocol.live.live_core import LiveCore
 from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..protocol.redact import Redactor
@@ -73,13 +74,14 @@ class CallDriver:
         model: str | None = None,
         on_closed: Callable[[CallDriver], None] | None = None,
         ports: UdpPorts | None = None,
+        core_factory: type[CallCore] | type[LiveCore] = CallCore,
     ) -> None:
         self.id = call_id
         #: Logs lines about this call (its id a field of each).
         self.log = CallLog(logger, call_id)
         self.settings = settings
         loop = asyncio.get_running_loop()
-        self.core = CallCore(
+        self.core: CallCore | LiveCore = core_factory(
             call_id,
             session,
             max_playout_samples=int(settings.playout_max_seconds * RATE),
@@ -265,7 +267,7 @@ class CallDriver:
         ended = None if self.ended_at is None else self.ended_at - self.created_at
         return {
             "id": self.id,
-            "object": "realtime.call",
+            "object": self.core.view_object,
             "status": "closed" if self.closed else "closing" if self._closing else "live",
             "peer_connection": self.pc.connectionState,
             "model": self.model,

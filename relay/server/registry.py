@@ -11,6 +11,8 @@ from typing import Any
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
 from ..protocol.events import random_id
+from ..protocol.live.live_core import LiveCore
+from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..upstream.client import UpstreamConnector
 from ..webrtc.udp_ports import UdpPorts
@@ -59,14 +61,16 @@ class CallRegistry:
         return any(call.upstream_open for call in self._calls.values())
 
     def new(self, session: Session, upstream: UpstreamConnector,
-            model: str | None = None, call_id: str | None = None) -> CallDriver:
+            model: str | None = None, call_id: str | None = None,
+            core_factory: type[CallCore] | type[LiveCore] = CallCore) -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
         comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.",
                                    retry_after=CAPACITY_RETRY_AFTER)
         call = CallDriver(call_id or new_call_id(), self.settings, session, upstream,
-                          model=model, on_closed=self._forget, ports=self.ports)
+                          model=model, on_closed=self._forget, ports=self.ports,
+                          core_factory=core_factory)
         self._calls[call.id] = call
         self._empty.clear()
         self.totals.call_created()

@@ -59,6 +59,9 @@ MAX_TRACKED_EVENTS = 1024
 class CallCore:
     """The protocol of one call, fed and drained by its driver."""
 
+    #: What ``GET /v1/realtime/calls/{id}`` names the object.
+    view_object = "realtime.call"
+
     def __init__(
         self,
         call_id: str,

@@ -171,7 +171,6 @@ class LiveLocalSession:
             output.start_ms = max(self.now_ms, self._output_end_ms)
         size = self.delta_ms * BYTES_PER_MS
         pcm = output.pcm[output.sent:output.sent + size]
-        start_ms = output.start_ms + output.sent // BYTES_PER_MS
         output.sent += len(pcm)
         end_ms = output.start_ms + output.sent // BYTES_PER_MS
         self._output_end_ms = end_ms
