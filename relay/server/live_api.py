@@ -23,36 +23,35 @@ from aiohttp import web
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, RelayError
 from ..protocol.live.live_config import check_config
 from ..protocol.live.live_core import LiveCore
-from ..upstream.client import UpstreamConnector
+from ..cluster.forward import forward_http, forward_websocket
+from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
 from .auth import DEFAULT_TTL, credentials
 from .call_driver import CallDriver
 from .requests import expires_after_seconds, read_json
+from .sideband import MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
-#: Where Live sessions get their upstream (a primary Live WebSocket).
-LIVE_UPSTREAM = web.AppKey("live_upstream", UpstreamConnector)
 #: What a client secret minted for GPT-Live carries as its session's ``type``.
 LIVE_SECRET_TYPE = "live"
 
 
-def add_live_routes(app: web.Application) -> None:
+def add_live_routes(router: web.UrlDispatcher) -> None:
     """Route GPT-Live's endpoints to this module's handlers."""
-    app.router.add_post("/v1/live/sessions", create_session)
-    app.router.add_post("/v1/live/client_secrets", create_client_secret)
-    app.router.add_get("/v1/live/sessions/{session_id}", describe_session)
-    app.router.add_post("/v1/live/sessions/{session_id}/hangup", hangup_session)
-    app.router.add_get("/v1/live/sessions/{session_id}/attach", attach_sideband)
+    router.add_post("/v1/live/sessions", create_session)
+    router.add_post("/v1/live/client_secrets", create_client_secret)
+    router.add_get("/v1/live/sessions/{session_id}", describe_session)
+    router.add_post("/v1/live/sessions/{session_id}/hangup", hangup_session)
+    router.add_get("/v1/live/sessions/{session_id}/attach", attach_sideband)
     for control in ("accept", "reject", "refer"):
-        app.router.add_post(f"/v1/live/sessions/{{session_id}}/{control}", sip_only)
-    app.router.add_post("/v1/live/sessions/{session_id}/fork", not_stored)
-    app.router.add_get("/v1/live/sessions/{session_id}/content", not_stored)
+        router.add_post(f"/v1/live/sessions/{{session_id}}/{control}", sip_only)
+    router.add_post("/v1/live/sessions/{session_id}/fork", not_stored)
+    router.add_get("/v1/live/sessions/{session_id}/content", not_stored)
 
 
 async def create_session(request: web.Request) -> web.Response:
     """``POST /v1/live/sessions``: a Live configuration and an SDP offer in, the session id
     and the SDP answer out."""
-    from .app import AUTH, DRAIN, NODE, REGISTRY, SETTINGS
 
     app = request.app
     settings = app[SETTINGS]
@@ -73,7 +72,7 @@ async def create_session(request: web.Request) -> web.Response:
     await app[NODE].limits.hold(key, session_id)
     try:
         call = app[REGISTRY].new(config, app[LIVE_UPSTREAM], None, call_id=session_id,
-                                 core_factory=LiveCore)
+                                 core=LiveCore)
     except BaseException:
         app[NODE].limits.release_soon(session_id)
         raise
@@ -85,7 +84,6 @@ async def create_session(request: web.Request) -> web.Response:
 
 async def hangup_session(request: web.Request) -> web.StreamResponse:
     """``POST /v1/live/sessions/{id}/hangup``: end the session; 404 when there is none."""
-    from .app import AUTH
 
     request.app[AUTH].authorize_call(credentials(request.headers))
     routed = await _owned_session(request)
@@ -97,7 +95,6 @@ async def hangup_session(request: web.Request) -> web.StreamResponse:
 
 async def describe_session(request: web.Request) -> web.StreamResponse:
     """``GET /v1/live/sessions/{id}`` (server key): the per-session view."""
-    from .app import AUTH, REGISTRY
 
     request.app[AUTH].require_server_key(credentials(request.headers))
     session_id = request.match_info["session_id"]
@@ -116,7 +113,6 @@ async def describe_session(request: web.Request) -> web.StreamResponse:
 async def attach_sideband(request: web.Request) -> web.StreamResponse:
     """``GET /v1/live/sessions/{id}/attach`` upgraded to a WebSocket (server key): a
     trusted server joins the session. Errors come before the upgrade, as JSON."""
-    from .app import AUTH
     from .sideband import MAX_MESSAGE_BYTES
 
     request.app[AUTH].require_server_key(credentials(request.headers))
@@ -135,7 +131,6 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
 async def create_client_secret(request: web.Request) -> web.Response:
     """``POST /v1/live/client_secrets`` (server key): an ``ek_`` key for a browser, sealed
     to a Live configuration (the relay's own endpoint: the hosted GPT-Live has none)."""
-    from .app import AUTH, DRAIN
 
     auth = request.app[AUTH]
     auth.require_server_key(credentials(request.headers))
@@ -199,12 +194,10 @@ async def _route(request: web.Request, session_id: str, *,
                  websocket: bool = False) -> web.StreamResponse | None:
     """Forward the request to the relay that owns ``session_id`` (None: it is ours)."""
     from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
-    from .app import NODE
     from .sideband import MAX_MESSAGE_BYTES
 
     try:
-        owner = await request.app[NODE].locate(session_id,
-                                               forwarded=FORWARDED_HEADER in request.headers)
+        owner = await owner_address(request, session_id)
     except CallNotFound as exc:
         raise LiveSessionNotFound() from exc
     if owner is None:
@@ -217,7 +210,6 @@ async def _route(request: web.Request, session_id: str, *,
 async def _owned_session(request: web.Request, *,
                          websocket: bool = False) -> CallDriver | web.StreamResponse:
     """This relay's live Live session the path names, or the owner's answer."""
-    from .app import REGISTRY
 
     session_id = request.match_info["session_id"]
     routed = await _route(request, session_id, websocket=websocket)

@@ -11,7 +11,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
 from ..protocol.events import random_id
-from ..protocol.live.live_core import LiveCore
+from ..protocol.call_protocol import CoreFactory
 from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..upstream.client import UpstreamConnector
@@ -62,7 +62,7 @@ class CallRegistry:
 
     def new(self, session: Session, upstream: UpstreamConnector,
             model: str | None = None, call_id: str | None = None,
-            core_factory: type[CallCore] | type[LiveCore] = CallCore) -> CallDriver:
+            core: CoreFactory = CallCore) -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
         comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit."""
         if len(self._calls) >= self.settings.max_calls:
@@ -70,7 +70,7 @@ class CallRegistry:
                                    retry_after=CAPACITY_RETRY_AFTER)
         call = CallDriver(call_id or new_call_id(), self.settings, session, upstream,
                           model=model, on_closed=self._forget, ports=self.ports,
-                          core_factory=core_factory)
+                          core=core)
         self._calls[call.id] = call
         self._empty.clear()
         self.totals.call_created()

@@ -33,10 +33,10 @@ from typing import Any
 from ...audio import RATE, SAMPLE_BYTES
 from ...audio.playout import ItemPlayback, Playout
 from ...errors import InvalidRequest, RelayError
+from ..call_measures import CallStats
 from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, parse_event
 from ..flood import MessageGuard, MessageLimits
-from ..realtime.playback import CallStats
 from ..redact import Redactor
 from .live_config import (
     PCM24K,
