@@ -20,10 +20,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..cluster.forward import forward_http, forward_websocket
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, RelayError
 from ..protocol.live.live_config import check_config
 from ..protocol.live.live_core import LiveCore
-from ..cluster.forward import forward_http, forward_websocket
 from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
 from .auth import DEFAULT_TTL, credentials
 from .call_driver import CallDriver
@@ -113,7 +113,6 @@ async def describe_session(request: web.Request) -> web.StreamResponse:
 async def attach_sideband(request: web.Request) -> web.StreamResponse:
     """``GET /v1/live/sessions/{id}/attach`` upgraded to a WebSocket (server key): a
     trusted server joins the session. Errors come before the upgrade, as JSON."""
-    from .sideband import MAX_MESSAGE_BYTES
 
     request.app[AUTH].require_server_key(credentials(request.headers))
     routed = await _owned_session(request, websocket=True)
@@ -193,7 +192,6 @@ def _with_sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:
 async def _route(request: web.Request, session_id: str, *,
                  websocket: bool = False) -> web.StreamResponse | None:
     """Forward the request to the relay that owns ``session_id`` (None: it is ours)."""
-    from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
     from .sideband import MAX_MESSAGE_BYTES
 
     try:

@@ -10,8 +10,8 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
-from ..protocol.events import random_id
 from ..protocol.call_protocol import CoreFactory
+from ..protocol.events import random_id
 from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..upstream.client import UpstreamConnector
