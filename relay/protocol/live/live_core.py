@@ -110,6 +110,8 @@ class LiveCore:
         self._held_from_client: list[str | bytes] | None = None
         #: Where the last reflected output audio ended on the session timeline.
         self._output_end_ms = 0
+        #: The upstream said ``session.closed``: its socket closing next is no surprise.
+        self._closed_cleanly = False
 
     # ------------------------------------------------------------------ inputs
 
@@ -203,6 +205,8 @@ class LiveCore:
         if kind == "session.output_audio.delta":
             self._output_audio(event)
             return
+        if kind == "session.closed":
+            self._closed_cleanly = True
         if kind in SNAPSHOTS and isinstance(event.get("session"), dict):
             event["session"] = self._snapshot(event["session"])
             self.session = event["session"]
@@ -213,7 +217,7 @@ class LiveCore:
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: say why, unless the session closed cleanly."""
-        if code == 1000 and self.session and self._closed_cleanly:
+        if self._closed_cleanly:
             return
         reason = self._redact(reason)
         detail = f" ({code}{': ' + reason[:200] if reason else ''})" if code else ""
@@ -260,10 +264,6 @@ class LiveCore:
         return events
 
     # ---------------------------------------------------------------- internals
-
-    @property
-    def _closed_cleanly(self) -> bool:
-        return self.measures.events.get(("from_upstream", "session.closed"), 0) > 0
 
     def _check_command(self, event: Event, source: str) -> None:
         """Refuse a command this party may not send, with the reason."""
