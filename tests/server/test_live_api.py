@@ -82,6 +82,11 @@ async def test_live_api_sealed_key_binds_its_configuration(
     assert status == 401
     status, realtime = await post(server, "/v1/realtime/client_secrets",
                                   {"session": {"type": "realtime"}})
+    async with ClientSession() as http:
+        async with http.post(f"{base_url(server)}/v1/realtime/calls", data="v=0\r\n",
+                             headers={"Authorization": f"Bearer {minted['value']}",
+                                      "Content-Type": "application/sdp"}) as response:
+            assert response.status == 400, await response.text()
     async with OfferPeer() as peer:
         status, refused = await post(server, "/v1/live/sessions", {
             "session": SESSION, "transport": {"type": "webrtc", "sdp": await peer.offer()}},
@@ -96,6 +101,13 @@ async def test_live_api_sealed_key_binds_its_configuration(
         first = await peer.next_event()
         assert first["type"] == "session.started"
         assert first["session"]["instructions"] == sealed["instructions"]
+        session_id = created["session"]["id"]
+        async with ClientSession() as http:
+            async with http.get(f"{base_url(server)}/v1/live/sessions/{session_id}",
+                                headers={"Authorization": f"Bearer {SERVER_KEY}"}) as r:
+                view = await r.json()
+        assert view["object"] == "live.session" and view["status"] == "live"
+        assert view["events"]["to_client"]["session.started"] == 1
         status, _ = await post(server, f"/v1/live/sessions/{created['session']['id']}/hangup",
                                key=minted["value"])
         assert status == 200

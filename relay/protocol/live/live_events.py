@@ -29,6 +29,24 @@ SIDEBAND_CLIENT_EVENTS = (PRIMARY_CLIENT_EVENTS
 #: (its audio is the RTP track; creating the session already started it).
 DATA_CHANNEL_CLIENT_EVENTS = SIDEBAND_CLIENT_EVENTS - {"transport.dtmf.send"}
 
+#: Server events of a Live session (``ServerEvent`` and ``ConnectServerEvent``).
+SERVER_EVENTS = frozenset({
+    "session.started", "session.updated", "session.resumed", "session.paused",
+    "session.input_audio.muted", "session.input_audio.unmuted",
+    "session.output_audio.fixture.playing", "session.output_audio.fixture.played",
+    "session.instructions.appended", "session.thinking.appended",
+    "session.commentary.appended", "session.input_audio.append",
+    "session.output_audio.delta", "session.input_transcript.delta",
+    "session.output_transcript.delta", "session.delegation.created", "decision.event",
+    "decision.completed",
+    "decision.item.created", "decision.item.deleted", "response.event",
+    "session.usage.updated", "session.closed", "error", "info",
+    "transport.dtmf.received", "transport.dtmf.send", "transport.dtmf.sent",
+    "transport.ringing", "transport.answered", "transport.failed",
+})
+#: Every event type of the Live protocol, either way (metrics label values).
+EVENT_TYPES = SERVER_EVENTS | SIDEBAND_CLIENT_EVENTS | PRIMARY_CLIENT_EVENTS
+
 
 def live_event(kind: str, **fields: Any) -> Event:
     """A Live server event of type ``kind`` with a fresh ``event_id`` and ``fields``."""
