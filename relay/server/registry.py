@@ -73,7 +73,7 @@ class CallRegistry:
                           core=core)
         self._calls[call.id] = call
         self._empty.clear()
-        self.totals.call_created()
+        self.totals.call_created(call)
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:

@@ -111,3 +111,10 @@ async def test_live_api_sealed_key_binds_its_configuration(
         status, _ = await post(server, f"/v1/live/sessions/{created['session']['id']}/hangup",
                                key=minted["value"])
         assert status == 200
+    async with ClientSession() as http:
+        async with http.get(f"{base_url(server)}/metrics",
+                            headers={"Authorization": f"Bearer {SERVER_KEY}"}) as r:
+            metrics = await r.text()
+    assert 'relay_calls_created_total{protocol="live"} 1.0' in metrics
+    assert 'relay_calls_ended_total{protocol="live",reason="hangup"} 1.0' in metrics
+    assert 'relay_events_total{direction="to_client",type="session.started"} 1.0' in metrics
