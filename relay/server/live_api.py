@@ -89,7 +89,10 @@ async def hangup_session(request: web.Request) -> web.StreamResponse:
     routed = await _owned_session(request)
     if isinstance(routed, web.StreamResponse):
         return routed
-    await routed.close("hangup")
+    core = routed.core
+    assert isinstance(core, LiveCore)
+    core.hang_up()
+    await routed.finish("hangup")
     return web.Response(status=200)
 
 

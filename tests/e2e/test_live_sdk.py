@@ -127,12 +127,23 @@ async def hold_a_session(server: TestServer, speech: bytes) -> None:
                         "session.output_audio.delta", "session.input_audio.append"} <= kinds:
                         return
             await asyncio.wait_for(listen(), 30)
+
+            # A hangup ends the session with session.closed, for the sideband too.
+            await client.live.sessions.hangup(session_id)
+
+            async def until_closed() -> None:
+                async for event in sideband:
+                    heard.append(event.to_dict())
+                    if event.type == "session.closed":
+                        return
+            await asyncio.wait_for(until_closed(), 10)
         for event in heard:
             SIDEBAND_EVENT.validate_python(event)
         reflected = [e for e in heard if e["type"] == "session.output_audio.delta"]
         assert all(e["end_ms"] > e["start_ms"] >= 0 for e in reflected)
+        closed = heard[-1]
+        assert closed["reason"] == "close_requested" and closed["session"]["id"] == session_id
 
-        await client.live.sessions.hangup(session_id)
         with pytest.raises(openai.NotFoundError):
             await client.live.sessions.hangup(session_id)
         await loud.close()
@@ -140,6 +151,7 @@ async def hold_a_session(server: TestServer, speech: bytes) -> None:
             seen.append(peer.events.get_nowait())
         for event in seen:
             SERVER_EVENT.validate_python(event)
+        assert seen[-1]["type"] == "session.closed"
 
 
 async def test_live_sdk_holds_a_session_on_the_embedded_upstream(

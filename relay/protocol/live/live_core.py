@@ -49,6 +49,7 @@ from .live_events import (
     SIDEBAND_CLIENT_EVENTS,
     client_event_id,
     live_error_event,
+    live_event,
 )
 
 logger = logging.getLogger(__name__)
@@ -182,6 +183,17 @@ class LiveCore:
         """An error of the relay's about the session: to the client and every sideband."""
         self._broadcast(live_error_event(error))
 
+    def hang_up(self) -> None:
+        """The session is being hung up (``POST …/hangup``): tell the client and every
+        sideband with ``session.closed`` (``close_requested``), as the hosted service does;
+        the driver then closes the upstream socket, which ends the upstream session."""
+        if self._closed_cleanly or not self.session:
+            return
+        self._closed_cleanly = True
+        self._broadcast(live_event("session.closed", reason="close_requested",
+                                   session=dict(self.session),
+                                   usage={"seconds": self.timeline_ms // 1000}))
+
     def attach_sideband(self, name: str) -> None:
         """A trusted server joined as ``name``: it gets the session's events from now on
         (no ``session.started``: it attached to a session already started)."""
@@ -206,6 +218,8 @@ class LiveCore:
             self._output_audio(event)
             return
         if kind == "session.closed":
+            if self._closed_cleanly:
+                return  # the relay said it already (a hangup)
             self._closed_cleanly = True
         if kind in SNAPSHOTS and isinstance(event.get("session"), dict):
             event["session"] = self._snapshot(event["session"])

@@ -165,3 +165,22 @@ def test_live_core_a_flooding_client_ends_the_session() -> None:
         live.client_message(json.dumps({"type": "session.input_audio.mute"}))
     assert live.end_reason == "client flooded the session"
     assert len(live.drain_upstream()) == 1 + 10  # session.start, then a second's worth
+
+
+def test_live_core_hang_up_says_session_closed_once() -> None:
+    live = core()
+    live.attach_sideband("sb")
+    live.upstream_message(started())
+    live.uplink_audio(bytes(48 * 2500))
+    live.hang_up()
+    live.hang_up()
+    live.upstream_message(json.dumps({
+        "type": "session.closed", "event_id": "e", "reason": "connection_lost",
+        "usage": {"seconds": 2},
+        "session": {"id": "live_upstream", "expires_at": 2, "model": "gpt-live-1",
+                    "status": "active"}}))
+    closed = [e for e in to_client(live) if e["type"] == "session.closed"]
+    assert len(closed) == 1 and closed[0]["reason"] == "close_requested"
+    assert closed[0]["session"]["id"] == "rtc_u1_relayid"
+    assert closed[0]["usage"] == {"seconds": 2}
+    assert [e["type"] for e in to_sideband(live, "sb")][-1] == "session.closed"
