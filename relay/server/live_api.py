@@ -22,8 +22,9 @@ from aiohttp import web
 
 from ..cluster.forward import forward_http, forward_websocket
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, RelayError
-from ..protocol.live.live_config import check_config
+from ..protocol.live.live_config import apply_locks, check_config
 from ..protocol.live.live_core import LiveCore
+from ..protocol.realtime.policy import UNSET
 from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
 from .auth import DEFAULT_TTL, credentials
 from .call_driver import CallDriver
@@ -61,7 +62,8 @@ async def create_session(request: web.Request) -> web.Response:
     await app[NODE].limits.admit(request.remote, key)
     body = await read_json(request)
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
-    config = check_config(_with_sealed(sealed, body.get("session")), media=True)
+    config = apply_locks(check_config(_with_sealed(sealed, body.get("session")), media=True),
+                         settings.policy, UNSET)
     for field in ("idle_timeout_s", "wake_policy"):
         if field in config:
             raise InvalidRequest(
@@ -139,7 +141,8 @@ async def create_client_secret(request: web.Request) -> web.Response:
     request.app[DRAIN].check()
     body = await read_json(request)
     ttl = expires_after_seconds(body, DEFAULT_TTL)
-    config = check_config(body.get("session"), media=True)
+    config = apply_locks(check_config(body.get("session"), media=True),
+                         request.app[SETTINGS].policy, UNSET)
     secret = auth.mint({"type": LIVE_SECRET_TYPE, **config}, ttl)
     return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
                               "session": config})

@@ -118,3 +118,31 @@ async def test_live_api_sealed_key_binds_its_configuration(
     assert 'relay_calls_created_total{protocol="live"} 1.0' in metrics
     assert 'relay_calls_ended_total{protocol="live",reason="hangup"} 1.0' in metrics
     assert 'relay_events_total{direction="to_client",type="session.started"} 1.0' in metrics
+
+
+async def test_live_api_operator_locked_fields_hold_for_live_sessions(
+        relay_factory: RelayFactory) -> None:
+    server = await relay_factory(
+        default_session={"type": "realtime", "instructions": "Only lighthouses.",
+                         "audio": {"output": {"voice": "marin"}}},
+        locked_fields=("instructions", "audio.output.voice"))
+    for field, session in (
+            ("instructions", {"model": "gpt-live-1", "instructions": "Anything."}),
+            ("audio.output.voice", {"model": "gpt-live-1",
+                                    "audio": {"output": {"voice": "cedar"}}})):
+        status, refused = await post(server, "/v1/live/client_secrets", {"session": session})
+        assert (status, refused["error"]["code"], refused["error"]["param"]) == (
+            400, "locked_field", f"session.{field}")
+    status, minted = await post(server, "/v1/live/client_secrets",
+                                {"session": {"model": "gpt-live-1"}})
+    assert status == 200
+    assert minted["session"]["instructions"] == "Only lighthouses."
+    async with OfferPeer() as peer:
+        status, created = await post(server, "/v1/live/sessions", {
+            "session": {"model": "gpt-live-1", "audio": {"output": {"voice": "marin"}}},
+            "transport": {"type": "webrtc", "sdp": await peer.offer()}})
+        assert status == 201, created
+        await peer.accept(created["transport"]["sdp"])
+        first = await peer.next_event()
+        assert first["session"]["instructions"] == "Only lighthouses."
+        await post(server, f"/v1/live/sessions/{created['session']['id']}/hangup")

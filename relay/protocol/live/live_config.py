@@ -124,6 +124,38 @@ def apply_update(config: Mapping[str, Any], update: Any) -> Config:
     return updated
 
 
+#: The operator's locked fields (``RELAY_LOCKED_FIELDS``) that a Live configuration has
+#: too, under the same path: they hold for Live sessions as for Realtime calls.
+LOCKABLE = ("instructions", "audio.output.voice")
+
+
+def apply_locks(config: Mapping[str, Any], policy: Mapping[str, Any],
+                unset: Any) -> Config:
+    """``config`` under the operator's locked fields: a field the client set to another
+    value is :class:`InvalidRequest` (``locked_field``); an unset one takes the operator's
+    value. ``unset`` is the marker of a field the operator locked without a value (no
+    client may set it)."""
+    locked = copy.deepcopy(dict(config))
+    for path in LOCKABLE:
+        if path not in policy:
+            continue
+        value, parts = policy[path], path.split(".")
+        node: Any = locked
+        for part in parts[:-1]:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        present = isinstance(node, Mapping) and parts[-1] in node
+        if present and (value is unset or node[parts[-1]] != value):
+            raise InvalidRequest(
+                f"{path} is set by the relay's operator and cannot be changed.",
+                code="locked_field", param=f"session.{path}")
+        if value is not unset and not present:
+            target = locked
+            for part in parts[:-1]:
+                target = target.setdefault(part, {})
+            target[parts[-1]] = copy.deepcopy(value)
+    return locked
+
+
 def allowed_client_events(config: Mapping[str, Any]) -> frozenset[str] | None:
     """The client events a WebRTC frontend may send (None: all of them), from
     ``client.data_channel.allowed_client_events``."""
