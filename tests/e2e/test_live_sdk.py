@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,8 +37,6 @@ SERVER_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ServerEvent)
 SIDEBAND_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ConnectServerEvent)
 SESSION = {"model": "gpt-live-1", "instructions": "Answer like a lighthouse keeper.",
            "audio": {"output": {"voice": "marin"}}}
-
-pytestmark = needs_speech
 
 
 class Loudness:
@@ -154,12 +153,14 @@ async def hold_a_session(server: TestServer, speech: bytes) -> None:
         assert seen[-1]["type"] == "session.closed"
 
 
+@needs_speech
 async def test_live_sdk_holds_a_session_on_the_embedded_upstream(
         relay_factory: RelayFactory, speech: bytes) -> None:
     server = await relay_factory(local_mode="assistant")
     await hold_a_session(server, speech)
 
 
+@needs_speech
 async def test_live_sdk_holds_a_session_on_relay_upstream_as_its_own_process(
         relay_factory: RelayFactory, speech: bytes) -> None:
     port = free_port()
@@ -183,3 +184,53 @@ async def wait_for_port(port: int, seconds: float = 20.0) -> None:
         except OSError:
             assert loop.time() < deadline, "relay upstream did not come up"
             await asyncio.sleep(0.1)
+
+
+async def test_live_upstream_gets_session_start_with_the_operator_key_and_the_microphone(
+        relay_factory: RelayFactory) -> None:
+    """The primary WebSocket as the hosted service sees it: the Live path with no query,
+    the operator's key, ``session.start`` first (a valid ``ClientEvent``, PCM16 24 kHz),
+    then the microphone as ``session.input_audio.append``."""
+    from openai.types.live import ClientEvent
+    from websockets.asyncio.server import ServerConnection, serve
+
+    client_event: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ClientEvent)
+    seen: dict[str, Any] = {"messages": []}
+    enough = asyncio.Event()
+
+    async def hosted(ws: ServerConnection) -> None:
+        assert ws.request is not None
+        seen["path"], seen["auth"] = ws.request.path, ws.request.headers.get("Authorization")
+        async for message in ws:
+            event = json.loads(message)
+            client_event.validate_python(event)
+            seen["messages"].append(event)
+            if event["type"] == "session.start":
+                await ws.send(json.dumps({"type": "session.started", "event_id": "event_1",
+                                          "session": {"id": "live_hosted", "expires_at": 1,
+                                                      "model": "gpt-live-1",
+                                                      "status": "active",
+                                                      **event["session"]}}))
+            if len(seen["messages"]) > 20:
+                enough.set()
+
+    async with serve(hosted, "127.0.0.1", 0) as upstream:
+        port = next(iter(upstream.sockets)).getsockname()[1]
+        server = await relay_factory(api_key="sk-operator-key-0123456789",
+                                     upstream_url=f"ws://127.0.0.1:{port}/v1/realtime")
+        async with sdk(server) as client, OfferPeer() as peer:
+            created = await client.live.create(
+                session=SESSION, transport={"type": "webrtc", "sdp": await peer.offer()})
+            await peer.accept(created.transport.sdp)
+            first = await peer.next_event()
+            SERVER_EVENT.validate_python(first)
+            assert first["session"]["id"] == created.session.id  # the relay's, not live_hosted
+            await asyncio.wait_for(enough.wait(), 10)
+            await client.live.sessions.hangup(created.session.id)
+    assert seen["path"] == "/v1/live/sessions"
+    assert seen["auth"] == "Bearer sk-operator-key-0123456789"
+    start, *rest = seen["messages"]
+    assert start == {"type": "session.start", "session": {
+        **SESSION, "audio": {"output": {"voice": "marin"},
+                             "format": {"type": "audio/pcm", "rate": 24000}}}}
+    assert {e["type"] for e in rest} == {"session.input_audio.append"}
