@@ -234,3 +234,52 @@ async def test_live_upstream_gets_session_start_with_the_operator_key_and_the_mi
         **SESSION, "audio": {"output": {"voice": "marin"},
                              "format": {"type": "audio/pcm", "rate": 24000}}}}
     assert {e["type"] for e in rest} == {"session.input_audio.append"}
+
+
+@needs_speech
+async def test_live_talking_over_the_reply_cuts_it_and_its_transcript(
+        relay_factory: RelayFactory, speech: bytes) -> None:
+    """GPT-Live's interruption is the model's: the embedded model stops speaking when the
+    user talks over it, the relay passes that on as it is, and the reply's transcript
+    covers only what was played before the cut."""
+    server = await relay_factory(local_mode="assistant")
+    async with sdk(server) as client, OfferPeer() as peer:
+        created = await client.live.create(
+            session=SESSION, transport={"type": "webrtc", "sdp": await peer.offer()})
+        await peer.accept(created.transport.sdp)
+        seen = [await peer.next_event()]
+        mic = peer.pc.getSenders()[0].track
+        mic.play(speech + bytes(48 * 1500))
+        await until(peer.events, {"session.output_transcript.delta"}, seen)
+        mic.play(speech + bytes(48 * 1500))  # talk over the reply at once
+        loop = asyncio.get_running_loop()
+        talked_over_at = loop.time()
+        arrivals: list[tuple[float, dict[str, Any]]] = []
+
+        async def second_reply() -> None:
+            inputs = 0
+            while True:
+                event = await peer.events.get()
+                arrivals.append((loop.time(), event))
+                inputs += event["type"] == "session.input_transcript.delta"
+                if inputs and event["type"] == "session.output_transcript.delta":
+                    return
+        await asyncio.wait_for(second_reply(), 30)
+        for event in seen + [event for _, event in arrivals]:
+            SERVER_EVENT.validate_python(event)
+        # The first reply is the output before the second turn's words.
+        second_turn = next(i for i, (_, e) in enumerate(arrivals)
+                           if e["type"] == "session.input_transcript.delta")
+        first_reply = [(t, e) for t, e in arrivals[:second_turn]
+                       if e["type"] == "session.output_transcript.delta"]
+        said = "".join(e["delta"] for e in seen
+                       if e["type"] == "session.output_transcript.delta")
+        said += "".join(e["delta"] for _, e in first_reply)
+        heard = "".join(e["delta"] for e in seen
+                        if e["type"] == "session.input_transcript.delta")
+        full = f"You said: {' '.join(heard.split())}"
+        assert full.startswith(said) and len(said) < len(full), (said, full)
+        # Cut within the detector's onset and one delta of lead, not at the reply's end.
+        last_word_at = max((t for t, _ in first_reply), default=talked_over_at)
+        assert last_word_at - talked_over_at < 1.0
+        await client.live.sessions.hangup(created.session.id)
