@@ -23,7 +23,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from ..cluster.node import Node
 from ..config import Settings
 from ..errors import RelayError
-from ..upstream.client import WebSocketConnector
+from ..upstream.client import LiveConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent
 from .app_state import (
@@ -250,7 +250,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     target = settings.upstream_target()
     if target is not None:
         app[UPSTREAM] = WebSocketConnector(*target, model=settings.model)
-        app[LIVE_UPSTREAM] = WebSocketConnector(*settings.live_upstream_target())
+        app[LIVE_UPSTREAM] = LiveConnector(*settings.live_upstream_target())
         yield
         return
     from ..upstream.local import LocalRealtimeServer
@@ -258,7 +258,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     server = LocalRealtimeServer(mode=settings.local_mode)
     await server.start("127.0.0.1", 0)
     app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
-    app[LIVE_UPSTREAM] = WebSocketConnector(server.live_url, {})
+    app[LIVE_UPSTREAM] = LiveConnector(server.live_url, {})
     logger.info("using the embedded local Realtime server (%s mode)", server.mode)
     try:
         yield

@@ -73,8 +73,8 @@ async def create_session(request: web.Request) -> web.Response:
     session_id = app[NODE].new_call_id()
     await app[NODE].limits.hold(key, session_id)
     try:
-        call = app[REGISTRY].new(config, app[LIVE_UPSTREAM], None, call_id=session_id,
-                                 core=LiveCore)
+        call = app[REGISTRY].new(config, app[LIVE_UPSTREAM], config["model"],
+                                 call_id=session_id, core=LiveCore)
     except BaseException:
         app[NODE].limits.release_soon(session_id)
         raise

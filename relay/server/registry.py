@@ -64,7 +64,8 @@ class CallRegistry:
             model: str | None = None, call_id: str | None = None,
             core: CoreFactory = CallCore) -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
-        comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit."""
+        comes from ``upstream``, speaking the protocol ``core`` makes (Realtime's by
+        default), registered; raises :class:`CapacityExceeded` at the limit."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.",
                                    retry_after=CAPACITY_RETRY_AFTER)

@@ -107,6 +107,7 @@ async def test_live_api_sealed_key_binds_its_configuration(
                                 headers={"Authorization": f"Bearer {SERVER_KEY}"}) as r:
                 view = await r.json()
         assert view["object"] == "live.session" and view["status"] == "live"
+        assert view["model"] == "gpt-live-1"
         assert view["events"]["to_client"]["session.started"] == 1
         status, _ = await post(server, f"/v1/live/sessions/{created['session']['id']}/hangup",
                                key=minted["value"])
