@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ..cluster.forward import forward_http, forward_websocket
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, RelayError
-from ..protocol.live.live_config import apply_locks, check_config
+from ..protocol.live.live_config import apply_locks, check_config, delegation_type
 from ..protocol.live.live_core import LiveCore
 from ..protocol.realtime.policy import UNSET
 from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
@@ -64,6 +64,15 @@ async def create_session(request: web.Request) -> web.Response:
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
     config = apply_locks(check_config(_with_sealed(sealed, body.get("session")), media=True),
                          settings.policy, UNSET)
+    owner = delegation_type(config)
+    if owner != "client" and settings.uses_local_upstream:
+        # Refused here, not by the embedded server after the answer: a clear 400 beats a
+        # session that never starts.
+        raise InvalidRequest(
+            f"'{owner}' delegation needs a real backend model, which the embedded server "
+            "does not have: use delegation {\"type\": \"client\"} (or none), or give the "
+            "relay an upstream key.", code="delegation_unsupported",
+            param="session.delegation.type")
     for field in ("idle_timeout_s", "wake_policy"):
         if field in config:
             raise InvalidRequest(

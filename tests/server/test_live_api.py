@@ -41,6 +41,13 @@ async def post(server: TestServer, path: str, body: Any = None,
       "transport": {"type": "webrtc", "sdp": "v=0\r\n"}}, 400, "unknown_parameter",
      "session.audio.format"),
     ({"transport": {"type": "webrtc", "sdp": "v=0\r\n"}}, 400, "invalid_type", "session"),
+    ({"session": {"model": "gpt-live-1", "delegation": {"type": "responses",
+                                                        "responses": {"model": "gpt-5.5"}}},
+      "transport": {"type": "webrtc", "sdp": "v=0\r\n"}}, 400, "delegation_unsupported",
+     "session.delegation.type"),
+    ({"session": {"model": "gpt-live-1", "wake_policy": {"type": "speech"}},
+      "transport": {"type": "webrtc", "sdp": "v=0\r\n"}}, 400, "unsupported_parameter",
+     "session.wake_policy"),
 ])
 async def test_live_api_create_refuses_a_bad_request_clearly(
         relay: TestServer, body: dict[str, Any], status: int, code: str, param: str) -> None:
