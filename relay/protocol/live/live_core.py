@@ -228,6 +228,8 @@ class LiveCore:
             self._upstream_error(event)
             return
         self._broadcast(event)
+        if kind == "session.started":
+            self._tell_permissions()
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: say why, unless the session closed cleanly."""
@@ -331,6 +333,17 @@ class LiveCore:
                 snapshot[key] = self.requested_session[key]
         return snapshot
 
+    def _tell_permissions(self) -> None:
+        """An ``info`` for the frontend (``data_channel_permissions``) saying what its
+        channel may carry, when the session restricts it."""
+        if self._client_allowed is None and self._server_allowed is None:
+            return
+        info = live_event("info", code="data_channel_permissions", message=(
+            f"This data channel may send {listed(self._client_allowed)} and receive "
+            f"{listed(self._server_allowed)} (errors always)."))
+        if server_event_allowed(self._server_allowed, info):
+            self._to_channel(info)
+
     def _upstream_error(self, event: Event) -> None:
         body = event.get("error")
         cid = body.get("client_event_id") if isinstance(body, dict) else None
@@ -382,3 +395,8 @@ class LiveCore:
         if event["type"] == "error":
             self.measures.error(event.get("error"))
         self._to_client.append(event)
+
+
+def listed(names: frozenset[str] | None) -> str:
+    """Event types for a person: ``every event`` (None), ``nothing`` (empty), or a list."""
+    return "every event" if names is None else ", ".join(sorted(names)) or "nothing"

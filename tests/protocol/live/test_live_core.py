@@ -184,3 +184,16 @@ def test_live_core_hang_up_says_session_closed_once() -> None:
     assert closed[0]["session"]["id"] == "rtc_u1_relayid"
     assert closed[0]["usage"] == {"seconds": 2}
     assert [e["type"] for e in to_sideband(live, "sb")][-1] == "session.closed"
+
+
+def test_live_core_tells_a_restricted_frontend_its_permissions() -> None:
+    live = core({"model": "gpt-live-1", "client": {"data_channel": {
+        "allowed_client_events": ["session.input_audio.mute"],
+        "allowed_server_events": [{"type": "session.started"}, {"type": "info"}]}}})
+    live.upstream_message(started())
+    _, info = to_client(live)
+    assert info["code"] == "data_channel_permissions"
+    assert "session.input_audio.mute" in info["message"]
+    everything = core()
+    everything.upstream_message(started())
+    assert [e["type"] for e in to_client(everything)] == ["session.started"]
