@@ -12,6 +12,7 @@ import pydantic
 from openai.types.live import ClientEvent, ServerEvent
 from openai.types.live.connect_server_event import ConnectServerEvent
 
+from relay.errors import RelayError
 from relay.protocol.flood import MessageLimits
 from relay.protocol.live.live_core import LiveCore
 from relay.protocol.redact import Redactor
@@ -197,3 +198,13 @@ def test_live_core_tells_a_restricted_frontend_its_permissions() -> None:
     everything = core()
     everything.upstream_message(started())
     assert [e["type"] for e in to_client(everything)] == ["session.started"]
+
+
+def test_live_core_relay_errors_take_the_live_shape() -> None:
+    live = core()
+    live.attach_sideband("sb")
+    live.relay_error(RelayError("The relay is shutting down.", code="server_shutting_down"))
+    [to_frontend] = to_client(live)
+    [to_server] = to_sideband(live, "sb")
+    assert to_frontend["error"]["code"] == to_server["error"]["code"] == "server_shutting_down"
+    assert "event_id" not in to_frontend["error"]  # Live names commands by client_event_id
