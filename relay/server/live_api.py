@@ -22,7 +22,7 @@ from aiohttp import web
 
 from ..cluster.forward import forward_http, forward_websocket
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, RelayError
-from ..protocol.live.live_config import apply_locks, check_config, delegation_type
+from ..protocol.live.live_config import apply_locks, check_config, check_servable
 from ..protocol.live.live_core import LiveCore
 from ..protocol.realtime.policy import UNSET
 from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
@@ -53,7 +53,6 @@ def add_live_routes(router: web.UrlDispatcher) -> None:
 async def create_session(request: web.Request) -> web.Response:
     """``POST /v1/live/sessions``: a Live configuration and an SDP offer in, the session id
     and the SDP answer out."""
-
     app = request.app
     settings = app[SETTINGS]
     sealed = app[AUTH].authorize_call(credentials(request.headers))
@@ -64,21 +63,7 @@ async def create_session(request: web.Request) -> web.Response:
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
     config = apply_locks(check_config(_with_sealed(sealed, body.get("session")), media=True),
                          settings.policy, UNSET)
-    owner = delegation_type(config)
-    if owner != "client" and settings.uses_local_upstream:
-        # Refused here, not by the embedded server after the answer: a clear 400 beats a
-        # session that never starts.
-        raise InvalidRequest(
-            f"'{owner}' delegation needs a real backend model, which the embedded server "
-            "does not have: use delegation {\"type\": \"client\"} (or none), or give the "
-            "relay an upstream key.", code="delegation_unsupported",
-            param="session.delegation.type")
-    for field in ("idle_timeout_s", "wake_policy"):
-        if field in config:
-            raise InvalidRequest(
-                f"'session.{field}' (pausing inference while nobody speaks) is not "
-                "supported by the relay.", code="unsupported_parameter",
-                param=f"session.{field}")
+    check_servable(config, offline=settings.uses_local_upstream)
     session_id = app[NODE].new_call_id()
     await app[NODE].limits.hold(key, session_id)
     try:
@@ -95,7 +80,6 @@ async def create_session(request: web.Request) -> web.Response:
 
 async def hangup_session(request: web.Request) -> web.StreamResponse:
     """``POST /v1/live/sessions/{id}/hangup``: end the session; 404 when there is none."""
-
     request.app[AUTH].authorize_call(credentials(request.headers))
     routed = await _owned_session(request)
     if isinstance(routed, web.StreamResponse):
@@ -109,7 +93,6 @@ async def hangup_session(request: web.Request) -> web.StreamResponse:
 
 async def describe_session(request: web.Request) -> web.StreamResponse:
     """``GET /v1/live/sessions/{id}`` (server key): the per-session view."""
-
     request.app[AUTH].require_server_key(credentials(request.headers))
     session_id = request.match_info["session_id"]
     routed = await _route(request, session_id)
@@ -127,7 +110,6 @@ async def describe_session(request: web.Request) -> web.StreamResponse:
 async def attach_sideband(request: web.Request) -> web.StreamResponse:
     """``GET /v1/live/sessions/{id}/attach`` upgraded to a WebSocket (server key): a
     trusted server joins the session. Errors come before the upgrade, as JSON."""
-
     request.app[AUTH].require_server_key(credentials(request.headers))
     routed = await _owned_session(request, websocket=True)
     if isinstance(routed, web.StreamResponse):
@@ -144,7 +126,6 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
 async def create_client_secret(request: web.Request) -> web.Response:
     """``POST /v1/live/client_secrets`` (server key): an ``ek_`` key for a browser, sealed
     to a Live configuration (the relay's own endpoint: the hosted GPT-Live has none)."""
-
     auth = request.app[AUTH]
     auth.require_server_key(credentials(request.headers))
     request.app[DRAIN].check()
@@ -223,7 +204,6 @@ async def _route(request: web.Request, session_id: str, *,
 async def _owned_session(request: web.Request, *,
                          websocket: bool = False) -> CallDriver | web.StreamResponse:
     """This relay's live Live session the path names, or the owner's answer."""
-
     session_id = request.match_info["session_id"]
     routed = await _route(request, session_id, websocket=websocket)
     if routed is not None:

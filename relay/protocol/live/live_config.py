@@ -59,6 +59,26 @@ def check_config(value: Any, *, media: bool, param: str = "session") -> Config:
     return copy.deepcopy(dict(value))
 
 
+def check_servable(config: Mapping[str, Any], *, offline: bool) -> None:
+    """Refuse, with the reason, what the relay cannot serve for a WebRTC session: pausing
+    inference (``idle_timeout_s``, ``wake_policy``), and, ``offline`` (on the embedded
+    server), delegation to a Responses or Decisions backend: a clear 400 beats a session
+    that never starts."""
+    owner = delegation_type(config)
+    if offline and owner != "client":
+        raise InvalidRequest(
+            f"'{owner}' delegation needs a real backend model, which the embedded server "
+            "does not have: use delegation {\"type\": \"client\"} (or none), or give the "
+            "relay an upstream key.", code="delegation_unsupported",
+            param="session.delegation.type")
+    for key in sorted(_MEDIA_ONLY):
+        if key in config:
+            raise InvalidRequest(
+                f"'session.{key}' (pausing inference while nobody speaks) is not "
+                "supported by the relay.", code="unsupported_parameter",
+                param=f"session.{key}")
+
+
 def check_delegation(value: Any, *, param: str = "session.delegation") -> None:
     """A ``delegation`` value: null, or an object whose ``type`` is a known owner."""
     if value is None:
