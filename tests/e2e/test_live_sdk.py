@@ -249,7 +249,7 @@ async def test_live_talking_over_the_reply_cuts_it_and_its_transcript(
         await peer.accept(created.transport.sdp)
         seen = [await peer.next_event()]
         mic = peer.pc.getSenders()[0].track
-        mic.play(speech + bytes(48 * 1500))
+        mic.play(speech)  # then silence: the microphone pads with it, and the turn ends
         await until(peer.events, {"session.output_transcript.delta"}, seen)
         mic.play(speech + bytes(48 * 1500))  # talk over the reply at once
         loop = asyncio.get_running_loop()
