@@ -40,10 +40,12 @@ SESSION = {"model": "gpt-live-1", "instructions": "Answer like a lighthouse keep
 
 
 class Loudness:
-    """The loudest sample the peer has received on the relay's audio track."""
+    """The loudest sample the peer has received on the relay's audio track, and each
+    frame's peak with the time it was decoded."""
 
     def __init__(self, peer: OfferPeer) -> None:
         self.peak = 0
+        self.frames: list[tuple[float, int]] = []
         self._task: asyncio.Task[None] | None = None
         peer.pc.on("track", self._on_track)
 
@@ -55,7 +57,9 @@ class Loudness:
             while True:
                 frame = await track.recv()
                 samples = np.frombuffer(bytes(frame.planes[0]), dtype=np.int16)
-                self.peak = max(self.peak, int(np.abs(samples.astype(np.int32)).max()))
+                peak = int(np.abs(samples.astype(np.int32)).max())
+                self.frames.append((asyncio.get_running_loop().time(), peak))
+                self.peak = max(self.peak, peak)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -244,6 +248,7 @@ async def test_live_talking_over_the_reply_cuts_it_and_its_transcript(
     covers only what was played before the cut."""
     server = await relay_factory(local_mode="assistant")
     async with sdk(server) as client, OfferPeer() as peer:
+        loud = Loudness(peer)
         created = await client.live.create(
             session=SESSION, transport={"type": "webrtc", "sdp": await peer.offer()})
         await peer.accept(created.transport.sdp)
@@ -282,4 +287,12 @@ async def test_live_talking_over_the_reply_cuts_it_and_its_transcript(
         # Cut within the detector's onset and one delta of lead, not at the reply's end.
         last_word_at = max((t for t, _ in first_reply), default=talked_over_at)
         assert last_word_at - talked_over_at < 1.0
+        # And the track went quiet: while the user talked (the reply, uncut, would have
+        # gone on for seconds), until the second reply.
+        second_reply_at = next(t for t, e in arrivals[second_turn:]
+                               if e["type"] == "session.output_transcript.delta")
+        quiet = [peak for t, peak in loud.frames
+                 if talked_over_at + 1.0 < t < second_reply_at - 0.2]
+        assert len(quiet) > 25 and max(quiet) < 300, quiet
+        await loud.close()
         await client.live.sessions.hangup(created.session.id)
