@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from . import settings_table as table
 from .audio import (
@@ -77,6 +77,7 @@ AuthMode = Literal["open", "token"]
 AUTH_MODES: tuple[AuthMode, ...] = ("open", "token")
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+OPENAI_LIVE_URL = "wss://api.openai.com/v1/live/sessions"
 
 #: Addresses that listen everywhere, which no other relay can connect to.
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -250,6 +251,12 @@ class Settings:
     upstream_url: str | None = setting(
         None, flag="--upstream-url", env="RELAY_UPSTREAM_URL", metavar="URL",
         help="upstream Realtime WebSocket", shown="embedded server; OpenAI's when a key is set")
+    #: ``None``: derived from ``upstream_url`` (its ``/v1/realtime`` path becomes
+    #: ``/v1/live/sessions``), else OpenAI's.
+    live_upstream_url: str | None = setting(
+        None, flag="--live-upstream-url", env="RELAY_LIVE_UPSTREAM_URL", metavar="URL",
+        help="upstream GPT-Live WebSocket (primary, `session.start`)",
+        shown="beside the Realtime upstream; OpenAI's when a key is set")
     api_key: str | None = setting(
         None, env="OPENAI_API_KEY", secret=True, help="upstream key")
     #: E.g. ``(("api-key", "..."),)`` for Azure.
@@ -612,6 +619,25 @@ class Settings:
         if self.api_key and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = f"Bearer {self.api_key}"
         return url, headers
+
+    def live_upstream_target(self) -> tuple[str, dict[str, str]]:
+        """URL and headers of the remote GPT-Live upstream (a remote upstream is set)."""
+        target = self.upstream_target()
+        headers = target[1] if target is not None else {}
+        if self.live_upstream_url is not None:
+            return self.live_upstream_url, headers
+        if self.upstream_url is not None:
+            return live_url_beside(self.upstream_url), headers
+        return OPENAI_LIVE_URL, headers
+
+
+def live_url_beside(realtime_url: str) -> str:
+    """The GPT-Live URL of the server whose Realtime URL is ``realtime_url``: same scheme
+    and host, path ``/v1/live/sessions`` (a path prefix before ``/v1`` is kept)."""
+    parts = urlsplit(realtime_url)
+    prefix = parts.path.split("/v1/", 1)[0] if "/v1/" in parts.path else ""
+    return urlunsplit(parts._replace(path=prefix.rstrip("/") + "/v1/live/sessions",
+                                     query=""))
 
 
 def worker_environment(index: int, directory: str) -> dict[str, str]:

@@ -11,6 +11,7 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── RateLimited                 429, code "rate_limit_exceeded" (with Retry-After)
     ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
     ├── CallNotFound                404, code "call_id_not_found"
+    │   └── LiveSessionNotFound     404, code "session_not_found" (a GPT-Live session)
     ├── CapacityExceeded            503, code "capacity_exceeded" (with Retry-After)
     │   └── UdpPortsExhausted       503, code "udp_ports_exhausted" (every port of the range in use)
     ├── Draining                    503, code "relay_draining" (stopping: no new calls;
@@ -113,6 +114,16 @@ class CallNotFound(RelayError):
 
     def __init__(self) -> None:
         super().__init__("No session found for the provided call_id", param="")
+
+
+class LiveSessionNotFound(CallNotFound):
+    """No live GPT-Live session has that id (never had, or it has ended)."""
+
+    default_code = "session_not_found"
+
+    def __init__(self) -> None:
+        RelayError.__init__(self, "No Live session found for the provided session_id.",
+                            param="session_id")
 
 
 class CapacityExceeded(RelayError):

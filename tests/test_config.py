@@ -43,6 +43,8 @@ ENVIRONMENT = [
     ("RELAY_DRAIN_TIMEOUT", "0", "drain_timeout", 0.0),
     ("RELAY_UPSTREAM_URL", "wss://example.test/v1/realtime", "upstream_url",
      "wss://example.test/v1/realtime"),
+    ("RELAY_LIVE_UPSTREAM_URL", "wss://example.test/v1/live/sessions", "live_upstream_url",
+     "wss://example.test/v1/live/sessions"),
     ("OPENAI_API_KEY", "sk-abc", "api_key", "sk-abc"),
     ("RELAY_UPSTREAM_HEADERS", "api-key: k1\nX-Trace:  on \n", "upstream_headers",
      (("api-key", "k1"), ("X-Trace", "on"))),
@@ -163,6 +165,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "workers": ("2", 2),
     "drain_timeout": ("2.5", 2.5),
     "upstream_url": ("ws://127.0.0.1:9/v1/realtime", "ws://127.0.0.1:9/v1/realtime"),
+    "live_upstream_url": ("ws://127.0.0.1:9/v1/live/sessions", "ws://127.0.0.1:9/v1/live/sessions"),
     "upstream_headers": ("api-key: k", (("api-key", "k"),)),
     "model": ("m", "m"),
     "models": ("m,n", ("m", "n")),
@@ -457,3 +460,17 @@ def test_settings_secret_strings_are_every_secret_settings_value_and_its_parts()
         assert value in secrets
     # Names and non-secret settings are not masked.
     assert "Authorization" not in secrets and "127.0.0.1" not in secrets
+
+
+def test_config_live_upstream_sits_beside_the_realtime_upstream() -> None:
+    local = Settings(upstream_url="ws://127.0.0.1:8765/v1/realtime?model=m")
+    assert local.live_upstream_target() == ("ws://127.0.0.1:8765/v1/live/sessions", {})
+    azure = Settings(upstream_url="wss://x.example/openai/v1/realtime",
+                     upstream_headers=(("api-key", "k"),))
+    assert azure.live_upstream_target() == ("wss://x.example/openai/v1/live/sessions",
+                                            {"api-key": "k"})
+    hosted = Settings(api_key="sk-abc")
+    assert hosted.live_upstream_target() == ("wss://api.openai.com/v1/live/sessions",
+                                             {"Authorization": "Bearer sk-abc"})
+    chosen = Settings(api_key="sk-abc", live_upstream_url="wss://live.example/v1/live/sessions")
+    assert chosen.live_upstream_target()[0] == "wss://live.example/v1/live/sessions"

@@ -23,13 +23,14 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from ..cluster.node import Node
 from ..config import Settings
 from ..errors import RelayError
-from ..upstream.client import WebSocketConnector
+from ..upstream.client import LiveConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent
 from .app_state import (
     AGENTS,
     AUTH,
     DRAIN,
+    LIVE_UPSTREAM,
     LOOP_LAG,
     METRICS,
     NODE,
@@ -41,6 +42,7 @@ from .app_state import (
 from .auth import Authenticator, credentials
 from .client_secrets import SecretSigner
 from .drain import Drain
+from .live_api import add_live_routes
 from .loop_lag import LoopLagMonitor
 from .prometheus import RelayCollector
 from .readiness import UpstreamProbe
@@ -96,6 +98,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         app.cleanup_ctx.append(_open_warning_ctx)
     app.on_shutdown.append(_close_calls)
     add_realtime_routes(app.router)
+    add_live_routes(app.router)
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/stats", stats)
@@ -247,6 +250,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     target = settings.upstream_target()
     if target is not None:
         app[UPSTREAM] = WebSocketConnector(*target, model=settings.model)
+        app[LIVE_UPSTREAM] = LiveConnector(*settings.live_upstream_target())
         yield
         return
     from ..upstream.local import LocalRealtimeServer
@@ -254,6 +258,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     server = LocalRealtimeServer(mode=settings.local_mode, mcp_urls=settings.local_mcp_urls)
     await server.start("127.0.0.1", 0)
     app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
+    app[LIVE_UPSTREAM] = LiveConnector(server.live_url, {})
     logger.info("using the embedded local Realtime server (%s mode)", server.mode)
     try:
         yield

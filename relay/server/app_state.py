@@ -26,6 +26,8 @@ AUTH = web.AppKey("auth", Authenticator)
 NODE = web.AppKey("node", Node)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
+#: Where GPT-Live sessions get their upstream (a primary Live WebSocket).
+LIVE_UPSTREAM = web.AppKey("live_upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
 AGENTS = web.AppKey("agents", CallAgents)
 #: This app's Prometheus registry (never prometheus_client's global one).

@@ -223,6 +223,14 @@ class CallDriver:
         ``grace`` seconds to leave, then :meth:`close` the call with ``reason``."""
         if not self._closing:
             self.report_error(error)
+        await self.finish(reason, grace)
+
+    async def finish(self, reason: str, grace: float = FAREWELL_SECONDS) -> None:
+        """Send what the core has queued for the client and the sidebands (a protocol's
+        last words, fed to the core by the caller), give it up to ``grace`` seconds to
+        leave, then :meth:`close` the call with ``reason``."""
+        if not self._closing:
+            self._flush_client()
             for _ in range(max(1, round(grace / FAREWELL_POLL))):
                 if self._farewell_sent():
                     break

@@ -10,7 +10,9 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
+from ..protocol.call_protocol import CoreFactory
 from ..protocol.events import random_id
+from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..upstream.client import UpstreamConnector
 from ..webrtc.udp_ports import UdpPorts
@@ -59,17 +61,20 @@ class CallRegistry:
         return any(call.upstream_open for call in self._calls.values())
 
     def new(self, session: Session, upstream: UpstreamConnector,
-            model: str | None = None, call_id: str | None = None) -> CallDriver:
+            model: str | None = None, call_id: str | None = None,
+            core: CoreFactory = CallCore) -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
-        comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit."""
+        comes from ``upstream``, speaking the protocol ``core`` makes (Realtime's by
+        default), registered; raises :class:`CapacityExceeded` at the limit."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.",
                                    retry_after=CAPACITY_RETRY_AFTER)
         call = CallDriver(call_id or new_call_id(), self.settings, session, upstream,
-                          model=model, on_closed=self._forget, ports=self.ports)
+                          model=model, on_closed=self._forget, ports=self.ports,
+                          core=core)
         self._calls[call.id] = call
         self._empty.clear()
-        self.totals.call_created()
+        self.totals.call_created(call)
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:

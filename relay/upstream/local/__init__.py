@@ -43,13 +43,17 @@ full rules are in :mod:`.tools`, the arguments' in :mod:`.schema`):
 - Echo mode ignores tools.
 
 Every other session field is honoured or refused as the hosted API refuses it
-(:mod:`.field_checks`): ``idle_timeout_ms`` (:meth:`LocalSession._check_idle`),
-``max_output_tokens`` (:func:`.response.fit_plan`), ``noise_reduction`` (:mod:`.denoise`),
-``truncation`` (:mod:`.truncation`), ``speed`` (words per minute, or the parrot's
-resampling).
+(:mod:`.field_checks`): ``idle_timeout_ms`` (:mod:`.idle_clock`), ``max_output_tokens``
+(:func:`.response.fit_plan`), ``noise_reduction`` (:mod:`.denoise`), ``truncation``
+(:mod:`.truncation`), ``speed`` (words per minute, or the parrot's resampling).
+
+The same server speaks GPT-Live at ``/v1/live/sessions`` (:mod:`.live`): the same
+detector, recogniser and voice, transcript deltas on the session timeline, real-time output
+that the user can talk over, and client delegation.
 """
 
+from .live import LiveLocalSession
 from .local_session import LocalSession
 from .server import LocalRealtimeServer
 
-__all__ = ["LocalRealtimeServer", "LocalSession"]
+__all__ = ["LiveLocalSession", "LocalRealtimeServer", "LocalSession"]
