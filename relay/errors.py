@@ -11,6 +11,8 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── RateLimited                 429, code "rate_limit_exceeded" (with Retry-After)
     ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
     ├── CallNotFound                404, code "call_id_not_found"
+    ├── RecordingNotFound           404, code "recording_not_found" (no recording of that call)
+    ├── RecordingInProgress         409, code "recording_in_progress" (the call is live)
     ├── CapacityExceeded            503, code "capacity_exceeded" (with Retry-After)
     │   └── UdpPortsExhausted       503, code "udp_ports_exhausted" (every port of the range in use)
     ├── Draining                    503, code "relay_draining" (stopping: no new calls;
@@ -113,6 +115,29 @@ class CallNotFound(RelayError):
 
     def __init__(self) -> None:
         super().__init__("No session found for the provided call_id", param="")
+
+
+class RecordingNotFound(RelayError):
+    """No recording of that call here: it was not recorded, or retention removed it."""
+
+    status = 404
+    type = "invalid_request_error"
+    default_code = "recording_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No recording found for the provided call_id", param="call_id")
+
+
+class RecordingInProgress(RelayError):
+    """The call is still being recorded: its recording is ready once it has ended."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "recording_in_progress"
+
+    def __init__(self) -> None:
+        super().__init__("The call is still being recorded; its recording is ready once "
+                         "it has ended.", param="call_id")
 
 
 class CapacityExceeded(RelayError):

@@ -21,20 +21,31 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
 from ..cluster.node import Node
 from ..config import Settings
-from ..errors import InvalidRequest, RelayError
+from ..errors import InvalidRequest, RecordingInProgress, RecordingNotFound, RelayError
+from ..protocol.redact import Redactor
 from ..protocol.session import effective_session
+from ..recording.store import Recordings, Retention
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
+from .call_records import CallRecords
 from .client_secrets import SecretSigner
 from .drain import Drain
 from .loop_lag import LoopLagMonitor
 from .metrics import RelayCollector
 from .readiness import UpstreamProbe
 from .registry import CallRegistry
-from .requests import dcid_param, expires_after_seconds, read_json, read_offer
+from .requests import (
+    dcid_param,
+    expires_after_seconds,
+    read_json,
+    read_offer,
+    record_field,
+    record_param,
+)
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
+from .webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +69,8 @@ LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 #: Whether the relay still takes calls (relay/server/drain.py); relay/server/run.py begins
 #: the drain on SIGTERM, and the app's cleanup runs only once it is over.
 DRAIN = web.AppKey("drain", Drain)
+#: Recordings and webhooks of the calls (relay/server/call_records.py).
+RECORDS = web.AppKey("records", CallRecords)
 
 #: Seconds between the warnings that auth is open on a public address.
 OPEN_WARNING_INTERVAL = 60.0
@@ -81,7 +94,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
-    app[REGISTRY] = CallRegistry(settings, ports)
+    records = app[RECORDS] = _call_records(settings)
+    app[REGISTRY] = CallRegistry(settings, ports, records)
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
     app[DRAIN] = Drain(settings.drain_timeout)
@@ -94,6 +108,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         logger.info("serving the agent %s on every call", settings.agent)
     app[METRICS] = _metrics_registry(app)
     app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(_records_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_probe_ctx)
     app.cleanup_ctx.append(_loop_lag_ctx)
@@ -105,6 +120,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app.router.add_post("/v1/realtime/calls", create_call)
     app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
     app.router.add_get("/v1/realtime/calls/{call_id}", describe_call)
+    app.router.add_get("/v1/realtime/calls/{call_id}/content", call_content)
     app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
     app.router.add_get("/v1/realtime", attach_sideband)
     app.router.add_get("/healthz", health)
@@ -131,6 +147,19 @@ def _signer(settings: Settings) -> SecretSigner:
     return SecretSigner(settings.signing_secret, settings.signing_secrets)
 
 
+def _call_records(settings: Settings) -> CallRecords:
+    retention = Retention(max_age_seconds=settings.record_max_age_days * 86400,
+                          max_bytes=int(settings.record_max_gb * 1e9))
+    # Recordings are masked as the logs are: every secret the settings hold.
+    recordings = Recordings(Path(settings.record_dir), retention,
+                            Redactor(settings.secret_strings()))
+    webhooks = None
+    if settings.webhook_url and settings.webhook_secret:
+        webhooks = WebhookSender(settings.webhook_url, settings.webhook_secret,
+                                 retry_for=settings.webhook_retry_seconds)
+    return CallRecords(settings, recordings, webhooks)
+
+
 # ------------------------------------------------------------------- handlers
 
 async def create_call(request: web.Request) -> web.Response:
@@ -141,6 +170,7 @@ async def create_call(request: web.Request) -> web.Response:
     key = app[AUTH].client_secret_id(credentials(request.headers))
     app[DRAIN].check()
     await app[NODE].limits.admit(request.remote, key)
+    record = _record_requested(request)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
     session, model = settings.session_rules.admit(secret_session, client_session,
                                                   query_model=request.query.get("model"))
@@ -148,7 +178,8 @@ async def create_call(request: web.Request) -> web.Response:
     call_id = app[NODE].new_call_id()
     await app[NODE].limits.hold(key, call_id)
     try:
-        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id)
+        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id,
+                                 record=record)
     except BaseException:
         app[NODE].limits.release_soon(call_id)
         raise
@@ -162,6 +193,20 @@ async def create_call(request: web.Request) -> web.Response:
         status=201, text=answer, content_type="text/plain", charset="utf-8",
         headers={"Location": f"/v1/realtime/calls/{call.id}"},
     )
+
+
+def _record_requested(request: web.Request) -> bool:
+    """Whether the operator asked for this call to be recorded: its client secret was
+    minted with ``"record": true``, or a server key's request says ``?record=true``."""
+    auth = request.app[AUTH]
+    authorization = credentials(request.headers)
+    if "record" in request.query:
+        if not auth.is_server_key(authorization):
+            raise InvalidRequest("record= is for server keys; a client secret's calls are "
+                                 "recorded when it is minted with \"record\": true.",
+                                 code="invalid_value", param="record")
+        return record_param(request.query["record"])
+    return auth.recording_requested(authorization)
 
 
 async def hangup_call(request: web.Request) -> web.StreamResponse:
@@ -186,6 +231,26 @@ async def describe_call(request: web.Request) -> web.StreamResponse:
     return web.json_response(await request.app[REGISTRY].describe(call_id))
 
 
+async def call_content(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/realtime/calls/{id}/content`` (server key): the call's recording as a zip
+    (audio.ogg, events.jsonl, metadata.json); 404 when there is none, 409 while the call
+    is still being recorded."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    call_id = request.match_info["call_id"]
+    owner = await _owner_address(request, call_id)
+    if owner is not None:
+        return await forward_http(request, owner)
+    recordings = request.app[RECORDS].recordings
+    status = recordings.status(call_id)
+    if status is None:
+        raise RecordingNotFound()
+    if status == "recording":
+        raise RecordingInProgress()
+    body = await recordings.archive(call_id)
+    return web.Response(body=body, content_type="application/zip", headers={
+        "Content-Disposition": f'attachment; filename="{call_id}.zip"'})
+
+
 async def create_client_secret(request: web.Request) -> web.Response:
     """``POST /v1/realtime/client_secrets``: mint a short-lived ``ek_`` key for a browser."""
     auth = request.app[AUTH]
@@ -195,7 +260,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
     ttl = expires_after_seconds(body, DEFAULT_TTL)
     settings = request.app[SETTINGS]
     session, model = settings.session_rules.admit(body.get("session"))
-    secret = auth.mint(session, ttl)
+    secret = auth.mint(session, ttl, record=record_field(body))
     # Typed clients (openai-python's ClientSecretCreateResponse) need the full session,
     # identity fields included, not just the fields that were asked for.
     described = effective_session(secret.session, model=model,
@@ -350,6 +415,21 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await node.close()
+
+
+async def _records_ctx(app: web.Application) -> AsyncIterator[None]:
+    records = app[RECORDS]
+    await records.recordings.start()
+    if records.webhooks is not None:
+        records.webhooks.start()
+    try:
+        yield
+    finally:
+        # The calls end first (their recordings are finished, their webhooks queued).
+        await app[REGISTRY].close_all()
+        await records.recordings.close()
+        if records.webhooks is not None:
+            await records.webhooks.close()
 
 
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,6 +15,7 @@ from ..protocol.events import random_id
 from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector
 from ..webrtc.udp_ports import UdpPorts
+from .call_records import CallRecords
 from .driver import CallDriver
 from .memory import heap_trimmer
 from .metrics import MetricsTotals
@@ -35,8 +37,11 @@ def new_call_id() -> str:
 class CallRegistry:
     """Creates calls, finds them by id, and closes them all at shutdown."""
 
-    def __init__(self, settings: Settings, ports: UdpPorts | None = None) -> None:
+    def __init__(self, settings: Settings, ports: UdpPorts | None = None,
+                 records: CallRecords | None = None) -> None:
         self.settings = settings
+        #: Recordings and webhooks (None: neither, as in tests that build a bare registry).
+        self.records = records
         #: Where calls' ICE sockets go (None: ports the OS picks).
         self.ports = ports
         self._calls: dict[str, CallDriver] = {}
@@ -59,14 +64,23 @@ class CallRegistry:
         return any(call.upstream_open for call in self._calls.values())
 
     def new(self, session: Session, upstream: UpstreamConnector,
-            model: str | None = None, call_id: str | None = None) -> CallDriver:
+            model: str | None = None, call_id: str | None = None, *,
+            record: bool = False) -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
-        comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit."""
+        comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit.
+        ``record``: the operator asked for this call to be recorded."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.",
                                    retry_after=CAPACITY_RETRY_AFTER)
-        call = CallDriver(call_id or new_call_id(), self.settings, session, upstream,
-                          model=model, on_closed=self._forget, ports=self.ports)
+        call_id = call_id or new_call_id()
+        loop = asyncio.get_running_loop()
+        recorder = None if self.records is None else self.records.recorder(
+            call_id, requested=record, protocol="realtime", model=model, session=session,
+            created_at=time.time(), clock=loop.time)
+        call = CallDriver(call_id, self.settings, session, upstream,
+                          model=model, on_closed=self._forget, ports=self.ports,
+                          recorder=recorder,
+                          on_started=self.records.started if self.records else None)
         self._calls[call.id] = call
         self._empty.clear()
         self.totals.call_created()
@@ -102,6 +116,8 @@ class CallRegistry:
         await asyncio.gather(*(call.close(reason) for call in calls), return_exceptions=True)
 
     def _forget(self, call: CallDriver) -> None:
+        if self.records is not None:
+            self.records.ended(call)
         if self._calls.pop(call.id, None) is not None:
             self.totals.call_ended(call)
             self._ended[call.id] = call.snapshot()
