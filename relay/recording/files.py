@@ -34,7 +34,7 @@ METADATA_FILE = "metadata.json"
 FILES = (AUDIO_FILE, EVENTS_FILE, METADATA_FILE)
 
 #: Longest stretch of audio in one Ogg page (the muxer's default is a second).
-PAGE_MICROSECONDS = 200_000
+PAGE_MICROSECONDS = 100_000
 #: Stereo Opus: 24 kbit/s a channel keeps speech clear, about 22 MB an hour for the two.
 BITRATE = 48_000
 _STEREO_FRAME_BYTES = 2 * FRAME_SAMPLES * SAMPLE_BYTES

@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.25
 #: Seconds between two retention sweeps (beside the one after each recording).
 SWEEP_INTERVAL = 60.0
+#: A recording written to this recently is live (perhaps in another process sharing the
+#: directory, a sibling worker): retention never removes it.
+ACTIVE_SECONDS = 60.0
 #: What a recording's directory may be called: a call id (never a path).
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
 
@@ -50,7 +53,8 @@ class Retention:
 
 def sweep(root: Path, keep: set[str], retention: Retention, now: float) -> list[str]:
     """Remove, from ``root``, recordings older than the age limit, then the oldest while
-    the total is above the size limit; ``keep`` (live recordings) are never removed.
+    the total is above the size limit; ``keep`` (live recordings) and recordings written
+    to in the last :data:`ACTIVE_SECONDS` are never removed.
     Returns the names removed. Blocking: runs on the writer thread."""
     entries: list[tuple[float, int, Path]] = []
     total = 0
@@ -62,8 +66,8 @@ def sweep(root: Path, keep: set[str], retention: Retention, now: float) -> list[
             continue  # not a recording
         size = sum(f.stat().st_size for f in files)
         total += size
-        if directory.name not in keep:
-            newest = max(f.stat().st_mtime for f in files)
+        newest = max(f.stat().st_mtime for f in files)
+        if directory.name not in keep and now - newest > ACTIVE_SECONDS:
             entries.append((newest, size, directory))
     entries.sort()
     removed: list[str] = []
