@@ -72,7 +72,7 @@ class StereoTimeline:
 
     def now(self) -> int:
         """The sample index of this moment."""
-        return int((self._clock() - self.origin) * self.rate)
+        return round((self._clock() - self.origin) * self.rate)
 
     def add(self, channel: int, pcm: bytes) -> None:
         """``pcm`` of ``channel`` (:data:`USER` or :data:`ASSISTANT`) passes the relay now."""
