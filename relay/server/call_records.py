@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..config import Settings
-from ..recording.recorder import CallRecorder
-from ..recording.store import Recordings
+from ..recording.call_recorder import CallRecorder
+from ..recording.recordings import Recordings
 from .webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)

@@ -22,11 +22,7 @@ back makes the event come again.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -37,11 +33,11 @@ from typing import Any
 
 import aiohttp
 
+from ..base.webhook_signature import secret_key, sign
 from ..protocol.events import random_id
 
 logger = logging.getLogger(__name__)
 
-SECRET_PREFIX = "whsec_"
 #: Seconds before the first retry; each retry waits twice as long, up to MAX_BACKOFF.
 FIRST_BACKOFF = 0.5
 MAX_BACKOFF = 60.0
@@ -49,37 +45,6 @@ MAX_BACKOFF = 60.0
 ATTEMPT_TIMEOUT = 10.0
 #: Events waiting at most (the oldest are dropped beyond: a receiver down for long).
 MAX_QUEUED = 10_000
-
-
-def secret_key(secret: str) -> bytes:
-    """The HMAC key of a Standard Webhooks secret (``whsec_`` + base64); ``ValueError``
-    if it is not one."""
-    try:
-        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ValueError("not a whsec_ secret") from exc
-    if len(key) < 16:
-        raise ValueError("key too short")
-    return key
-
-
-def webhook_secret_problem(secret: str | None) -> str | None:
-    """What is wrong with a ``RELAY_WEBHOOK_SECRET`` (for the settings' check), or None."""
-    if secret is None:
-        return None
-    try:
-        secret_key(secret)
-    except ValueError:
-        return ("must be whsec_ and base64 of at least 16 random bytes "
-                "(e.g. whsec_$(openssl rand -base64 32))")
-    return None
-
-
-def sign(key: bytes, message_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` header of ``body`` sent as ``message_id`` at ``timestamp``."""
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
 
 
 @dataclass

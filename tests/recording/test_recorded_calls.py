@@ -16,7 +16,6 @@ from typing import Any
 import av
 import numpy as np
 from aiohttp import ClientSession
-
 from aiortc.rtp import RtpPacket
 
 from relay.client import CallClient
@@ -26,7 +25,7 @@ from relay.webrtc.internals import wrap_rtp_send
 from ..conftest import LOOPBACK, base_url
 from ..e2e.test_barge_in import first_reply_playing, session, tone
 from ..support.rtp import record_rtp
-from .support import TimedSource, click_train, onsets, read_audio, unzip, until
+from .support import TimedSource, click_train, onsets, read_audio, until, unzip
 
 FRAME_SECONDS = 0.020
 SERVER_KEY = {"Authorization": "Bearer sk-test"}

@@ -33,6 +33,10 @@ async def request(server: Any, method: str, path: str, key: str = KEY,
             return response.status, body
 
 
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
 async def call(server: Any, key: str) -> CallClient:
     client = CallClient(base_url(server), PcmSource(), ice_addresses=LOOPBACK,
                         api_key=key)
@@ -59,7 +63,7 @@ async def test_recording_off_records_nothing_unasked(relay_factory, tmp_path: Pa
         await client.close()
     status, body = await request(server, "GET", f"/v1/realtime/calls/{call_id}/content")
     assert status == 404 and body["error"]["code"] == "recording_not_found"
-    assert list(tmp_path.iterdir()) == []
+    assert names(tmp_path) == []
 
 
 async def test_recording_asked_for_when_minting_the_client_secret(
@@ -97,7 +101,7 @@ async def test_recording_asked_for_when_minting_the_client_secret(
     await until(lambda: recordings.status(client.call_id or "") == "ready", 10)
     status, body = await request(server, "GET", f"/v1/realtime/calls/{client.call_id}/content")
     assert status == 200 and body[:2] == b"PK"
-    assert [p.name for p in tmp_path.iterdir()] == [client.call_id]
+    assert names(tmp_path) == [client.call_id]
 
 
 async def test_recording_asked_for_by_a_server_key_call(relay_factory, tmp_path: Path) -> None:

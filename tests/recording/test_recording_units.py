@@ -12,9 +12,9 @@ import numpy as np
 
 from relay.protocol.redact import Redactor
 from relay.recording.event_lines import EventLines
-from relay.recording.files import RecordingFiles
-from relay.recording.store import Retention, sweep
-from relay.recording.timeline import ASSISTANT, GAP_SAMPLES, USER, StereoTimeline
+from relay.recording.recording_files import RecordingFiles
+from relay.recording.recordings import Retention, sweep
+from relay.recording.stereo_timeline import ASSISTANT, GAP_SAMPLES, USER, StereoTimeline
 
 from .support import read_audio
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
+from relay.base.webhook_signature import sign
 from relay.client import CallClient, PcmSource
 from relay.config import Settings
 from relay.errors import ConfigError
-from relay.server.webhooks import WebhookSender, sign
+from relay.server.webhooks import WebhookSender
 
 from ..conftest import LOOPBACK, base_url
 from .receiver import Receiver, free_port, new_secret
@@ -25,7 +26,7 @@ def test_webhooks_signature_verifies_with_standardwebhooks_and_openai() -> None:
     secret = new_secret()
     from standardwebhooks import Webhook
 
-    from relay.server.webhooks import secret_key
+    from relay.base.webhook_signature import secret_key
 
     body = json.dumps({"object": "event", "id": "evt_1", "type": "call.started",
                        "created_at": int(time.time()), "data": {}}).encode()

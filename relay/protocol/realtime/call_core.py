@@ -1,0 +1,463 @@
+"""One call's protocol state machine, without I/O.
+
+The driver feeds it what arrives — upstream events, data-channel messages, uplink audio,
+the data channel opening — and pulls 20 ms frames of assistant audio from it on the
+outbound track's clock. After each feed it drains two lists: events for the client's
+``oai-events`` channel and events for the upstream Realtime WebSocket.
+
+Everything about the protocol is decided here: which events go where (the client's
+channel, the sidebands, the upstream), and, through
+:class:`~relay.protocol.realtime.playback.Playback`, the ``output_audio_buffer.*`` events only
+WebRTC has and barge-in.
+
+The client's story of its session is the hosted endpoint's: its first event is a
+``session.created`` that describes the call's effective session (the relay's first
+``session.update`` applied: the upstream's own ``session.created``, with its defaults, is
+not passed on), and each ``session.updated`` it gets answers one of its own updates
+(:mod:`relay.protocol.realtime.session_updates` pairs answers with askers).
+
+A call served by a server-side agent holds the client's data-channel events (never its
+audio) until a controller's first ``session.update`` has gone upstream, so that what the
+client says first reaches a model the agent has already configured (its tools above all).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Callable
+
+from ...audio import RATE, SAMPLE_BYTES
+from ...errors import InvalidRequest, RelayError
+from ...logs import CallLog
+from ..call_measures import CallStats, UplinkArrivals
+from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
+from ..events import Event, error_event, new_event_id, parse_event
+from ..flood import MessageGuard, MessageLimits
+from ..redact import Redactor
+from .playback import Playback
+from .policy import Policy, check_session
+from .session_config import (
+    Session,
+    interrupt_response,
+    normalize_session,
+    pin_relay_formats,
+    speech_padding_ms,
+)
+from .session_updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
+
+logger = logging.getLogger(__name__)
+
+#: Events held for a client whose data channel is not open yet (older ones are dropped),
+#: and client messages held for the call's agent (newer ones are refused).
+MAX_HELD_EVENTS = 10_000
+#: Sideband event ids remembered for routing upstream errors back to their sender.
+MAX_TRACKED_EVENTS = 1024
+
+
+class CallCore:
+    """The Realtime protocol of one call, fed and drained by its driver (a
+    :class:`~relay.protocol.call_protocol.CallProtocol`)."""
+
+    view_object = "realtime.call"
+
+    def __init__(
+        self,
+        call_id: str,
+        session: Session,
+        *,
+        max_playout_samples: int,
+        clock: Callable[[], float],
+        policy: Policy | None = None,
+        client_limits: MessageLimits | None = None,
+        sideband_limits: MessageLimits | None = None,
+        redact: Redactor | None = None,
+    ) -> None:
+        self.call_id = call_id
+        #: Masks the secrets sent upstream in whatever the upstream says (relay.protocol.redact).
+        self._redact = redact or Redactor()
+        self.log = CallLog(logger, call_id)
+        #: Locked session fields the client may not change (relay.protocol.realtime.policy).
+        self.policy: Policy = policy or {}
+        self._clock = clock
+        self._limits = {CLIENT: client_limits or MessageLimits(),
+                        "sideband": sideband_limits or MessageLimits(4 * 1024 * 1024, 200.0)}
+        self._guards: dict[str, MessageGuard] = {}
+        #: Set when a party floods the call: the driver ends the call with this reason.
+        self.end_reason: str | None = None
+        self.requested_session = session
+        self.stats = CallStats()
+        #: Event counts, error codes and reply latency (in :attr:`stats`).
+        self.measures = self.stats.measures
+        self._clock = clock
+        self.playback = Playback(call_id, max_playout_samples=max_playout_samples, clock=clock,
+                                 stats=self.stats, to_client=self._send_client,
+                                 to_upstream=self._to_upstream_append)
+        self.playout = self.playback.playout
+        #: When the uplink audio arrived, by its position (for timing barge-ins).
+        self.uplink_arrivals = UplinkArrivals()
+        #: The upstream's effective session, from session.created/updated.
+        self.session: Session = {}
+        self._updates = SessionUpdates()
+        self._to_client: deque[Event] = deque()
+        #: Outboxes of the sidebands attached, by name.
+        self._sidebands: dict[str, list[Event]] = {}
+        #: event_id → sideband, of the sidebands' events sent upstream (newest last): an
+        #: upstream error naming one goes back to that sideband only.
+        self._sideband_events: OrderedDict[str, str] = OrderedDict()
+        self._to_upstream: list[Event] = []
+        self._channel_open = False
+        self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+        #: Client messages held until a controller configures the session (None: not held).
+        self._held_from_client: list[str | bytes] | None = None
+        #: The relay's own notices for the client, sent right after its ``session.created``
+        #: (None: that has been sent; notices then go at once).
+        self._after_greeting: list[Event] | None = []
+
+    # ------------------------------------------------------------------ inputs
+
+    def start(self) -> None:
+        """Queue the initial ``session.update``: the call's session, formats pinned."""
+        self._update_session(INITIAL, {"type": "session.update",
+                                       "session": self.requested_session})
+
+    def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        """The client's ``oai-events`` channel is open and takes messages of up to
+        ``max_message_size`` bytes (0: any size): held events may flow."""
+        self._channel_open = True
+        self._max_message_size = max_message_size
+
+    def uplink_audio(self, pcm: bytes) -> None:
+        """Microphone audio, 24 kHz mono PCM16, to append to the upstream's buffer."""
+        self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
+        self.uplink_arrivals.arrived(self.stats.uplink_samples, self._clock())
+        self._to_upstream.append(
+            {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
+        )
+
+    def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
+        """One message from the data channel, or from the sideband ``source`` names."""
+        if not self._admit(text, source):
+            return
+        if source == CLIENT and self._held_from_client is not None:
+            self._hold(text)
+            return
+        try:
+            event = parse_event(text)
+        except InvalidRequest as exc:
+            self._reply(source, error_event(exc))
+            return
+        self.measures.count("from_client" if source == CLIENT else "from_sideband",
+                            event["type"])
+        try:
+            self._client_event(event, source)
+        except RelayError as exc:
+            event_id = event.get("event_id")
+            self._reply(source, error_event(exc, event_id if isinstance(event_id, str) else None))
+
+    def _admit(self, text: str | bytes, source: str) -> bool:
+        """Check ``source``'s message against its size and rate; answer one that is not."""
+        guard = self._guards.get(source)
+        if guard is None:
+            limits = self._limits[CLIENT if source == CLIENT else "sideband"]
+            guard = self._guards[source] = MessageGuard(limits, self._clock)
+        error = guard.check(text)
+        if error is None:
+            return True
+        if error.code != "dropped":
+            self._reply(source, error_event(error))
+        if guard.flooding and self.end_reason is None:
+            self.end_reason = f"{source} flooded the call"
+            logger.warning("call %s: %s sent too many messages too fast; ending the call",
+                           self.call_id, source)
+        return False
+
+    def hold_client_events(self) -> None:
+        """A server-side agent will configure this call: hold the client's data-channel
+        messages until a controller's first ``session.update`` has been sent upstream, or
+        until :meth:`release_client_events`. The microphone audio is never held."""
+        if self._held_from_client is None:
+            self._held_from_client = []
+
+    def release_client_events(self) -> None:
+        """Stop holding the client's messages and handle those held, in order (the agent
+        failed or took too long: the call goes on without it). Safe to call twice."""
+        held, self._held_from_client = self._held_from_client, None
+        for text in held or ():
+            self.client_message(text)
+
+    def relay_error(self, error: RelayError) -> None:
+        """An error the relay met about the call itself (its agent failed): an ``error``
+        server event for the client and every sideband."""
+        self._send_client(error_event(error))
+
+    def notify_client(self, event: Event) -> None:
+        """An event of the relay's own for the client's channel only (``relay.*``, such
+        as the notice that the call is recorded): right after the client's
+        ``session.created`` (the first event of the channel), or at once if it has gone."""
+        if self._after_greeting is None:
+            self._to_channel(event)
+        else:
+            self._after_greeting.append(event)
+
+    def attach_sideband(self, name: str) -> None:
+        """A server-side controller joined the call as ``name``: from now on it gets every
+        event the client gets, except ``session.created`` (it gets no greeting)."""
+        self._sidebands[name] = []
+
+    def detach_sideband(self, name: str) -> None:
+        """The sideband ``name`` left; what was queued for it is dropped."""
+        self._sidebands.pop(name, None)
+        self._guards.pop(name, None)
+
+    def drain_sideband(self, name: str) -> list[Event]:
+        """Events for the sideband ``name``."""
+        events = self._sidebands.get(name)
+        if not events:
+            return []
+        self._sidebands[name] = []
+        return events
+
+    def upstream_message(self, text: str | bytes) -> None:
+        """One message from the upstream WebSocket."""
+        if self._redact:
+            text = self._redact(text)
+        try:
+            event = parse_event(text)
+        except InvalidRequest:
+            self.stats.bad_upstream_messages += 1
+            return
+        kind = event["type"]
+        self.measures.count("from_upstream", kind)
+        if kind == "response.output_audio.delta":
+            self.playback.audio_delta(event)
+            return
+        if kind in ("session.created", "session.updated", "error"):
+            self._session_answer(event)
+            return
+        self._send_client(event)
+        if kind == "response.created":
+            self.playback.response_created(event)
+        elif kind == "response.output_item.added":
+            self.playback.item_added(event)
+        elif kind == "response.done":
+            self.playback.response_finished(event)
+        elif kind == "input_audio_buffer.speech_started":
+            if interrupt_response(self.session):
+                self.playback.interrupt("speech_started", explicit=False,
+                                        since=self._speech_onset(event))
+        elif kind == "input_audio_buffer.speech_stopped":
+            # The reply latency runs from here to the reply's first frame (Playback).
+            self.measures.speech_stopped_at = self._clock()
+
+    def upstream_closed(self, code: int | None, reason: str) -> None:
+        """The upstream WebSocket closed: tell the client why before the call ends."""
+        reason = self._redact(reason)
+        detail = f" ({code}{': ' + reason[:200] if reason else ''})" if code else ""
+        self._send_client(
+            error_event(RelayError(f"The upstream Realtime session closed{detail}.",
+                                   code="upstream_closed"))
+        )
+
+    def next_frame(self) -> bytes:
+        """The next 20 ms of audio for the peer (silence when there is none)."""
+        return self.playback.next_frame()
+
+    # ----------------------------------------------------------------- outputs
+
+    def drain_client(self) -> list[Event]:
+        """Events for the data channel; none until it has opened."""
+        if not self._channel_open or not self._to_client:
+            return []
+        events = list(self._to_client)
+        self._to_client.clear()
+        return events
+
+    def drain_client_messages(self) -> list[str]:
+        """:meth:`drain_client`, encoded to fit the channel's message size (see
+        :mod:`relay.protocol.channel` for what replaces an event too large for it)."""
+        return [channel_message(event, self._max_message_size) for event in self.drain_client()]
+
+    @property
+    def upstream_pending(self) -> bool:
+        """Whether :meth:`drain_upstream` has anything (so a writer need not wake for nothing)."""
+        return bool(self._to_upstream)
+
+    def drain_upstream(self) -> list[Event]:
+        """Events for the upstream WebSocket."""
+        events, self._to_upstream = self._to_upstream, []
+        for event in events:
+            self.measures.count("to_upstream", event["type"])
+        return events
+
+    # ---------------------------------------------------------------- internals
+
+    def _client_event(self, event: Event, source: str) -> None:
+        kind = event["type"]
+        if kind == "output_audio_buffer.clear":
+            self.playback.interrupt("client_clear", explicit=True, since=self._clock())
+        elif kind == "conversation.item.truncate":
+            self._client_truncate(event, source)
+        elif kind == "input_audio_buffer.append" and source == CLIENT:
+            raise InvalidRequest(
+                "In a WebRTC call the microphone audio travels on the RTP track; "
+                "input_audio_buffer.append is not accepted on the data channel.",
+                code="invalid_value", param="type",
+            )
+        elif kind == "session.update":
+            session = event.get("session")
+            if not isinstance(session, dict):
+                raise InvalidRequest("session.update needs a 'session' object",
+                                     code="missing_required_parameter", param="session")
+            # Partial updates are normal: fill the required type (formats are pinned later).
+            session = normalize_session({"type": "realtime", **session})
+            if source == CLIENT:
+                check_session(session, self.policy, "session")
+            self._update_session(source, {**event, "session": session})
+        elif kind == "response.create" and source == CLIENT:
+            response = event.get("response")
+            if isinstance(response, dict):
+                # Its overrides have a session's shape (flat aliases such as voice too).
+                check_session({**response, "type": "realtime"}, self.policy, "response")
+            self._forward(event, source)
+        else:
+            self._forward(event, source)
+
+    def _speech_onset(self, event: Event) -> float | None:
+        """When the audio at a ``speech_started``'s onset reached the relay (None: unknown).
+
+        Its ``audio_start_ms`` includes the VAD's prefix padding; the user started
+        talking that much later. (An upstream that clamps the padding, at the end of the
+        previous turn, places the onset a little late: the latency is then understated.)
+        """
+        start_ms = event.get("audio_start_ms")
+        if type(start_ms) is not int or start_ms < 0:
+            return None
+        onset_ms = start_ms + speech_padding_ms(self.session)
+        return self.uplink_arrivals.time_of(onset_ms * (RATE // 1000))
+
+    def _forward(self, event: Event, source: str) -> None:
+        event_id = event.get("event_id")
+        if source != CLIENT and isinstance(event_id, str):
+            self._sideband_events[event_id] = source
+            if len(self._sideband_events) > MAX_TRACKED_EVENTS:
+                self._sideband_events.popitem(last=False)
+        self._to_upstream.append(event)
+
+    def _client_truncate(self, event: Event, source: str) -> None:
+        """The relay owns playout, so only it knows what was heard: a truncation of an
+        item it played is its own to make (controllers estimating from wall-clock time or
+        from deltas they never saw would overshoot). One it already made is dropped; one
+        of an item still playing cuts playout there, as ``output_audio_buffer.clear``
+        would, and the relay sends the exact truncation. Other items' go through."""
+        item_id = event.get("item_id")
+        if not isinstance(item_id, str):
+            raise InvalidRequest("conversation.item.truncate needs an item_id string.",
+                                 code="invalid_type", param="item_id")
+        if self.playback.truncated(item_id):
+            self.log.info("%s's truncation of %s dropped: the relay truncated it", source, item_id)
+        elif self.playback.owns(item_id):
+            self.playback.interrupt(f"{source}_truncate", explicit=False, since=self._clock())
+        else:
+            self._forward(event, source)
+
+    def _update_session(self, source: str, event: Event) -> None:
+        """Send ``source``'s ``session.update`` upstream, formats pinned and the model left
+        to the connection (the upstream chose it when the call connected)."""
+        session = pin_relay_formats(event["session"])
+        session.pop("model", None)
+        self._to_upstream.append(self._updates.send(source, {**event, "session": session}))
+        if source not in (CLIENT, INITIAL):
+            # A controller has configured the call: what the client held back may follow.
+            self.release_client_events()
+
+    def _hold(self, text: str | bytes) -> None:
+        assert self._held_from_client is not None
+        if len(self._held_from_client) >= MAX_HELD_EVENTS:
+            self._to_channel(error_event(InvalidRequest(
+                "Too many events before the call's agent configured the session; "
+                "this one was dropped.", code="too_many_events")))
+            return
+        self._held_from_client.append(text)
+
+    def _session_answer(self, event: Event) -> None:
+        """Route ``session.created``/``session.updated``/``error`` to whoever asked."""
+        kind = event["type"]
+        if kind == "error":
+            pending = self._updates.failed(event)
+            if pending is not None:
+                self._update_failed(pending, event)
+            else:
+                self._send_client_error(event)
+            return
+        session = event.get("session")
+        if isinstance(session, dict):
+            self.session = session
+        if kind == "session.created":
+            return  # the upstream's defaults: the client's session.created comes later
+        pending = self._updates.answered()
+        if pending is None:
+            self.log.debug("unasked session.updated not passed on")
+        elif pending.source == INITIAL:
+            self._greet({**event, "type": "session.created"})
+        else:
+            # Everyone shares the session: the client and every sideband see the change.
+            self._send_client(event)
+
+    def _send_client_error(self, error: Event) -> None:
+        """An upstream error about a sideband's event goes to that sideband; any other
+        is the call's, and everyone sees it."""
+        body = error.get("error")
+        event_id = body.get("event_id") if isinstance(body, dict) else None
+        sideband = self._sideband_events.pop(event_id, None) if isinstance(event_id, str) else None
+        if sideband is not None:
+            self._reply(sideband, error)
+        else:
+            self._send_client(error)
+
+    def _update_failed(self, pending: PendingUpdate, error: Event) -> None:
+        body = dict(error["error"])
+        body["event_id"] = pending.own_id
+        self._reply(pending.source, {**error, "error": body})
+        if pending.source == INITIAL:
+            # The call's configuration was refused: the session is what the upstream made.
+            self._greet({"type": "session.created", "event_id": new_event_id(),
+                         "session": self.session})
+
+    def _greet(self, created: Event) -> None:
+        """The client's ``session.created``, then the relay's notices held for after it."""
+        self._to_channel(created)
+        notices, self._after_greeting = self._after_greeting or [], None
+        for notice in notices:
+            self._to_channel(notice)
+
+    def _to_upstream_append(self, event: Event) -> None:
+        self._to_upstream.append(event)
+
+    def _send_client(self, event: Event) -> None:
+        """A server event of the call: to the client and to every sideband."""
+        self._to_channel(event)
+        for outbox in self._sidebands.values():
+            self.measures.count("to_sideband", event["type"])
+            outbox.append(event)
+
+    def _reply(self, source: str, event: Event) -> None:
+        """An event for whoever sent a client event: the data channel or one sideband."""
+        if source in (CLIENT, INITIAL):
+            self._to_channel(event)
+        elif source in self._sidebands:
+            self.measures.count("to_sideband", event["type"])
+            if event["type"] == "error":
+                self.measures.error(event.get("error"))
+            self._sidebands[source].append(event)
+
+    def _to_channel(self, event: Event) -> None:
+        if not self._channel_open and len(self._to_client) >= MAX_HELD_EVENTS:
+            self._to_client.popleft()
+            self.stats.held_dropped += 1
+        kind = event["type"]
+        self.measures.count("to_client", kind)
+        if kind == "error":
+            self.measures.error(event.get("error"))
+        self._to_client.append(event)
