@@ -14,7 +14,7 @@ from aiohttp import ClientSession
 from relay.server.app import RECORDS
 
 from ..conftest import base_url
-from ..recording.support import read_audio, unzip, until
+from ..recording.support import read_audio, until, unzip
 from .test_demo_page import (
     FAST_VAD,
     SCREENSHOT_ENV,
