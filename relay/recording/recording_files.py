@@ -52,7 +52,8 @@ class RecordingFiles:
     """The three files of one recording, open for writing."""
 
     def __init__(self, directory: Path, metadata: dict[str, Any]) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        # What was said is private: only the relay's user may enter the directory.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.directory = directory
         write_json_atomically(directory / METADATA_FILE, metadata)
         self._events: IO[str] = open(directory / EVENTS_FILE, "a", encoding="utf-8")

@@ -126,7 +126,8 @@ class Recordings:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._ticker = None
-        self._executor.shutdown(wait=True)
+        # (Off the loop: the writer may still be finishing a job.)
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
 
     def open(self, call_id: str, metadata: dict[str, Any],
              clock: Callable[[], float]) -> CallRecorder:
