@@ -65,22 +65,25 @@ class CallRegistry:
 
     def new(self, session: Session, upstream: UpstreamConnector,
             model: str | None = None, call_id: str | None = None, *,
-            record: bool = False) -> CallDriver:
+            record: bool = False, protocol: str = "realtime") -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
         comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit.
-        ``record``: the operator asked for this call to be recorded."""
+        ``record``: the operator asked for this call to be recorded; ``protocol``: its
+        family, as recordings and webhooks name it."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.",
                                    retry_after=CAPACITY_RETRY_AFTER)
         call_id = call_id or new_call_id()
         loop = asyncio.get_running_loop()
         recorder = None if self.records is None else self.records.recorder(
-            call_id, requested=record, protocol="realtime", model=model, session=session,
+            call_id, requested=record, protocol=protocol, model=model, session=session,
             created_at=time.time(), clock=loop.time)
+        records = self.records
         call = CallDriver(call_id, self.settings, session, upstream,
                           model=model, on_closed=self._forget, ports=self.ports,
                           recorder=recorder,
-                          on_started=self.records.started if self.records else None)
+                          on_started=None if records is None else (
+                              lambda started: records.started(started, protocol)))
         self._calls[call.id] = call
         self._empty.clear()
         self.totals.call_created()
