@@ -112,11 +112,10 @@ class Recordings:
         return len(self._live)
 
     async def start(self) -> None:
-        """Flush live recordings a few times a second, and keep retention, until
-        :meth:`close`."""
+        """Apply retention now; from the first recording on, flush live recordings a few
+        times a second and keep retention, until :meth:`close` (a relay that records
+        nothing runs nothing)."""
         await self._sweep()
-        self._ticker = asyncio.get_running_loop().create_task(self._tick(),
-                                                              name="recordings")
 
     async def close(self) -> None:
         """Finish the recordings being finished, stop the ticker and the writer thread."""
@@ -137,6 +136,9 @@ class Recordings:
         recorder = CallRecorder(call_id, self.root / call_id, metadata,
                                 executor=self._executor, redact=self._redact, clock=clock)
         self._live[call_id] = recorder
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().create_task(self._tick(),
+                                                                  name="recordings")
         recorder.log.info("recording into %s", recorder.directory)
         return recorder
 
