@@ -6,6 +6,7 @@ import asyncio
 import io
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import av
@@ -85,7 +86,8 @@ def unzip(body: bytes) -> dict[str, bytes]:
         return {name: archive.read(name) for name in archive.namelist()}
 
 
-async def until(predicate, timeout: float, what: str = "condition") -> None:  # type: ignore[no-untyped-def]
+async def until(predicate: Callable[[], bool], timeout: float,
+                what: str = "condition") -> None:
     """Wait until ``predicate()`` is true (polling), or fail after ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
