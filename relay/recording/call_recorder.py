@@ -44,6 +44,8 @@ class CallRecorder:
         self.directory = directory
         self.log = CallLog(logger, call_id)
         self.metadata = metadata
+        #: The call's protocol family (``realtime``, ``live``), from its metadata.
+        self.protocol = str(metadata.get("protocol", "realtime"))
         self.timeline = StereoTimeline(clock)
         self._lines = EventLines(redact)
         self._redact = redact

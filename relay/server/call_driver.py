@@ -197,7 +197,8 @@ class CallDriver:
             self._spawn(self._connect_deadline(), "connect-deadline")
             self._spawn(self._duration_deadline(), "duration-deadline")
             if self.recorder is not None:
-                self.core.notify_client(recording_notice(self.id, "realtime", new_event_id()))
+                self.core.notify_client(recording_notice(self.id, self.recorder.protocol,
+                                                         new_event_id()))
             if self._on_started is not None:
                 self._on_started(self)
             return sdp

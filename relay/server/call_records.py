@@ -111,7 +111,7 @@ class CallRecords:
     def _ready(self, recorder: CallRecorder) -> None:
         if self.webhooks is None:
             return
-        protocol = str(recorder.metadata.get("protocol", "realtime"))
+        protocol = recorder.protocol
         self.webhooks.send("recording.ready", {
             "call_id": recorder.call_id, "protocol": protocol,
             "content_url": content_path(protocol, recorder.call_id),
