@@ -20,6 +20,7 @@ from .test_demo_page import (
     SCREENSHOT_ENV,
     chromium,
     open_page,
+    speech_mic,  # noqa: F401 - a fixture, used by name
     wait_for_events,
     wait_for_state,
 )
@@ -36,7 +37,7 @@ def _require_chromium() -> None:
 
 
 async def test_demo_recording_badge_and_the_recording_of_a_browser_call(
-        relay_factory, speech_mic, tmp_path: Path) -> None:
+        relay_factory, speech_mic: Path, tmp_path: Path) -> None:  # noqa: F811
     relay = await relay_factory(default_session=FAST_VAD, record="all",
                                 record_dir=str(tmp_path / "recordings"))
     async with chromium(tmp_path / "profile", speech_mic) as context:
