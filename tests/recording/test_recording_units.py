@@ -16,7 +16,7 @@ from relay.recording.recording_files import RecordingFiles
 from relay.recording.recordings import Retention, sweep
 from relay.recording.stereo_timeline import ASSISTANT, GAP_SAMPLES, USER, StereoTimeline
 
-from .support import read_audio
+from .support import read_audio, until
 
 FRAME = 480
 
@@ -119,6 +119,10 @@ def test_recording_files_left_unfinished_still_decode(tmp_path: Path) -> None:
     assert metadata["status"] == "complete" and metadata["audio_seconds"] == 3.0
 
 
+def names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
 def make_recording(root: Path, name: str, size: int, age: float) -> None:
     directory = root / name
     directory.mkdir()
@@ -143,3 +147,32 @@ def test_retention_removes_the_too_old_then_the_oldest_past_the_size(tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "not-a-recording", "rtc_live", "rtc_new", "rtc_writing"]
     assert sweep(tmp_path, set(), Retention(), time.time()) == []
+
+
+async def test_retention_runs_after_each_recording(tmp_path: Path) -> None:
+    import asyncio
+
+    from relay.recording.recordings import Recordings
+
+    make_recording(tmp_path, "rtc_oldest", 40_000, age=3 * 3600)
+    make_recording(tmp_path, "rtc_older", 40_000, age=2 * 3600)
+    recordings = Recordings(tmp_path, Retention(max_bytes=42_000), Redactor())
+    await recordings.start()
+    try:
+        assert names(tmp_path) == ["rtc_older"]  # at start
+        clock = Clock()
+        recorder = recordings.open("rtc_new", {"call_id": "rtc_new"}, clock)
+        for _ in range(50):
+            clock.now += 0.02
+            recorder.uplink([pcm(1000)])
+            recorder.downlink(pcm(2000))
+        done = asyncio.Event()
+        recordings.finish(recorder, {"ended": {}}, lambda _: done.set())
+        await asyncio.wait_for(done.wait(), 10)
+        assert recordings.status("rtc_new") == "ready"
+        # 40 kB and the new one's few kB are over 42 kB: the sweep after the recording removes
+        # the oldest (never the new one: it is too recent).
+        await until(lambda: not (tmp_path / "rtc_older").exists(), 5, "the sweep")
+        assert names(tmp_path) == ["rtc_new"]
+    finally:
+        await recordings.close()
