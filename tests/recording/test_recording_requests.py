@@ -17,7 +17,7 @@ from relay.server.call_records import RECORDING_EVENT
 from ..conftest import LOOPBACK, base_url
 from ..e2e.test_barge_in import tone
 from ..support.offer import OfferPeer
-from .support import until
+from .support import until, unzip
 
 KEY = "sk-test-server-key-0123456789"
 
@@ -87,6 +87,11 @@ async def test_recording_asked_for_when_minting_the_client_secret(
                                      key=plain["value"], data="v=0",
                                      headers={"Content-Type": "application/sdp"})
         assert status == 400 and body["error"]["param"] == "record", body
+        # A secret said on the channel is masked in the recording, as in the logs.
+        client.send({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user",
+            "content": [{"type": "input_text", "text": f"my key is {KEY}"}]}})
+        await client.wait_for("conversation.item.added", timeout=5)
         # The recording is the server key's to read, not the client's.
         status, _ = await request(server, "GET",
                                   f"/v1/realtime/calls/{client.call_id}/content",
@@ -101,6 +106,9 @@ async def test_recording_asked_for_when_minting_the_client_secret(
     await until(lambda: recordings.status(client.call_id or "") == "ready", 10)
     status, body = await request(server, "GET", f"/v1/realtime/calls/{client.call_id}/content")
     assert status == 200 and body[:2] == b"PK"
+    files = unzip(body)
+    assert KEY.encode() not in b"".join(files.values())
+    assert b"my key is ***" in files["events.jsonl"]
     assert names(tmp_path) == [client.call_id]
 
 
