@@ -152,6 +152,11 @@ class CallDriver:
         return self._closing
 
     @property
+    def recorded(self) -> bool:
+        """Whether the call is recorded."""
+        return self.recorder is not None
+
+    @property
     def session(self) -> Session:
         """The call's effective session, as the upstream last described it."""
         return self.core.session

@@ -155,6 +155,7 @@ async def test_recording_final_figures_when_the_browser_hangs_up(
         await client.close()
     status, final = await request(server, "GET", path)
     assert final["status"] == "closed", final
+    assert early["recorded"] is True and final["recorded"] is True
     received = final["rtp"]["inbound"]["packets_received"]
     assert received > early["rtp"]["inbound"]["packets_received"] + 50, (early, final)
     assert abs(received - final["uplink"]["uplink_packets"]) <= 5, final
