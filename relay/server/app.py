@@ -191,6 +191,13 @@ def _metrics_registry(app: web.Application) -> CollectorRegistry:
                 "How late the event loop ran a timer, last measured.", lag.lag)
             values["relay_event_loop_lag_max_seconds"] = (
                 "The largest event-loop lag over the last 10 s.", lag.recent_max)
+        records = app[RECORDS]
+        values["relay_recordings_active"] = ("Calls being recorded now.",
+                                             float(len(records.recordings)))
+        if records.webhooks is not None:
+            values["relay_webhooks_pending"] = (
+                "Webhook events queued, not yet delivered (a receiver down shows here).",
+                float(records.webhooks.pending))
         return values
 
     metrics_registry = CollectorRegistry(auto_describe=False)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
 import pytest
+from aiohttp import ClientSession
 from openai import OpenAI
 
 from relay.base.webhook_signature import sign
@@ -108,6 +110,11 @@ async def test_webhooks_call_started_ended_and_recording_ready_once_each_after_a
         await client.close()
     # The receiver was down all call long: the call did not wait for it.
     await until(lambda: len(receiver.attempts) >= 2, 10, "attempts during the outage")
+    async with ClientSession() as http:
+        async with http.get(f"{base_url(server)}/metrics",
+                            headers={"Authorization": "Bearer any"}) as response:
+            exposition = await response.text()
+    assert re.search(r"^relay_webhooks_pending [1-9]", exposition, re.M), exposition
     receiver.down = False
     await until(lambda: len(receiver.accepted) == 3, 30, "three deliveries")
     await asyncio.sleep(1.0)  # nothing more comes
