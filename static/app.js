@@ -45,6 +45,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   state: $("state"),
   callId: $("call-id"),
+  recording: $("recording"),
   start: $("start"),
   hangup: $("hangup"),
   interrupt: $("interrupt"),
@@ -460,6 +461,10 @@ function receive(event) {
       showError(`The assistant reported an error: ${error.message || "unknown error"}${code}`);
       break;
     }
+    case "relay.recording.started":
+      // The relay's own event: this call is recorded (audio both ways and the events).
+      ui.recording.hidden = false;
+      break;
     case "response.created":
       activeResponseId = (event.response && event.response.id) || "unknown";
       break;
@@ -676,6 +681,7 @@ function resetCallView() {
   demo.callId = null;
   demo.micLevel = demo.maxMicLevel = demo.remoteLevel = demo.maxRemoteLevel = 0;
   ui.callId.textContent = "—";
+  ui.recording.hidden = true;
   ui.transcript.replaceChildren();
   transcriptItems.clear();
   callStats.clear();

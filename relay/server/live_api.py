@@ -21,13 +21,14 @@ from typing import Any
 from aiohttp import web
 
 from ..cluster.forward import forward_http, forward_websocket
-from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, RelayError
+from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, NotSupported
 from ..protocol.live.live_config import apply_locks, check_config, check_servable
 from ..protocol.live.live_core import LiveCore
 from ..protocol.realtime.policy import UNSET
 from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
 from .auth import DEFAULT_TTL, credentials
 from .call_driver import CallDriver
+from .recording_api import record_requested, recording_content
 from .requests import expires_after_seconds, read_json
 from .sideband import MAX_MESSAGE_BYTES
 
@@ -46,8 +47,8 @@ def add_live_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v1/live/sessions/{session_id}/attach", attach_sideband)
     for control in ("accept", "reject", "refer"):
         router.add_post(f"/v1/live/sessions/{{session_id}}/{control}", sip_only)
-    router.add_post("/v1/live/sessions/{session_id}/fork", not_stored)
-    router.add_get("/v1/live/sessions/{session_id}/content", not_stored)
+    router.add_post("/v1/live/sessions/{session_id}/fork", fork_session)
+    router.add_get("/v1/live/sessions/{session_id}/content", session_content)
 
 
 async def create_session(request: web.Request) -> web.Response:
@@ -68,7 +69,8 @@ async def create_session(request: web.Request) -> web.Response:
     await app[NODE].limits.hold(key, session_id)
     try:
         call = app[REGISTRY].new(config, app[LIVE_UPSTREAM], config["model"],
-                                 call_id=session_id, core=LiveCore)
+                                 call_id=session_id, core=LiveCore,
+                                 record=record_requested(request), protocol="live")
     except BaseException:
         app[NODE].limits.release_soon(session_id)
         raise
@@ -147,10 +149,16 @@ async def sip_only(request: web.Request) -> web.Response:
         code="unsupported_for_transport")
 
 
-async def not_stored(request: web.Request) -> web.Response:
-    """``fork`` and ``/content`` need a stored session; the relay stores none yet."""
-    raise RelayError("Forking and recording download need stored sessions, which the relay "
-                     "does not support yet.", code="not_supported")
+async def fork_session(request: web.Request) -> web.Response:
+    """``fork`` needs a stored session to branch from; the relay stores none."""
+    raise NotSupported("Forking a session needs a stored session to branch from, which the "
+                       "relay does not keep.")
+
+
+async def session_content(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/live/sessions/{id}/content``: the session's recording as a zip (see
+    :func:`~.recording_api.recording_content`)."""
+    return await recording_content(request, request.match_info["session_id"])
 
 
 # ------------------------------------------------------------------- helpers

@@ -64,7 +64,7 @@ async def test_live_api_sip_controls_and_storage_answer_clear_errors(relay: Test
         assert refused.value.code == "unsupported_for_transport"
         with pytest.raises(openai.BadRequestError):
             await client.live.sessions.reject("rtc_x", status_code=486)
-        with pytest.raises(openai.InternalServerError) as fork:
+        with pytest.raises(openai.BadRequestError) as fork:
             await client.live.sessions.fork(
                 "rtc_x", transport={"type": "webrtc", "sdp": "v=0"})
         assert fork.value.code == "not_supported"

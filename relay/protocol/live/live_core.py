@@ -113,6 +113,8 @@ class LiveCore:
         self._output_end_ms = 0
         #: The upstream said ``session.closed``: its socket closing next is no surprise.
         self._closed_cleanly = False
+        #: The relay's own notices, held until ``session.started`` has gone (None: it has).
+        self._after_greeting: list[Event] | None = []
 
     # ------------------------------------------------------------------ inputs
 
@@ -183,6 +185,14 @@ class LiveCore:
         """An error of the relay's about the session: to the client and every sideband."""
         self._broadcast(live_error_event(error))
 
+    def notify_client(self, event: Event) -> None:
+        """An event of the relay's own (``relay.*``) for the client's channel only: right
+        after ``session.started`` (the channel's first event), or at once if it has gone."""
+        if self._after_greeting is None:
+            self._to_channel(event)
+        else:
+            self._after_greeting.append(event)
+
     def hang_up(self) -> None:
         """The session is being hung up (``POST …/hangup``): tell the client and every
         sideband with ``session.closed`` (``close_requested``), as the hosted service does;
@@ -230,6 +240,9 @@ class LiveCore:
         self._broadcast(event)
         if kind == "session.started":
             self._tell_permissions()
+            notices, self._after_greeting = self._after_greeting or [], None
+            for notice in notices:
+                self._to_channel(notice)
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: say why, unless the session closed cleanly."""
