@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8765)
     upstream.add_argument("--mode", choices=LOCAL_MODES, default=DEFAULT_LOCAL_MODE)
+    upstream.add_argument("--mcp-urls", default="", metavar="URL,...",
+                          help="URL prefixes of the MCP servers sessions may name (`*`: any)")
     upstream.add_argument("--max-session-seconds", type=float, metavar="S",
                           help="end each session after S seconds (error session_expired, "
                                "close 1001), as the hosted service does at 60 minutes")
@@ -77,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging("INFO")
             from .upstream.standalone import run_local
 
-            asyncio.run(run_local(args.host, args.port, args.mode, args.max_session_seconds))
+            mcp_urls = tuple(url.strip() for url in args.mcp_urls.split(",") if url.strip())
+            asyncio.run(run_local(args.host, args.port, args.mode, mcp_urls,
+                                  args.max_session_seconds))
         else:
             configure_logging("WARNING")
             from .client.cli import run_call

@@ -34,11 +34,12 @@ from ..errors import CallNotFound, RelayError
 from ..logs import CallLog
 from ..protocol.call_protocol import CallProtocol, CoreFactory
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
-from ..protocol.events import dumps
+from ..protocol.events import dumps, new_event_id
 from ..protocol.flood import MessageLimits
 from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..protocol.redact import Redactor
+from ..recording.call_recorder import CallRecorder
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.call_media import CallMedia, MediaOptions
 from ..webrtc.internals import watch_peer_datagrams
@@ -46,6 +47,7 @@ from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_
 from ..webrtc.rtc_stats import rtp_summary
 from ..webrtc.udp_ports import UdpPorts
 from . import call_view
+from .call_records import recording_notice
 from .sideband import Sideband
 
 logger = logging.getLogger(__name__)
@@ -92,8 +94,10 @@ class CallDriver:
         *,
         model: str | None = None,
         on_closed: Callable[[CallDriver], None] | None = None,
+        on_started: Callable[[CallDriver], None] | None = None,
         ports: UdpPorts | None = None,
         core: CoreFactory = CallCore,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.id = call_id
         #: Logs lines about this call (its id a field of each).
@@ -115,8 +119,9 @@ class CallDriver:
             redact=Redactor(settings.upstream_secrets()),
         )
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
-        self.media = CallMedia(media_options(settings), self._next_frame,
-                               self._send_uplink, after_frame=self._flush_client)
+        #: Records the call (None: not recorded; then nothing on the audio path knows of it).
+        self.recorder = recorder
+        self.media = self._new_media()
         self.close_reason: str | None = None
         #: Loop-clock times: the offer arrived, the call ended (None: still live).
         self.created_at = loop.time()
@@ -132,6 +137,7 @@ class CallDriver:
         #: The upstream model asked for (None: the connector's default).
         self.model = model
         self._on_closed = on_closed
+        self._on_started = on_started
         self._ports = ports
         self._socket: UpstreamSocket | None = None
         #: When the upstream session was last opened, and when the run of losses being
@@ -187,6 +193,16 @@ class CallDriver:
         return self._closing
 
     @property
+    def recorded(self) -> bool:
+        """Whether the call is recorded."""
+        return self.recorder is not None
+
+    @property
+    def session(self) -> Session:
+        """The call's effective session, as the upstream last described it."""
+        return self.core.session
+
+    @property
     def peer_state(self) -> str:
         """The peer connection's state (``connectionState``)."""
         state: str = self.pc.connectionState
@@ -230,6 +246,11 @@ class CallDriver:
             if self.settings.upstream_session_seconds is not None:
                 self._spawn(self._roll_over(self.settings.upstream_session_seconds),
                             "upstream-rollover")
+            if self.recorder is not None:
+                self.core.notify_client(recording_notice(self.id, self.recorder.protocol,
+                                                         new_event_id()))
+            if self._on_started is not None:
+                self._on_started(self)
             return sdp
         except BaseException:
             await self.close("setup failed")
@@ -250,8 +271,7 @@ class CallDriver:
             loop = asyncio.get_running_loop()
             began = loop.time()
             pc = create_peer(self.settings.ice_servers)
-            media = CallMedia(media_options(self.settings), self._next_frame,
-                              self._send_uplink, after_frame=self._flush_client)
+            media = self._new_media()
             media.attach(pc)
             try:
                 sdp, channel = await answer(
@@ -342,6 +362,14 @@ class CallDriver:
         ``grace`` seconds to leave, then :meth:`close` the call with ``reason``."""
         if not self._closing:
             self.report_error(error)
+        await self.finish(reason, grace)
+
+    async def finish(self, reason: str, grace: float = FAREWELL_SECONDS) -> None:
+        """Send what the core has queued for the client and the sidebands (a protocol's
+        last words, fed to the core by the caller), give it up to ``grace`` seconds to
+        leave, then :meth:`close` the call with ``reason``."""
+        if not self._closing:
+            self._flush_client()
             for _ in range(max(1, round(grace / FAREWELL_POLL))):
                 if self._farewell_sent():
                     break
@@ -370,8 +398,11 @@ class CallDriver:
         return call_view.snapshot(self)
 
     async def _read_rtp(self) -> None:
-        if self.connect_seconds is None or self.pc.connectionState in ("failed", "closed"):
-            return  # never connected, or no transport left to ask
+        # Read even once the peer has closed or failed (a browser's pc.close()): aiortc's
+        # senders and receivers keep their counters until the relay closes its side, and
+        # the call's record must hold its last figures, not those of the last GET.
+        if self.connect_seconds is None:
+            return  # never connected: no RTP
         try:
             self.rtp = await asyncio.wait_for(rtp_summary(self.pc), RTP_STATS_TIMEOUT)
         except Exception:
@@ -392,6 +423,8 @@ class CallDriver:
         self.log.info("%s attached", name)
 
         def on_message(message: str | bytes) -> None:
+            if self.recorder is not None:
+                self.recorder.event("sideband_to_relay", message, name)
             self.core.client_message(message, name)
             self._after_message()
 
@@ -481,6 +514,8 @@ class CallDriver:
             assert socket is not None
             try:
                 async for message in socket:
+                    if self.recorder is not None:
+                        self.recorder.event("upstream_to_relay", message)
                     self.core.upstream_message(message)
                     self._kick()
             except ConnectionClosed:
@@ -555,8 +590,10 @@ class CallDriver:
             if self._closing or self.core.upstream_down or old is not self._socket:
                 await new.close()
                 continue
+            if self.core.upstream_lost(None) is None:
+                await new.close()  # this protocol's sessions are not rebuilt: none to roll
+                return
             self.log.info("rolling the upstream session over after %g s", seconds)
-            self.core.upstream_lost(None)
             self._socket = new
             self._upstream_opened_at = loop.time()
             self.core.upstream_reopened("session_rollover")
@@ -575,6 +612,8 @@ class CallDriver:
             assert socket is not None
             try:
                 for event in self.core.drain_upstream():
+                    if self.recorder is not None:
+                        self.recorder.event("relay_to_upstream", event)
                     await socket.send(dumps(event))
             except ConnectionClosed:
                 # The upstream hung up: the reader reopens it or ends the call. (The
@@ -687,6 +726,27 @@ class CallDriver:
             self.core.uplink_audio(chunk)
         self._upstream_ready.set()
 
+    # A recorded call's audio paths (an unrecorded call's media never calls these).
+
+    def _send_uplink_recorded(self, chunks: list[bytes]) -> None:
+        assert self.recorder is not None
+        self.recorder.uplink(chunks)
+        self._send_uplink(chunks)
+
+    def _next_frame_recorded(self) -> bytes:
+        assert self.recorder is not None
+        pcm = self._next_frame()
+        self.recorder.downlink(pcm)
+        return pcm
+
+    def _new_media(self) -> CallMedia:
+        """The media of a peer connection of the call (its first, or a resumed one)."""
+        if self.recorder is None:
+            return CallMedia(media_options(self.settings), self._next_frame,
+                             self._send_uplink, after_frame=self._flush_client)
+        return CallMedia(media_options(self.settings), self._next_frame_recorded,
+                         self._send_uplink_recorded, after_frame=self._flush_client)
+
     def _wire_peer(self, pc: RTCPeerConnection) -> None:
         pc.on("datachannel", lambda channel: self._on_datachannel(pc, channel))
         pc.on("connectionstatechange", lambda: self._on_connection_state(pc))
@@ -706,9 +766,12 @@ class CallDriver:
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
-            if channel is self._channel:
-                self.core.client_message(message)
-                self._after_message()
+            if channel is not self._channel:
+                return
+            if self.recorder is not None:
+                self.recorder.event("client_to_relay", message)
+            self.core.client_message(message)
+            self._after_message()
 
         if channel.readyState == "open":
             self._on_channel_open(channel)
@@ -757,6 +820,8 @@ class CallDriver:
         if channel is None or channel.readyState != "open":
             return
         for message in self.core.drain_client_messages():
+            if self.recorder is not None:
+                self.recorder.event("relay_to_client", message)
             try:
                 channel.send(message)
             except Exception:

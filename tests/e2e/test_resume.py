@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from aiortc import RTCPeerConnection
 
 from relay.client import CallClient
-from relay.protocol.realtime.call_core import RESUMED_EVENT
+from relay.protocol.call_protocol import RESUMED_EVENT
 from relay.server.app import REGISTRY
 from relay.webrtc.internals import ice_gatherers
 

@@ -33,6 +33,7 @@ from ...audio import RATE, SAMPLE_BYTES
 from ...errors import InvalidRequest, RelayError
 from ...logs import CallLog
 from ..call_measures import CallStats, UplinkArrivals
+from ..call_protocol import RESUMED_EVENT
 from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, error_event, new_event_id, parse_event
 from ..flood import MessageGuard, MessageLimits
@@ -64,8 +65,6 @@ MAX_HELD_EVENTS = 10_000
 MAX_TRACKED_EVENTS = 1024
 #: The relay's own event telling the client that its upstream session was replaced.
 RESTORED_EVENT = "relay.upstream.restored"
-#: The relay's own event telling the client that its call resumed on a new peer connection.
-RESUMED_EVENT = "relay.call.resumed"
 #: The upstream error that announces the end of a session at its longest duration
 #: (the hosted service's 60 minutes): the relay rolls the session over instead.
 SESSION_EXPIRED = "session_expired"
@@ -141,6 +140,9 @@ class CallCore:
         self._restored_ids: set[str] = set()
         #: The upstream said its session reached its longest duration (it closes next).
         self.upstream_expired = False
+        #: The relay's own notices for the client, sent right after its ``session.created``
+        #: (None: that has been sent; notices then go at once).
+        self._after_greeting: list[Event] | None = []
 
     # ------------------------------------------------------------------ inputs
 
@@ -238,6 +240,15 @@ class CallCore:
         """An error the relay met about the call itself (its agent failed): an ``error``
         server event for the client and every sideband."""
         self._send_client(error_event(error))
+
+    def notify_client(self, event: Event) -> None:
+        """An event of the relay's own for the client's channel only (``relay.*``, such
+        as the notice that the call is recorded): right after the client's
+        ``session.created`` (the first event of the channel), or at once if it has gone."""
+        if self._after_greeting is None:
+            self._to_channel(event)
+        else:
+            self._after_greeting.append(event)
 
     def attach_sideband(self, name: str) -> None:
         """A server-side controller joined the call as ``name``: from now on it gets every
@@ -550,7 +561,7 @@ class CallCore:
         elif pending.source == RESTORE:
             self._restore_acked(pending.sent_id)
         elif pending.source == INITIAL:
-            self._to_channel({**event, "type": "session.created"})
+            self._greet({**event, "type": "session.created"})
         else:
             # Everyone shares the session: the client and every sideband see the change.
             self._send_client(event)
@@ -578,8 +589,15 @@ class CallCore:
         self._reply(pending.source, {**error, "error": body})
         if pending.source == INITIAL:
             # The call's configuration was refused: the session is what the upstream made.
-            self._to_channel({"type": "session.created", "event_id": new_event_id(),
-                              "session": self.session})
+            self._greet({"type": "session.created", "event_id": new_event_id(),
+                         "session": self.session})
+
+    def _greet(self, created: Event) -> None:
+        """The client's ``session.created``, then the relay's notices held for after it."""
+        self._to_channel(created)
+        notices, self._after_greeting = self._after_greeting or [], None
+        for notice in notices:
+            self._to_channel(notice)
 
     def _to_upstream_append(self, event: Event) -> None:
         if self.upstream_down and event["type"] in ("conversation.item.truncate",
