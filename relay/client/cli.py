@@ -47,8 +47,11 @@ async def run_call(url: str, input_path: Path | None, output_path: Path | None, 
     if problem:
         print(f"relay call: --ice-server {problem}", file=sys.stderr)
         return 2
+    # Against a relay the call survives a change of network: after a second of silence
+    # from it the client resumes the call, on whatever interfaces are up by then.
     client = CallClient(url, PcmSource(pcm), api_key=api_key, ice_addresses=ice_addresses,
-                        ice_servers=ice_servers, on_event=show)
+                        ice_servers=ice_servers, on_event=show, auto_resume=True,
+                        resume_addresses=())
     try:
         await client.connect()
         if say is not None:
