@@ -56,11 +56,13 @@ logger = logging.getLogger(__name__)
 RTP_STATS_TIMEOUT = 1.0
 #: Seconds between a call's ``call_duration_exceeded`` error event and its end.
 DURATION_NOTICE = 10.0
-#: Seconds a peer that was streaming media may go quiet before the model's audio is held
-#: (a browser sends RTP every 20 ms, its longest gap with a disabled track 0.26 s), and the
-#: largest gap between two datagrams that counts as streaming.
+#: Seconds a peer that was streaming its microphone may go quiet (no datagram at all)
+#: before the model's audio is held (a browser sends RTP every 20 ms, its longest gap
+#: with a disabled track 0.26 s); and how close to its last datagram its last audio must
+#: have come for it to count as streaming (a peer without a microphone, or that removed
+#: it, sends only ICE checks and RTCP: its audio is never held).
 HOLD_AFTER = 0.5
-STREAMING_GAP = 0.1
+STREAMING_GAP = 0.25
 #: What the outbound track plays while the model's audio is held.
 SILENT_FRAME = bytes(FRAME_BYTES)
 #: Random bytes in a call's resume token (URL-safe base64 of them: 43 characters).
@@ -159,10 +161,10 @@ class CallDriver:
         self.heard = 0
         #: Loop-clock time of the last datagram heard from the peer (None: none yet).
         self.heard_at: float | None = None
-        #: Whether the last two datagrams came close together (the peer streams media),
-        #: and the frames of silence sent in place of the model's audio while its path
-        #: looked gone (see _next_frame).
-        self._streaming = False
+        #: When the peer's microphone audio last arrived (None: never), and the frames of
+        #: silence sent in place of the model's audio while its path looked gone
+        #: (see _next_frame).
+        self._audio_at: float | None = None
         self.held_frames = 0
         self._watching = False
         #: What a client presents to resume this call on a new peer connection
@@ -627,21 +629,19 @@ class CallDriver:
 
     def _hear(self) -> None:
         self.heard += 1
-        now = self._clock()
-        # Datagrams this close together are media: the peer is streaming.
-        self._streaming = self.heard_at is not None and now - self.heard_at < STREAMING_GAP
-        self.heard_at = now
+        self.heard_at = now = self._clock()
         if self._gap_since is not None:
             self._path_back(now)
 
     def _next_frame(self) -> bytes:
         """The next 20 ms for the outbound track: the model's audio, unless the path looks
-        gone (a peer that was streaming media has sent nothing for ``HOLD_AFTER``): then
-        silence, and the model's audio stays queued until the path is back, the same
-        peer's or a resumed one's (it is not played into a dead path)."""
-        heard_at = self.heard_at
-        if self._streaming and heard_at is not None and (
-                self._clock() - heard_at > HOLD_AFTER):
+        gone (a peer that was streaming its microphone has sent nothing at all for
+        ``HOLD_AFTER``): then silence, and the model's audio stays queued until the path is
+        back, the same peer's or a resumed one's (it is not played into a dead path)."""
+        heard_at, audio_at = self.heard_at, self._audio_at
+        if (heard_at is not None and audio_at is not None
+                and heard_at - audio_at < STREAMING_GAP
+                and self._clock() - heard_at > HOLD_AFTER):
             self.held_frames += 1
             return SILENT_FRAME
         return self.core.next_frame()
@@ -722,6 +722,7 @@ class CallDriver:
     # ----------------------------------------------------------- peer events
 
     def _send_uplink(self, chunks: list[bytes]) -> None:
+        self._audio_at = self._clock()
         for chunk in chunks:
             self.core.uplink_audio(chunk)
         self._upstream_ready.set()

@@ -59,6 +59,8 @@ async def test_roaming_client_resumes_on_its_second_network_mid_reply(
     assert snapshot["close_reason"] == "hangup"
     continuity = snapshot["continuity"]
     assert continuity["peer_resumes"] == 1 and continuity["upstream_restores"] == 0
+    # The relay held the reply while the path was gone, instead of playing it into it.
+    assert continuity["audio_held_seconds"] > 0
     assert result["downlink_gap"] is not None and result["downlink_gap"] < 5.0
     # What was lost: reply audio the relay sent into the dead path before the resume.
     sent = snapshot["audio_seconds"]["down"]
@@ -67,5 +69,6 @@ async def test_roaming_client_resumes_on_its_second_network_mid_reply(
         **{k: result[k] for k in ("detect_seconds", "resume_seconds", "cut_to_resumed_event",
                                   "downlink_gap")},
         "uplink_path_gap": continuity["last_resume"].get("path_gap_seconds"),
+        "held_while_gone_s": continuity["audio_held_seconds"],
         "reply_audio_sent_s": sent, "reply_audio_heard_s": round(heard, 3),
         "resumed_event": resumed}))
