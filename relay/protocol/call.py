@@ -39,10 +39,12 @@ from .policy import Policy, check_session
 from .redact import Redactor
 from .session import (
     Session,
+    conceal_tool_secrets,
     interrupt_response,
     normalize_session,
     pin_relay_formats,
     speech_padding_ms,
+    tool_secret_values,
 )
 from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
@@ -351,6 +353,8 @@ class CallCore:
         to the connection (the upstream chose it when the call connected)."""
         session = pin_relay_formats(event["session"])
         session.pop("model", None)
+        # A tool's credentials go upstream; should the upstream echo one, it is masked.
+        self._redact = self._redact.with_secrets(tool_secret_values(session))
         self._to_upstream.append(self._updates.send(source, {**event, "session": session}))
         if source not in (CLIENT, INITIAL):
             # A controller has configured the call: what the client held back may follow.
@@ -378,6 +382,8 @@ class CallCore:
         session = event.get("session")
         if isinstance(session, dict):
             self.session = session
+            # What clients read of the session never holds a tool's credentials.
+            event = {**event, "session": conceal_tool_secrets(session)}
         if kind == "session.created":
             return  # the upstream's defaults: the client's session.created comes later
         pending = self._updates.answered()
@@ -407,7 +413,7 @@ class CallCore:
         if pending.source == INITIAL:
             # The call's configuration was refused: the session is what the upstream made.
             self._to_channel({"type": "session.created", "event_id": new_event_id(),
-                              "session": self.session})
+                              "session": conceal_tool_secrets(self.session)})
 
     def _to_upstream_append(self, event: Event) -> None:
         self._to_upstream.append(event)

@@ -223,6 +223,44 @@ def speech_padding_ms(session: Mapping[str, Any]) -> int:
     return padding if type(padding) is int and padding > 0 else 0
 
 
+#: Fields of a tool that hold credentials (an MCP tool's ``authorization`` and ``headers``):
+#: they go upstream, and never back to a client.
+TOOL_SECRET_FIELDS = ("authorization", "headers")
+
+
+def conceal_tool_secrets(session: Mapping[str, Any]) -> Session:
+    """``session`` without its tools' credentials (:data:`TOOL_SECRET_FIELDS`), for
+    anything a client reads: answers, ``session.created``/``session.updated`` events."""
+    tools = session.get("tools")
+    if not isinstance(tools, list) or not any(_has_secret(tool) for tool in tools):
+        return dict(session)
+    concealed = [{k: v for k, v in tool.items() if k not in TOOL_SECRET_FIELDS}
+                 if _has_secret(tool) else tool for tool in tools]
+    return {**session, "tools": concealed}
+
+
+def tool_secret_values(session: Mapping[str, Any]) -> list[str]:
+    """Every credential string the tools of ``session`` carry (to mask them wherever the
+    upstream might echo one: an error message quoting a failed MCP handshake)."""
+    values: list[str] = []
+    tools = session.get("tools")
+    for tool in tools if isinstance(tools, list) else ():
+        if not isinstance(tool, Mapping):
+            continue
+        authorization = tool.get("authorization")
+        if isinstance(authorization, str):
+            values.append(authorization)
+            values.append(authorization.removeprefix("Bearer ").strip())
+        headers = tool.get("headers")
+        if isinstance(headers, Mapping):
+            values.extend(v for v in headers.values() if isinstance(v, str))
+    return values
+
+
+def _has_secret(tool: Any) -> bool:
+    return isinstance(tool, Mapping) and any(k in tool for k in TOOL_SECRET_FIELDS)
+
+
 def _audio_format(value: Any, key: str) -> Any:
     if isinstance(value, str):
         try:

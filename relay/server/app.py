@@ -22,7 +22,7 @@ from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
 from ..cluster.node import Node
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
-from ..protocol.session import effective_session
+from ..protocol.session import conceal_tool_secrets, effective_session
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
@@ -200,8 +200,10 @@ async def create_client_secret(request: web.Request) -> web.Response:
     # identity fields included, not just the fields that were asked for.
     described = effective_session(secret.session, model=model,
                                   expires_at=secret.expires_at)
+    # The key seals a tool's credentials; the answer (read by whoever hands the key to a
+    # browser, often the browser itself) does not repeat them.
     return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
-                              "session": described})
+                              "session": conceal_tool_secrets(described)})
 
 
 async def attach_sideband(request: web.Request) -> web.StreamResponse:

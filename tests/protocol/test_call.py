@@ -582,3 +582,25 @@ def test_call_core_reply_begun_after_the_onset_is_talked_over_from_its_start() -
     core.next_frame()
     [record] = core.stats.barge_ins
     assert record.cut_latency_ms == pytest.approx(100.0)
+
+
+def test_call_core_tool_credentials_never_reach_the_client_or_sidebands() -> None:
+    mcp = {"type": "mcp", "server_label": "notes", "server_url": "https://mcp.example",
+           "authorization": "sk-mcp-credential-1", "headers": {"X-Key": "hdr-credential-2"}}
+    core, _ = started({"type": "realtime", "tools": [mcp]})
+    core.attach_sideband("sideband-1")
+    up(core, "session.created", session={"type": "realtime"})
+    # An upstream that echoes the whole session back, credentials included.
+    up(core, "session.updated", session={"type": "realtime", "tools": [mcp]})
+    # ... and one that quotes a credential in an error.
+    up(core, "error", error={"type": "invalid_request_error", "code": "mcp_failed",
+                             "message": "MCP server refused Bearer sk-mcp-credential-1"})
+    core.client_message(json.dumps({"type": "session.update", "session": {"tools": [mcp]}}),
+                        "sideband-1")
+    up(core, "session.updated", session={"type": "realtime", "tools": [mcp]})
+    seen = json.dumps(core.drain_client()) + json.dumps(core.drain_sideband("sideband-1"))
+    assert "credential-1" not in seen and "credential-2" not in seen
+    assert '"server_url": "https://mcp.example"' in seen and "***" in seen
+    # What goes upstream keeps them: the model needs them to reach the tool.
+    assert core.drain_upstream()[0]["session"]["tools"][0]["authorization"] == \
+        "sk-mcp-credential-1"
