@@ -22,7 +22,7 @@ from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
 from ..cluster.node import Node
 from ..config import Settings
 from ..errors import InvalidRequest, RelayError
-from ..protocol.session import conceal_tool_secrets, effective_session
+from ..protocol.realtime.session_config import conceal_tool_secrets, effective_session
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent, loopback_base
@@ -30,7 +30,7 @@ from .auth import DEFAULT_TTL, Authenticator, credentials
 from .client_secrets import SecretSigner
 from .drain import Drain
 from .loop_lag import LoopLagMonitor
-from .metrics import RelayCollector
+from .prometheus import RelayCollector
 from .readiness import UpstreamProbe
 from .registry import CallRegistry
 from .requests import dcid_param, expires_after_seconds, read_json, read_offer
@@ -55,7 +55,7 @@ METRICS = web.AppKey("metrics", CollectorRegistry)
 PROBE = web.AppKey("probe", UpstreamProbe)
 #: The event loop's lag, measured while the app runs.
 LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
-#: Whether the relay still takes calls (relay/server/drain.py); relay/server/run.py begins
+#: Whether the relay still takes calls (relay/server/drain.py); relay/server/serve.py begins
 #: the drain on SIGTERM, and the app's cleanup runs only once it is over.
 DRAIN = web.AppKey("drain", Drain)
 

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import AuthenticationFailed, PayloadTooLarge
-from ..protocol.session import Session
+from ..protocol.realtime.session_config import Session
 
 #: Client secrets are bearer tokens shaped like the hosted ones: browsers' SDKs check.
 SECRET_PREFIX = "ek_"

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .events import Event, new_event_id
+from ..events import Event, new_event_id
 
 #: The relay's own first update: the call's configuration. Its answer becomes the
 #: client's ``session.created``.

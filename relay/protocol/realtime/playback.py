@@ -17,11 +17,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..audio import RATE
-from ..audio.playout import ItemPlayback, Playout
-from ..logs import CallLog
-from .events import Event, new_event_id
-from .metrics import CallMeasures
+from ...audio import RATE
+from ...audio.playout import ItemPlayback, Playout
+from ...logs import CallLog
+from ..call_measures import CallMeasures
+from ..events import Event, new_event_id
 
 logger = logging.getLogger(__name__)
 

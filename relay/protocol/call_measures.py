@@ -3,7 +3,7 @@ error codes, and bucketed latencies.
 
 Everything here is plain data updated by dict increments and list indexing, cheap enough
 for every event of every call; the server folds it into app-wide totals when a call ends
-and reads the live calls' copies at scrape time (see :mod:`relay.server.metrics`).
+and reads the live calls' copies at scrape time (see :mod:`relay.server.prometheus`).
 Label values are bounded: an event type not in :data:`KNOWN_EVENT_TYPES` counts as
 ``"other"``, so a peer cannot grow the label set by inventing types.
 """

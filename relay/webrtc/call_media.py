@@ -5,7 +5,7 @@ The call driver holds one :class:`CallMedia`. It gives it where the assistant's 
 comes from (a 20 ms frame source) and where the microphone's goes (24 kHz mono PCM16
 chunks), and the media decides the rest from what was negotiated: Opus peers get packets
 the track encodes itself, G.711/G.722 peers get frames aiortc encodes; the peer's packets
-are decoded by :class:`~relay.audio.inbound.InboundAudio` through the RTP tap, or, where
+are decoded by :class:`~relay.audio.inbound_audio.InboundAudio` through the RTP tap, or, where
 the installed aiortc has no jitter buffer to tap, read from its decoded track.
 """
 
@@ -21,10 +21,10 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..audio.encode import OpusEncoder
-from ..audio.inbound import InboundAudio
+from ..audio.inbound_audio import InboundAudio
 from ..config import Settings
-from .inbound import tap_audio
 from .internals import negotiated_audio_codecs
+from .packet_tap import tap_audio
 from .tracks import PlayoutTrack, pump_inbound
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,9 @@
 """One live call's driver: the I/O around its protocol core.
 
-:class:`CallDriver` feeds :class:`~relay.protocol.call.CallCore` what arrives — upstream
-messages, data-channel messages, the peer's audio from its :class:`~relay.webrtc.media.CallMedia`
+:class:`CallDriver` feeds the call's protocol core (a
+:class:`~relay.protocol.call_protocol.CallProtocol`, such as the Realtime
+:class:`~relay.protocol.realtime.call_core.CallCore`) what arrives — upstream messages,
+data-channel messages, the peer's audio from its :class:`~relay.webrtc.call_media.CallMedia`
 — and sends what the core wants sent. It owns every resource of the call — the peer
 connection, its media and data channel, the upstream socket (from an injected
 :class:`~relay.upstream.client.UpstreamConnector`) and the tasks that move data between
@@ -28,15 +30,15 @@ from ..audio import RATE
 from ..config import Settings
 from ..errors import RelayError
 from ..logs import CallLog
-from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
+from ..protocol.realtime.call_core import CallCore
+from ..protocol.realtime.session_config import Session
 from ..protocol.redact import Redactor
-from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
+from ..webrtc.call_media import CallMedia
 from ..webrtc.internals import watch_peer_datagrams
-from ..webrtc.media import CallMedia
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
 from ..webrtc.rtc_stats import rtp_summary
 from ..webrtc.udp_ports import UdpPorts

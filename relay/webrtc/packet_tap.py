@@ -5,7 +5,7 @@ through a playout jitter buffer, a decoder thread and the remote track's queue. 
 keeps the first part (the peer gets proper receiver reports) and replaces the jitter
 buffer with a tap: :class:`PacketTap` takes each depayloaded packet and hands it on at once,
 and tells aiortc no frame is ready, so aiortc's decoder thread stays idle and the remote
-track yields nothing. :class:`relay.audio.inbound.InboundAudio` then reorders and decodes.
+track yields nothing. :class:`relay.audio.inbound_audio.InboundAudio` then reorders and decodes.
 
 The one private attribute this needs (the receiver's jitter buffer, whose ``add(packet)``
 contract is small) is reached through :mod:`relay.webrtc.internals`; :func:`tap_audio`
