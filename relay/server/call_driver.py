@@ -34,7 +34,7 @@ from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
 from ..protocol.realtime.call_core import CallCore
-from ..protocol.realtime.session_config import Session
+from ..protocol.realtime.session_config import TRANSCRIPTION, Session
 from ..protocol.redact import Redactor
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.call_media import CallMedia
@@ -152,7 +152,10 @@ class CallDriver:
         On any failure the call is closed before the exception propagates.
         """
         try:
-            self._socket = await self._upstream.connect(self.model)
+            if self.core.session_type == TRANSCRIPTION:
+                self._socket = await self._upstream.connect(intent=TRANSCRIPTION)
+            else:
+                self._socket = await self._upstream.connect(self.model)
             self.upstream_connect_seconds = asyncio.get_running_loop().time() - self.created_at
             self.core.start()
             self._spawn(self._read_upstream(), "upstream-reader")
@@ -230,6 +233,7 @@ class CallDriver:
         stats = self.core.stats
         return {
             "call_id": self.id,
+            "session_type": self.core.session_type,
             **self.media.stats(),
             "uplink_samples_sent": stats.uplink_samples,
             "frames_out": stats.frames_out,
@@ -266,6 +270,7 @@ class CallDriver:
         return {
             "id": self.id,
             "object": "realtime.call",
+            "session_type": self.core.session_type,
             "status": "closed" if self.closed else "closing" if self._closing else "live",
             "peer_connection": self.pc.connectionState,
             "model": self.model,

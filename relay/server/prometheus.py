@@ -55,6 +55,9 @@ CLOSE_REASONS = (
 #: (name, help, label names) of the counters, in exposition order.
 COUNTERS = (
     ("relay_calls_created", "Calls created (offers accepted for setup).", ()),
+    ("relay_sessions_created", "Sessions created, by transport (webrtc: a call; websocket: "
+     "a WebSocket session) and session type (realtime or transcription).",
+     ("transport", "type")),
     ("relay_calls_ended", "Calls ended, by why.", ("reason",)),
     ("relay_audio_seconds", "Seconds of audio relayed: up (microphone to model) and "
      "down (model to peer).", ("direction",)),
@@ -176,9 +179,14 @@ class MetricsTotals:
     def __init__(self) -> None:
         self.tally = Tally()
 
-    def call_created(self) -> None:
-        """A call was created."""
+    def call_created(self, session_type: str = "realtime") -> None:
+        """A call was created, with a session of ``session_type``."""
         self.tally.inc("relay_calls_created")
+        self.tally.inc("relay_sessions_created", ("webrtc", session_type))
+
+    def websocket_session_created(self, session_type: str) -> None:
+        """A WebSocket session (``GET /v1/realtime`` without a call) began."""
+        self.tally.inc("relay_sessions_created", ("websocket", session_type))
 
     def call_ended(self, call: CallDriver) -> None:
         """Fold the ended ``call``'s measurements in (once, from its on_closed)."""

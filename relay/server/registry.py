@@ -69,7 +69,7 @@ class CallRegistry:
                           model=model, on_closed=self._forget, ports=self.ports)
         self._calls[call.id] = call
         self._empty.clear()
-        self.totals.call_created()
+        self.totals.call_created(call.core.session_type)
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:

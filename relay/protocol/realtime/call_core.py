@@ -39,11 +39,13 @@ from ..redact import Redactor
 from .playback import CallStats, Playback
 from .policy import Policy, check_session
 from .session_config import (
+    TRANSCRIPTION,
     Session,
     conceal_tool_secrets,
     interrupt_response,
     normalize_session,
     pin_relay_formats,
+    session_type,
     speech_padding_ms,
     tool_secret_values,
 )
@@ -54,6 +56,9 @@ logger = logging.getLogger(__name__)
 #: Events held for a client whose data channel is not open yet (older ones are dropped),
 #: and client messages held for the call's agent (newer ones are refused).
 MAX_HELD_EVENTS = 10_000
+#: Client events a transcription session refuses: it creates no responses, so it has
+#: none to create, cancel or cut off.
+RESPONSE_EVENTS = ("response.", "output_audio_buffer.")
 #: Sideband event ids remembered for routing upstream errors back to their sender.
 MAX_TRACKED_EVENTS = 1024
 
@@ -86,6 +91,9 @@ class CallCore:
         #: Set when a party floods the call: the driver ends the call with this reason.
         self.end_reason: str | None = None
         self.requested_session = session
+        #: ``"realtime"`` (a voice conversation) or ``"transcription"`` (captions: the
+        #: user is transcribed, nothing answers, no audio plays).
+        self.session_type = session_type(session)
         self.stats = CallStats()
         #: Event counts, error codes and reply latency (in :attr:`stats`).
         self.measures = self.stats.measures
@@ -282,6 +290,11 @@ class CallCore:
 
     def _client_event(self, event: Event, source: str) -> None:
         kind = event["type"]
+        if self.session_type == TRANSCRIPTION and kind.startswith(RESPONSE_EVENTS):
+            raise InvalidRequest(
+                f"{kind} is not supported in a transcription session: it transcribes the "
+                "user's audio and creates no responses.",
+                code="invalid_value", param="type")
         if kind == "output_audio_buffer.clear":
             self.playback.interrupt("client_clear", explicit=True, since=self._clock())
         elif kind == "conversation.item.truncate":
@@ -298,7 +311,12 @@ class CallCore:
                 raise InvalidRequest("session.update needs a 'session' object",
                                      code="missing_required_parameter", param="session")
             # Partial updates are normal: fill the required type (formats are pinned later).
-            session = normalize_session({"type": "realtime", **session})
+            session = normalize_session({"type": self.session_type, **session})
+            if session["type"] != self.session_type:
+                raise InvalidRequest(
+                    f"session.type cannot change during a call: this call is a "
+                    f"{self.session_type} session.", code="invalid_value",
+                    param="session.type")
             if source == CLIENT:
                 check_session(session, self.policy, "session")
             self._update_session(source, {**event, "session": session})

@@ -142,7 +142,11 @@ class _Connection:
         session = self._session
         try:
             workers = self._speech()
-            if isinstance(job, Transcribe):
+            scored: list[tuple[str, float]] | None = None
+            if isinstance(job, Transcribe) and job.logprobs:
+                scored = await workers.transcribe_scored(job.audio)
+                words = " ".join(word for word, _ in scored)
+            elif isinstance(job, Transcribe):
                 words = await workers.transcribe(job.audio)
             else:
                 speech = await workers.synthesize(job.text, job.voice, job.rate)
@@ -153,8 +157,8 @@ class _Connection:
                        if isinstance(job, Transcribe)
                        else session.synthesis_failed(job, exc.message))
             return
-        self._pump(session.transcription_done(job, words) if isinstance(job, Transcribe)
-                   else session.synthesis_done(job, speech))
+        self._pump(session.transcription_done(job, words, scored)
+                   if isinstance(job, Transcribe) else session.synthesis_done(job, speech))
 
     async def _write(self) -> None:
         try:
@@ -302,7 +306,7 @@ class LocalRealtimeServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         session = LocalSession(mode=self.mode, model=self._model_for(ws),
-                               delta_ms=self.delta_ms)
+                               delta_ms=self.delta_ms, intent=self._intent_for(ws))
         conn = _Connection(ws, session, self.speed, self._speech, self.observer)
         self._connections.add(conn)
         try:
@@ -331,6 +335,12 @@ class LocalRealtimeServer:
             self._speech_missing = speech_missing()
             self._speech_checked = True
         return self._speech_missing
+
+    def _intent_for(self, ws: ServerConnection) -> str | None:
+        """``?intent=transcription`` opens a transcription session, as on the hosted API."""
+        path = ws.request.path if ws.request is not None else ""
+        intents = parse_qs(urlsplit(path).query).get("intent")
+        return intents[0] if intents else None
 
     def _model_for(self, ws: ServerConnection) -> str:
         path = ws.request.path if ws.request is not None else ""
