@@ -45,6 +45,7 @@ const ui = {
   error: $("error"),
   apiKey: $("api-key"),
   instructions: $("instructions"),
+  captionsOnly: $("captions-only"),
   audio: $("remote-audio"),
   transcript: $("transcript"),
   messageForm: $("message-form"),
@@ -63,7 +64,8 @@ const turns = new TurnTimer($("turns"));
  * has ended can tell (`call !== session`) and do nothing.
  * @type {null | {pc: RTCPeerConnection|null, channel: RTCDataChannel|null,
  *   mic: MediaStream|null, audio: AudioContext|null, id: string|null, meterTimer: number|null,
- *   analysers: {mic?: AnalyserNode, remote?: AnalyserNode}, closed: boolean}}
+ *   analysers: {mic?: AnalyserNode, remote?: AnalyserNode}, closed: boolean,
+ *   captionsOnly: boolean}}
  */
 let call = null;
 
@@ -100,7 +102,7 @@ async function start() {
   resetCallView();
   const session = {
     pc: null, channel: null, mic: null, audio: null, id: null, meterTimer: null,
-    analysers: {}, closed: false,
+    analysers: {}, closed: false, captionsOnly: ui.captionsOnly.checked,
   };
   call = session;
   setState("starting");
@@ -132,7 +134,7 @@ async function start() {
     await iceGatheringDone(pc, ICE_GATHERING_TIMEOUT_MS);
     if (session.closed) return;
     logNote(`posting the offer (ICE gathering ${pc.iceGatheringState})`);
-    const { answer, callId } = await postOffer(pc.localDescription.sdp);
+    const { answer, callId } = await postOffer(pc.localDescription.sdp, session.captionsOnly);
     if (session.closed) {
       // Hung up while the relay was answering: end the call it just made.
       if (callId) postHangup(callId).catch(() => {});
@@ -254,15 +256,32 @@ function iceGatheringDone(pc, timeoutMs) {
   });
 }
 
-/** POST the offer; return the answer and the call id (the Location's last segment). */
-async function postOffer(sdp) {
+/**
+ * The session of a "Captions only" call: a transcription session, which transcribes
+ * each turn of the user's speech and never answers.
+ */
+const CAPTIONS_SESSION = {
+  type: "transcription",
+  audio: { input: { transcription: { model: "gpt-4o-transcribe" } } },
+};
+
+/**
+ * POST the offer (raw, or with a transcription session as a multipart form for
+ * "Captions only"); return the answer and the call id (the Location's last segment).
+ */
+async function postOffer(sdp, captionsOnly) {
+  let body = sdp;
+  const headers = { ...authHeaders() };
+  if (captionsOnly) {
+    body = new FormData();
+    body.append("sdp", sdp);
+    body.append("session", JSON.stringify(CAPTIONS_SESSION));
+  } else {
+    headers["Content-Type"] = "application/sdp";
+  }
   let response;
   try {
-    response = await fetch(CALLS_URL, {
-      method: "POST",
-      headers: { "Content-Type": "application/sdp", ...authHeaders() },
-      body: sdp,
-    });
+    response = await fetch(CALLS_URL, { method: "POST", headers, body });
   } catch (error) {
     throw new Error(`Could not reach the relay: ${error.message}`);
   }
@@ -325,7 +344,7 @@ function watchChannel(session) {
     logNote("data channel open");
     updateControls();
     const instructions = ui.instructions.value.trim();
-    if (instructions) send({ type: "session.update", session: { type: "realtime", instructions } });
+    if (instructions && !session.captionsOnly) send({ type: "session.update", session: { type: "realtime", instructions } });
   };
   channel.onmessage = (message) => {
     if (call !== session) return;
@@ -586,11 +605,14 @@ function setSpeaking(speaking) {
 
 function updateControls() {
   const open = Boolean(call && call.channel && call.channel.readyState === "open");
+  // A captions-only call has no assistant to interrupt or to type to.
+  const talks = open && !call.captionsOnly;
   ui.start.disabled = Boolean(call);
   ui.hangup.disabled = !call;
-  ui.interrupt.disabled = !open;
-  ui.message.disabled = !open;
-  ui.send.disabled = !open;
+  ui.captionsOnly.disabled = Boolean(call);
+  ui.interrupt.disabled = !talks;
+  ui.message.disabled = !talks;
+  ui.send.disabled = !talks;
 }
 
 function resetCallView() {
