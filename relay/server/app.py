@@ -21,7 +21,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
 from ..cluster.node import Node
 from ..config import Settings
-from ..errors import InvalidRequest, RelayError
+from ..errors import CapacityExceeded, InvalidRequest, RelayError
+from ..protocol.events import random_id
 from ..protocol.realtime.session_config import conceal_tool_secrets, effective_session
 from ..upstream.client import UpstreamConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
@@ -32,9 +33,16 @@ from .drain import Drain
 from .loop_lag import LoopLagMonitor
 from .prometheus import RelayCollector
 from .readiness import UpstreamProbe
-from .registry import CallRegistry
+from .registry import CAPACITY_RETRY_AFTER, CallRegistry
 from .requests import dcid_param, expires_after_seconds, read_json, read_offer
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
+from .websocket_session import MAX_MESSAGE_BYTES as WS_SESSION_MAX_MESSAGE_BYTES
+from .websocket_session import (
+    REALTIME_SUBPROTOCOL,
+    WebSocketSession,
+    WebSocketSessions,
+    subprotocol_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,8 @@ AUTH = web.AppKey("auth", Authenticator)
 #: (how fast calls may be created, how many one client secret may hold: in this process,
 #: or across the cluster through Redis).
 NODE = web.AppKey("node", Node)
+#: The live WebSocket sessions (``GET /v1/realtime`` without a call).
+WS_SESSIONS = web.AppKey("ws_sessions", WebSocketSessions)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
@@ -85,6 +95,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
     app[DRAIN] = Drain(settings.drain_timeout)
+    app[WS_SESSIONS] = WebSocketSessions()
     node = app[NODE] = Node(settings)
     app[REGISTRY].on_ended.append(node.limits.release_soon)
     if agent is not None:
@@ -208,12 +219,12 @@ async def create_client_secret(request: web.Request) -> web.Response:
 
 async def attach_sideband(request: web.Request) -> web.StreamResponse:
     """``GET /v1/realtime?call_id=…`` upgraded to a WebSocket (server key): a controller
-    joins a live call's session. Errors come before the upgrade, as JSON."""
-    request.app[AUTH].require_server_key(credentials(request.headers))
+    joins a live call's session. Without ``call_id`` it is a WebSocket session of its own
+    (:func:`open_websocket_session`). Errors come before the upgrade, as JSON."""
     call_id = request.query.get("call_id")
     if not call_id:
-        raise InvalidRequest("call_id is required: this endpoint attaches to a live call.",
-                             code="missing_required_parameter", param="call_id")
+        return await open_websocket_session(request)
+    request.app[AUTH].require_server_key(credentials(request.headers))
     owner = await _owner_address(request, call_id)
     if owner is not None:
         return await forward_websocket(request, owner, max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
@@ -224,6 +235,56 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
                              code="websocket_required")
     await ws.prepare(request)
     await call.serve_sideband(ws)
+    return ws
+
+
+async def open_websocket_session(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/realtime?model=…`` (or ``?intent=transcription``) upgraded to a
+    WebSocket: a Realtime session bridged to the upstream, with a call's auth (a server
+    key, a client secret, or a browser's key subprotocol), policy and limits."""
+    app = request.app
+    settings = app[SETTINGS]
+    authorization = credentials(request.headers) or subprotocol_key(request.headers)
+    secret_session = app[AUTH].authorize_call(authorization)
+    key = app[AUTH].client_secret_id(authorization)
+    ws = web.WebSocketResponse(max_msg_size=WS_SESSION_MAX_MESSAGE_BYTES, heartbeat=20,
+                               protocols=(REALTIME_SUBPROTOCOL,))
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("Upgrade to a WebSocket to open a Realtime session, or name "
+                             "a live call with call_id to attach to it.",
+                             code="websocket_required")
+    app[DRAIN].check()
+    if len(app[REGISTRY]) + len(app[WS_SESSIONS]) >= settings.max_calls:
+        raise CapacityExceeded("The relay is at its limit of concurrent calls.",
+                               retry_after=CAPACITY_RETRY_AFTER)
+    await app[NODE].limits.admit(request.remote, key)
+    intent = request.query.get("intent")
+    if intent not in (None, "", "transcription"):
+        raise InvalidRequest("intent must be 'transcription' when given.",
+                             code="invalid_value", param="intent")
+    layer = {"type": "transcription"} if intent == "transcription" else None
+    session, model = settings.session_rules.admit(secret_session, layer,
+                                                  query_model=request.query.get("model"))
+    session_id = random_id("sess_")
+    await app[NODE].limits.hold(key, session_id)
+    sessions = app[WS_SESSIONS]
+    totals = app[REGISTRY].totals
+
+    def closed(done: WebSocketSession) -> None:
+        sessions.discard(done)
+        app[NODE].limits.release_soon(done.id)
+        totals.websocket_session_ended(done)
+
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        app[NODE].limits.release_soon(session_id)
+        raise
+    bridged = WebSocketSession(session_id, settings, session, app[UPSTREAM], ws,
+                               model=model, on_closed=closed)
+    sessions.add(bridged)
+    totals.websocket_session_created(bridged.session_type)
+    await bridged.run()
     return ws
 
 
@@ -276,7 +337,10 @@ def _metrics_registry(app: web.Application) -> CollectorRegistry:
     registry = app[REGISTRY]
 
     def gauges() -> dict[str, tuple[str, float]]:
-        values = {"relay_calls_active": ("Calls live now.", float(len(registry)))}
+        values = {"relay_calls_active": ("Calls live now.", float(len(registry))),
+                  "relay_websocket_sessions_active": (
+                      "WebSocket sessions (GET /v1/realtime without a call) live now.",
+                      float(len(app[WS_SESSIONS])))}
         lag = app.get(LOOP_LAG)
         if lag is not None:
             values["relay_event_loop_lag_seconds"] = (
@@ -430,4 +494,5 @@ async def _warn_open(settings: Settings) -> None:
 
 
 async def _close_calls(app: web.Application) -> None:
+    await app[WS_SESSIONS].close_all()
     await app[REGISTRY].close_all()

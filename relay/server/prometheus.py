@@ -26,6 +26,7 @@ from ..protocol.call_measures import VOICE_BUCKETS, Histogram
 
 if TYPE_CHECKING:
     from .call_driver import CallDriver
+    from .websocket_session import WebSocketSession
 
 #: Seconds of audio in one outbound frame.
 FRAME_SECONDS = 0.020
@@ -187,6 +188,14 @@ class MetricsTotals:
     def websocket_session_created(self, session_type: str) -> None:
         """A WebSocket session (``GET /v1/realtime`` without a call) began."""
         self.tally.inc("relay_sessions_created", ("websocket", session_type))
+
+    def websocket_session_ended(self, session: WebSocketSession) -> None:
+        """Fold the ended WebSocket ``session``'s event and error counts in."""
+        measures = session.core.measures
+        for (direction, kind), count in measures.events.items():
+            self.tally.inc("relay_events", (direction, kind), count)
+        for code, count in measures.errors.items():
+            self.tally.inc("relay_errors", (code,), count)
 
     def call_ended(self, call: CallDriver) -> None:
         """Fold the ended ``call``'s measurements in (once, from its on_closed)."""
