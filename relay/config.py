@@ -42,6 +42,10 @@ from .webrtc.udp_ports import parse_udp_ports, workers_udp_problem
 #: Default of ``peer_timeout``; how it was chosen is told where it is used
 #: (relay/server/call_driver.py, ``CallDriver._watch_peer``).
 PEER_TIMEOUT = 8.0
+#: Longest a call ended by the relay waits for its last ``error`` event to leave (data
+#: channel and sidebands) before its peer connection is closed; the supervisor's stop
+#: grace counts it too.
+FAREWELL_SECONDS = 1.0
 
 #: ``--udp-ports``: one port, or a range.
 UDP_PORTS = Kind(parse_udp_ports, "a port or a range LO-HI of ports from 1 to 65535",

@@ -33,9 +33,8 @@ import tempfile
 from collections import deque
 from collections.abc import Sequence
 
-from ..config import Settings, worker_environment
+from ..config import FAREWELL_SECONDS, Settings, worker_environment
 from ..errors import ConfigError
-from ..server.call_driver import FAREWELL_SECONDS
 from ..webrtc.udp_ports import worker_udp_ports
 
 logger = logging.getLogger(__name__)

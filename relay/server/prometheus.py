@@ -21,15 +21,13 @@ from prometheus_client.core import (
     Metric,
 )
 
-from ..audio import RATE
+from ..audio import FRAME_SECONDS, RATE
 from ..protocol.call_measures import VOICE_BUCKETS, Histogram
 
 if TYPE_CHECKING:
     from .call_driver import CallDriver
     from .websocket_session import WebSocketSession
 
-#: Seconds of audio in one outbound frame.
-FRAME_SECONDS = 0.020
 #: Call lengths (seconds): from a failed setup to an hour.
 CALL_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 #: Connecting a peer or an upstream (seconds): ICE and DTLS can take a while.

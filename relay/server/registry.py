@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
+from ..protocol.call_protocol import session_type
 from ..protocol.events import random_id
 from ..protocol.realtime.session_config import Session
 from ..upstream.client import UpstreamConnector
@@ -69,7 +70,7 @@ class CallRegistry:
                           model=model, on_closed=self._forget, ports=self.ports)
         self._calls[call.id] = call
         self._empty.clear()
-        self.totals.call_created(call.core.session_type)
+        self.totals.call_created(session_type(call.core) or "realtime")
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:

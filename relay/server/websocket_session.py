@@ -6,7 +6,7 @@ This is what ``client.realtime.connect(model=...)`` of openai-python, or an Agen
 interface, through the relay's auth (server keys, sealed ``ek_`` keys, or the browsers'
 ``openai-insecure-api-key.<key>`` subprotocol), session policy, limits, metrics and logs.
 :class:`WebSocketSession` is the I/O around a
-:class:`~relay.protocol.realtime.websocket_session.WebSocketSessionCore`: one reader per
+:class:`~relay.protocol.realtime.websocket_core.WebSocketSessionCore`: one reader per
 side, one writer per side, all owned and ended by :meth:`WebSocketSession.close`.
 """
 
@@ -27,7 +27,7 @@ from ..logs import CallLog
 from ..protocol.events import dumps, error_event
 from ..protocol.flood import MessageLimits
 from ..protocol.realtime.session_config import TRANSCRIPTION, Session
-from ..protocol.realtime.websocket_session import WebSocketSessionCore
+from ..protocol.realtime.websocket_core import WebSocketSessionCore
 from ..protocol.redact import Redactor
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 

@@ -31,12 +31,12 @@ from collections.abc import Callable
 from ...audio import RATE, SAMPLE_BYTES
 from ...errors import InvalidRequest, RelayError
 from ...logs import CallLog
-from ..call_measures import UplinkArrivals
+from ..call_measures import CallStats, UplinkArrivals
 from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, error_event, new_event_id, parse_event
 from ..flood import MessageGuard, MessageLimits
 from ..redact import Redactor
-from .playback import CallStats, Playback
+from .playback import Playback
 from .policy import Policy, check_session
 from .session_config import (
     TRANSCRIPTION,
@@ -64,7 +64,10 @@ MAX_TRACKED_EVENTS = 1024
 
 
 class CallCore:
-    """The protocol of one call, fed and drained by its driver."""
+    """The Realtime protocol of one call, fed and drained by its driver (a
+    :class:`~relay.protocol.call_protocol.CallProtocol`)."""
+
+    view_object = "realtime.call"
 
     def __init__(
         self,
@@ -94,6 +97,8 @@ class CallCore:
         #: ``"realtime"`` (a voice conversation) or ``"transcription"`` (captions: the
         #: user is transcribed, nothing answers, no audio plays).
         self.session_type = session_type(session)
+        #: The upstream opens a transcription session at ``?intent=transcription``.
+        self.upstream_intent = TRANSCRIPTION if self.session_type == TRANSCRIPTION else None
         self.stats = CallStats()
         #: Event counts, error codes and reply latency (in :attr:`stats`).
         self.measures = self.stats.measures
