@@ -119,29 +119,38 @@ class WebSocketSession:
             await self.close(self.close_reason or "client closed")
 
     async def close(self, reason: str = "closed") -> None:
-        """Release both sockets and every task; safe to call twice."""
+        """Release both sockets and every task; safe to call twice. The release runs to
+        its end even if the caller is cancelled (aiohttp cancels the handler of a client
+        that went away), so no upstream session outlives its client."""
         if self._closing:
             await self._closed.wait()
             return
         self._closing = True
         self.close_reason = reason
-        current = asyncio.current_task()
-        tasks = [t for t in self._tasks if t is not current]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if self._socket is not None:
+        await asyncio.shield(self._release(reason))
+
+    async def _release(self, reason: str) -> None:
+        try:
+            current = asyncio.current_task()
+            tasks = [t for t in self._tasks if t is not current]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self._socket is not None:
+                with contextlib.suppress(Exception):
+                    await self._socket.close()
             with contextlib.suppress(Exception):
-                await self._socket.close()
-        with contextlib.suppress(Exception):
-            await self._ws.close(code=WSCloseCode.OK, message=reason.encode()[:120])
-        self._closed.set()
-        counts = self.core.measures.events
-        self.log.info("websocket session closed (%s); %d events from the client, %d to it",
-                      reason, sum(n for (d, _), n in counts.items() if d == "from_client"),
-                      sum(n for (d, _), n in counts.items() if d == "to_client"))
-        if self._on_closed is not None:
-            self._on_closed(self)
+                await asyncio.wait_for(
+                    self._ws.close(code=WSCloseCode.OK, message=reason.encode()[:120]), 2.0)
+        finally:
+            self._closed.set()
+            counts = self.core.measures.events
+            self.log.info("websocket session closed (%s); %d events from the client, "
+                          "%d to it", reason,
+                          sum(n for (d, _), n in counts.items() if d == "from_client"),
+                          sum(n for (d, _), n in counts.items() if d == "to_client"))
+            if self._on_closed is not None:
+                self._on_closed(self)
 
     async def _end(self, reason: str, code: int) -> None:
         """Send what is queued (the error saying why), then close with ``code``."""
