@@ -414,6 +414,12 @@ class Settings:
         200.0, env="RELAY_SIDEBAND_MESSAGE_RATE", check=positive,
         help="sideband messages a second; more get an `error` event, and a sustained flood "
              "ends the call")
+    #: A controller's cancel (a guardrail tripped) must silence the call: the reply queued
+    #: for playout is what the user would otherwise go on hearing for seconds.
+    sideband_cancel_clears_playout: bool = setting(
+        True, env="RELAY_SIDEBAND_CANCEL_CLEARS_PLAYOUT",
+        help="a sideband's `response.cancel` also flushes the reply audio queued for the "
+             "peer and truncates the item where it was cut (false: only cancels upstream)")
     #: A sideband (``GET /v1/realtime?call_id=``) this many events behind is closed
     #: (1013), so a slow controller never slows its call.
     sideband_max_events: int = setting(

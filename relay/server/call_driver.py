@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -71,13 +72,16 @@ class CallDriver:
         model: str | None = None,
         on_closed: Callable[[CallDriver], None] | None = None,
         ports: UdpPorts | None = None,
-        core: CoreFactory = CallCore,
+        core: CoreFactory | None = None,
     ) -> None:
         self.id = call_id
         #: Logs lines about this call (its id a field of each).
         self.log = CallLog(logger, call_id)
         self.settings = settings
         loop = asyncio.get_running_loop()
+        if core is None:
+            core = functools.partial(
+                CallCore, sideband_cancel_clears_playout=settings.sideband_cancel_clears_playout)
         self.core: CallProtocol = core(
             call_id,
             session,

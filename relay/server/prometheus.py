@@ -102,6 +102,8 @@ def barge_in_cause(reason: str) -> str:
     """A barge-in's reason as a bounded label (a sideband's name is not one)."""
     if reason in ("speech_started", "client_clear"):
         return reason
+    if reason.endswith("_cancel"):
+        return "cancel"  # a sideband's response.cancel
     return "truncate" if reason.endswith("_truncate") else "other"
 
 

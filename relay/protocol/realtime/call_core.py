@@ -80,8 +80,11 @@ class CallCore:
         client_limits: MessageLimits | None = None,
         sideband_limits: MessageLimits | None = None,
         redact: Redactor | None = None,
+        sideband_cancel_clears_playout: bool = True,
     ) -> None:
         self.call_id = call_id
+        #: A sideband's ``response.cancel`` also cuts the playout off (and truncates).
+        self.sideband_cancel_clears_playout = sideband_cancel_clears_playout
         #: Masks the secrets sent upstream in whatever the upstream says (relay.protocol.redact).
         self._redact = redact or Redactor()
         self.log = CallLog(logger, call_id)
@@ -304,6 +307,15 @@ class CallCore:
             self.playback.interrupt("client_clear", explicit=True, since=self._clock())
         elif kind == "conversation.item.truncate":
             self._client_truncate(event, source)
+        elif (kind == "response.cancel" and source != CLIENT
+              and self.sideband_cancel_clears_playout):
+            # A controller's cancel (a tripped guardrail) means "stop talking": the reply
+            # already queued would otherwise play on for seconds. The cancel goes first,
+            # then the relay cuts playout and truncates at what the peer was sent, as a
+            # client's output_audio_buffer.clear would. (A client's own cancel is left
+            # alone: clients send output_audio_buffer.clear after it when they mean that.)
+            self._forward(event, source)
+            self.playback.interrupt(f"{source}_cancel", explicit=False, since=self._clock())
         elif kind == "input_audio_buffer.append" and source == CLIENT:
             raise InvalidRequest(
                 "In a WebRTC call the microphone audio travels on the RTP track; "
