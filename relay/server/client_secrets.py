@@ -9,8 +9,9 @@ these keys, so nothing in one may be readable: the session inside (instructions,
 
 ``key id`` names the signing secret (so a rotated-out secret still opens the keys it
 sealed); ``sealed`` is base64url of a random 96-bit nonce followed by the AES-256-GCM
-ciphertext and tag of the zlib-compressed JSON ``{"exp", "session"}``. The AES key is
-derived from the signing secret with HKDF-SHA256 (never the secret itself), and
+ciphertext and tag of the zlib-compressed JSON ``{"exp", "session"}`` (and ``rec``,
+present and true when the operator asked for the key's calls to be recorded). The AES key
+is derived from the signing secret with HKDF-SHA256 (never the secret itself), and
 ``ek_<key id>.`` is authenticated as associated data. The tag is checked before anything is
 decompressed or parsed, and what is decompressed is bounded.
 
@@ -58,6 +59,8 @@ class VerifiedSecret:
 
     expires_at: int
     session: Session
+    #: The operator asked for calls made with this key to be recorded.
+    record: bool = False
 
 
 class InvalidSecret(AuthenticationFailed):
@@ -82,10 +85,13 @@ class SecretSigner:
         """A signer whose keys only this instance can open."""
         return cls(secrets.token_bytes(32))
 
-    def sign(self, expires_at: int, session: Session) -> str:
+    def sign(self, expires_at: int, session: Session, *, record: bool = False) -> str:
         """A sealed key bound to ``session`` until ``expires_at`` (Unix seconds);
-        :class:`PayloadTooLarge` (413) for a session too large to fit in a header."""
-        payload = {"exp": expires_at, "session": session}
+        ``record``: its calls are recorded. :class:`PayloadTooLarge` (413) for a session
+        too large to fit in a header."""
+        payload: dict[str, Any] = {"exp": expires_at, "session": session}
+        if record:
+            payload["rec"] = True
         packed = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 9)
         head = f"{SECRET_PREFIX}{self._key_id}."
         nonce = secrets.token_bytes(NONCE_BYTES)
@@ -137,7 +143,7 @@ def _verified(payload: Any) -> VerifiedSecret:
     if not (isinstance(payload, dict) and isinstance(payload.get("exp"), int)
             and isinstance(payload.get("session"), dict)):
         raise InvalidSecret()
-    return VerifiedSecret(payload["exp"], payload["session"])
+    return VerifiedSecret(payload["exp"], payload["session"], payload.get("rec") is True)
 
 
 def _inflate(data: bytes) -> bytes:

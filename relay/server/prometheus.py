@@ -23,6 +23,7 @@ from prometheus_client.core import (
 
 from ..audio import FRAME_SECONDS, RATE
 from ..protocol.call_measures import VOICE_BUCKETS, Histogram
+from ..protocol.call_protocol import session_type
 
 if TYPE_CHECKING:
     from .call_driver import CallDriver
@@ -53,11 +54,12 @@ CLOSE_REASONS = (
 
 #: (name, help, label names) of the counters, in exposition order.
 COUNTERS = (
-    ("relay_calls_created", "Calls created (offers accepted for setup).", ()),
+    ("relay_calls_created", "Calls created (offers accepted for setup), by protocol "
+     "(realtime, live).", ("protocol",)),
     ("relay_sessions_created", "Sessions created, by transport (webrtc: a call; websocket: "
      "a WebSocket session) and session type (realtime or transcription).",
      ("transport", "type")),
-    ("relay_calls_ended", "Calls ended, by why.", ("reason",)),
+    ("relay_calls_ended", "Calls ended, by protocol and why.", ("protocol", "reason")),
     ("relay_audio_seconds", "Seconds of audio relayed: up (microphone to model) and "
      "down (model to peer).", ("direction",)),
     ("relay_uplink_packets", "The peer's RTP audio packets: received, and those lost, "
@@ -88,6 +90,11 @@ HISTOGRAMS = (
 _BOUNDS = {name: bounds for name, _, bounds in HISTOGRAMS}
 
 Labels = tuple[str, ...]
+
+
+def protocol_of(call: CallDriver) -> str:
+    """The protocol family of ``call``: ``realtime`` or ``live`` (its view's object kind)."""
+    return call.core.view_object.split(".", 1)[0]
 
 
 def close_category(reason: str | None) -> str:
@@ -170,7 +177,7 @@ def call_tally(call: CallDriver) -> Tally:
         tally.histogram("relay_call_connect_seconds").observe(call.connect_seconds)
     if call.ended_at is not None:
         tally.histogram("relay_call_duration_seconds").observe(call.ended_at - call.created_at)
-        tally.inc("relay_calls_ended", (close_category(call.close_reason),))
+        tally.inc("relay_calls_ended", (protocol_of(call), close_category(call.close_reason)))
     return tally
 
 
@@ -180,10 +187,11 @@ class MetricsTotals:
     def __init__(self) -> None:
         self.tally = Tally()
 
-    def call_created(self, session_type: str = "realtime") -> None:
-        """A call was created, with a session of ``session_type``."""
-        self.tally.inc("relay_calls_created")
-        self.tally.inc("relay_sessions_created", ("webrtc", session_type))
+    def call_created(self, call: CallDriver) -> None:
+        """A call was created (by protocol; a Realtime call by its session type too)."""
+        self.tally.inc("relay_calls_created", (protocol_of(call),))
+        self.tally.inc("relay_sessions_created",
+                       ("webrtc", session_type(call.core) or protocol_of(call)))
 
     def websocket_session_created(self, session_type: str) -> None:
         """A WebSocket session (``GET /v1/realtime`` without a call) began."""
