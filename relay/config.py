@@ -532,6 +532,12 @@ class Settings:
         DEFAULT_LOCAL_MODE, flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
         help="embedded upstream's answer (`assistant`: spoken words, a parrot without the "
              "`speech` extra; `echo`: at once, for benchmarks)")
+    #: The embedded upstream connects to MCP servers for sessions' ``mcp`` tools; a client
+    #: could otherwise make the relay's host fetch any URL, so the operator lists them.
+    local_mcp_urls: tuple[str, ...] = setting(
+        (), flag="--local-mcp-urls", env="RELAY_LOCAL_MCP_URLS", kind=LIST,
+        metavar="URL,...", help="URL prefixes of the MCP servers the embedded upstream may "
+        "connect to for a session's `mcp` tools (`*`: any)", shown="none: `mcp` tools are refused")
     log_level: str = setting(
         "INFO", flag="--log-level", env="RELAY_LOG_LEVEL", check=_log_level, metavar="LEVEL",
         help="log level (DEBUG, INFO, WARNING, ...)")

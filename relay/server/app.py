@@ -303,7 +303,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     from ..upstream.local import LocalRealtimeServer
 
-    server = LocalRealtimeServer(mode=settings.local_mode)
+    server = LocalRealtimeServer(mode=settings.local_mode, mcp_urls=settings.local_mcp_urls)
     await server.start("127.0.0.1", 0)
     app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
     app[LIVE_UPSTREAM] = LiveConnector(server.live_url, {})
