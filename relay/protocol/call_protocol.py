@@ -50,6 +50,17 @@ class CallProtocol(Protocol):
     #: Set when a party floods the call: the driver ends the call with this reason.
     end_reason: str | None
 
+    @property
+    def session_type(self) -> str | None:
+        """The kind of session, for the view, logs and metrics (the Realtime API's:
+        ``"realtime"`` or ``"transcription"``); None for a family without kinds."""
+
+    @property
+    def upstream_intent(self) -> str | None:
+        """What the upstream session is opened for, when the connection must say (the
+        Realtime API opens a transcription session at ``?intent=transcription``); None for
+        a session opened on the call's model."""
+
     def start(self) -> None:
         """The upstream is connected: queue what opens the session."""
 
@@ -104,22 +115,6 @@ class CallProtocol(Protocol):
     @property
     def upstream_pending(self) -> bool:
         """True when events wait to go upstream."""
-
-
-def session_type(core: CallProtocol) -> str | None:
-    """The kind of session ``core`` runs, for the view, logs and metrics (the Realtime
-    API's: ``"realtime"`` or ``"transcription"``), or None for a family without kinds.
-    A core that has kinds names them in a ``session_type`` attribute."""
-    kind = getattr(core, "session_type", None)
-    return kind if isinstance(kind, str) else None
-
-
-def upstream_intent(core: CallProtocol) -> str | None:
-    """What the upstream session is opened for, when the connection must say (the Realtime
-    API opens a transcription session at ``?intent=transcription``); None for a session
-    opened on the call's model. A core that needs one names it in ``upstream_intent``."""
-    intent = getattr(core, "upstream_intent", None)
-    return intent if isinstance(intent, str) else None
 
 
 class CoreFactory(Protocol):

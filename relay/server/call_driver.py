@@ -31,7 +31,7 @@ from ..audio import RATE
 from ..config import FAREWELL_SECONDS, Settings
 from ..errors import RelayError
 from ..logs import CallLog
-from ..protocol.call_protocol import CallProtocol, CoreFactory, upstream_intent
+from ..protocol.call_protocol import CallProtocol, CoreFactory
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps, new_event_id
 from ..protocol.flood import MessageLimits
@@ -187,7 +187,7 @@ class CallDriver:
         On any failure the call is closed before the exception propagates.
         """
         try:
-            intent = upstream_intent(self.core)
+            intent = self.core.upstream_intent
             if intent is not None:
                 self._socket = await self._upstream.connect(intent=intent)
             else:

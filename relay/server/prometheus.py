@@ -23,7 +23,6 @@ from prometheus_client.core import (
 
 from ..audio import FRAME_SECONDS, RATE
 from ..protocol.call_measures import VOICE_BUCKETS, Histogram
-from ..protocol.call_protocol import session_type
 
 if TYPE_CHECKING:
     from .call_driver import CallDriver
@@ -191,7 +190,7 @@ class MetricsTotals:
         """A call was created (by protocol; a Realtime call by its session type too)."""
         self.tally.inc("relay_calls_created", (protocol_of(call),))
         self.tally.inc("relay_sessions_created",
-                       ("webrtc", session_type(call.core) or protocol_of(call)))
+                       ("webrtc", call.core.session_type or protocol_of(call)))
 
     def websocket_session_created(self, session_type: str) -> None:
         """A WebSocket session (``GET /v1/realtime`` without a call) began."""
