@@ -71,6 +71,7 @@ const ui = {
   error: $("error"),
   apiKey: $("api-key"),
   instructions: $("instructions"),
+  captionsOnly: $("captions-only"),
   audio: $("remote-audio"),
   transcript: $("transcript"),
   messageForm: $("message-form"),
@@ -91,7 +92,8 @@ const turns = new TurnTimer($("turns"));
  * @type {null | {pc: RTCPeerConnection|null, channel: RTCDataChannel|null,
  *   mic: MediaStream|null, audio: AudioContext|null, id: string|null, meterTimer: number|null,
  *   analysers: {mic?: AnalyserNode, remote?: AnalyserNode}, closed: boolean,
- *   resumeToken: string|null, resuming: boolean, resumeTimer: number|null}}
+ *   captionsOnly: boolean, resumeToken: string|null, resuming: boolean,
+ *   resumeTimer: number|null}}
  */
 let call = null;
 
@@ -135,6 +137,7 @@ async function start() {
   const session = {
     pc: null, channel: null, mic: null, audio: null, id: null, meterTimer: null,
     analysers: {}, closed: false, protocol: chosenProtocol(),
+    captionsOnly: ui.captionsOnly.checked && chosenProtocol() !== "live",
     resumeToken: null, resuming: false, resumeTimer: null,
   };
   call = session;
@@ -161,7 +164,7 @@ async function start() {
     logNote(`posting the offer (ICE gathering ${pc.iceGatheringState})`);
     const { answer, callId, resumeToken } = session.protocol === "live"
       ? await postLiveOffer(pc.localDescription.sdp)
-      : await postOffer(pc.localDescription.sdp);
+      : await postOffer(pc.localDescription.sdp, session.captionsOnly);
     // Only a relay's Realtime calls give one; without it the page cannot resume the call.
     session.resumeToken = resumeToken || null;
     if (session.closed) {
@@ -356,15 +359,32 @@ function iceGatheringDone(pc, timeoutMs) {
   });
 }
 
-/** POST the offer; return the answer and the call id (the Location's last segment). */
-async function postOffer(sdp) {
+/**
+ * The session of a "Captions only" call: a transcription session, which transcribes
+ * each turn of the user's speech and never answers.
+ */
+const CAPTIONS_SESSION = {
+  type: "transcription",
+  audio: { input: { transcription: { model: "gpt-4o-transcribe" } } },
+};
+
+/**
+ * POST the offer (raw, or with a transcription session as a multipart form for
+ * "Captions only"); return the answer and the call id (the Location's last segment).
+ */
+async function postOffer(sdp, captionsOnly) {
+  let body = sdp;
+  const headers = { ...authHeaders() };
+  if (captionsOnly) {
+    body = new FormData();
+    body.append("sdp", sdp);
+    body.append("session", JSON.stringify(CAPTIONS_SESSION));
+  } else {
+    headers["Content-Type"] = "application/sdp";
+  }
   let response;
   try {
-    response = await fetch(CALLS_URL, {
-      method: "POST",
-      headers: { "Content-Type": "application/sdp", ...authHeaders() },
-      body: sdp,
-    });
+    response = await fetch(CALLS_URL, { method: "POST", headers, body });
   } catch (error) {
     throw new Error(`Could not reach the relay: ${error.message}`);
   }
@@ -477,8 +497,9 @@ function watchChannel(session, channel) {
     if (session.configured) return;  // a resumed call keeps its session
     session.configured = true;
     const instructions = ui.instructions.value.trim();
-    // A GPT-Live session got its instructions when it was created (they are immutable).
-    if (instructions && session.protocol !== "live") {
+    // A GPT-Live session got its instructions when it was created (they are immutable);
+    // a captions-only call has no assistant to instruct.
+    if (instructions && session.protocol !== "live" && !session.captionsOnly) {
       send({ type: "session.update", session: { type: "realtime", instructions } });
     }
   };
@@ -783,12 +804,14 @@ function setSpeaking(speaking) {
 function updateControls() {
   const open = Boolean(call && call.channel && call.channel.readyState === "open");
   // GPT-Live has no cancel and no typed user messages: the model handles interruptions.
-  const realtime = !call || call.protocol !== "live";
+  // A captions-only call has no assistant to interrupt or to type to.
+  const talks = open && (!call || (call.protocol !== "live" && !call.captionsOnly));
   ui.start.disabled = Boolean(call);
   ui.hangup.disabled = !call;
-  ui.interrupt.disabled = !open || !realtime;
-  ui.message.disabled = !open || !realtime;
-  ui.send.disabled = !open || !realtime;
+  ui.captionsOnly.disabled = Boolean(call);
+  ui.interrupt.disabled = !talks;
+  ui.message.disabled = !talks;
+  ui.send.disabled = !talks;
   for (const input of ui.protocol.querySelectorAll("input")) input.disabled = Boolean(call);
 }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import logging
 import secrets
@@ -98,7 +99,7 @@ class CallDriver:
         on_closed: Callable[[CallDriver], None] | None = None,
         on_started: Callable[[CallDriver], None] | None = None,
         ports: UdpPorts | None = None,
-        core: CoreFactory = CallCore,
+        core: CoreFactory | None = None,
         recorder: CallRecorder | None = None,
     ) -> None:
         self.id = call_id
@@ -107,6 +108,9 @@ class CallDriver:
         self.settings = settings
         loop = asyncio.get_running_loop()
         self._clock = loop.time
+        if core is None:
+            core = functools.partial(
+                CallCore, sideband_cancel_clears_playout=settings.sideband_cancel_clears_playout)
         self.core: CallProtocol = core(
             call_id,
             session,
@@ -226,7 +230,7 @@ class CallDriver:
         On any failure the call is closed before the exception propagates.
         """
         try:
-            self._socket = await self._upstream.connect(self.model)
+            self._socket = await self._connect_upstream()
             self._upstream_opened_at = self._clock()
             self.upstream_connect_seconds = self._upstream_opened_at - self.created_at
             self.core.start()
@@ -532,6 +536,13 @@ class CallDriver:
                 self._close_soon("upstream closed")
                 return
 
+    async def _connect_upstream(self) -> UpstreamSocket:
+        """A new upstream session for the call, as its protocol core asks for one."""
+        intent = self.core.upstream_intent
+        if intent is not None:
+            return await self._upstream.connect(intent=intent)
+        return await self._upstream.connect(self.model)
+
     async def _reopen_upstream(self, lost: UpstreamSocket) -> bool:
         """Open a new upstream session in place of ``lost`` and queue its restore; False
         when none opened within ``upstream_reconnect_seconds`` (or reconnecting is off)."""
@@ -551,7 +562,7 @@ class CallDriver:
         delay = RECONNECT_FIRST_DELAY
         while not self._closing and loop.time() < deadline:
             try:
-                self._socket = await self._upstream.connect(self.model)
+                self._socket = await self._connect_upstream()
             except RelayError as exc:
                 self.log.info("new upstream session not opened: %s", exc.message)
             else:
@@ -583,7 +594,7 @@ class CallDriver:
                 continue  # being reopened already: the new session starts a new term
             old = self._socket
             try:
-                new = await self._upstream.connect(self.model)
+                new = await self._connect_upstream()
             except RelayError as exc:
                 # The old session goes on; its end, if it comes, is reopened as any loss.
                 self.log.warning("upstream rollover failed: %s", exc.message)
