@@ -166,6 +166,10 @@ class CallCore:
                            self.call_id, source)
         return False
 
+    def reply_error(self, source: str, error: RelayError) -> None:
+        """An ``error`` event for ``source`` alone (the client, or one sideband)."""
+        self._reply(source, error_event(error))
+
     def hold_client_events(self) -> None:
         """A server-side agent will configure this call: hold the client's data-channel
         messages until a controller's first ``session.update`` has been sent upstream, or

@@ -29,6 +29,7 @@ from .agent import CallAgents, load_agent, loopback_base
 from .auth import DEFAULT_TTL, Authenticator, credentials
 from .client_secrets import SecretSigner
 from .drain import Drain
+from .http_errors_log import handler_args
 from .loop_lag import LoopLagMonitor
 from .metrics import RelayCollector
 from .readiness import UpstreamProbe
@@ -78,7 +79,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     # The agent first: a spec that cannot be served stops the relay before anything else.
     agent = load_agent(settings.agent) if settings.agent is not None else None
     app = web.Application(middlewares=[cors_middleware, error_middleware],
-                          client_max_size=settings.max_body_bytes)
+                          client_max_size=settings.max_body_bytes,
+                          handler_args=handler_args())
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
     app[REGISTRY] = CallRegistry(settings, ports)

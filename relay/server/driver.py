@@ -26,7 +26,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio import RATE
 from ..config import Settings
-from ..errors import RelayError
+from ..errors import RateLimited, RelayError
 from ..logs import CallLog
 from ..protocol.call import CallCore
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
@@ -34,6 +34,7 @@ from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
 from ..protocol.redact import Redactor
 from ..protocol.session import Session
+from ..protocol.updates import CLIENT
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.internals import watch_peer_datagrams
 from ..webrtc.media import CallMedia
@@ -114,6 +115,8 @@ class CallDriver:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._upstream_ready = asyncio.Event()
         self._closing = False
+        #: An :meth:`end` is under way (its farewell leaving; close follows).
+        self._ending = False
         #: Data-channel messages that could not be sent.
         self._send_failures = 0
         self._sidebands: dict[str, Sideband] = {}
@@ -315,8 +318,7 @@ class CallDriver:
         self.log.info("%s attached", name)
 
         def on_message(message: str | bytes) -> None:
-            self.core.client_message(message, name)
-            self._after_message()
+            self._client_message(message, name)
 
         try:
             await sideband.run(on_message)
@@ -373,12 +375,30 @@ class CallDriver:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("task %s failed", task.get_name(),
                            exc_info=task.exception())
-            self._close_soon("internal error")
+            self._end_soon(RelayError("The relay had an internal error; the call is ended.",
+                                      code="internal_error"), "internal error")
+
+    def _client_message(self, message: str | bytes, source: str) -> None:
+        """A data-channel (``source`` CLIENT) or sideband message, into the core. Whatever
+        a client sends, the core answers with ``error`` events; an exception here is the
+        relay's bug, so it is logged, answered ``internal_error``, and the call goes on
+        (it runs inside aiortc's SCTP loop or the sideband's reader, which must not die)."""
+        try:
+            self.core.client_message(message, source)
+        except Exception:
+            self.log.exception("handling a %s message failed",
+                               "data-channel" if source == CLIENT else source)
+            self.core.reply_error(source, RelayError(
+                "The relay failed to handle this message; it was dropped.",
+                code="internal_error"))
+        self._after_message()
 
     def _after_message(self) -> None:
         self._kick()
         if self.core.end_reason is not None:
-            self._close_soon(self.core.end_reason)
+            self._end_soon(RateLimited(f"The call is ended: {self.core.end_reason} "
+                                       "(messages sent too fast for too long)."),
+                           self.core.end_reason)
 
     async def _duration_deadline(self) -> None:
         # Warn a little before the end, so the client can tell its user why the call ended.
@@ -391,6 +411,14 @@ class CallDriver:
         self._kick()
         await asyncio.sleep(notice)
         self._close_soon("the call reached its longest duration")
+
+    def _end_soon(self, error: RelayError, reason: str) -> None:
+        """:meth:`end` the call from synchronous code: the client and the sidebands are
+        told ``error`` first."""
+        if not self._closing and not self._ending:
+            self._ending = True
+            # Not owned by the call's task set: close() cancels that set.
+            asyncio.get_running_loop().create_task(self.end(error, reason))
 
     def _close_soon(self, reason: str) -> None:
         if not self._closing:
@@ -479,9 +507,11 @@ class CallDriver:
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
-            self.core.client_message(message)
-            self._after_message()
+            self._client_message(message, CLIENT)
 
+        # pyee hands a handler's exception to "error" listeners, and with none raises it
+        # into aiortc's SCTP loop, which ends the call: never let one get there.
+        channel.on("error", self._on_emitter_error)
         if channel.readyState == "open":
             self._on_channel_open()
         else:
