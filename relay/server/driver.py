@@ -36,7 +36,7 @@ from ..protocol.redact import Redactor
 from ..protocol.session import Session
 from ..protocol.updates import CLIENT
 from ..upstream.client import UpstreamConnector, UpstreamSocket
-from ..webrtc.internals import watch_peer_datagrams
+from ..webrtc.internals import bound_inbound_messages, watch_peer_datagrams
 from ..webrtc.media import CallMedia
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
 from ..webrtc.rtc_stats import rtp_summary
@@ -167,6 +167,9 @@ class CallDriver:
             )
             if channel is not None:
                 self._attach_channel(channel)
+            # A data-channel message over the limit is dropped as its fragments arrive
+            # (and answered message_too_large), not reassembled first.
+            bound_inbound_messages(self.pc, self.settings.client_max_message_bytes)
             watch_peer_datagrams(self.pc, self._hear)
             self.media.start(self.pc, self.id)
             self._spawn(self._connect_deadline(), "connect-deadline")
