@@ -12,7 +12,7 @@ from aiohttp.multipart import parse_content_disposition
 
 from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from ..protocol.json_input import load_json
-from ..protocol.session import Session, normalize_session
+from ..protocol.realtime.session_config import Session, normalize_session
 from ..webrtc.offer_check import check_offer
 from .http_errors_log import http_error_text
 

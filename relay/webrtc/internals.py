@@ -21,6 +21,7 @@ shared port)             ``aioice.ice.StunProtocol`` (its
                          ``connection_lost``),
                          ``aioice.ice.server_reflexive_candidate``
 bound SCTP reassembly    ``RTCSctpTransport._get_inbound_stream``,  :class:`AiortcInternalsMoved`
+                         ``._inbound_streams``,
                          ``InboundStream.reassembly``,
                          ``.sequence_number``
 =======================  =========================================  ===========================
@@ -33,6 +34,7 @@ failing every call in production. aiortc is pinned below 2 in ``pyproject.toml``
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import logging
 import socket
@@ -45,6 +47,7 @@ from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcsctptransport import SCTP_DATA_LAST_FRAG, SCTP_DATA_UNORDERED, InboundStream
+from aiortc.rtp import RtpPacket
 
 from ..errors import RelayError
 
@@ -54,6 +57,9 @@ logger = logging.getLogger(__name__)
 JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 #: RTCRtpReceiver's coroutine that takes every incoming RTP packet.
 HANDLE_RTP = "_handle_rtp_packet"
+#: Where RTCRtpReceiver's packet handler leaves an RTP packet's depayloaded bytes, before
+#: it hands the packet to the jitter buffer (``packet._data = depayload(...)``).
+RTP_DEPAYLOADED = "_data"
 #: RTCRtpTransceiver's negotiated codec list.
 CODECS = "_codecs"
 #: RTCIceGatherer's aioice Connection.
@@ -443,6 +449,13 @@ def has_jitter_buffer(receiver: RTCRtpReceiver) -> bool:
     return hasattr(receiver, JITTER_BUFFER)
 
 
+def depayloaded(packet: RtpPacket) -> bytes:
+    """The codec payload of ``packet`` as aiortc's receiver depayloaded it (for Opus and
+    G.711 the RTP payload itself: that is the fallback)."""
+    data: bytes = getattr(packet, RTP_DEPAYLOADED, packet.payload)
+    return data
+
+
 def replace_jitter_buffer(receiver: RTCRtpReceiver, stand_in: Any) -> None:
     """Put ``stand_in`` where ``receiver`` keeps its jitter buffer.
 
@@ -476,6 +489,8 @@ def wrap_rtp_receive(receiver: RTCRtpReceiver, before: Callable[[Any], None], *,
 
 #: RTCSctpTransport's factory of its per-stream reassembly (called for each DATA chunk).
 GET_INBOUND_STREAM = "_get_inbound_stream"
+#: Its table of those, by stream id.
+INBOUND_STREAMS = "_inbound_streams"
 
 
 def bound_inbound_messages(pc: RTCPeerConnection, max_bytes: int) -> None:
@@ -492,13 +507,13 @@ def bound_inbound_messages(pc: RTCPeerConnection, max_bytes: int) -> None:
     if sctp is None:
         return
     _require(sctp, GET_INBOUND_STREAM, "RTCSctpTransport")
-    streams: dict[int, BoundedInboundStream] = {}
+    # The transport's own table: it prunes and resets the streams it holds there.
+    streams: dict[int, InboundStream] = _require(sctp, INBOUND_STREAMS, "RTCSctpTransport")
 
-    def get_inbound_stream(stream_id: int) -> BoundedInboundStream:
+    def get_inbound_stream(stream_id: int) -> InboundStream:
         stream = streams.get(stream_id)
         if stream is None:
             stream = streams[stream_id] = BoundedInboundStream(max_bytes)
-            sctp._inbound_streams[stream_id] = stream
         return stream
 
     setattr(sctp, GET_INBOUND_STREAM, get_inbound_stream)
@@ -569,6 +584,21 @@ class BoundedInboundStream(InboundStream):
             del self._held[key]
 
 
+def _sctp_reassembly_missing() -> list[str]:
+    """What :func:`bound_inbound_messages` needs of aiortc's SCTP transport and its
+    per-stream reassembly, and the installed aiortc lacks."""
+    from aiortc.rtcsctptransport import RTCSctpTransport
+
+    stream = InboundStream()
+    needs = [("RTCSctpTransport", RTCSctpTransport, GET_INBOUND_STREAM),
+             ("InboundStream", stream, "reassembly"),
+             ("InboundStream", stream, "sequence_number"),
+             ("InboundStream", stream, "add_chunk"),
+             ("InboundStream", stream, "pop_messages")]
+    return [f"{owner}.{attribute}" for owner, obj, attribute in needs
+            if not hasattr(obj, attribute)]
+
+
 def _seq_before(a: int, b: int) -> bool:
     """Whether stream sequence number ``a`` comes before ``b`` (serial arithmetic)."""
     return a != b and (b - a) % 65536 < 32768
@@ -606,9 +636,23 @@ async def check() -> list[str]:
         for owner, attribute in _AIOICE_ATTRIBUTES:
             if not hasattr(modules[owner], attribute):
                 missing.append(f"{owner}.{attribute}")
+        if not _sets_depayloaded(receiver):
+            missing.append(f"RtpPacket.{RTP_DEPAYLOADED}")
+        missing += _sctp_reassembly_missing()
     finally:
         await pc.close()
     return missing
+
+
+def _sets_depayloaded(receiver: RTCRtpReceiver) -> bool:
+    # The attribute exists only once the receiver has set it on a packet: read the
+    # handler's source for the assignment instead.
+    handler = getattr(type(receiver), HANDLE_RTP, None)
+    try:
+        source = inspect.getsource(handler) if handler is not None else ""
+    except (OSError, TypeError):
+        return False
+    return f"packet.{RTP_DEPAYLOADED} =" in source
 
 
 def _require(obj: Any, attribute: str, owner: str) -> Any:
