@@ -47,6 +47,15 @@ class MalformedRequestLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         kwargs.setdefault("stacklevel", 2)
         self.log(logging.ERROR, msg, *args, exc_info=exc_info, **kwargs)
 
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        """aiohttp's ``logger.debug``: it logs a first request that is not HTTP at all
+        (TLS on the port, a scanner) here, with a traceback; that too gets the line."""
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, BaseException) and client_fault(exc):
+            self._malformed(str(msg) % args if args else str(msg), exc)
+            return
+        self.log(logging.DEBUG, msg, *args, **kwargs)
+
     def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
         """Nothing added: the adapter exists for :meth:`exception`."""
         return msg, kwargs

@@ -83,17 +83,25 @@ AUDIO_INPUT = Obj({"format": AUDIO_FORMAT, "transcription": TRANSCRIPTION,
                    "noise_reduction": Obj({"type": STR, "strength": NUM}),
                    "turn_detection": TURN_DETECTION})
 AUDIO_OUTPUT = Obj({"format": AUDIO_FORMAT, "voice": VOICE, "speed": NUM})
+#: Which of an MCP server's tools a rule covers.
+TOOL_FILTER = Obj({"read_only": BOOL, "tool_names": Arr(STR)})
 TOOL = Obj({
     "type": STR, "name": STR, "description": STR, "parameters": ANY,
     # MCP tools
     "server_label": STR, "server_url": STR, "server_description": STR, "authorization": STR,
     "connector_id": STR, "tunnel_id": STR, "headers": Map(STR), "defer_loading": BOOL,
-    "allowed_callers": Arr(STR), "allowed_tools": AnyOf((Arr(STR), OBJECT)),
-    "require_approval": AnyOf((STR, OBJECT)),
+    "allowed_callers": Arr(STR), "allowed_tools": AnyOf((Arr(STR), TOOL_FILTER)),
+    "require_approval": AnyOf((STR, Obj({"always": TOOL_FILTER, "never": TOOL_FILTER}))),
 })
 TOOL_CHOICE = AnyOf((STR, Obj({"type": STR, "name": STR, "server_label": STR})))
 MAX_OUTPUT_TOKENS = AnyOf((INT, STR))  # an integer, or "inf"
-PROMPT = Obj({"id": STR, "version": STR, "variables": Map(AnyOf((STR, OBJECT)))})
+#: A prompt variable: text, or an input text, image or file (their fields merged).
+PROMPT_INPUT = Obj({
+    "type": STR, "text": STR, "detail": STR, "image_url": STR, "file_id": STR,
+    "file_data": STR, "file_url": STR, "filename": STR,
+    "prompt_cache_breakpoint": Obj({"mode": STR, "ttl": STR}),
+})
+PROMPT = Obj({"id": STR, "version": STR, "variables": Map(AnyOf((STR, PROMPT_INPUT)))})
 REASONING = Obj({"effort": STR})
 SESSION = Obj({
     "type": STR, "model": STR, "instructions": STR, "output_modalities": Arr(STR),
