@@ -31,8 +31,8 @@ from relay.server.client_secrets import SecretSigner
 from relay.upstream.local import LocalRealtimeServer
 
 from ..conftest import RelayFactory, base_url
-from .conftest import HostileWatch
 from ..support.offer import OfferPeer
+from .conftest import HostileWatch
 
 UPSTREAM_KEY = "sk-SENTINEL-UPSTREAM-5c0e7a9b31d24f68"
 SIGNING_SECRET = "SENTINEL-SIGNING-SECRET-b7e2c91d4a6f0385"
