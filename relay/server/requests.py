@@ -13,7 +13,6 @@ from aiohttp.multipart import parse_content_disposition
 from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from ..protocol.json_input import load_json
 from ..protocol.realtime.session_config import Session, normalize_session
-from ..webrtc.offer_check import check_offer
 from .http_errors_log import http_error_text
 
 #: Largest SDP offer, and largest form part.
@@ -25,9 +24,8 @@ MAX_FORM_PARTS = 16
 async def read_offer(request: web.Request, max_bytes: int = MAX_SDP_BYTES,
                      ) -> tuple[str, Session | None]:
     """The SDP offer of a ``POST /v1/realtime/calls`` and its session, if the form has one;
-    :class:`PayloadTooLarge` for an offer (or form part) over ``max_bytes``, and
-    :class:`InvalidRequest` for one aiortc could not answer (checked here, before the call
-    takes an upstream session: :func:`~relay.webrtc.offer_check.check_offer`)."""
+    :class:`PayloadTooLarge` for an offer (or form part) over ``max_bytes``. (What the
+    offer must hold, :func:`relay.webrtc.peer.answer` checks before aiortc sees it.)"""
     kind = request.content_type
     if kind == "multipart/form-data":
         parts = await _read_form(request, ("sdp", "session"), max_bytes)
@@ -40,16 +38,13 @@ async def read_offer(request: web.Request, max_bytes: int = MAX_SDP_BYTES,
         if raw_session:
             value = load_json(raw_session, what="The 'session' part", param="session")
             session = normalize_session(value)
-        check_offer(sdp)
         return sdp, session
     if kind in ("application/sdp", "text/plain", "application/octet-stream", ""):
         body = await read_body(request)
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"The SDP offer is larger than {max_bytes} bytes.",
                                   param="sdp")
-        sdp = body_text(request, body, "The SDP offer", "sdp")
-        check_offer(sdp)
-        return sdp, None
+        return body_text(request, body, "The SDP offer", "sdp"), None
     raise UnsupportedMediaType(
         f"Unsupported Content-Type {kind!r}: send application/sdp or multipart/form-data."
     )

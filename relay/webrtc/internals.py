@@ -570,16 +570,26 @@ class BoundedInboundStream(InboundStream):
         if chunk.flags & SCTP_DATA_LAST_FRAG:
             self._dropping = None
 
+    def _stand_in_due(self) -> bool:
+        """Whether the dropped message's stand-in is next: its last fragment has come and
+        every message before it was delivered."""
+        stand_in = self._stand_in
+        return (stand_in is not None and self._dropping != stand_in[0]
+                and stand_in[0] == self.sequence_number)
+
     def pop_messages(self) -> Iterator[tuple[int, int, bytes]]:
         """aiortc's reassembled messages, with the stand-in of a dropped one in its place
         in the stream's order."""
-        stand_in = self._stand_in
-        if (stand_in is not None and self._dropping != stand_in[0]
-                and stand_in[0] == self.sequence_number):
-            self._stand_in = None
-            self.sequence_number = (self.sequence_number + 1) % 65536
-            yield stand_in[1:]
-        yield from super().pop_messages()
+        while True:
+            stand_in = self._stand_in
+            if stand_in is not None and self._stand_in_due():
+                self._stand_in = None
+                self.sequence_number = (self.sequence_number + 1) % 65536
+                yield stand_in[1:]
+            yield from super().pop_messages()
+            # Delivering the messages before it may have made the stand-in due.
+            if not self._stand_in_due():
+                break
         for key in [k for k in self._held if k != -1 and _seq_before(k, self.sequence_number)]:
             del self._held[key]
 
