@@ -44,7 +44,7 @@ from typing import Any
 import aioice.ice
 from aioice import Candidate, stun
 from aioice.candidate import candidate_foundation, candidate_priority
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcsctptransport import SCTP_DATA_LAST_FRAG, SCTP_DATA_UNORDERED, InboundStream
 from aiortc.rtp import RtpPacket
@@ -483,6 +483,24 @@ def wrap_rtp_receive(receiver: RTCRtpReceiver, before: Callable[[Any], None], *,
             await handle(packet, arrival_time_ms)
 
     setattr(receiver, HANDLE_RTP, record)
+
+
+SEND_RTP = "_send_rtp"
+
+
+def wrap_rtp_send(sender: RTCRtpSender, before: Callable[[bytes], None]) -> None:
+    """Call ``before(data)`` with every RTP or RTCP packet (unencrypted) the transport of
+    ``sender`` sends, as it leaves (used to time audio as it leaves a test's peer, after
+    its encoder's buffering). The sender must have its transport (after the offer)."""
+    transport = sender.transport
+    send: Callable[[bytes], Awaitable[None]] = _require(transport, SEND_RTP,
+                                                        "RTCDtlsTransport")
+
+    async def record(data: bytes) -> None:
+        before(data)
+        await send(data)
+
+    setattr(transport, SEND_RTP, record)
 
 
 # ------------------------------------------------------------ SCTP messages

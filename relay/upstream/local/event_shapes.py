@@ -4,8 +4,8 @@ the check the local server runs on each event before handling it.
 The handlers read fields as the documentation shapes them (``response.audio.output`` is
 an object, ``audio_end_ms`` an integer); a client that sends a number where an object
 belongs gets ``invalid_type`` naming the field, as from the hosted service, and the
-session goes on. Only types are checked here, values (enums, ranges) are the handlers'.
-Fields the table does not name pass unchecked (the service adds fields without notice).
+session goes on. Only types are checked here, first: which fields exist and what values
+they may take are :mod:`.field_checks`' and the handlers' to say.
 A field the documentation marks optional may be ``null`` (it is then unset); a required
 one may not. The tests hold this table to the official ``openai`` package's models of the
 client events (``openai.types.realtime``): every field they declare is checked here.

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,8 +29,10 @@ from ...errors import RelayError, SpeechError
 from ...protocol.events import Event, dumps, error_event, parse_event
 from ...protocol.realtime.session_config import DEFAULT_MODEL
 from .. import LOCAL_MODES, LocalMode
-from .assistant import SpeechJob, Transcribe
-from .local_session import LocalSession
+from .assistant import Transcribe
+from .live import LiveLocalSession
+from .local_session import Job, LocalSession
+from .mcp_tools import CallMcpTool, ListMcpTools
 from .workers import SpeechWorkers, speech_missing
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,8 @@ DRAIN_TIMEOUT_S = 1.0
 
 
 SpeechSource = Callable[[], SpeechWorkers]
+#: The path of the GPT-Live face; every other path is the Realtime face.
+LIVE_PATH = "/v1/live/sessions"
 #: Sees each client event a session receives: (session id, the parsed event).
 Observer = Callable[[str, Event], None]
 
@@ -69,7 +73,8 @@ class _Connection:
     """One client connection: its session, its outbox and the tasks that serve it.
     ``speech`` gives the workers that run its speech jobs (or raises SpeechError)."""
 
-    def __init__(self, ws: ServerConnection, session: LocalSession, speed: float,
+    def __init__(self, ws: ServerConnection, session: LocalSession | LiveLocalSession,
+                 speed: float,
                  speech: SpeechSource, observer: Observer | None) -> None:
         self._ws = ws
         self._session = session
@@ -80,6 +85,8 @@ class _Connection:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: set[asyncio.Task[None]] = set()
+        #: A Live session has closed: the socket closes once its last events are out.
+        self._ending = False
 
     async def run(self) -> None:
         """Serve the connection until either side closes it."""
@@ -136,10 +143,27 @@ class _Connection:
             task.add_done_callback(self._jobs.discard)
         if self._session.has_pending_chunk:
             self._wake.set()
+        if isinstance(self._session, LiveLocalSession) and self._session.finished \
+                and not self._ending:
+            self._ending = True
+            # session.closed is the last event: close once it has gone out.
+            self._tasks.append(asyncio.create_task(
+                self._close_after_outbox(), name=f"local-live-close-{self._session.id}"))
 
-    async def _run_job(self, job: SpeechJob) -> None:
-        """Run one speech job in the workers and hand its outcome to the session."""
+    async def _close_after_outbox(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
+        await self._ws.close(1000, "session closed")
+
+    async def _run_job(self, job: Job) -> None:
+        """Run one job (speech in the workers, MCP requests here) and hand its outcome
+        to the session."""
         session = self._session
+        if isinstance(job, ListMcpTools | CallMcpTool):
+            # Only a Realtime session asks for MCP work (a Live one has no tools).
+            assert isinstance(session, LocalSession)
+            self._pump(await _run_mcp(session, job))
+            return
         try:
             workers = self._speech()
             if isinstance(job, Transcribe):
@@ -187,6 +211,21 @@ class _Connection:
                     await asyncio.sleep(delay)
 
 
+async def _run_mcp(session: LocalSession, job: ListMcpTools | CallMcpTool) -> list[Event]:
+    """List an MCP server's tools or call one (the ``mcp`` package is imported only
+    here: a server whose sessions name no MCP tool never loads it)."""
+    from . import mcp_client
+
+    if isinstance(job, CallMcpTool):
+        outcome = await mcp_client.call_tool(job.server, job.name, job.arguments)
+        return session.mcp_call_done(job, outcome)
+    try:
+        tools = await mcp_client.list_tools(job.server)
+    except mcp_client.McpFailure as failure:
+        return session.mcp_list_failed(job, failure.error)
+    return session.mcp_tools_listed(job, tools)
+
+
 class LocalRealtimeServer:
     """An offline Realtime API (GA) WebSocket server that answers each user turn (and calls
     function tools by the rules in :mod:`relay.upstream.local`).
@@ -204,6 +243,9 @@ class LocalRealtimeServer:
     ``observer``, when given, is called with a session's id and each client event it
     receives (parsed; malformed messages are not passed), before the session handles it:
     a test sees exactly what reached the upstream, e.g. every ``conversation.item.truncate``.
+
+    ``mcp_urls`` lists the URL prefixes of the MCP servers a session's ``mcp`` tools may
+    name (``*``: any); the server connects to no other (none by default).
     """
 
     def __init__(
@@ -215,6 +257,7 @@ class LocalRealtimeServer:
         model: str = DEFAULT_MODEL,
         speech: SpeechWorkers | None = None,
         observer: Observer | None = None,
+        mcp_urls: Sequence[str] = (),
     ) -> None:
         if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
@@ -233,6 +276,8 @@ class LocalRealtimeServer:
         self.model = model
         self._given_speech = speech
         self.observer = observer
+        #: URL prefixes of the MCP servers sessions may name (``*``: any).
+        self.mcp_urls = tuple(mcp_urls)
         self._own_speech: SpeechWorkers | None = None
         self._server: Server | None = None
         self._host = "127.0.0.1"
@@ -262,6 +307,11 @@ class LocalRealtimeServer:
             raise RuntimeError("server not started")
         port: int = next(iter(self._server.sockets)).getsockname()[1]
         return port
+
+    @property
+    def live_url(self) -> str:
+        """WebSocket URL of the GPT-Live endpoint, ``ws://127.0.0.1:PORT/v1/live/sessions``."""
+        return self.url.removesuffix("/v1/realtime") + LIVE_PATH
 
     @property
     def url(self) -> str:
@@ -301,9 +351,17 @@ class LocalRealtimeServer:
         await self.close()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session = LocalSession(mode=self.mode, model=self._model_for(ws),
-                               delta_ms=self.delta_ms)
-        conn = _Connection(ws, session, self.speed, self._speech, self.observer)
+        path = ws.request.path if ws.request is not None else ""
+        session: LocalSession | LiveLocalSession
+        if urlsplit(path).path.rstrip("/") == LIVE_PATH:
+            # GPT-Live plays in real time: interruption is the server's (relay.upstream.local.live).
+            session = LiveLocalSession(mode=self.mode, delta_ms=self.delta_ms)
+            speed = 1.0
+        else:
+            session = LocalSession(mode=self.mode, model=self._model_for(ws),
+                                   delta_ms=self.delta_ms, mcp_urls=self.mcp_urls)
+            speed = self.speed
+        conn = _Connection(ws, session, speed, self._speech, self.observer)
         self._connections.add(conn)
         try:
             await conn.run()
