@@ -315,8 +315,6 @@ class CallDriver:
         self.log.info("%s attached", name)
 
         def on_message(message: str | bytes) -> None:
-            if self.recorder is not None:
-                self.recorder.event("sideband_to_relay", message, name)
             self._client_message(message, name)
 
         try:
@@ -383,6 +381,11 @@ class CallDriver:
         relay's bug, so it is logged, answered ``internal_error``, and the call goes on
         (it runs inside aiortc's SCTP loop or the sideband's reader, which must not die)."""
         try:
+            if self.recorder is not None:
+                if source == CLIENT:
+                    self.recorder.event("client_to_relay", message)
+                else:
+                    self.recorder.event("sideband_to_relay", message, source)
             self.core.client_message(message, source)
         except Exception:
             self.log.exception("handling a %s message failed",
@@ -523,8 +526,6 @@ class CallDriver:
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
-            if self.recorder is not None:
-                self.recorder.event("client_to_relay", message)
             self._client_message(message, CLIENT)
 
         # pyee hands a handler's exception to "error" listeners, and with none raises it

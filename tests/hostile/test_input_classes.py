@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,13 +100,21 @@ async def test_deep_json_refused_in_bodies_and_session_parts(
     assert len(relay.app[REGISTRY]) == 0
 
 
+@pytest.mark.parametrize("record", ["off", "all"])
 async def test_deep_json_on_the_data_channel_gets_an_error_and_the_call_goes_on(
-        relay: TestServer) -> None:
+        relay_factory: RelayFactory, tmp_path: Path, record: str) -> None:
+    # Recorded too: the recorder reads every client message before the call's core does.
+    relay = await relay_factory(record=record, record_dir=str(tmp_path))
     client = await connected_call(relay)
     try:
-        for message in (DEEP_ARRAYS, DEEP_OBJECTS, NEARLY_TOO_DEEP):
+        for message in (DEEP_ARRAYS, DEEP_OBJECTS, NEARLY_TOO_DEEP,
+                        '{"type":"response.cancel","event_id":"\\ud800"}',
+                        '{"type":"conversation.item.create","item":{"type":"mcp_call",'
+                        '"name":"x","server_label":"s","arguments":"' + "[" * 5000 + '"}}'):
             error = (await answer_to(client, message))["error"]
-            assert error["code"] == "invalid_json", error
+            assert error["code"] in ("invalid_json", "invalid_value", "invalid_request_error",
+                                     "unknown_parameter", "invalid_type"), error
+            assert error["code"] != "server_error"
         await still_answers(client)
     finally:
         await client.close()
