@@ -41,6 +41,7 @@ from .app_state import (
     REGISTRY,
     SETTINGS,
     UPSTREAM,
+    WS_SESSIONS,
 )
 from .auth import Authenticator, credentials
 from .call_records import CallRecords
@@ -54,6 +55,7 @@ from .readiness import UpstreamProbe
 from .realtime_api import add_realtime_routes
 from .registry import CallRegistry
 from .webhooks import WebhookSender
+from .websocket_session import WebSocketSessions
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
     app[DRAIN] = Drain(settings.drain_timeout)
+    app[WS_SESSIONS] = WebSocketSessions()
     node = app[NODE] = Node(settings)
     app[REGISTRY].on_ended.append(node.limits.release_soon)
     if agent is not None:
@@ -189,7 +192,10 @@ def _metrics_registry(app: web.Application) -> CollectorRegistry:
     registry = app[REGISTRY]
 
     def gauges() -> dict[str, tuple[str, float]]:
-        values = {"relay_calls_active": ("Calls live now.", float(len(registry)))}
+        values = {"relay_calls_active": ("Calls live now.", float(len(registry))),
+                  "relay_websocket_sessions_active": (
+                      "WebSocket sessions (GET /v1/realtime without a call) live now.",
+                      float(len(app[WS_SESSIONS])))}
         lag = app.get(LOOP_LAG)
         if lag is not None:
             values["relay_event_loop_lag_seconds"] = (
@@ -367,4 +373,5 @@ async def _warn_open(settings: Settings) -> None:
 
 
 async def _close_calls(app: web.Application) -> None:
+    await app[WS_SESSIONS].close_all()
     await app[REGISTRY].close_all()

@@ -1,6 +1,6 @@
 """Who may use the relay: server keys, and the short-lived client secrets minted from them.
 
-Client secrets are signed, self-contained tokens (relay.server.client_secrets): nothing is
+Client secrets are sealed, self-contained tokens (relay.server.client_secrets): nothing is
 remembered between minting and use, so a key minted by one relay works on every relay that
 shares its signing secret.
 """

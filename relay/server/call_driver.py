@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -74,7 +75,7 @@ class CallDriver:
         on_closed: Callable[[CallDriver], None] | None = None,
         on_started: Callable[[CallDriver], None] | None = None,
         ports: UdpPorts | None = None,
-        core: CoreFactory = CallCore,
+        core: CoreFactory | None = None,
         recorder: CallRecorder | None = None,
     ) -> None:
         self.id = call_id
@@ -82,6 +83,9 @@ class CallDriver:
         self.log = CallLog(logger, call_id)
         self.settings = settings
         loop = asyncio.get_running_loop()
+        if core is None:
+            core = functools.partial(
+                CallCore, sideband_cancel_clears_playout=settings.sideband_cancel_clears_playout)
         self.core: CallProtocol = core(
             call_id,
             session,
@@ -185,7 +189,11 @@ class CallDriver:
         On any failure the call is closed before the exception propagates.
         """
         try:
-            self._socket = await self._upstream.connect(self.model)
+            intent = self.core.upstream_intent
+            if intent is not None:
+                self._socket = await self._upstream.connect(intent=intent)
+            else:
+                self._socket = await self._upstream.connect(self.model)
             self.upstream_connect_seconds = asyncio.get_running_loop().time() - self.created_at
             self.core.start()
             self._spawn(self._read_upstream(), "upstream-reader")

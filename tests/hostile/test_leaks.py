@@ -355,8 +355,8 @@ async def _http_errors(http: ClientSession, seen: Exposure, key: str) -> None:
     signer = SecretSigner(SIGNING_SECRET)
     expired = signer.sign(int(time.time()) - 5, {"type": "realtime"})
     forged = SecretSigner("f" * 40).sign(int(time.time()) + 60, {"type": "realtime"})
-    head, payload, mac = key.split(".")
-    tampered = f"{head}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{mac}"
+    head, sealed = key.split(".")
+    tampered = f"{head}.{sealed[:-2]}{'A' if sealed[-2] != 'A' else 'B'}{sealed[-1]}"
     offer = "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
     for bad in ("", "sk-wrong", "ek_nonsense", expired, forged, tampered, key[:40],
                 UPSTREAM_KEY):

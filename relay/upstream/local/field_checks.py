@@ -12,8 +12,8 @@ the parameter, as the hosted service refuses it. The ranges are the hosted API's
   high or auto); ``idle_timeout_ms`` exists for ``server_vad`` only;
 - ``audio.input.noise_reduction``: null or ``{"type": "near_field" | "far_field",
   "strength"?: number >= 0}``;
-- ``include``: a list of ``item.input_audio_transcription.logprobs`` (refused while the
-  recognizer gives no log probabilities: :data:`LOGPROBS_AVAILABLE`);
+- ``include``: a list of ``item.input_audio_transcription.logprobs`` (honoured: the
+  recognizer reports each word's posterior, :data:`LOGPROBS_AVAILABLE`);
 - ``max_output_tokens``: an integer from 1 to 4096, or ``"inf"``;
 - ``truncation``: ``"auto"``, ``"disabled"`` or ``{"type": "retention_ratio",
   "retention_ratio": 0..1, "token_limits"?: {"post_instructions"?: integer >= 0}}``;
@@ -66,9 +66,9 @@ MAX_OUTPUT_TOKENS = 4096
 EAGERNESS = ("low", "medium", "high", "auto")
 NOISE_REDUCTION_TYPES = ("near_field", "far_field")
 INCLUDE_VALUES = ("item.input_audio_transcription.logprobs",)
-#: Whether the recognizer reports word log probabilities; until it does, asking for them is
-#: refused rather than ignored.
-LOGPROBS_AVAILABLE = False
+#: Whether the recognizer reports word log probabilities (pocketsphinx's word posteriors:
+#: relay.upstream.local.recognizer); were it not to, asking for them would be refused.
+LOGPROBS_AVAILABLE = True
 TRUNCATION_MODES = ("auto", "disabled")
 
 

@@ -20,13 +20,24 @@ sleeps or touches a socket::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...errors import InvalidRequest, RelayError
 from ...protocol.events import Event, error_event, parse_event, random_id
-from ...protocol.realtime.session_config import DEFAULT_MODEL, PCM24K, Session, default_session
+from ...protocol.realtime.session_config import (
+    DEFAULT_MODEL,
+    DEFAULT_TRANSCRIPTION_MODEL,
+    INCLUDE_LOGPROBS,
+    PCM24K,
+    TRANSCRIPTION,
+    Session,
+    default_session,
+    default_transcription_session,
+    named_type,
+)
 from .. import LOCAL_MODES, LocalMode
 from .assistant import (
     SpeechJob,
@@ -78,7 +89,13 @@ from .response import (
     describe_parrot,
     server_event,
 )
-from .session_update import TurnDetection, apply_update, is_pcm24k, turn_detection
+from .session_update import (
+    TurnDetection,
+    apply_transcription_update,
+    apply_update,
+    is_pcm24k,
+    turn_detection,
+)
 from .synthesizer import espeak_voice, words_per_minute
 from .tools import (
     McpApproval,
@@ -129,15 +146,22 @@ class LocalSession:
     MCP tools (:mod:`.mcp_tools`) are listed and called through jobs too
     (:class:`ListMcpTools`, :class:`CallMcpTool`), on the servers ``mcp_urls`` (URL
     prefixes, ``*`` any) allows; a session naming another is refused.
+
+    A transcription session (``intent="transcription"``, or a ``session.update`` whose
+    ``session.type`` is ``"transcription"``) is the same in every mode: its turns are
+    detected, committed and transcribed (deltas, then ``completed``; logprobs when
+    ``include`` asks), and nothing answers: ``response.*`` events are refused.
     """
 
     def __init__(self, *, mode: LocalMode = "parrot", model: str = DEFAULT_MODEL,
-                 delta_ms: int = 100, mcp_urls: Sequence[str] = ()) -> None:
+                 delta_ms: int = 100, mcp_urls: Sequence[str] = (),
+                 intent: str | None = None) -> None:
         if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode: LocalMode = mode
         self.delta_ms = delta_ms
-        self.config: Session = default_session(model)
+        self.config: Session = (default_transcription_session() if intent == TRANSCRIPTION
+                                else default_session(model))
         self.conversation = Conversation()
         self.conversation_id = random_id("conv_")
         self._buffer = InputBuffer()
@@ -211,6 +235,12 @@ class LocalSession:
         kind = event.get("type")
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         try:
+            if self.transcribing_only and isinstance(kind, str) and kind.startswith(
+                    ("response.", "output_audio_buffer.")):
+                raise InvalidRequest(
+                    f"{kind} is not supported in a transcription session: it transcribes "
+                    "the input audio and creates no responses.",
+                    code="invalid_value", param="type")
             if handler is None:
                 raise InvalidRequest(
                     f"Invalid value: '{kind}'. Supported values are: "
@@ -259,17 +289,19 @@ class LocalSession:
         jobs, self._jobs = self._jobs, []
         return jobs
 
-    def transcription_done(self, job: Transcribe, transcript: str) -> list[Event]:
-        """A user item's words are known: record them on the item, send the transcription
-        events (when the session asked for them), and carry on a response waiting for
-        them."""
+    def transcription_done(self, job: Transcribe, transcript: str,
+                           scored: list[tuple[str, float]] | None = None) -> list[Event]:
+        """A user item's words are known (``scored``: with their log probabilities, when
+        the job asked for them): record them on the item, send the transcription events
+        (when the session asked for them), and carry on a response waiting for them."""
         self._transcribing.discard(job.item_id)
         item = self.conversation.get(job.item_id)
         events: list[Event] = []
         if item is not None:
             item.set_transcript(job.content_index, transcript)
             if job.model is not None:
-                events += transcription_events(job, transcript, len(job.audio) // BYTES_PER_MS)
+                events += transcription_events(job, transcript, len(job.audio) // BYTES_PER_MS,
+                                               scored)
         return events + self._advance()
 
     def transcription_failed(self, job: Transcribe, message: str) -> list[Event]:
@@ -339,15 +371,33 @@ class LocalSession:
         """Ask for the words of a user item's audio, when anyone wants them: the session
         (``audio.input.transcription``) or the assistant, which answers them."""
         model = transcription_model(self.config)
+        if model is None and self.transcribing_only:
+            model = DEFAULT_TRANSCRIPTION_MODEL  # transcribing is all such a session does
         if model is None and self.mode != "assistant":
             return
+        logprobs = INCLUDE_LOGPROBS in (self.config.get("include") or ())
         self._transcribing.add(item.id)
-        self._jobs.append(Transcribe(item.id, item.audio, model, item.audio_part_index()))
+        self._jobs.append(Transcribe(item.id, item.audio, model, item.audio_part_index(),
+                                     logprobs=logprobs))
+
+    @property
+    def transcribing_only(self) -> bool:
+        """Whether this is a transcription session (it transcribes, never answers)."""
+        return self.config.get("type") == TRANSCRIPTION
 
     # -- session ------------------------------------------------------------------------
 
     def _session_update(self, event: Event) -> list[Event]:
-        updated = apply_update(self.config, event.get("session"), self._mcp_urls)
+        update = event.get("session")
+        if isinstance(update, Mapping) and (named_type(update) == TRANSCRIPTION or (
+                self.transcribing_only and "type" not in update)):
+            updated = apply_transcription_update(self.config, {**update, "type": TRANSCRIPTION})
+        elif self.transcribing_only and isinstance(update, Mapping):
+            raise InvalidRequest(
+                "This is a transcription session: session.type must be 'transcription'.",
+                code="invalid_value", param="session.type")
+        else:
+            updated = apply_update(self.config, update, self._mcp_urls)
         before = turn_detection(self.config)
         noise = updated["audio"]["input"].get("noise_reduction")
         if noise != self.config["audio"]["input"].get("noise_reduction"):
@@ -356,7 +406,7 @@ class LocalSession:
         if turn_detection(updated) != before:
             self._sync_vad()
         events = [server_event("session.updated", session=without_credentials(self.config))]
-        return events + self._list_mcp(self.config["tools"])
+        return events + self._list_mcp(self.config.get("tools"))
 
     def _list_mcp(self, tools: Any) -> list[Event]:
         """Start listing the MCP servers among ``tools`` not listed yet (echo mode
@@ -368,6 +418,11 @@ class LocalSession:
         return events
 
     def _turn(self) -> TurnDetection | None:
+        if self.transcribing_only:
+            turn = turn_detection(self.config)
+            # Turns are committed and transcribed; there is nothing to answer or cut off.
+            return None if turn is None else dataclasses.replace(
+                turn, create_response=False, interrupt_response=False)
         return turn_detection(self.config) if self.mode != "echo" else None
 
     def _sync_vad(self) -> None:
@@ -394,7 +449,7 @@ class LocalSession:
     def _append(self, event: Event) -> list[Event]:
         encoded = event.get("audio")
         pcm = decode_audio(encoded, "audio")
-        if self.mode == "echo":
+        if self.mode == "echo" and not self.transcribing_only:
             return self._echo(pcm, str(encoded))
         before_ms = self._buffer.end // BYTES_PER_MS
         if self._denoiser is not None:  # filtered before the VAD and the model, as hosted

@@ -166,7 +166,11 @@ class _Connection:
             return
         try:
             workers = self._speech()
-            if isinstance(job, Transcribe):
+            scored: list[tuple[str, float]] | None = None
+            if isinstance(job, Transcribe) and job.logprobs:
+                scored = await workers.transcribe_scored(job.audio)
+                words = " ".join(word for word, _ in scored)
+            elif isinstance(job, Transcribe):
                 words = await workers.transcribe(job.audio)
             else:
                 speech = await workers.synthesize(job.text, job.voice, job.rate)
@@ -177,8 +181,13 @@ class _Connection:
                        if isinstance(job, Transcribe)
                        else session.synthesis_failed(job, exc.message))
             return
-        self._pump(session.transcription_done(job, words) if isinstance(job, Transcribe)
-                   else session.synthesis_done(job, speech))
+        if not isinstance(job, Transcribe):
+            self._pump(session.synthesis_done(job, speech))
+        elif scored is not None and isinstance(session, LocalSession):
+            # Only a Realtime session's include asks for logprobs.
+            self._pump(session.transcription_done(job, words, scored))
+        else:
+            self._pump(session.transcription_done(job, words))
 
     async def _write(self) -> None:
         try:
@@ -359,7 +368,8 @@ class LocalRealtimeServer:
             speed = 1.0
         else:
             session = LocalSession(mode=self.mode, model=self._model_for(ws),
-                                   delta_ms=self.delta_ms, mcp_urls=self.mcp_urls)
+                                   delta_ms=self.delta_ms, mcp_urls=self.mcp_urls,
+                                   intent=self._intent_for(ws))
             speed = self.speed
         conn = _Connection(ws, session, speed, self._speech, self.observer)
         self._connections.add(conn)
@@ -389,6 +399,12 @@ class LocalRealtimeServer:
             self._speech_missing = speech_missing()
             self._speech_checked = True
         return self._speech_missing
+
+    def _intent_for(self, ws: ServerConnection) -> str | None:
+        """``?intent=transcription`` opens a transcription session, as on the hosted API."""
+        path = ws.request.path if ws.request is not None else ""
+        intents = parse_qs(urlsplit(path).query).get("intent")
+        return intents[0] if intents else None
 
     def _model_for(self, ws: ServerConnection) -> str:
         path = ws.request.path if ws.request is not None else ""

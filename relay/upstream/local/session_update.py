@@ -11,8 +11,10 @@ from ...errors import InvalidRequest
 from ...protocol.realtime.session_config import (
     DEFAULT_TURN_DETECTION,
     PCM24K,
+    TRANSCRIPTION,
     Session,
     deep_merge,
+    default_transcription_session,
     normalize_session,
 )
 from .field_checks import check_session, check_turn_detection_keys
@@ -57,6 +59,33 @@ def apply_update(current: Mapping[str, Any], update: Any,
     merged["audio"]["input"]["turn_detection"] = _complete_turn_detection(
         _turn_detection_after(current, normalized)
     )
+    return merged
+
+
+def apply_transcription_update(current: Mapping[str, Any], update: Mapping[str, Any],
+                               ) -> Session:
+    """``current`` with a transcription session's ``session.update`` applied (from a
+    realtime session: the transcription defaults with the update laid over them, the
+    session's id kept); :class:`InvalidRequest` and ``current`` untouched otherwise."""
+    normalized = normalize_session(update)
+    for key in ("object", "id"):
+        normalized.pop(key, None)
+    base: Session = dict(current)
+    if current.get("type") != TRANSCRIPTION:
+        base = {**default_transcription_session(), "id": current.get("id")}
+    merged = deep_merge(base, normalized)
+    fmt = merged["audio"]["input"].get("format")
+    if not is_pcm24k(fmt):
+        raise InvalidRequest(
+            f"This server only supports audio/pcm at {PCM24K['rate']} Hz for input, "
+            f"not {fmt!r}.", code="invalid_value", param="session.audio.input.format")
+    merged["audio"]["input"]["format"] = dict(PCM24K)
+    transcription = merged["audio"]["input"].get("transcription")
+    if transcription is not None and not isinstance(transcription, Mapping):
+        raise InvalidRequest("transcription must be an object or null", code="invalid_type",
+                             param="session.audio.input.transcription")
+    merged["audio"]["input"]["turn_detection"] = _complete_turn_detection(
+        _turn_detection_after(base, normalized))
     return merged
 
 

@@ -126,8 +126,8 @@ def test_session_update_rejects_other_formats(fmt: dict[str, Any]) -> None:
     assert json.dumps(session.config) == before
 
 
-@pytest.mark.parametrize("body", [{"instructions": "x"}, {"type": "transcription"}])
-def test_session_update_requires_type_realtime(body: dict[str, Any]) -> None:
+@pytest.mark.parametrize("body", [{"instructions": "x"}, {"type": "conversation"}])
+def test_session_update_requires_a_session_type(body: dict[str, Any]) -> None:
     session = LocalSession()
     [error] = session.receive_event({"type": "session.update", "session": body})
     assert error["type"] == "error" and error["error"]["param"] == "session.type"
