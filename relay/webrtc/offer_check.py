@@ -16,8 +16,9 @@ from ..errors import InvalidRequest
 def check_offer(sdp: str) -> None:
     """Raise :class:`InvalidRequest` (``invalid_offer``, param ``sdp``) unless ``sdp``
     looks like an SDP offer the relay can answer: it starts with ``v=``, has an audio
-    section, at most one ``application`` (data channel) section, and a DTLS fingerprint
-    for every section (its own or the session's)."""
+    section, at most one ``application`` (data channel) section, a BUNDLE group (if any)
+    led by a mid some section has, and a DTLS fingerprint for every section (its own or
+    the session's)."""
     lines = [line.strip() for line in sdp.lstrip("\ufeff \t\r\n").splitlines()]
     if not lines or not lines[0].startswith("v="):
         start = lines[0][:20] if lines else ""
@@ -31,11 +32,29 @@ def check_offer(sdp: str) -> None:
     if kinds.count("application") > 1:
         raise _invalid(f"The SDP offer has {kinds.count('application')} application "
                        "(data channel) sections; a call takes one.")
+    _check_bundle(session, sections)
     if not _has_fingerprint(session):
         for kind, section in zip(kinds, sections, strict=True):
             if not _has_fingerprint(section):
                 raise _invalid(f"The SDP offer's {kind} section has no a=fingerprint "
                                "(nor has the session): DTLS cannot be set up without it.")
+
+
+def _check_bundle(session: list[str], sections: list[list[str]]) -> None:
+    """aiortc moves every bundled section onto the transport of the group's first mid: a
+    group whose first mid no section has leaves them without one (its connect task then
+    fails, after the 201)."""
+    groups = [line.split()[1:] for line in session if line.split()[:1] == ["a=group:BUNDLE"]]
+    if not groups or not groups[0]:
+        return
+    mids = set()
+    for section in sections:
+        named = [line.partition(":")[2].strip() for line in section if line.startswith("a=mid:")]
+        if named:
+            mids.add(named[-1])  # aiortc keeps a section's last a=mid
+    if groups[0][0] not in mids:
+        raise _invalid(f"The SDP offer's BUNDLE group starts with mid {groups[0][0][:20]!r}, "
+                       "which no media section has.")
 
 
 def _sections(lines: list[str]) -> tuple[list[str], list[list[str]]]:

@@ -21,6 +21,8 @@ def sdp(*lines: str) -> str:
 @pytest.mark.parametrize("offer", [
     sdp(FINGERPRINT, AUDIO, APPLICATION),
     sdp(AUDIO, FINGERPRINT, APPLICATION, FINGERPRINT),
+    sdp("a=group:BUNDLE 0 1", FINGERPRINT, AUDIO, APPLICATION),
+    sdp("a=group:BUNDLE", FINGERPRINT, AUDIO),
     "\ufeff  " + sdp(FINGERPRINT, AUDIO),
 ])
 def test_offer_check_takes_what_aiortc_can_answer(offer: str) -> None:
@@ -36,6 +38,9 @@ def test_offer_check_takes_what_aiortc_can_answer(offer: str) -> None:
     (sdp(AUDIO, APPLICATION), "no a=fingerprint"),
     (sdp(AUDIO, FINGERPRINT, APPLICATION), "application section has no a=fingerprint"),
     (sdp("a=fingerprint:sha-256", AUDIO), "no a=fingerprint"),
+    (sdp("a=group:BUNDLE 7 0 1", FINGERPRINT, AUDIO, APPLICATION), "BUNDLE group starts"),
+    # An application section whose m= line was lost: its a=mid:1 now ends the audio's.
+    (sdp("a=group:BUNDLE 0 1", FINGERPRINT, AUDIO, "a=mid:1"), "BUNDLE group starts"),
 ])
 def test_offer_check_refuses_what_aiortc_trips_on(offer: str, words: str) -> None:
     with pytest.raises(InvalidRequest) as caught:
