@@ -47,6 +47,7 @@ from .auth import Authenticator, credentials
 from .call_records import CallRecords
 from .client_secrets import SecretSigner
 from .drain import Drain
+from .http_errors_log import handler_args
 from .live_api import add_live_routes
 from .loop_lag import LoopLagMonitor
 from .prometheus import RelayCollector
@@ -80,7 +81,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     # The agent first: a spec that cannot be served stops the relay before anything else.
     agent = load_agent(settings.agent) if settings.agent is not None else None
     app = web.Application(middlewares=[cors_middleware, error_middleware],
-                          client_max_size=settings.max_body_bytes)
+                          client_max_size=settings.max_body_bytes,
+                          handler_args=handler_args())
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
     records = app[RECORDS] = _call_records(settings)

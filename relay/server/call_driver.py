@@ -31,9 +31,9 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio import FRAME_BYTES, RATE
 from ..config import FAREWELL_SECONDS, Settings
-from ..errors import CallNotFound, RelayError
+from ..errors import CallNotFound, RateLimited, RelayError
 from ..logs import CallLog
-from ..protocol.call_protocol import CallProtocol, CoreFactory
+from ..protocol.call_protocol import CLIENT, CallProtocol, CoreFactory
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps, new_event_id
 from ..protocol.flood import MessageLimits
@@ -43,7 +43,7 @@ from ..protocol.redact import Redactor
 from ..recording.call_recorder import CallRecorder
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.call_media import CallMedia, MediaOptions
-from ..webrtc.internals import watch_peer_datagrams
+from ..webrtc.internals import bound_inbound_messages, watch_peer_datagrams
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
 from ..webrtc.rtc_stats import rtp_summary
 from ..webrtc.udp_ports import UdpPorts
@@ -154,6 +154,8 @@ class CallDriver:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._upstream_ready = asyncio.Event()
         self._closing = False
+        #: An :meth:`end` is under way (its farewell leaving; close follows).
+        self._ending = False
         #: Data-channel messages that could not be sent.
         self.send_failures = 0
         self._sidebands: dict[str, Sideband] = {}
@@ -245,6 +247,9 @@ class CallDriver:
             )
             if channel is not None:
                 self._attach_channel(channel)
+            # A data-channel message over the limit is dropped as its fragments arrive
+            # (and answered message_too_large), not reassembled first.
+            bound_inbound_messages(self.pc, self.settings.client_max_message_bytes)
             watch_peer_datagrams(self.pc, self._hear)
             self.media.start(self.pc, self.id)
             self._spawn(self._connect_deadline(self.pc), "connect-deadline")
@@ -301,6 +306,7 @@ class CallDriver:
             self._wire_peer(pc)
             if channel is not None:
                 self._attach_channel(channel)
+            bound_inbound_messages(pc, self.settings.client_max_message_bytes)
             watch_peer_datagrams(pc, self._hear)
             media.start(pc, self.id)
             self.peer_resumes += 1
@@ -429,10 +435,7 @@ class CallDriver:
         self.log.info("%s attached", name)
 
         def on_message(message: str | bytes) -> None:
-            if self.recorder is not None:
-                self.recorder.event("sideband_to_relay", message, name)
-            self.core.client_message(message, name)
-            self._after_message()
+            self._client_message(message, name)
 
         try:
             await sideband.run(on_message)
@@ -490,12 +493,35 @@ class CallDriver:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("task %s failed", task.get_name(),
                            exc_info=task.exception())
-            self._close_soon("internal error")
+            self._end_soon(RelayError("The relay had an internal error; the call is ended.",
+                                      code="internal_error"), "internal error")
+
+    def _client_message(self, message: str | bytes, source: str) -> None:
+        """A data-channel (``source`` CLIENT) or sideband message, into the core. Whatever
+        a client sends, the core answers with ``error`` events; an exception here is the
+        relay's bug, so it is logged, answered ``internal_error``, and the call goes on
+        (it runs inside aiortc's SCTP loop or the sideband's reader, which must not die)."""
+        try:
+            if self.recorder is not None:
+                if source == CLIENT:
+                    self.recorder.event("client_to_relay", message)
+                else:
+                    self.recorder.event("sideband_to_relay", message, source)
+            self.core.client_message(message, source)
+        except Exception:
+            self.log.exception("handling a %s message failed",
+                               "data-channel" if source == CLIENT else source)
+            self.core.relay_error(RelayError(
+                f"The relay failed to handle a message from {source}; it was dropped.",
+                code="internal_error"))
+        self._after_message()
 
     def _after_message(self) -> None:
         self._kick()
         if self.core.end_reason is not None:
-            self._close_soon(self.core.end_reason)
+            self._end_soon(RateLimited(f"The call is ended: {self.core.end_reason} "
+                                       "(messages sent too fast for too long)."),
+                           self.core.end_reason)
 
     async def _duration_deadline(self) -> None:
         # Warn a little before the end, so the client can tell its user why the call ended.
@@ -508,6 +534,14 @@ class CallDriver:
         self._kick()
         await asyncio.sleep(notice)
         self._close_soon("the call reached its longest duration")
+
+    def _end_soon(self, error: RelayError, reason: str) -> None:
+        """:meth:`end` the call from synchronous code: the client and the sidebands are
+        told ``error`` first."""
+        if not self._closing and not self._ending:
+            self._ending = True
+            # Not owned by the call's task set: close() cancels that set.
+            asyncio.get_running_loop().create_task(self.end(error, reason))
 
     def _close_soon(self, reason: str) -> None:
         if not self._closing:
@@ -779,12 +813,12 @@ class CallDriver:
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
             if channel is not self._channel:
-                return
-            if self.recorder is not None:
-                self.recorder.event("client_to_relay", message)
-            self.core.client_message(message)
-            self._after_message()
+                return  # a channel of a peer connection the call has left
+            self._client_message(message, CLIENT)
 
+        # pyee hands a handler's exception to "error" listeners, and with none raises it
+        # into aiortc's SCTP loop, which ends the call: never let one get there.
+        channel.on("error", self._on_emitter_error)
         if channel.readyState == "open":
             self._on_channel_open(channel)
         else:

@@ -112,6 +112,10 @@ class CallRegistry:
             raise CallNotFound()
         return snapshot
 
+    def ended(self, call_id: str) -> dict[str, Any] | None:
+        """The snapshot of a lately ended call (None: live, unknown or long gone)."""
+        return self._ended.get(call_id)
+
     async def wait_empty(self) -> None:
         """Wait until no call is live."""
         await self._empty.wait()

@@ -7,6 +7,7 @@ peer's codec itself), so every session it sends upstream has both audio formats 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -254,6 +255,12 @@ def default_transcription_session() -> Session:
     }
 
 
+#: Longest model name taken (hosted names are about 30 characters; Azure deployment
+#: names at most 64).
+MAX_MODEL_CHARS = 128
+_MODEL_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._:/@+-]{{0,{MAX_MODEL_CHARS - 1}}}")
+
+
 def choose_model(session: Mapping[str, Any], query: str | None, *, default: str,
                  allowed: Sequence[str] = ()) -> str:
     """The upstream model of a call: ``session.model``, else the request's ``?model=``,
@@ -266,6 +273,13 @@ def choose_model(session: Mapping[str, Any], query: str | None, *, default: str,
         return default
     if not isinstance(model, str):
         raise InvalidRequest("model must be a string", code="invalid_type", param=param)
+    if model != default and not _MODEL_NAME.fullmatch(model):
+        # It goes into the upstream's URL: a name no server has (10 KB long, spaces,
+        # controls) would fail there, as a 502, instead of here.
+        raise InvalidRequest(
+            f"The model name {model[:40]!r}{'…' if len(model) > 40 else ''} is not a model "
+            f"name: at most {MAX_MODEL_CHARS} characters of letters, digits and . _ - : / @ +",
+            code="invalid_value", param=param)
     if allowed and model not in allowed and model != default:
         raise InvalidRequest(
             f"The model {model[:100]!r} is not available on this relay; it serves "

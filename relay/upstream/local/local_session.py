@@ -60,6 +60,7 @@ from .conversation import (
     user_audio_item,
 )
 from .denoise import NoiseReducer, reducer_for
+from .event_shapes import check_event
 from .field_checks import check_response
 from .idle_clock import IdleClock
 from .mcp_catalog import McpCatalog, check_approval
@@ -226,7 +227,8 @@ class LocalSession:
 
     def receive_event(self, event: Mapping[str, Any]) -> list[Event]:
         """Handle one client event. Errors become ``error`` events naming its event_id,
-        and leave the session as it was."""
+        and leave the session as it was; a field of the wrong JSON type is one
+        (:mod:`.event_shapes`)."""
         event = dict(event)
         client_id = event.get("event_id")
         client_id = client_id if isinstance(client_id, str) else None
@@ -245,9 +247,16 @@ class LocalSession:
                     + ", ".join(f"'{name}'" for name in self._handlers) + ".",
                     code="invalid_value", param="type",
                 )
+            check_event(event)
             return handler(event)
         except RelayError as exc:
             return [error_event(exc, client_id)]
+        except Exception:
+            # A bug of this server's, not the client's fault: the event is refused and
+            # the session (and the call on it) goes on.
+            logger.exception("local realtime %s: handling %s failed", self.id, kind)
+            return [error_event(RelayError(f"The server failed to handle {kind}.",
+                                           code="server_error"), client_id)]
 
     def next_response_chunk(self) -> ResponseChunk | None:
         """The next chunk of the response in progress, or None when there is nothing to

@@ -33,7 +33,6 @@ cannot make the relay's host fetch what it likes.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from urllib.parse import urlsplit
 
 from ...errors import InvalidRequest
 from ...protocol.events import random_id
+from ...protocol.json_input import load_json
 
 #: The fields of an ``mcp`` tool entry (openai's ``RealtimeToolsConfigUnion``'s ``Mcp``).
 MCP_TOOL_KEYS = frozenset({
@@ -289,8 +289,8 @@ def listed_tool(raw: Mapping[str, Any]) -> dict[str, Any]:
 def json_object(text: str) -> dict[str, Any]:
     """A tool call's arguments as an object (``{}`` when they are not one)."""
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = load_json(text)  # a client's text: any depth, any escape
+    except InvalidRequest:
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -71,7 +71,7 @@ def refused(events: list[Event], param: str, code: str = "invalid_value") -> Eve
 BAD_FIELDS = [
     ({"audio": {"output": {"speed": 2.0}}}, "session.audio.output.speed", "invalid_value"),
     ({"audio": {"output": {"speed": 0.2}}}, "session.audio.output.speed", "invalid_value"),
-    ({"audio": {"output": {"speed": "fast"}}}, "session.audio.output.speed", "invalid_value"),
+    ({"audio": {"output": {"speed": "fast"}}}, "session.audio.output.speed", "invalid_type"),
     ({"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "eager"}}}},
      "session.audio.input.turn_detection.eagerness", "invalid_value"),
     ({"audio": {"input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 100}}}},

@@ -274,10 +274,10 @@ def test_session_text_only_response_has_no_audio() -> None:
 def test_session_out_of_band_response_stays_out_of_the_conversation() -> None:
     session = LocalSession()
     sent = session.receive_event({"type": "response.create",
-                                  "response": {"conversation": "none", "metadata": {"k": 1}}})
+                                  "response": {"conversation": "none", "metadata": {"k": "1"}}})
     sent += drain(session)
     assert "conversation.item.added" not in types(sent)
-    assert only(sent, "response.done")["response"]["metadata"] == {"k": 1}
+    assert only(sent, "response.done")["response"]["metadata"] == {"k": "1"}
     assert len(session.conversation) == 0
 
 
