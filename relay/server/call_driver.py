@@ -10,6 +10,13 @@ connection, its media and data channel, the upstream socket (from an injected
 them, and whatever runs beside the call (its server-side agent, :meth:`CallDriver.run_beside`)
 — and releases all of them in :meth:`CallDriver.close`, which is safe to call more than once
 and from any of them.
+
+The call outlives its transports. A peer connection that fails or goes silent is closed
+and the call waits ``resume_grace`` for :meth:`CallDriver.resume` (the client's new peer
+connection, with the call's resume token); meanwhile the model's audio is held, not played
+into the dead path. An upstream session that closes under the call is replaced within
+``upstream_reconnect_seconds`` (or, with ``upstream_session_seconds``, before its limit)
+and the core restores the session and conversation on the new one.
 """
 
 from __future__ import annotations

@@ -64,9 +64,13 @@ async def test_call_resume_is_refused_to_a_stranger(
             body = await response.json()
             assert body["error"]["code"] == "resume_token_invalid"
             assert client.resume_token not in await response.text()  # type: ignore[operator]
+        # The right token with an offer that is not SDP: a 400, and the call goes on.
+        right = {**OFFER_HEADERS, "X-Relay-Resume-Token": client.resume_token or ""}
+        async with http.post(url, data="v=0 nonsense", headers=right) as response:
+            assert response.status == 400
+            assert (await response.json())["error"]["code"] == "invalid_offer"
         # Another call's token opens nothing either; an unknown call is a 404.
         other = f"{base_url(server)}/v1/realtime/calls/rtc_u1_nope/resume"
-        right = {**OFFER_HEADERS, "X-Relay-Resume-Token": client.resume_token or ""}
         async with http.post(other, data=offer, headers=right) as response:
             assert response.status == 404
     [call] = list(server.app[REGISTRY])
