@@ -16,8 +16,9 @@
  * While the call lasts, the statistics panel charts what getStats() says of the network
  * and the audio, and lists each turn's latency (see callstats.js).
  *
- * The call survives a change of network: when the connection goes "disconnected" or
- * "failed", or the browser says it is back online or its connection changed, the page
+ * The call survives a change of network: when no audio has come from the relay for 1.5 s,
+ * the connection goes "disconnected" or "failed", or the browser says it is back online
+ * or its connection changed, the page
  * builds a new RTCPeerConnection (same microphone, new "oai-events" channel) and resumes
  * the call with the resume token the relay gave with it (POST .../{id}/resume with
  * X-Relay-Resume-Token); the relay's "relay.call.resumed" event then says how long it was
@@ -53,6 +54,8 @@ const SUMMARY_CHARS = 140;
 const RESUME_TOKEN_HEADER = "X-Relay-Resume-Token";
 /** How long a "disconnected" connection may stay so before the page resumes the call. */
 const RESUME_AFTER_MS = 1500;
+/** How often the page looks whether the relay's audio still arrives. */
+const INBOUND_POLL_MS = 250;
 /** The longest the page keeps trying to resume before it gives the call up. */
 const RESUME_GIVE_UP_MS = 30000;
 
@@ -462,6 +465,7 @@ function watchPeer(session, pc) {
     logNote(`connection ${state}`);
     if (state === "connected") {
       clearTimeout(session.resumeTimer);
+      watchInbound(session, pc);
     } else if (state === "disconnected" && session.resumeToken) {
       // The network may be changing: give it a moment, then move the call.
       clearTimeout(session.resumeTimer);
@@ -475,6 +479,41 @@ function watchPeer(session, pc) {
       teardown(session, "failed");
     }
   };
+}
+
+/**
+ * The relay sends RTP every 20 ms: once none has arrived for RESUME_AFTER_MS the path is
+ * gone, seconds before the browser calls the connection "disconnected" (Chromium waits
+ * for several missed consent checks). Polls the peer's inbound audio counter.
+ */
+function watchInbound(session, pc) {
+  let last = -1;
+  let since = performance.now();
+  const timer = setInterval(async () => {
+    if (call !== session || session.closed || session.pc !== pc) {
+      clearInterval(timer);
+      return;
+    }
+    if (session.resuming || !session.resumeToken || pc.connectionState !== "connected") return;
+    let received = 0;
+    try {
+      (await pc.getStats()).forEach((report) => {
+        if (report.type === "inbound-rtp" && report.kind === "audio") {
+          received += report.packetsReceived || 0;
+        }
+      });
+    } catch {
+      return;
+    }
+    const now = performance.now();
+    if (received !== last) {
+      last = received;
+      since = now;
+    } else if (now - since >= RESUME_AFTER_MS) {
+      clearInterval(timer);
+      resume(session, "no audio from the relay");
+    }
+  }, INBOUND_POLL_MS);
 }
 
 /** The network changed (back online, or another connection type): move the call. */

@@ -1,7 +1,7 @@
 """The demo page's call survives its path being cut: headless Chromium (the page's own
 code), and an nftables rule that drops every datagram of the call's ICE port both ways
 (nothing more goes either way, as when a phone's network goes; neither side says
-goodbye). The browser's connection goes "disconnected", the page resumes the call on a
+goodbye). The page sees no audio arrive, resumes the call on a
 new peer connection with the call's resume token, and the conversation goes on: a typed
 message after the cut is answered, and heard."""
 
