@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from .cluster.supervisor import supervise
 
                 return supervise(settings, list(sys.argv[1:] if argv is None else argv))
-            from .server.run import run
+            from .server.serve import run
 
             run(settings)
         elif args.command == "settings":
@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   end="")
         elif args.command == "upstream":
             configure_logging("INFO")
-            from .upstream.run import run_local
+            from .upstream.standalone import run_local
 
             asyncio.run(run_local(args.host, args.port, args.mode))
         else:

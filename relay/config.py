@@ -29,19 +29,23 @@ from .audio import (
     DEFAULT_OPUS_COMPLEXITY,
     OPUS_APPLICATIONS,
 )
-from .audio.inbound import REORDER_MS
+from .audio.inbound_audio import REORDER_MS
 from .errors import ConfigError, InvalidRequest
 from .logs import LOG_FORMATS, LogFormat
-from .protocol.policy import FIELD_PATH, Policy, SessionRules, locked_policy
-from .protocol.session import DEFAULT_MODEL, normalize_session
+from .protocol.realtime.policy import FIELD_PATH, Policy, SessionRules, locked_policy
+from .protocol.realtime.session_config import DEFAULT_MODEL, normalize_session
 from .settings_table import HEADERS, INTEGER, LIST, Check, Kind, between, positive, setting
 from .upstream import DEFAULT_LOCAL_MODE, LOCAL_MODES, LocalMode
 from .webrtc.ice_servers import ice_servers_problem, mask_ice_server, parse_ice_server
 from .webrtc.udp_ports import parse_udp_ports, workers_udp_problem
 
 #: Default of ``peer_timeout``; how it was chosen is told where it is used
-#: (relay/server/driver.py, ``CallDriver._watch_peer``).
+#: (relay/server/call_driver.py, ``CallDriver._watch_peer``).
 PEER_TIMEOUT = 8.0
+#: Longest a call ended by the relay waits for its last ``error`` event to leave (data
+#: channel and sidebands) before its peer connection is closed; the supervisor's stop
+#: grace counts it too.
+FAREWELL_SECONDS = 1.0
 
 #: ``--udp-ports``: one port, or a range.
 UDP_PORTS = Kind(parse_udp_ports, "a port or a range LO-HI of ports from 1 to 65535",
@@ -308,7 +312,8 @@ class Settings:
         None, flag="--cors-origins", env="RELAY_CORS_ORIGINS", kind=LIST, check=_origins,
         metavar="ORIGIN,...", help="origins whose pages may call the relay (`*`: any)",
         shown="`*` in open mode, none in token mode")
-    #: Their values come from ``default_session``; relay/protocol/policy.py says who is bound.
+    #: Their values come from ``default_session``; relay/protocol/realtime/policy.py says who
+    #: is bound.
     locked_fields: tuple[str, ...] = setting(
         (), flag="--locked-fields", env="RELAY_LOCKED_FIELDS", check=_field_paths,
         metavar="FIELD,...", help="session fields (GA paths, e.g. `instructions,tools,"
@@ -333,7 +338,7 @@ class Settings:
         20, flag="--uplink-chunk-ms", env="RELAY_UPLINK_CHUNK_MS", check=between(10, 1000, step=10),
         help="audio per `input_audio_buffer.append`, ms (40: +20 ms latency, less CPU)")
     #: A gap in the peer's packets waits this long for its missing packet before it is
-    #: given up (concealed, or rebuilt from FEC); REORDER_MS in relay/audio/inbound.py has
+    #: given up (concealed, or rebuilt from FEC); REORDER_MS in relay/audio/inbound_audio.py has
     #: the measurements behind the default. Nothing waits on a clean link.
     uplink_reorder_ms: int = setting(
         REORDER_MS, flag="--uplink-reorder-ms", env="RELAY_UPLINK_REORDER_MS",

@@ -5,6 +5,9 @@ RATE = 24000
 SAMPLE_BYTES = 2
 #: One WebRTC audio frame: 20 ms.
 FRAME_MS = 20
+FRAME_SECONDS = FRAME_MS / 1000
+#: Opus always runs at 48 kHz on the wire: its RTP clock rate and aiortc's decoded frames.
+OPUS_RATE = 48000
 FRAME_SAMPLES = RATE * FRAME_MS // 1000
 FRAME_BYTES = FRAME_SAMPLES * SAMPLE_BYTES
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import av
 
+from . import OPUS_RATE
+
 logger = logging.getLogger(__name__)
 
 #: The longest Opus packet: 120 ms.
@@ -132,7 +134,7 @@ def packet_samples(payload: bytes, rate: int) -> int:
         count = payload[1] & 0x3F
     else:
         return 0
-    return frame * count * rate // 48000
+    return frame * count * rate // OPUS_RATE
 
 
 def has_fec(payload: bytes) -> bool:

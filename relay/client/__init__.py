@@ -9,7 +9,7 @@ tests and the benchmark's load use it, against the relay or any server of that A
 
 from .call_client import CallClient
 from .handshake import CallAnswer, CallCreationFailed, create_call, hang_up, post_offer
-from .media import PcmSource, read_wav, write_wav
+from .pcm_source import PcmSource, read_wav, write_wav
 
 __all__ = [
     "CallAnswer",

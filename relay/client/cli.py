@@ -12,7 +12,7 @@ from pathlib import Path
 from ..protocol.events import Event
 from ..webrtc.ice_servers import ice_servers_problem
 from .call_client import CallClient
-from .media import PcmSource, read_wav, write_wav
+from .pcm_source import PcmSource, read_wav, write_wav
 
 
 def reply_over(event: Event) -> bool:

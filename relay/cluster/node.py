@@ -26,12 +26,18 @@ from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from ..base.owned_task import OwnedTask
 from ..config import Settings, split_host_port
 from ..errors import CallNotFound
-from ..server.tasks import OwnedTask
+from .call_limits import (
+    CallLimits,
+    FailOpenLimitStore,
+    LimitStore,
+    MemoryLimitStore,
+    RedisLimitStore,
+)
 from .directory import Directory, RedisDirectory, WorkerDirDirectory, socket_path
 from .ids import new_call_id, owner_id, owner_of
-from .limits import CallLimits, FailOpenLimitStore, LimitStore, MemoryLimitStore, RedisLimitStore
 from .outage import REDIS_ERRORS, RedisOutage
 
 logger = logging.getLogger(__name__)

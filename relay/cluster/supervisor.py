@@ -16,7 +16,7 @@ every worker, which drains; the supervisor waits for them up to the drain timeou
 margin, kills what is left by PID, and exits 0 when every worker stopped cleanly.
 Workers never outlive the supervisor: each one's stdin is a pipe whose write end only
 the supervisor holds, and a worker drains and exits when it reads end-of-file there
-(relay/server/run.py).
+(relay/server/serve.py).
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ import tempfile
 from collections import deque
 from collections.abc import Sequence
 
-from ..config import Settings, worker_environment
+from ..config import FAREWELL_SECONDS, Settings, worker_environment
 from ..errors import ConfigError
-from ..server.driver import FAREWELL_SECONDS
 from ..webrtc.udp_ports import worker_udp_ports
 
 logger = logging.getLogger(__name__)

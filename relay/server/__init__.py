@@ -1,1 +1,19 @@
-"""The HTTP side: the aiohttp app factory, its handlers, and the calls it keeps."""
+"""The HTTP side: the aiohttp app factory, its handlers, and the calls it keeps.
+
+- :mod:`.app`: :func:`create_app`, the middlewares and the shared endpoints (health,
+  readiness, statistics, metrics, the demo page); :mod:`.app_state` its typed keys.
+- :mod:`.realtime_api`: the Realtime API's endpoints (calls, client secrets, sidebands).
+- :mod:`.call_driver`: :class:`CallDriver`, one call's I/O and lifecycle around its
+  protocol core; :mod:`.call_view` the API's view of it; :mod:`.registry` the live calls.
+- :mod:`.auth`, :mod:`.client_secrets`, :mod:`.requests`: keys, ``ek_`` secrets, request
+  parsing; :mod:`.sideband`, :mod:`.agent`: controllers beside a call; :mod:`.drain`,
+  :mod:`.readiness`, :mod:`.loop_lag`, :mod:`.prometheus`, :mod:`.memory`: operations.
+- :mod:`.serve`: :func:`run`, ``relay serve`` until it is told to stop.
+"""
+
+from .app import create_app
+from .call_driver import CallDriver
+from .registry import CallRegistry
+from .serve import run
+
+__all__ = ["CallDriver", "CallRegistry", "create_app", "run"]

@@ -42,7 +42,7 @@ from urllib.parse import quote
 from ..config import Settings
 from ..errors import AgentFailed, ConfigError
 from ..logs import CallLog
-from ..protocol.session import Session
+from ..protocol.realtime.session_config import Session
 
 if TYPE_CHECKING:
     from agents.realtime import (
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
         RealtimeSessionModelSettings,
     )
 
-    from .driver import CallDriver
+    from .call_driver import CallDriver
 
 logger = logging.getLogger(__name__)
 

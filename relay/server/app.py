@@ -1,9 +1,11 @@
-"""The aiohttp application: factory, middlewares and the HTTP handlers.
+"""The aiohttp application: factory, middlewares, and the handlers every protocol shares
+(health, readiness, statistics, metrics, the demo page).
 
-Handlers are thin: they parse the request, call into the registry or the protocol
-helpers, and shape the response. Every error becomes the API's JSON error shape in
-:func:`error_middleware`, and every response carries CORS headers so browser pages on
-other origins can create calls and read the ``Location`` header.
+Each protocol family's endpoints live in a module of their own (the Realtime API's in
+:mod:`.realtime_api`), added to the router here. Handlers are thin: they parse the request,
+call into the registry or the protocol helpers, and shape the response. Every error becomes
+the API's JSON error shape in :func:`error_middleware`, and every response carries CORS
+headers so browser pages on other origins can create calls and read the ``Location`` header.
 """
 
 from __future__ import annotations
@@ -18,46 +20,37 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
 from ..cluster.node import Node
 from ..config import Settings
-from ..errors import InvalidRequest, RelayError
-from ..protocol.session import effective_session
-from ..upstream.client import UpstreamConnector, WebSocketConnector
+from ..errors import RelayError
+from ..upstream.client import WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
-from .agent import CallAgents, load_agent, loopback_base
-from .auth import DEFAULT_TTL, Authenticator, credentials
+from .agent import CallAgents, load_agent
+from .app_state import (
+    AGENTS,
+    AUTH,
+    DRAIN,
+    LOOP_LAG,
+    METRICS,
+    NODE,
+    PROBE,
+    REGISTRY,
+    SETTINGS,
+    UPSTREAM,
+)
+from .auth import Authenticator, credentials
 from .client_secrets import SecretSigner
 from .drain import Drain
 from .loop_lag import LoopLagMonitor
-from .metrics import RelayCollector
+from .prometheus import RelayCollector
 from .readiness import UpstreamProbe
+from .realtime_api import add_realtime_routes
 from .registry import CallRegistry
-from .requests import dcid_param, expires_after_seconds, read_json, read_offer
-from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-REGISTRY = web.AppKey("registry", CallRegistry)
-AUTH = web.AppKey("auth", Authenticator)
-#: This relay's owner id, where it finds the relays that own other calls, and its limits
-#: (how fast calls may be created, how many one client secret may hold: in this process,
-#: or across the cluster through Redis).
-NODE = web.AppKey("node", Node)
-#: Where calls get their upstream Realtime sessions.
-UPSTREAM = web.AppKey("upstream", UpstreamConnector)
-#: The agent served on every call (``--agent``), when there is one.
-AGENTS = web.AppKey("agents", CallAgents)
-#: This app's Prometheus registry (never prometheus_client's global one).
-METRICS = web.AppKey("metrics", CollectorRegistry)
-#: The remote upstream's reachability (absent with the embedded upstream).
-PROBE = web.AppKey("probe", UpstreamProbe)
-#: The event loop's lag, measured while the app runs.
-LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
-#: Whether the relay still takes calls (relay/server/drain.py); relay/server/run.py begins
-#: the drain on SIGTERM, and the app's cleanup runs only once it is over.
-DRAIN = web.AppKey("drain", Drain)
+__all__ = ["AGENTS", "AUTH", "DRAIN", "LOOP_LAG", "METRICS", "NODE", "PROBE", "REGISTRY",
+           "SETTINGS", "UPSTREAM", "create_app"]
 
 #: Seconds between the warnings that auth is open on a public address.
 OPEN_WARNING_INTERVAL = 60.0
@@ -102,11 +95,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     if settings.open_to_the_network:
         app.cleanup_ctx.append(_open_warning_ctx)
     app.on_shutdown.append(_close_calls)
-    app.router.add_post("/v1/realtime/calls", create_call)
-    app.router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
-    app.router.add_get("/v1/realtime/calls/{call_id}", describe_call)
-    app.router.add_post("/v1/realtime/client_secrets", create_client_secret)
-    app.router.add_get("/v1/realtime", attach_sideband)
+    add_realtime_routes(app.router)
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/stats", stats)
@@ -132,105 +121,6 @@ def _signer(settings: Settings) -> SecretSigner:
 
 
 # ------------------------------------------------------------------- handlers
-
-async def create_call(request: web.Request) -> web.Response:
-    """``POST /v1/realtime/calls``: an SDP offer in, 201 with the SDP answer out."""
-    app = request.app
-    settings = app[SETTINGS]
-    secret_session = app[AUTH].authorize_call(credentials(request.headers))
-    key = app[AUTH].client_secret_id(credentials(request.headers))
-    app[DRAIN].check()
-    await app[NODE].limits.admit(request.remote, key)
-    offer, client_session = await read_offer(request, settings.max_sdp_bytes)
-    session, model = settings.session_rules.admit(secret_session, client_session,
-                                                  query_model=request.query.get("model"))
-    dcid = dcid_param(request.query.get("dcid"))
-    call_id = app[NODE].new_call_id()
-    await app[NODE].limits.hold(key, call_id)
-    try:
-        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id)
-    except BaseException:
-        app[NODE].limits.release_soon(call_id)
-        raise
-    answer = await call.start(offer, dcid=dcid)
-    logger.info("call %s: created", call.id)
-    agents = app.get(AGENTS)
-    if agents is not None:
-        sockname = request.transport.get_extra_info("sockname") if request.transport else None
-        agents.serve(call, loopback_base(sockname, settings))
-    return web.Response(
-        status=201, text=answer, content_type="text/plain", charset="utf-8",
-        headers={"Location": f"/v1/realtime/calls/{call.id}"},
-    )
-
-
-async def hangup_call(request: web.Request) -> web.StreamResponse:
-    """``POST /v1/realtime/calls/{id}/hangup``: end the call; 404 if there is none."""
-    request.app[AUTH].authorize_call(credentials(request.headers))
-    call_id = request.match_info["call_id"]
-    owner = await _owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
-    call = request.app[REGISTRY].get(call_id)
-    await call.close("hangup")
-    return web.Response(status=200)
-
-
-async def describe_call(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/realtime/calls/{id}`` (server key): one call, live or lately ended."""
-    request.app[AUTH].require_server_key(credentials(request.headers))
-    call_id = request.match_info["call_id"]
-    owner = await _owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
-    return web.json_response(await request.app[REGISTRY].describe(call_id))
-
-
-async def create_client_secret(request: web.Request) -> web.Response:
-    """``POST /v1/realtime/client_secrets``: mint a short-lived ``ek_`` key for a browser."""
-    auth = request.app[AUTH]
-    auth.require_server_key(credentials(request.headers))
-    request.app[DRAIN].check()
-    body = await read_json(request) if request.can_read_body else {}
-    ttl = expires_after_seconds(body, DEFAULT_TTL)
-    settings = request.app[SETTINGS]
-    session, model = settings.session_rules.admit(body.get("session"))
-    secret = auth.mint(session, ttl)
-    # Typed clients (openai-python's ClientSecretCreateResponse) need the full session,
-    # identity fields included, not just the fields that were asked for.
-    described = effective_session(secret.session, model=model,
-                                  expires_at=secret.expires_at)
-    return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
-                              "session": described})
-
-
-async def attach_sideband(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/realtime?call_id=…`` upgraded to a WebSocket (server key): a controller
-    joins a live call's session. Errors come before the upgrade, as JSON."""
-    request.app[AUTH].require_server_key(credentials(request.headers))
-    call_id = request.query.get("call_id")
-    if not call_id:
-        raise InvalidRequest("call_id is required: this endpoint attaches to a live call.",
-                             code="missing_required_parameter", param="call_id")
-    owner = await _owner_address(request, call_id)
-    if owner is not None:
-        return await forward_websocket(request, owner, max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
-    call = request.app[REGISTRY].get(call_id)
-    ws = web.WebSocketResponse(max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES, heartbeat=20)
-    if not ws.can_prepare(request).ok:
-        raise InvalidRequest("Upgrade to a WebSocket to attach to a call.",
-                             code="websocket_required")
-    await ws.prepare(request)
-    await call.serve_sideband(ws)
-    return ws
-
-
-async def _owner_address(request: web.Request, call_id: str) -> str | None:
-    """None when the call is this relay's, else where its owner listens (the request is
-    then forwarded there). A request that was forwarded already is never forwarded again."""
-    return await request.app[NODE].locate(call_id,
-                                          forwarded=FORWARDED_HEADER in request.headers)
-
 
 async def health(request: web.Request) -> web.Response:
     """``GET /healthz``: liveness, the number of live calls, whether the relay is draining,

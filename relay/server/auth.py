@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..errors import AuthenticationFailed, InvalidRequest
-from ..protocol.session import Session
+from ..protocol.realtime.session_config import Session
 from .client_secrets import SECRET_PREFIX, SecretSigner
 
 __all__ = ["DEFAULT_TTL", "MAX_TTL", "MIN_TTL", "SECRET_PREFIX", "Authenticator",

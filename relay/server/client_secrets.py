@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AuthenticationFailed, InvalidRequest
-from ..protocol.session import Session
+from ..protocol.realtime.session_config import Session
 
 #: Client secrets are bearer tokens shaped like the hosted ones: browsers' SDKs check.
 SECRET_PREFIX = "ek_"

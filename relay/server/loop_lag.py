@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
-from .tasks import OwnedTask
+from ..base.owned_task import OwnedTask
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import logging
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from .tasks import OwnedTask
+from ..base.owned_task import OwnedTask
 
 logger = logging.getLogger(__name__)
 

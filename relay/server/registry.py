@@ -11,12 +11,12 @@ from typing import Any
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
 from ..protocol.events import random_id
-from ..protocol.session import Session
+from ..protocol.realtime.session_config import Session
 from ..upstream.client import UpstreamConnector
 from ..webrtc.udp_ports import UdpPorts
-from .driver import CallDriver
+from .call_driver import CallDriver
 from .memory import heap_trimmer
-from .metrics import MetricsTotals
+from .prometheus import MetricsTotals
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.multipart import parse_content_disposition
 
 from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from ..protocol.session import Session, normalize_session
+from ..protocol.realtime.session_config import Session, normalize_session
 
 #: Largest SDP offer, and largest form part.
 MAX_SDP_BYTES = 256 * 1024

@@ -30,6 +30,7 @@ failing every call in production. aiortc is pinned below 2 in ``pyproject.toml``
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import logging
 import socket
@@ -41,6 +42,7 @@ from aioice import Candidate, stun
 from aioice.candidate import candidate_foundation, candidate_priority
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver
 from aiortc.rtcicetransport import RTCIceGatherer
+from aiortc.rtp import RtpPacket
 
 from ..errors import RelayError
 
@@ -50,6 +52,9 @@ logger = logging.getLogger(__name__)
 JITTER_BUFFER = "_RTCRtpReceiver__jitter_buffer"
 #: RTCRtpReceiver's coroutine that takes every incoming RTP packet.
 HANDLE_RTP = "_handle_rtp_packet"
+#: Where RTCRtpReceiver's packet handler leaves an RTP packet's depayloaded bytes, before
+#: it hands the packet to the jitter buffer (``packet._data = depayload(...)``).
+RTP_DEPAYLOADED = "_data"
 #: RTCRtpTransceiver's negotiated codec list.
 CODECS = "_codecs"
 #: RTCIceGatherer's aioice Connection.
@@ -439,6 +444,13 @@ def has_jitter_buffer(receiver: RTCRtpReceiver) -> bool:
     return hasattr(receiver, JITTER_BUFFER)
 
 
+def depayloaded(packet: RtpPacket) -> bytes:
+    """The codec payload of ``packet`` as aiortc's receiver depayloaded it (for Opus and
+    G.711 the RTP payload itself: that is the fallback)."""
+    data: bytes = getattr(packet, RTP_DEPAYLOADED, packet.payload)
+    return data
+
+
 def replace_jitter_buffer(receiver: RTCRtpReceiver, stand_in: Any) -> None:
     """Put ``stand_in`` where ``receiver`` keeps its jitter buffer.
 
@@ -500,9 +512,22 @@ async def check() -> list[str]:
         for owner, attribute in _AIOICE_ATTRIBUTES:
             if not hasattr(modules[owner], attribute):
                 missing.append(f"{owner}.{attribute}")
+        if not _sets_depayloaded(receiver):
+            missing.append(f"RtpPacket.{RTP_DEPAYLOADED}")
     finally:
         await pc.close()
     return missing
+
+
+def _sets_depayloaded(receiver: RTCRtpReceiver) -> bool:
+    # The attribute exists only once the receiver has set it on a packet: read the
+    # handler's source for the assignment instead.
+    handler = getattr(type(receiver), HANDLE_RTP, None)
+    try:
+        source = inspect.getsource(handler) if handler is not None else ""
+    except (OSError, TypeError):
+        return False
+    return f"packet.{RTP_DEPAYLOADED} =" in source
 
 
 def _require(obj: Any, attribute: str, owner: str) -> Any:

@@ -15,13 +15,14 @@ from aiortc.stats import (
     RTCRemoteInboundRtpStreamStats,
 )
 
+from ..audio import OPUS_RATE
 from .internals import negotiated_audio_codecs
 
 
 def clock_rate(pc: RTCPeerConnection) -> int:
     """The RTP clock rate of the negotiated audio codec."""
     mime = next(iter(negotiated_audio_codecs(pc).values()), "audio/opus")
-    return 48000 if mime.lower() == "audio/opus" else 8000
+    return OPUS_RATE if mime.lower() == "audio/opus" else 8000
 
 
 async def rtp_summary(pc: RTCPeerConnection) -> dict[str, Any]:

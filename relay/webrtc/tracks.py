@@ -22,18 +22,16 @@ from typing import Any
 import av
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from ..audio import FRAME_SAMPLES, RATE
+from ..audio import FRAME_SAMPLES, FRAME_SECONDS, OPUS_RATE, RATE
 from ..audio.encode import EncoderStats, OpusEncoder, pcm_frame
 
 logger = logging.getLogger(__name__)
 
-FRAME_SECONDS = FRAME_SAMPLES / RATE
 #: Falling this far behind schedule re-anchors the clock rather than bursting.
 MAX_LATE = 3 * FRAME_SECONDS
 # aiortc's Opus packetizer converts a packet's pts to its 48 kHz RTP clock with Fraction
 # arithmetic unless the packet is already stamped in 48 kHz units: stamp it so.
-_RTP_RATE = 48000
-_RTP_TIME_BASE = fractions.Fraction(1, _RTP_RATE)
+_RTP_TIME_BASE = fractions.Fraction(1, OPUS_RATE)
 
 
 class PlayoutTrack(MediaStreamTrack):
@@ -93,7 +91,7 @@ class PlayoutTrack(MediaStreamTrack):
         if self._opus is not None:
             # Stamped with our own clock, so RTP timestamps follow the pacing exactly.
             out = av.Packet(self._opus.encode(pcm))
-            out.pts = index * FRAME_SAMPLES * (_RTP_RATE // RATE)
+            out.pts = index * FRAME_SAMPLES * (OPUS_RATE // RATE)
             out.time_base = _RTP_TIME_BASE
         else:
             out = pcm_frame(pcm, index)

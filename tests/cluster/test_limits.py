@@ -10,13 +10,13 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from relay.cluster.directory import RedisDirectory
-from relay.cluster.limits import (
+from relay.cluster.call_limits import (
     CallLimits,
     FailOpenLimitStore,
     MemoryLimitStore,
     RedisLimitStore,
 )
+from relay.cluster.directory import RedisDirectory
 from relay.cluster.outage import REDIS_ERRORS, RedisOutage
 from relay.errors import RateLimited, RoutingUnavailable
 

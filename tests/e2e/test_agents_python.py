@@ -139,7 +139,7 @@ async def test_agents_python_tool_runs_and_its_answer_is_heard(
 async def test_agents_python_barge_in_truncates_once_and_exactly(
         relay_on_upstream: TestServer, make_client: Any, upstream: Upstream, speech: bytes,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="relay.protocol.call")
+    caplog.set_level(logging.INFO, logger="relay.protocol.realtime.call_core")
     client: CallClient = make_client(server=relay_on_upstream, session=SESSION)
     await client.connect()
     await client.wait_for("session.created")

@@ -12,7 +12,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 
 from relay.client import CallClient, PcmSource
-from relay.server.driver import CallDriver
+from relay.server.call_driver import CallDriver
 
 from ..conftest import LOOPBACK, base_url, live_calls
 
@@ -83,7 +83,7 @@ async def test_lifecycle_fifty_calls_leave_nothing_behind(relay) -> None:
     for _ in range(5):  # warm up caches and pools
         await one_call()
     await asyncio.sleep(0.5)
-    # Freeze what lives on, as relay.server.run.serve does: otherwise every module the
+    # Freeze what lives on, as relay.server.serve.serve does: otherwise every module the
     # suite imported (openai alone adds some 50,000 objects) makes the collector's full
     # passes rare, and the calls' garbage cycles pile up into peak RSS (47 MB over 50
     # calls instead of 7 MB) though nothing leaks.

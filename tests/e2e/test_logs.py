@@ -58,7 +58,7 @@ async def test_logs_json_lines_carry_the_call_id_and_no_key(
     messages = [line["message"] for line in about_call]
     assert any(m.endswith("peer connection connected") for m in messages), messages
     assert any(m.endswith("closing (hangup)") for m in messages), messages
-    assert {line["logger"] for line in about_call} >= {"relay.server.driver"}
+    assert {line["logger"] for line in about_call} >= {"relay.server.call_driver"}
     for line in lines:
         assert {"time", "level", "logger", "message"} <= line.keys()
         if line.get("call_id"):

@@ -57,7 +57,7 @@ async def test_media_g711_or_g722_only_peer_talks_and_hears(make_client, speech,
 async def test_media_uplink_falls_back_to_the_track_without_the_tap(
         relay, make_client, monkeypatch) -> None:
     # An aiortc without the receiver internals the tap needs: audio goes through its track.
-    monkeypatch.setattr("relay.webrtc.media.tap_audio", lambda pc, on_packet: False)
+    monkeypatch.setattr("relay.webrtc.call_media.tap_audio", lambda pc, on_packet: False)
     seconds = 2.0
     stats = await stats_after_playing(relay, make_client, seconds)
     assert not stats["uplink_tapped"] and stats["uplink_packets"] == 0

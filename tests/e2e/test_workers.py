@@ -166,7 +166,7 @@ async def test_workers_share_the_port_restart_a_killed_one_and_stop_cleanly(
     assert f"worker 0 (pid {pids[0]}) was killed by SIGKILL; restarting it in 0.5 s" in log
     assert log.count("SIGTERM: draining, taking no new calls") == 2
     assert "supervisor: every worker stopped" in log
-    assert f"worker 1 relay.server.run: relay listening on {url}/" in log  # lines name it
+    assert f"worker 1 relay.server.serve: relay listening on {url}/" in log  # lines name it
 
 
 def test_workers_die_with_their_supervisor() -> None:

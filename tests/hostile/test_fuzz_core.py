@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relay.protocol.call import CallCore
-from relay.protocol.policy import locked_policy
+from relay.protocol.realtime.call_core import CallCore
+from relay.protocol.realtime.policy import locked_policy
 
 #: CI runs the same examples every time (a fresh random draw must not block a landing);
 #: a developer's run explores new ones.

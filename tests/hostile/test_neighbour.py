@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestServer
 
 from relay.client import CallClient, PcmSource
 from relay.server.app import REGISTRY
-from relay.server.run import GC_THRESHOLDS
+from relay.server.serve import GC_THRESHOLDS
 
 from ..conftest import LOOPBACK, RelayFactory, base_url
 from ..support.netlab import ROOT
@@ -55,7 +55,7 @@ def tone(seconds: float) -> bytes:
 
 @pytest.fixture
 def served_gc() -> Iterator[None]:
-    """The garbage collector as ``relay serve`` sets it (relay/server/run.py): what was
+    """The garbage collector as ``relay serve`` sets it (relay/server/serve.py): what was
     built before serving is frozen out of collections, young ones are rarer. Without it a
     full collection of everything the test run has imported stalls the loop for 60-120 ms,
     a pause the relay itself does not have."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from relay.protocol.call import CallCore
 from relay.protocol.flood import MessageGuard, MessageLimits
+from relay.protocol.realtime.call_core import CallCore
 
 
 class Clock:

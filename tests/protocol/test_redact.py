@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from relay.protocol.call import CallCore
+from relay.protocol.realtime.call_core import CallCore
 from relay.protocol.redact import MASK, Redactor
 
 KEY = "sk-upstream-key-0123456789"

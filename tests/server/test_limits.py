@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from aiohttp import ClientSession
 
-from relay.cluster.limits import CallLimits, MemoryLimitStore
+from relay.base.token_bucket import RateLimiter
+from relay.cluster.call_limits import CallLimits, MemoryLimitStore
 from relay.errors import CapacityExceeded, RateLimited
 from relay.server.app import NODE, REGISTRY, UPSTREAM
-from relay.server.limits import RateLimiter
 
 from ..conftest import base_url
 

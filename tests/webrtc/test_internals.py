@@ -44,6 +44,12 @@ async def test_internals_check_names_a_moved_attribute(monkeypatch: pytest.Monke
     assert await internals.check() == ["RTCRtpReceiver._no_such_thing"]
 
 
+async def test_internals_check_names_a_packet_attribute_aiortc_stopped_setting(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(internals, "RTP_DEPAYLOADED", "_no_such_payload")
+    assert await internals.check() == ["RtpPacket._no_such_payload"]
+
+
 async def test_internals_peer_datagrams_are_heard_through_aioice() -> None:
     # The dead-peer watchdog counts on this: if aioice stops calling the Connection's
     # handlers, a connected peer would seem silent. ICE checks and DTLS must be heard.

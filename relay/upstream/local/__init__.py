@@ -43,7 +43,7 @@ full rules are in :mod:`.tools`, the arguments' in :mod:`.schema`):
 - Echo mode ignores tools.
 """
 
+from .local_session import LocalSession
 from .server import LocalRealtimeServer
-from .session import LocalSession
 
 __all__ = ["LocalRealtimeServer", "LocalSession"]

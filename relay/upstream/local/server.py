@@ -1,5 +1,5 @@
 """Asyncio driver of the local Realtime server: a WebSocket listener that runs one
-:class:`~relay.upstream.local.session.LocalSession` per connection.
+:class:`~relay.upstream.local.local_session.LocalSession` per connection.
 
 All protocol decisions live in the session; this module only moves messages, paces
 response audio and runs the speech work the session asks for. Each connection owns a
@@ -27,10 +27,10 @@ from websockets.exceptions import ConnectionClosed
 
 from ...errors import RelayError, SpeechError
 from ...protocol.events import Event, dumps, error_event, parse_event
-from ...protocol.session import DEFAULT_MODEL
+from ...protocol.realtime.session_config import DEFAULT_MODEL
 from .. import LOCAL_MODES, LocalMode
 from .assistant import SpeechJob, Transcribe
-from .session import LocalSession
+from .local_session import LocalSession
 from .workers import SpeechWorkers, speech_missing
 
 logger = logging.getLogger(__name__)

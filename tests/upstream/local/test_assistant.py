@@ -15,7 +15,7 @@ from openai.types.realtime import RealtimeServerEvent
 from pydantic import TypeAdapter
 
 from relay.upstream.local.assistant import NOT_CAUGHT, NOTHING_HEARD, Synthesize, Transcribe
-from relay.upstream.local.session import LocalSession
+from relay.upstream.local.local_session import LocalSession
 from relay.upstream.local.synthesizer import ESPEAK_VOICES, WORDS_PER_MINUTE
 
 from .signals import chunks, silence, tone

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from relay.upstream.local.local_session import LocalSession
 from relay.upstream.local.response import BEEP_TRANSCRIPT
-from relay.upstream.local.session import LocalSession
 
 from .signals import chunks, silence, tone
 

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from relay.protocol.events import Event
-from relay.protocol.updates import CLIENT, INITIAL, SessionUpdates
+from relay.protocol.realtime.session_updates import CLIENT, INITIAL, SessionUpdates
 
 
 def update(event_id: str | None = None, **session: Any) -> Event:

@@ -2,7 +2,7 @@
 
 from aiortc.rtp import RtpPacket
 
-from relay.webrtc.inbound import PacketTap
+from relay.webrtc.packet_tap import PacketTap
 
 
 def test_packet_tap_survives_a_failing_handler() -> None:

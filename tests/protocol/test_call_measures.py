@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from relay.protocol.metrics import CallMeasures, Histogram, UplinkArrivals
-from relay.server.metrics import barge_in_cause, close_category
+from relay.protocol.call_measures import CallMeasures, Histogram, UplinkArrivals
+from relay.server.prometheus import barge_in_cause, close_category
 
 
 def test_measures_count_unknown_event_types_as_other() -> None:

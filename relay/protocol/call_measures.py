@@ -1,9 +1,10 @@
-"""Per-call measurements the protocol core keeps: event counts by type and direction,
-error codes, and bucketed latencies.
+"""Per-call measurements any protocol core keeps: event counts by type and direction,
+error codes, bucketed latencies, the audio counters (:class:`CallStats`) and what each
+barge-in cut (:class:`Truncation`).
 
 Everything here is plain data updated by dict increments and list indexing, cheap enough
 for every event of every call; the server folds it into app-wide totals when a call ends
-and reads the live calls' copies at scrape time (see :mod:`relay.server.metrics`).
+and reads the live calls' copies at scrape time (see :mod:`relay.server.prometheus`).
 Label values are bounded: an event type not in :data:`KNOWN_EVENT_TYPES` counts as
 ``"other"``, so a peer cannot grow the label set by inventing types.
 """
@@ -173,3 +174,37 @@ class CallMeasures:
         if self.speech_stopped_at is not None:
             self.reply_latency.observe(max(0.0, now - self.speech_stopped_at))
             self.speech_stopped_at = None
+
+
+@dataclass
+class Truncation:
+    """What one barge-in told the upstream."""
+
+    reason: str
+    at: float
+    response_ids: list[str]
+    #: ``(item_id, audio_end_ms)`` sent as ``conversation.item.truncate``.
+    truncated: list[tuple[str, int]] = field(default_factory=list)
+    #: Items deleted because none of their audio had been played.
+    deleted: list[str] = field(default_factory=list)
+    #: Stop latency (ms): from the user starting to talk over reply audio (the arrival of
+    #: the uplink audio the upstream's ``speech_started`` places the speech onset at) or a
+    #: request to stop arriving (``output_audio_buffer.clear``, a truncation), to the
+    #: relay sending no more of the reply on RTP. None when that cannot be told: no reply
+    #: audio was playing by then, or the onset is unknown.
+    cut_latency_ms: float | None = None
+
+
+@dataclass
+class CallStats:
+    """Counters the logs and the benchmark read."""
+
+    uplink_samples: int = 0
+    frames_out: int = 0
+    audio_frames_out: int = 0
+    dropped_deltas: int = 0
+    held_dropped: int = 0
+    bad_upstream_messages: int = 0
+    barge_ins: list[Truncation] = field(default_factory=list)
+    #: Event counts, error codes and the reply latency.
+    measures: CallMeasures = field(default_factory=CallMeasures)

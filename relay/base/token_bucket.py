@@ -2,7 +2,7 @@
 
 Each bucket holds a minute's worth of calls and refills continuously, so a client may
 create its minute's calls at once and then one every ``60 / per_minute`` seconds.
-relay/cluster/limits.py uses them per client address and per client secret (and counts
+relay/cluster/call_limits.py uses them per client address and per client secret (and counts
 in Redis instead when relays share one).
 """
 

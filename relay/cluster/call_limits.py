@@ -30,8 +30,8 @@ from typing import Protocol
 
 import redis.asyncio as redis
 
+from ..base.token_bucket import RateLimiter
 from ..errors import RateLimited
-from ..server.limits import RateLimiter
 from .outage import REDIS_ERRORS, RedisOutage
 
 #: Redis key prefixes: rate buckets, and the calls each key holds.

@@ -5,7 +5,7 @@ The call driver holds one :class:`CallMedia`. It gives it where the assistant's 
 comes from (a 20 ms frame source) and where the microphone's goes (24 kHz mono PCM16
 chunks), and the media decides the rest from what was negotiated: Opus peers get packets
 the track encodes itself, G.711/G.722 peers get frames aiortc encodes; the peer's packets
-are decoded by :class:`~relay.audio.inbound.InboundAudio` through the RTP tap, or, where
+are decoded by :class:`~relay.audio.inbound_audio.InboundAudio` through the RTP tap, or, where
 the installed aiortc has no jitter buffer to tap, read from its decoded track.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import av
@@ -21,10 +22,9 @@ from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from ..audio.encode import OpusEncoder
-from ..audio.inbound import InboundAudio
-from ..config import Settings
-from .inbound import tap_audio
+from ..audio.inbound_audio import InboundAudio
 from .internals import negotiated_audio_codecs
+from .packet_tap import tap_audio
 from .tracks import PlayoutTrack, pump_inbound
 
 logger = logging.getLogger(__name__)
@@ -33,21 +33,35 @@ logger = logging.getLogger(__name__)
 UplinkSink = Callable[[list[bytes]], None]
 
 
+@dataclass(frozen=True)
+class MediaOptions:
+    """What a call's media needs of the relay's settings (``RELAY_UPLINK_*``, ``RELAY_OPUS_*``)."""
+
+    #: Milliseconds of microphone audio per uplink chunk.
+    uplink_chunk_ms: int
+    #: How long a gap in the peer's packets waits for late ones before it is concealed.
+    uplink_reorder_ms: int
+    #: The Opus the relay sends: bitrate (bit/s), complexity (0-10), libopus application.
+    opus_bitrate: int
+    opus_complexity: int
+    opus_application: str
+
+
 class CallMedia:
     """The audio both ways of one peer connection, and its counters."""
 
     def __init__(
         self,
-        settings: Settings,
+        options: MediaOptions,
         source: Callable[[], bytes],
         on_uplink: UplinkSink,
         *,
         after_frame: Callable[[], None] | None = None,
     ) -> None:
-        self.settings = settings
+        self.options = options
         #: The outbound track: ``source``'s 20 ms frames, paced in real time.
         self.track = PlayoutTrack(source, after=after_frame)
-        self.inbound = InboundAudio(settings.uplink_chunk_ms, settings.uplink_reorder_ms)
+        self.inbound = InboundAudio(options.uplink_chunk_ms, options.uplink_reorder_ms)
         #: True when the peer's packets come through the RTP tap (not aiortc's track).
         self.tapped = False
         self._on_uplink = on_uplink
@@ -65,9 +79,9 @@ class CallMedia:
         """Once the answer is made: pick the encoder and start taking the peer's audio."""
         codecs = negotiated_audio_codecs(pc)
         if next(iter(codecs.values()), None) == "audio/opus":
-            self.track.encode_opus(OpusEncoder(self.settings.opus_bitrate,
-                                               self.settings.opus_complexity,
-                                               self.settings.opus_application))
+            options = self.options
+            self.track.encode_opus(OpusEncoder(options.opus_bitrate, options.opus_complexity,
+                                               options.opus_application))
         self.inbound.set_codecs(codecs)
         self.tapped = tap_audio(pc, self._on_packet)
         if not self.tapped and self._remote_track is not None:

@@ -1,7 +1,7 @@
 """The relay's Prometheus metrics: what every call measured, folded into app-wide totals.
 
 Nothing here runs per event or per frame. Each call keeps its own plain counters (its
-core's :class:`~relay.protocol.metrics.CallMeasures` and :class:`CallStats`, its media's
+core's :class:`~relay.protocol.call_measures.CallMeasures` and :class:`CallStats`, its media's
 packet counts); when it ends, the registry folds them into one :class:`Tally`
 (:meth:`MetricsTotals.call_ended`), and a scrape adds the live calls' tallies to a copy
 of it (:class:`RelayCollector`). Labels are bounded: close reasons and barge-in causes
@@ -21,14 +21,12 @@ from prometheus_client.core import (
     Metric,
 )
 
-from ..audio import RATE
-from ..protocol.metrics import VOICE_BUCKETS, Histogram
+from ..audio import FRAME_SECONDS, RATE
+from ..protocol.call_measures import VOICE_BUCKETS, Histogram
 
 if TYPE_CHECKING:
-    from .driver import CallDriver
+    from .call_driver import CallDriver
 
-#: Seconds of audio in one outbound frame.
-FRAME_SECONDS = 0.020
 #: Call lengths (seconds): from a failed setup to an hour.
 CALL_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 #: Connecting a peer or an upstream (seconds): ICE and DTLS can take a while.

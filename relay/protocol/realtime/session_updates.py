@@ -14,13 +14,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from .events import Event, new_event_id
+from ..call_protocol import CLIENT
+from ..events import Event, new_event_id
 
 #: The relay's own first update: the call's configuration. Its answer becomes the
 #: client's ``session.created``.
 INITIAL = "initial"
-#: The client on its ``oai-events`` channel.
-CLIENT = "client"
+
+__all__ = ["CLIENT", "INITIAL", "PendingUpdate", "SessionUpdates"]
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 import pytest
 
 from relay.errors import InvalidRequest
-from relay.protocol.session import (
+from relay.protocol.realtime.session_config import (
     PCM24K,
     deep_merge,
     interrupt_response,

@@ -2,14 +2,15 @@
 
 aiortc's receiver runs every packet through RTCP statistics and payload parsing, then
 through a playout jitter buffer, a decoder thread and the remote track's queue. The relay
-keeps the first part (the peer gets proper receiver reports) and replaces the jitter
-buffer with a tap: :class:`PacketTap` takes each depayloaded packet and hands it on at once,
-and tells aiortc no frame is ready, so aiortc's decoder thread stays idle and the remote
-track yields nothing. :class:`relay.audio.inbound.InboundAudio` then reorders and decodes.
+keeps the first part (the peer gets proper receiver reports) and replaces the jitter buffer
+with a tap: :class:`PacketTap` takes each depayloaded packet and hands it on at once, and
+tells aiortc no frame is ready, so aiortc's decoder thread stays idle and the remote track
+yields nothing. :class:`relay.audio.inbound_audio.InboundAudio` then reorders and decodes.
 
-The one private attribute this needs (the receiver's jitter buffer, whose ``add(packet)``
-contract is small) is reached through :mod:`relay.webrtc.internals`; :func:`tap_audio`
-returns False when it is not there, so the caller can fall back to reading the track.
+The private attributes this needs (the receiver's jitter buffer, whose ``add(packet)``
+contract is small, and the packet's depayloaded bytes) are reached through
+:mod:`relay.webrtc.internals`; :func:`tap_audio` returns False when it is not there, so the
+caller can fall back to reading the track.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RtpPacket
 
-from .internals import has_jitter_buffer, replace_jitter_buffer
+from .internals import depayloaded, has_jitter_buffer, replace_jitter_buffer
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +40,8 @@ class PacketTap:
 
     def add(self, packet: RtpPacket) -> tuple[bool, None]:
         """aiortc's jitter buffer contract: (send a PLI?, completed encoded frame or None)."""
-        # aiortc stores the depayloaded bytes on the packet before this call.
-        payload = getattr(packet, "_data", packet.payload)
         try:
-            self._on_packet(packet.payload_type, packet.sequence_number, payload)
+            self._on_packet(packet.payload_type, packet.sequence_number, depayloaded(packet))
         except Exception:
             # Raising here would end aiortc's receive loop, and with it the call's media.
             self.failures += 1

@@ -17,17 +17,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..audio import RATE
-from ..audio.playout import ItemPlayback, Playout
-from ..logs import CallLog
-from .events import Event, new_event_id
-from .metrics import CallMeasures
+from ...audio import FRAME_SECONDS, RATE
+from ...audio.playout import ItemPlayback, Playout
+from ...logs import CallLog
+from ..call_measures import CallStats, Truncation
+from ..events import Event, new_event_id
 
 logger = logging.getLogger(__name__)
 
 _SAMPLES_PER_MS = RATE // 1000
-#: Seconds of audio in one frame the outbound track pulls.
-_FRAME_SECONDS = 0.020
 
 
 @dataclass
@@ -52,40 +50,6 @@ class ResponsePlayback:
     def received(self) -> int:
         """Samples of this response accepted into the buffer."""
         return sum(item.received for item in self.items)
-
-
-@dataclass
-class Truncation:
-    """What one barge-in told the upstream."""
-
-    reason: str
-    at: float
-    response_ids: list[str]
-    #: ``(item_id, audio_end_ms)`` sent as ``conversation.item.truncate``.
-    truncated: list[tuple[str, int]] = field(default_factory=list)
-    #: Items deleted because none of their audio had been played.
-    deleted: list[str] = field(default_factory=list)
-    #: Stop latency (ms): from the user starting to talk over reply audio (the arrival of
-    #: the uplink audio the upstream's ``speech_started`` places the speech onset at) or a
-    #: request to stop arriving (``output_audio_buffer.clear``, a truncation), to the
-    #: relay sending no more of the reply on RTP. None when that cannot be told: no reply
-    #: audio was playing by then, or the onset is unknown.
-    cut_latency_ms: float | None = None
-
-
-@dataclass
-class CallStats:
-    """Counters the logs and the benchmark read."""
-
-    uplink_samples: int = 0
-    frames_out: int = 0
-    audio_frames_out: int = 0
-    dropped_deltas: int = 0
-    held_dropped: int = 0
-    bad_upstream_messages: int = 0
-    barge_ins: list[Truncation] = field(default_factory=list)
-    #: Event counts, error codes and the reply latency.
-    measures: CallMeasures = field(default_factory=CallMeasures)
 
 
 Emit = Callable[[Event], None]
@@ -259,7 +223,7 @@ class Playback:
             return
         # The queue had run dry already: the reply stopped where its last frame ended,
         # and was talked over only if that was after the user started.
-        ended = self._last_audio_at + _FRAME_SECONDS
+        ended = self._last_audio_at + FRAME_SECONDS
         if ended > since:
             record.cut_latency_ms = (ended - since) * 1000
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from ...errors import InvalidRequest, RelayError
 from ...protocol.events import Event, error_event, parse_event, random_id
-from ...protocol.session import DEFAULT_MODEL, PCM24K, Session, default_session
+from ...protocol.realtime.session_config import DEFAULT_MODEL, PCM24K, Session, default_session
 from .. import LOCAL_MODES, LocalMode
 from .assistant import (
     SpeechJob,
@@ -39,7 +39,6 @@ from .assistant import (
     transcription_model,
 )
 from .buffer import InputBuffer
-from .config import TurnDetection, apply_update, is_pcm24k, turn_detection
 from .conversation import (
     BYTES_PER_MS,
     Conversation,
@@ -64,6 +63,7 @@ from .response import (
     describe_parrot,
     server_event,
 )
+from .session_update import TurnDetection, apply_update, is_pcm24k, turn_detection
 from .synthesizer import espeak_voice, words_per_minute
 from .tools import (
     ToolCall,

@@ -10,7 +10,7 @@ import pytest
 
 from relay.audio import FRAME_BYTES, FRAME_SAMPLES
 from relay.errors import AgentFailed
-from relay.protocol.call import CallCore
+from relay.protocol.realtime.call_core import CallCore
 
 PCM_20MS = b"\x01\x02" * FRAME_SAMPLES
 

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidRequest
-from .session import Session, choose_model, layer_sessions, normalize_session
+from ...errors import InvalidRequest
+from .session_config import Session, choose_model, layer_sessions, normalize_session
 
 #: A locked field's path in the GA session: ``instructions``, ``audio.output.voice``.
 FIELD_PATH = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*")

@@ -1,7 +1,9 @@
 """One live call's driver: the I/O around its protocol core.
 
-:class:`CallDriver` feeds :class:`~relay.protocol.call.CallCore` what arrives — upstream
-messages, data-channel messages, the peer's audio from its :class:`~relay.webrtc.media.CallMedia`
+:class:`CallDriver` feeds the call's protocol core (a
+:class:`~relay.protocol.call_protocol.CallProtocol`, such as the Realtime
+:class:`~relay.protocol.realtime.call_core.CallCore`) what arrives — upstream messages,
+data-channel messages, the peer's audio from its :class:`~relay.webrtc.call_media.CallMedia`
 — and sends what the core wants sent. It owns every resource of the call — the peer
 connection, its media and data channel, the upstream socket (from an injected
 :class:`~relay.upstream.client.UpstreamConnector`) and the tasks that move data between
@@ -25,41 +27,39 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from websockets.exceptions import ConnectionClosed
 
 from ..audio import RATE
-from ..config import Settings
+from ..config import FAREWELL_SECONDS, Settings
 from ..errors import RelayError
 from ..logs import CallLog
-from ..protocol.call import CallCore
+from ..protocol.call_protocol import CallProtocol, CoreFactory
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
+from ..protocol.realtime.call_core import CallCore
+from ..protocol.realtime.session_config import Session
 from ..protocol.redact import Redactor
-from ..protocol.session import Session
 from ..upstream.client import UpstreamConnector, UpstreamSocket
+from ..webrtc.call_media import CallMedia, MediaOptions
 from ..webrtc.internals import watch_peer_datagrams
-from ..webrtc.media import CallMedia
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
 from ..webrtc.rtc_stats import rtp_summary
 from ..webrtc.udp_ports import UdpPorts
+from . import call_view
 from .sideband import Sideband
 
 logger = logging.getLogger(__name__)
 
 #: Longest wait for aiortc's statistics (they are local: this is a safety net).
 RTP_STATS_TIMEOUT = 1.0
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
 #: Seconds between a call's ``call_duration_exceeded`` error event and its end.
 DURATION_NOTICE = 10.0
-#: Longest a call ended by the relay waits for its last ``error`` event to leave (data
-#: channel and sidebands) before its peer connection is closed, and how often it looks.
-FAREWELL_SECONDS = 1.0
+#: How often a call ended by the relay looks whether its last ``error`` event has left
+#: (it waits up to :data:`relay.config.FAREWELL_SECONDS`).
 FAREWELL_POLL = 0.02
 
 
 class CallDriver:
-    """A client's WebRTC peer, bridged to one upstream Realtime session."""
+    """A client's WebRTC peer, bridged to one upstream session of the protocol ``core``
+    speaks (the Realtime API's unless told)."""
 
     def __init__(
         self,
@@ -71,13 +71,14 @@ class CallDriver:
         model: str | None = None,
         on_closed: Callable[[CallDriver], None] | None = None,
         ports: UdpPorts | None = None,
+        core: CoreFactory = CallCore,
     ) -> None:
         self.id = call_id
         #: Logs lines about this call (its id a field of each).
         self.log = CallLog(logger, call_id)
         self.settings = settings
         loop = asyncio.get_running_loop()
-        self.core = CallCore(
+        self.core: CallProtocol = core(
             call_id,
             session,
             max_playout_samples=int(settings.playout_max_seconds * RATE),
@@ -91,14 +92,14 @@ class CallDriver:
             redact=Redactor(settings.upstream_secrets()),
         )
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
-        self.media = CallMedia(settings, self.core.next_frame, self._send_uplink,
-                               after_frame=self._flush_client)
+        self.media = CallMedia(media_options(settings), self.core.next_frame,
+                               self._send_uplink, after_frame=self._flush_client)
         self.close_reason: str | None = None
         #: Loop-clock times: the offer arrived, the call ended (None: still live).
         self.created_at = loop.time()
-        self._created_wall = time.time()
+        self.created_wall = time.time()
         #: The RTP statistics last read (kept for after the call ends).
-        self._rtp: dict[str, Any] | None = None
+        self.rtp: dict[str, Any] | None = None
         self.ended_at: float | None = None
         #: Seconds the upstream WebSocket took to connect, and from the offer to the peer
         #: connection's "connected" (None: not yet, or never).
@@ -115,14 +116,14 @@ class CallDriver:
         self._upstream_ready = asyncio.Event()
         self._closing = False
         #: Data-channel messages that could not be sent.
-        self._send_failures = 0
+        self.send_failures = 0
         self._sidebands: dict[str, Sideband] = {}
-        self._sideband_count = 0
-        #: Sidebands the relay closed because they fell too far behind.
-        self._sidebands_too_slow = 0
+        #: Sidebands attached so far, and those the relay closed for falling too far behind.
+        self.sidebands_attached = 0
+        self.sidebands_too_slow = 0
         self._closed = asyncio.Event()
         #: Datagrams heard from the peer (media, RTCP, DTLS, SCTP, ICE checks).
-        self._heard = 0
+        self.heard = 0
         self._watching = False
         self.pc.on("datachannel", self._on_datachannel)
         self.pc.on("connectionstatechange", self._on_connection_state)
@@ -138,6 +139,17 @@ class CallDriver:
     def closing(self) -> bool:
         """True from the moment :meth:`close` begins."""
         return self._closing
+
+    @property
+    def peer_state(self) -> str:
+        """The peer connection's state (``connectionState``)."""
+        state: str = self.pc.connectionState
+        return state
+
+    @property
+    def sidebands_live(self) -> int:
+        """How many sidebands are attached now."""
+        return len(self._sidebands)
 
     @property
     def upstream_open(self) -> bool:
@@ -225,26 +237,7 @@ class CallDriver:
 
     def stats(self) -> dict[str, Any]:
         """A snapshot of the call's counters, for logs, tests and the benchmark."""
-        stats = self.core.stats
-        return {
-            "call_id": self.id,
-            **self.media.stats(),
-            "uplink_samples_sent": stats.uplink_samples,
-            "frames_out": stats.frames_out,
-            "audio_frames_out": stats.audio_frames_out,
-            "playout_dropped_samples": self.core.playout.dropped,
-            "dropped_deltas": stats.dropped_deltas,
-            "channel_send_failures": self._send_failures,
-            "peer_datagrams": self._heard,
-            "sidebands": len(self._sidebands),
-            "sidebands_attached": self._sideband_count,
-            "sidebands_too_slow": self._sidebands_too_slow,
-            "barge_ins": [
-                {"reason": b.reason, "response_ids": b.response_ids, "truncated": b.truncated,
-                 "deleted": b.deleted, "cut_latency_ms": b.cut_latency_ms}
-                for b in stats.barge_ins
-            ],
-        }
+        return call_view.counters(self)
 
     async def describe(self) -> dict[str, Any]:
         """The call as ``GET /v1/realtime/calls/{id}`` shows it, RTP statistics fresh."""
@@ -253,50 +246,15 @@ class CallDriver:
         return self.snapshot()
 
     def snapshot(self) -> dict[str, Any]:
-        """The call's state, timings, audio, RTP statistics (as last read), event counts,
-        barge-ins and last error."""
-        stats = self.core.stats
-        measures = stats.measures
-        events: dict[str, dict[str, int]] = {}
-        for (direction, kind), count in sorted(measures.events.items()):
-            events.setdefault(direction, {})[kind] = count
-        ended = None if self.ended_at is None else self.ended_at - self.created_at
-        return {
-            "id": self.id,
-            "object": "realtime.call",
-            "status": "closed" if self.closed else "closing" if self._closing else "live",
-            "peer_connection": self.pc.connectionState,
-            "model": self.model,
-            "close_reason": self.close_reason,
-            "timings": {
-                "created_at": round(self._created_wall, 3),
-                "ended_at": None if ended is None else round(self._created_wall + ended, 3),
-                "duration_seconds": None if ended is None else round(ended, 3),
-                "upstream_connect_seconds": _rounded(self.upstream_connect_seconds),
-                "connect_seconds": _rounded(self.connect_seconds),
-            },
-            "audio_seconds": {"up": round(stats.uplink_samples / RATE, 3),
-                              "down": round(stats.audio_frames_out * 0.020, 3)},
-            "rtp": self._rtp,
-            "uplink": {key: value for key, value in self.media.stats().items()
-                       if key in ("uplink_packets", "uplink_lost", "uplink_late",
-                                  "uplink_concealed", "uplink_recovered")},
-            "events": events,
-            "reply_latency": {"count": measures.reply_latency.count,
-                              "sum_seconds": round(measures.reply_latency.total, 3)},
-            "barge_ins": [
-                {"reason": b.reason, "response_ids": b.response_ids, "truncated": b.truncated,
-                 "deleted": b.deleted, "cut_latency_ms": b.cut_latency_ms}
-                for b in stats.barge_ins
-            ],
-            "last_error": measures.last_error,
-        }
+        """The call as the API shows it (:func:`relay.server.call_view.snapshot`), RTP
+        statistics as last read."""
+        return call_view.snapshot(self)
 
     async def _read_rtp(self) -> None:
         if self.connect_seconds is None or self.pc.connectionState in ("failed", "closed"):
             return  # never connected, or no transport left to ask
         try:
-            self._rtp = await asyncio.wait_for(rtp_summary(self.pc), RTP_STATS_TIMEOUT)
+            self.rtp = await asyncio.wait_for(rtp_summary(self.pc), RTP_STATS_TIMEOUT)
         except Exception:
             self.log.debug("reading RTP statistics failed", exc_info=True)
 
@@ -306,8 +264,8 @@ class CallDriver:
         if self._closing:
             await ws.close(code=WSCloseCode.OK, message=b"call ended")
             return
-        self._sideband_count += 1
-        name = f"sideband-{self._sideband_count}"
+        self.sidebands_attached += 1
+        name = f"sideband-{self.sidebands_attached}"
         sideband = Sideband(name, ws, call_id=self.id,
                             max_outbox=self.settings.sideband_max_events)
         self.core.attach_sideband(name)
@@ -324,7 +282,7 @@ class CallDriver:
             self.core.detach_sideband(name)
             self._sidebands.pop(name, None)
             if sideband.closed_by_relay is not None:
-                self._sidebands_too_slow += 1
+                self.sidebands_too_slow += 1
             self.log.info("%s detached", name)
 
     # ----------------------------------------------------------- companions
@@ -428,7 +386,7 @@ class CallDriver:
             self._close_soon("peer did not connect in time")
 
     def _hear(self) -> None:
-        self._heard += 1
+        self.heard += 1
 
     async def _watch_peer(self) -> None:
         """End the call once the connected peer has sent nothing for ``peer_timeout``.
@@ -445,7 +403,7 @@ class CallDriver:
         timeout = self.settings.peer_timeout
         # The poll's period bounds how late past the timeout the call ends.
         period = min(0.25, timeout / 4)
-        heard, since = self._heard, loop.time()
+        heard, since = self.heard, loop.time()
         if heard == 0:
             # Connected means DTLS went through: the hook must have heard it.
             self.log.error("nothing heard from a connected peer; the datagram hook "
@@ -454,8 +412,8 @@ class CallDriver:
         while True:
             await asyncio.sleep(period)
             now = loop.time()
-            if self._heard != heard:
-                heard, since = self._heard, now
+            if self.heard != heard:
+                heard, since = self.heard, now
             elif now - since >= timeout:
                 self._close_soon(f"peer went silent: nothing heard for {now - since:.1f} s "
                                  "(no media, RTCP or ICE checks)")
@@ -526,6 +484,13 @@ class CallDriver:
             except Exception:
                 # It runs in the upstream reader and in aiortc's sender loop: a failure
                 # here must cost one message, never the call (nor its audio).
-                self._send_failures += 1
-                if self._send_failures == 1:
+                self.send_failures += 1
+                if self.send_failures == 1:
                     self.log.exception("sending on the data channel failed")
+
+
+def media_options(settings: Settings) -> MediaOptions:
+    """What a call's media takes from the relay's settings."""
+    return MediaOptions(settings.uplink_chunk_ms, settings.uplink_reorder_ms,
+                        settings.opus_bitrate, settings.opus_complexity,
+                        settings.opus_application)

@@ -10,8 +10,8 @@ import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import InvalidRequest
-from .events import random_id
+from ...errors import InvalidRequest
+from ..events import random_id
 
 Session = dict[str, Any]
 

@@ -6,14 +6,15 @@ outbound track's clock. After each feed it drains two lists: events for the clie
 ``oai-events`` channel and events for the upstream Realtime WebSocket.
 
 Everything about the protocol is decided here: which events go where (the client's
-channel, the sidebands, the upstream), and, through :class:`~relay.protocol.playback.Playback`,
-the ``output_audio_buffer.*`` events only WebRTC has and barge-in.
+channel, the sidebands, the upstream), and, through
+:class:`~relay.protocol.realtime.playback.Playback`, the ``output_audio_buffer.*`` events only
+WebRTC has and barge-in.
 
 The client's story of its session is the hosted endpoint's: its first event is a
 ``session.created`` that describes the call's effective session (the relay's first
 ``session.update`` applied: the upstream's own ``session.created``, with its defaults, is
 not passed on), and each ``session.updated`` it gets answers one of its own updates
-(:mod:`relay.protocol.updates` pairs answers with askers).
+(:mod:`relay.protocol.realtime.session_updates` pairs answers with askers).
 
 A call served by a server-side agent holds the client's data-channel events (never its
 audio) until a controller's first ``session.update`` has gone upstream, so that what the
@@ -27,24 +28,24 @@ import logging
 from collections import OrderedDict, deque
 from collections.abc import Callable
 
-from ..audio import RATE, SAMPLE_BYTES
-from ..errors import InvalidRequest, RelayError
-from ..logs import CallLog
-from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
-from .events import Event, error_event, new_event_id, parse_event
-from .flood import MessageGuard, MessageLimits
-from .metrics import UplinkArrivals
-from .playback import CallStats, Playback
+from ...audio import RATE, SAMPLE_BYTES
+from ...errors import InvalidRequest, RelayError
+from ...logs import CallLog
+from ..call_measures import CallStats, UplinkArrivals
+from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
+from ..events import Event, error_event, new_event_id, parse_event
+from ..flood import MessageGuard, MessageLimits
+from ..redact import Redactor
+from .playback import Playback
 from .policy import Policy, check_session
-from .redact import Redactor
-from .session import (
+from .session_config import (
     Session,
     interrupt_response,
     normalize_session,
     pin_relay_formats,
     speech_padding_ms,
 )
-from .updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
+from .session_updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,10 @@ MAX_TRACKED_EVENTS = 1024
 
 
 class CallCore:
-    """The protocol of one call, fed and drained by its driver."""
+    """The Realtime protocol of one call, fed and drained by its driver (a
+    :class:`~relay.protocol.call_protocol.CallProtocol`)."""
+
+    view_object = "realtime.call"
 
     def __init__(
         self,
@@ -74,7 +78,7 @@ class CallCore:
         #: Masks the secrets sent upstream in whatever the upstream says (relay.protocol.redact).
         self._redact = redact or Redactor()
         self.log = CallLog(logger, call_id)
-        #: Locked session fields the client may not change (relay.protocol.policy).
+        #: Locked session fields the client may not change (relay.protocol.realtime.policy).
         self.policy: Policy = policy or {}
         self._clock = clock
         self._limits = {CLIENT: client_limits or MessageLimits(),

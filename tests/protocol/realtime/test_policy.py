@@ -1,4 +1,4 @@
-"""The operator's locked fields (relay.protocol.policy), pure and through the call core."""
+"""The operator's locked fields (relay.protocol.realtime.policy), pure and through the call core."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from relay.errors import InvalidRequest
-from relay.protocol.call import CallCore
-from relay.protocol.policy import (
+from relay.protocol.realtime.call_core import CallCore
+from relay.protocol.realtime.policy import (
     UNSET,
     SessionRules,
     check_session,

@@ -1,5 +1,5 @@
-"""The full effective session (relay.protocol.session.effective_session), checked against
-the official SDK's typed model of a realtime session."""
+"""The full effective session (relay.protocol.realtime.session_config.effective_session),
+checked against the official SDK's typed model of a realtime session."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from openai.types.realtime.realtime_session_create_response import (
 )
 
 from relay.errors import InvalidRequest
-from relay.protocol.session import PCM24K, default_session, effective_session
+from relay.protocol.realtime.session_config import PCM24K, default_session, effective_session
 
 
 def test_effective_session_of_nothing_is_the_ga_defaults() -> None:

@@ -15,7 +15,7 @@ from aiortc import RTCPeerConnection
 
 from relay.config import Settings
 from relay.errors import InvalidRequest, UpstreamError
-from relay.server.driver import CallDriver
+from relay.server.call_driver import CallDriver
 
 from ..support.upstream import FakeConnector
 

@@ -6,7 +6,7 @@ import av
 import numpy as np
 import pytest
 
-from relay.audio.inbound import MAX_CONCEAL_PACKETS, InboundAudio
+from relay.audio.inbound_audio import MAX_CONCEAL_PACKETS, InboundAudio
 from relay.audio.opus import has_fec, load_libopus, packet_samples
 
 OPUS, PCMU, PCMA, G722 = 111, 0, 8, 9

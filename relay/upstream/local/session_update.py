@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import InvalidRequest
-from ...protocol.session import (
+from ...protocol.realtime.session_config import (
     DEFAULT_TURN_DETECTION,
     PCM24K,
     Session,

@@ -34,7 +34,7 @@ import av
 import numpy as np
 from av.audio.codeccontext import AudioCodecContext
 
-from . import RATE
+from . import OPUS_RATE, RATE
 from .opus import OpusDecoder, OpusError, has_fec, load_libopus, packet_samples
 from .resample import Uplink
 
@@ -42,7 +42,7 @@ from .resample import Uplink
 #: decoder, the rate it decodes at). libopus always decodes at 48 kHz in FFmpeg; G.722
 #: is 16 kHz audio although its RTP clock says 8000.
 DECODERS: Mapping[str, tuple[str, int]] = {
-    "audio/opus": ("libopus", 48000),
+    "audio/opus": ("libopus", OPUS_RATE),
     "audio/g722": ("g722", 16000),
     "audio/pcmu": ("pcm_mulaw", 8000),
     "audio/pcma": ("pcm_alaw", 8000),

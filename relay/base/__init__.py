@@ -1,0 +1,11 @@
+"""The floor every other layer stands on: tasks something owns, and token buckets.
+
+- :mod:`.owned_task`: :class:`OwnedTask`, a background task started once, cancelled and
+  awaited on close.
+- :mod:`.token_bucket`: :class:`RateLimiter`, token buckets by key, in process.
+"""
+
+from .owned_task import OwnedTask
+from .token_bucket import RateLimiter
+
+__all__ = ["OwnedTask", "RateLimiter"]

@@ -1,0 +1,46 @@
+"""The app's shared state, one typed key each (no module globals), and where a call's
+owner is found: what every protocol family's handlers read."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from ..cluster.forward import FORWARDED_HEADER
+from ..cluster.node import Node
+from ..config import Settings
+from ..upstream.client import UpstreamConnector
+from .agent import CallAgents
+from .auth import Authenticator
+from .drain import Drain
+from .loop_lag import LoopLagMonitor
+from .readiness import UpstreamProbe
+from .registry import CallRegistry
+
+SETTINGS = web.AppKey("settings", Settings)
+REGISTRY = web.AppKey("registry", CallRegistry)
+AUTH = web.AppKey("auth", Authenticator)
+#: This relay's owner id, where it finds the relays that own other calls, and its limits
+#: (how fast calls may be created, how many one client secret may hold: in this process,
+#: or across the cluster through Redis).
+NODE = web.AppKey("node", Node)
+#: Where calls get their upstream Realtime sessions.
+UPSTREAM = web.AppKey("upstream", UpstreamConnector)
+#: The agent served on every call (``--agent``), when there is one.
+AGENTS = web.AppKey("agents", CallAgents)
+#: This app's Prometheus registry (never prometheus_client's global one).
+METRICS = web.AppKey("metrics", CollectorRegistry)
+#: The remote upstream's reachability (absent with the embedded upstream).
+PROBE = web.AppKey("probe", UpstreamProbe)
+#: The event loop's lag, measured while the app runs.
+LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
+#: Whether the relay still takes calls (relay/server/drain.py); relay/server/serve.py begins
+#: the drain on SIGTERM, and the app's cleanup runs only once it is over.
+DRAIN = web.AppKey("drain", Drain)
+
+
+async def owner_address(request: web.Request, call_id: str) -> str | None:
+    """None when the call is this relay's, else where its owner listens (the request is
+    then forwarded there). A request that was forwarded already is never forwarded again."""
+    return await request.app[NODE].locate(call_id,
+                                          forwarded=FORWARDED_HEADER in request.headers)

@@ -1,0 +1,124 @@
+"""The Realtime API's endpoints: calls (create, hang up, describe), client secrets, and
+the sideband WebSocket.
+
+The shapes are the hosted WebRTC endpoint's (shared/PROTOCOL.md); what a call is and
+does lives in the registry, the call driver and :mod:`relay.protocol.realtime`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from ..cluster.forward import forward_http, forward_websocket
+from ..errors import InvalidRequest
+from ..protocol.realtime.session_config import effective_session
+from .agent import loopback_base
+from .app_state import AGENTS, AUTH, DRAIN, NODE, REGISTRY, SETTINGS, UPSTREAM, owner_address
+from .auth import DEFAULT_TTL, credentials
+from .requests import dcid_param, expires_after_seconds, read_json, read_offer
+from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
+
+logger = logging.getLogger(__name__)
+
+
+def add_realtime_routes(router: web.UrlDispatcher) -> None:
+    """Serve the Realtime API's endpoints on ``router``."""
+    router.add_post("/v1/realtime/calls", create_call)
+    router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
+    router.add_get("/v1/realtime/calls/{call_id}", describe_call)
+    router.add_post("/v1/realtime/client_secrets", create_client_secret)
+    router.add_get("/v1/realtime", attach_sideband)
+
+
+async def create_call(request: web.Request) -> web.Response:
+    """``POST /v1/realtime/calls``: an SDP offer in, 201 with the SDP answer out."""
+    app = request.app
+    settings = app[SETTINGS]
+    secret_session = app[AUTH].authorize_call(credentials(request.headers))
+    key = app[AUTH].client_secret_id(credentials(request.headers))
+    app[DRAIN].check()
+    await app[NODE].limits.admit(request.remote, key)
+    offer, client_session = await read_offer(request, settings.max_sdp_bytes)
+    session, model = settings.session_rules.admit(secret_session, client_session,
+                                                  query_model=request.query.get("model"))
+    dcid = dcid_param(request.query.get("dcid"))
+    call_id = app[NODE].new_call_id()
+    await app[NODE].limits.hold(key, call_id)
+    try:
+        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id)
+    except BaseException:
+        app[NODE].limits.release_soon(call_id)
+        raise
+    answer = await call.start(offer, dcid=dcid)
+    logger.info("call %s: created", call.id)
+    agents = app.get(AGENTS)
+    if agents is not None:
+        sockname = request.transport.get_extra_info("sockname") if request.transport else None
+        agents.serve(call, loopback_base(sockname, settings))
+    return web.Response(
+        status=201, text=answer, content_type="text/plain", charset="utf-8",
+        headers={"Location": f"/v1/realtime/calls/{call.id}"},
+    )
+
+
+async def hangup_call(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/realtime/calls/{id}/hangup``: end the call; 404 if there is none."""
+    request.app[AUTH].authorize_call(credentials(request.headers))
+    call_id = request.match_info["call_id"]
+    owner = await owner_address(request, call_id)
+    if owner is not None:
+        return await forward_http(request, owner)
+    call = request.app[REGISTRY].get(call_id)
+    await call.close("hangup")
+    return web.Response(status=200)
+
+
+async def describe_call(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/realtime/calls/{id}`` (server key): one call, live or lately ended."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    call_id = request.match_info["call_id"]
+    owner = await owner_address(request, call_id)
+    if owner is not None:
+        return await forward_http(request, owner)
+    return web.json_response(await request.app[REGISTRY].describe(call_id))
+
+
+async def create_client_secret(request: web.Request) -> web.Response:
+    """``POST /v1/realtime/client_secrets``: mint a short-lived ``ek_`` key for a browser."""
+    auth = request.app[AUTH]
+    auth.require_server_key(credentials(request.headers))
+    request.app[DRAIN].check()
+    body = await read_json(request) if request.can_read_body else {}
+    ttl = expires_after_seconds(body, DEFAULT_TTL)
+    settings = request.app[SETTINGS]
+    session, model = settings.session_rules.admit(body.get("session"))
+    secret = auth.mint(session, ttl)
+    # Typed clients (openai-python's ClientSecretCreateResponse) need the full session,
+    # identity fields included, not just the fields that were asked for.
+    described = effective_session(secret.session, model=model,
+                                  expires_at=secret.expires_at)
+    return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
+                              "session": described})
+
+
+async def attach_sideband(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/realtime?call_id=…`` upgraded to a WebSocket (server key): a controller
+    joins a live call's session. Errors come before the upgrade, as JSON."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    call_id = request.query.get("call_id")
+    if not call_id:
+        raise InvalidRequest("call_id is required: this endpoint attaches to a live call.",
+                             code="missing_required_parameter", param="call_id")
+    owner = await owner_address(request, call_id)
+    if owner is not None:
+        return await forward_websocket(request, owner, max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
+    call = request.app[REGISTRY].get(call_id)
+    ws = web.WebSocketResponse(max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES, heartbeat=20)
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("Upgrade to a WebSocket to attach to a call.",
+                             code="websocket_required")
+    await ws.prepare(request)
+    await call.serve_sideband(ws)
+    return ws
