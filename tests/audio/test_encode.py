@@ -13,7 +13,6 @@ from relay.client import read_wav
 
 from ..conftest import FIXTURES
 
-
 needs_libopus = pytest.mark.skipif(load_libopus() is None, reason="libopus not found")
 
 
