@@ -176,8 +176,9 @@ class CallDriver:
             )
             if channel is not None:
                 self._attach_channel(channel)
-            watch_peer_datagrams(self.pc, self._hear)
+            # Media first: its inline RTP path must be under the datagram hook.
             self.media.start(self.pc, self.id)
+            watch_peer_datagrams(self.pc, self._hear)
             self._spawn(self._connect_deadline(), "connect-deadline")
             self._spawn(self._duration_deadline(), "duration-deadline")
             return sdp
