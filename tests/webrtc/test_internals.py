@@ -161,7 +161,7 @@ async def test_internals_inline_rtp_takes_every_packet_and_keeps_aiortc_counting
         assert len(tapped) >= 25
         # Inline, in order, each once; nothing had to wait, nothing failed.
         assert inline.packets >= len(tapped) - 2 and inline.packets > 0
-        assert all((b - a) % 65536 == 1 for a, b in zip(tapped, tapped[1:]))
+        assert all((b - a) % 65536 == 1 for a, b in zip(tapped, tapped[1:], strict=False))
         assert inline.deferred == inline.failures == inline.unprotect_failed == 0
         # The hook still hears the packets, and aiortc still counts them: the transport's
         # datagrams and the receiver's RTP statistics (for its receiver reports).
