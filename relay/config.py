@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from . import settings_table as table
 from .audio import (
@@ -30,6 +30,7 @@ from .audio import (
     OPUS_APPLICATIONS,
 )
 from .audio.inbound_audio import REORDER_MS
+from .base.webhook_signature import webhook_secret_problem
 from .errors import ConfigError, InvalidRequest
 from .logs import LOG_FORMATS, LogFormat
 from .protocol.realtime.policy import FIELD_PATH, Policy, SessionRules, locked_policy
@@ -73,10 +74,14 @@ EVENT_LOOPS: tuple[EventLoop, ...] = ("auto", "uvloop", "asyncio")
 #: Shortest signing secret accepted: 128 bits of hex.
 MIN_SIGNING_SECRET_CHARS = 32
 
+RecordMode = Literal["off", "all"]
+RECORD_MODES: tuple[RecordMode, ...] = ("off", "all")
+
 AuthMode = Literal["open", "token"]
 AUTH_MODES: tuple[AuthMode, ...] = ("open", "token")
 
 OPENAI_REALTIME_URL = "wss://api.openai.com/v1/realtime"
+OPENAI_LIVE_URL = "wss://api.openai.com/v1/live/sessions"
 
 #: Addresses that listen everywhere, which no other relay can connect to.
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -210,6 +215,12 @@ def _host_port(text: str | None) -> str | None:
     return None
 
 
+def _http_url(url: str | None) -> str | None:
+    if url is None or re.match(r"https?://[^/\s]+", url):
+        return None
+    return "must be an http:// or https:// URL"
+
+
 def _session(session: Mapping[str, Any]) -> str | None:
     try:
         normalize_session(session)
@@ -250,6 +261,12 @@ class Settings:
     upstream_url: str | None = setting(
         None, flag="--upstream-url", env="RELAY_UPSTREAM_URL", metavar="URL",
         help="upstream Realtime WebSocket", shown="embedded server; OpenAI's when a key is set")
+    #: ``None``: derived from ``upstream_url`` (its ``/v1/realtime`` path becomes
+    #: ``/v1/live/sessions``), else OpenAI's.
+    live_upstream_url: str | None = setting(
+        None, flag="--live-upstream-url", env="RELAY_LIVE_UPSTREAM_URL", metavar="URL",
+        help="upstream GPT-Live WebSocket (primary, `session.start`)",
+        shown="beside the Realtime upstream; OpenAI's when a key is set")
     api_key: str | None = setting(
         None, env="OPENAI_API_KEY", secret=True, help="upstream key")
     #: E.g. ``(("api-key", "..."),)`` for Azure.
@@ -474,6 +491,37 @@ class Settings:
         help="address other relays reach the internal listener at (with workers, PORT + i)",
         shown="the internal address")
 
+    #: Recording (relay/recording/): the user's audio as received and what the user heard,
+    #: one stereo Ogg/Opus file, with the events both ways and the call's metadata. ``off``
+    #: still records the calls the operator asks for (a client secret minted with
+    #: ``"record": true``, or ``?record=true`` on a call created with a server key).
+    record: RecordMode = setting(
+        "off", flag="--record", env="RELAY_RECORD", choices=RECORD_MODES,
+        help="record calls (`all`: every call; `off`: only those the operator asks for "
+             "when minting the client secret)")
+    record_dir: str = setting(
+        "recordings", flag="--record-dir", env="RELAY_RECORD_DIR", metavar="DIR",
+        help="directory of the recordings, one directory per call (created if need be)")
+    #: Retention, swept at start, after each recording and every minute.
+    record_max_age_days: float = setting(
+        30.0, env="RELAY_RECORD_MAX_AGE_DAYS", check=between(0, 36500),
+        help="recordings older than this are removed, days (0: kept however old)")
+    record_max_gb: float = setting(
+        10.0, env="RELAY_RECORD_MAX_GB", check=between(0, 1_000_000),
+        help="the recordings' total size; past it the oldest are removed, GB (0: no limit)")
+    #: relay/server/webhooks.py: call.started, call.ended, recording.ready.
+    webhook_url: str | None = setting(
+        None, flag="--webhook-url", env="RELAY_WEBHOOK_URL", check=_http_url, metavar="URL",
+        help="URL that receives the webhooks `call.started`, `call.ended` and "
+             "`recording.ready`, signed with RELAY_WEBHOOK_SECRET (Standard Webhooks)")
+    webhook_secret: str | None = setting(
+        None, env="RELAY_WEBHOOK_SECRET", secret=True, check=webhook_secret_problem,
+        help="signing secret of the webhooks: `whsec_` and base64 of random bytes")
+    webhook_retry_seconds: float = setting(
+        3600.0, env="RELAY_WEBHOOK_RETRY_SECONDS", check=positive,
+        help="how long a webhook that fails is retried (backoff from 0.5 s to a minute), "
+             "seconds")
+
     local_mode: LocalMode = setting(
         DEFAULT_LOCAL_MODE, flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
         help="embedded upstream's answer (`assistant`: spoken words, a parrot without the "
@@ -565,6 +613,10 @@ class Settings:
                 "RELAY_REDIS_URL is set but other relays cannot reach this one: set "
                 "RELAY_INTERNAL_ADDRESS (and RELAY_ADVERTISE_ADDRESS if it is a wildcard), or "
                 "listen on a specific RELAY_HOST", param="internal_address")
+        if self.webhook_url and not self.webhook_secret:
+            raise ConfigError("RELAY_WEBHOOK_URL is set but RELAY_WEBHOOK_SECRET is not: "
+                              "webhooks are always signed (set it to whsec_ and base64 of "
+                              "random bytes)", param="webhook_secret")
         if (self.internal_address is not None and self.advertise_address is None
                 and split_host_port(self.internal_address)[0] in WILDCARDS):
             raise ConfigError("RELAY_INTERNAL_ADDRESS is a wildcard: set "
@@ -606,6 +658,25 @@ class Settings:
         if self.api_key and not any(k.lower() == "authorization" for k in headers):
             headers["Authorization"] = f"Bearer {self.api_key}"
         return url, headers
+
+    def live_upstream_target(self) -> tuple[str, dict[str, str]]:
+        """URL and headers of the remote GPT-Live upstream (a remote upstream is set)."""
+        target = self.upstream_target()
+        headers = target[1] if target is not None else {}
+        if self.live_upstream_url is not None:
+            return self.live_upstream_url, headers
+        if self.upstream_url is not None:
+            return live_url_beside(self.upstream_url), headers
+        return OPENAI_LIVE_URL, headers
+
+
+def live_url_beside(realtime_url: str) -> str:
+    """The GPT-Live URL of the server whose Realtime URL is ``realtime_url``: same scheme
+    and host, path ``/v1/live/sessions`` (a path prefix before ``/v1`` is kept)."""
+    parts = urlsplit(realtime_url)
+    prefix = parts.path.split("/v1/", 1)[0] if "/v1/" in parts.path else ""
+    return urlunsplit(parts._replace(path=prefix.rstrip("/") + "/v1/live/sessions",
+                                     query=""))
 
 
 def worker_environment(index: int, directory: str) -> dict[str, str]:

@@ -11,6 +11,11 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     ├── RateLimited                 429, code "rate_limit_exceeded" (with Retry-After)
     ├── AuthenticationFailed        401, "invalid_request_error", code "invalid_api_key"
     ├── CallNotFound                404, code "call_id_not_found"
+    │   └── LiveSessionNotFound     404, code "session_not_found" (a GPT-Live session)
+    ├── RecordingNotFound           404, code "recording_not_found" (no recording of that call)
+    ├── RecordingInProgress         409, code "recording_in_progress" (the call is live)
+    ├── NotSupported                400, code "not_supported" (an endpoint the relay does not
+    │                               serve: a 4xx, so clients do not retry it)
     ├── CapacityExceeded            503, code "capacity_exceeded" (with Retry-After)
     │   └── UdpPortsExhausted       503, code "udp_ports_exhausted" (every port of the range in use)
     ├── Draining                    503, code "relay_draining" (stopping: no new calls;
@@ -113,6 +118,47 @@ class CallNotFound(RelayError):
 
     def __init__(self) -> None:
         super().__init__("No session found for the provided call_id", param="")
+
+
+class LiveSessionNotFound(CallNotFound):
+    """No live GPT-Live session has that id (never had, or it has ended)."""
+
+    default_code = "session_not_found"
+
+    def __init__(self) -> None:
+        RelayError.__init__(self, "No Live session found for the provided session_id.",
+                            param="session_id")
+
+
+class RecordingNotFound(RelayError):
+    """No recording of that call here: it was not recorded, or retention removed it."""
+
+    status = 404
+    type = "invalid_request_error"
+    default_code = "recording_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("No recording found for the provided call_id", param="call_id")
+
+
+class RecordingInProgress(RelayError):
+    """The call is still being recorded: its recording is ready once it has ended."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "recording_in_progress"
+
+    def __init__(self) -> None:
+        super().__init__("The call is still being recorded; its recording is ready once "
+                         "it has ended.", param="call_id")
+
+
+class NotSupported(RelayError):
+    """An endpoint of the API that the relay does not serve (GPT-Live's ``fork``)."""
+
+    status = 400
+    type = "invalid_request_error"
+    default_code = "not_supported"
 
 
 class CapacityExceeded(RelayError):

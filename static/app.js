@@ -7,6 +7,12 @@
  * assistant's voice arrives as a remote audio track; everything else arrives as JSON
  * events on the data channel.
  *
+ * With "GPT-Live" chosen, the same page holds a GPT-Live session instead: it POSTs
+ * `{session, transport: {type: "webrtc", sdp}}` as JSON to /v1/live/sessions, reads the
+ * session id from the JSON answer, and shows the session's input and output transcript
+ * deltas (docs/LIVE_PROTOCOL.md). GPT-Live has no cancel command and no typed user
+ * messages: the model handles interruptions itself.
+ *
  * While the call lasts, the statistics panel charts what getStats() says of the network
  * and the audio, and lists each turn's latency (see callstats.js).
  *
@@ -19,6 +25,10 @@
 import { CallStats, TurnTimer } from "/static/callstats.js";
 
 const CALLS_URL = "/v1/realtime/calls";
+const LIVE_URL = "/v1/live/sessions";
+const LIVE_MODEL = "gpt-live-1";
+/** A GPT-Live reply counts as playing until this long after its last transcript delta. */
+const LIVE_QUIET_MS = 1200;
 /** How long to wait for ICE gathering before posting the offer anyway. */
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 /** Lines kept in the on-page event log. */
@@ -35,6 +45,7 @@ const $ = (id) => document.getElementById(id);
 const ui = {
   state: $("state"),
   callId: $("call-id"),
+  recording: $("recording"),
   start: $("start"),
   hangup: $("hangup"),
   interrupt: $("interrupt"),
@@ -52,6 +63,7 @@ const ui = {
   send: $("send"),
   log: $("log"),
   logCount: $("log-count"),
+  protocol: $("protocol"),
 };
 
 /** The call statistics charts and the turn latencies; kept after a call ends, for a look. */
@@ -73,6 +85,10 @@ const transcriptItems = new Map();
 let speakingItemId = null;
 /** The response being generated (between response.created and response.done), or null. */
 let activeResponseId = null;
+/** GPT-Live's transcript deltas carry no item ids: each run of one role's deltas is a turn. */
+let liveTurn = { role: null, id: null, count: 0 };
+/** Turns the speaking indicator off once a GPT-Live reply has gone quiet. */
+let liveQuietTimer = null;
 /** Errors that need no alert: a cancel that raced the end of its response is harmless. */
 const QUIET_ERRORS = new Set(["response_cancel_not_active"]);
 
@@ -100,7 +116,7 @@ async function start() {
   resetCallView();
   const session = {
     pc: null, channel: null, mic: null, audio: null, id: null, meterTimer: null,
-    analysers: {}, closed: false,
+    analysers: {}, closed: false, protocol: chosenProtocol(),
   };
   call = session;
   setState("starting");
@@ -132,16 +148,18 @@ async function start() {
     await iceGatheringDone(pc, ICE_GATHERING_TIMEOUT_MS);
     if (session.closed) return;
     logNote(`posting the offer (ICE gathering ${pc.iceGatheringState})`);
-    const { answer, callId } = await postOffer(pc.localDescription.sdp);
+    const { answer, callId } = session.protocol === "live"
+      ? await postLiveOffer(pc.localDescription.sdp)
+      : await postOffer(pc.localDescription.sdp);
     if (session.closed) {
       // Hung up while the relay was answering: end the call it just made.
-      if (callId) postHangup(callId).catch(() => {});
+      if (callId) postHangup(callId, {}, session.protocol).catch(() => {});
       return;
     }
     session.id = callId;
     demo.callId = callId;
     ui.callId.textContent = callId || "unknown";
-    logNote(`call ${callId} created`);
+    logNote(`${session.protocol === "live" ? "GPT-Live session" : "call"} ${callId} created`);
     await pc.setRemoteDescription({ type: "answer", sdp: answer });
   } catch (error) {
     if (session.closed) return;
@@ -160,7 +178,7 @@ async function hangup() {
   let status = null;
   if (session.id) {
     try {
-      const response = await postHangup(session.id);
+      const response = await postHangup(session.id, {}, session.protocol);
       status = response.status;
       // 404: the relay had already ended the call; nothing to tell the user.
       if (!response.ok && response.status !== 404) showError(await errorMessage(response));
@@ -274,8 +292,35 @@ async function postOffer(sdp) {
   return { answer: await response.text(), callId };
 }
 
-function postHangup(callId, options = {}) {
-  return fetch(`${CALLS_URL}/${encodeURIComponent(callId)}/hangup`, {
+/** POST a GPT-Live session (JSON in, JSON out); return the answer and the session id. */
+async function postLiveOffer(sdp) {
+  const session = { model: LIVE_MODEL };
+  const instructions = ui.instructions.value.trim();
+  if (instructions) session.instructions = instructions;
+  let response;
+  try {
+    response = await fetch(LIVE_URL, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...authHeaders() },
+      body: JSON.stringify({ session, transport: { type: "webrtc", sdp } }),
+    });
+  } catch (error) {
+    throw new Error(`Could not reach the relay: ${error.message}`);
+  }
+  if (!response.ok) throw new Error(await errorMessage(response));
+  const created = await response.json();
+  return { answer: created.transport.sdp, callId: created.session.id };
+}
+
+/** The voice API chosen on the page: "realtime" or "live". */
+function chosenProtocol() {
+  const checked = ui.protocol.querySelector("input[name=protocol]:checked");
+  return checked ? checked.value : "realtime";
+}
+
+function postHangup(callId, options = {}, protocol = "realtime") {
+  const base = protocol === "live" ? LIVE_URL : CALLS_URL;
+  return fetch(`${base}/${encodeURIComponent(callId)}/hangup`, {
     method: "POST",
     headers: authHeaders(),
     ...options,
@@ -325,7 +370,10 @@ function watchChannel(session) {
     logNote("data channel open");
     updateControls();
     const instructions = ui.instructions.value.trim();
-    if (instructions) send({ type: "session.update", session: { type: "realtime", instructions } });
+    // A GPT-Live session got its instructions when it was created (they are immutable).
+    if (instructions && session.protocol !== "live") {
+      send({ type: "session.update", session: { type: "realtime", instructions } });
+    }
   };
   channel.onmessage = (message) => {
     if (call !== session) return;
@@ -413,6 +461,10 @@ function receive(event) {
       showError(`The assistant reported an error: ${error.message || "unknown error"}${code}`);
       break;
     }
+    case "relay.recording.started":
+      // The relay's own event: this call is recorded (audio both ways and the events).
+      ui.recording.hidden = false;
+      break;
     case "response.created":
       activeResponseId = (event.response && event.response.id) || "unknown";
       break;
@@ -458,9 +510,27 @@ function receive(event) {
     case "response.output_text.done":
       setEntryText(event.item_id, "assistant", event.text);
       break;
+    case "session.input_transcript.delta":
+      appendEntryText(liveTurnId("user"), "user", event.delta);
+      break;
+    case "session.output_transcript.delta":
+      appendEntryText(liveTurnId("assistant"), "assistant", event.delta);
+      setSpeaking(true);
+      clearTimeout(liveQuietTimer);
+      liveQuietTimer = setTimeout(() => setSpeaking(false), LIVE_QUIET_MS);
+      break;
     default:
       break;
   }
+}
+
+/** The transcript entry of the current GPT-Live turn of ``role`` (a new one when the
+ * other party spoke last). */
+function liveTurnId(role) {
+  if (liveTurn.role !== role) {
+    liveTurn = { role, id: `live-${role}-${liveTurn.count + 1}`, count: liveTurn.count + 1 };
+  }
+  return liveTurn.id;
 }
 
 /** A short, human summary of an event for the log. */
@@ -470,6 +540,7 @@ function summarize(event) {
   const parts = (() => {
     switch (event.type) {
       case "session.created":
+      case "session.started":
       case "session.updated": {
         const session = event.session || {};
         const voice = session.audio && session.audio.output && session.audio.output.voice;
@@ -497,6 +568,13 @@ function summarize(event) {
         return [`“${event.transcript}”`];
       case "conversation.item.input_audio_transcription.completed":
         return [`“${event.transcript}”`];
+      case "session.input_transcript.delta":
+      case "session.output_transcript.delta":
+        return [JSON.stringify(event.delta), `${event.start_ms}–${event.end_ms} ms`];
+      case "session.delegation.created":
+        return [event.delegation && event.delegation.id, `at ${event.offset_ms} ms`];
+      case "session.closed":
+        return [event.reason];
       case "rate_limits.updated":
         return (event.rate_limits || []).map((limit) => `${limit.name} ${limit.remaining}`);
       default:
@@ -586,18 +664,24 @@ function setSpeaking(speaking) {
 
 function updateControls() {
   const open = Boolean(call && call.channel && call.channel.readyState === "open");
+  // GPT-Live has no cancel and no typed user messages: the model handles interruptions.
+  const realtime = !call || call.protocol !== "live";
   ui.start.disabled = Boolean(call);
   ui.hangup.disabled = !call;
-  ui.interrupt.disabled = !open;
-  ui.message.disabled = !open;
-  ui.send.disabled = !open;
+  ui.interrupt.disabled = !open || !realtime;
+  ui.message.disabled = !open || !realtime;
+  ui.send.disabled = !open || !realtime;
+  for (const input of ui.protocol.querySelectorAll("input")) input.disabled = Boolean(call);
 }
 
 function resetCallView() {
+  liveTurn = { role: null, id: null, count: 0 };
+  clearTimeout(liveQuietTimer);
   demo.events = [];
   demo.callId = null;
   demo.micLevel = demo.maxMicLevel = demo.remoteLevel = demo.maxRemoteLevel = 0;
   ui.callId.textContent = "—";
+  ui.recording.hidden = true;
   ui.transcript.replaceChildren();
   transcriptItems.clear();
   callStats.clear();
@@ -683,5 +767,5 @@ ui.messageForm.addEventListener("submit", (event) => {
 });
 // Leaving the page ends the call on the relay too (keepalive outlives the page).
 window.addEventListener("pagehide", () => {
-  if (call && call.id) postHangup(call.id, { keepalive: true }).catch(() => {});
+  if (call && call.id) postHangup(call.id, { keepalive: true }, call.protocol).catch(() => {});
 });

@@ -27,6 +27,7 @@ def serve_args(*argv: str) -> argparse.Namespace:
 
 
 # Every environment variable, one value of each parser kind, and what it becomes.
+WEBHOOK_SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
 ENVIRONMENT = [
     ("RELAY_HOST", "::1", "host", "::1"),
     ("RELAY_AUTH", "open", "auth", "open"),
@@ -43,6 +44,8 @@ ENVIRONMENT = [
     ("RELAY_DRAIN_TIMEOUT", "0", "drain_timeout", 0.0),
     ("RELAY_UPSTREAM_URL", "wss://example.test/v1/realtime", "upstream_url",
      "wss://example.test/v1/realtime"),
+    ("RELAY_LIVE_UPSTREAM_URL", "wss://example.test/v1/live/sessions", "live_upstream_url",
+     "wss://example.test/v1/live/sessions"),
     ("OPENAI_API_KEY", "sk-abc", "api_key", "sk-abc"),
     ("RELAY_UPSTREAM_HEADERS", "api-key: k1\nX-Trace:  on \n", "upstream_headers",
      (("api-key", "k1"), ("X-Trace", "on"))),
@@ -90,15 +93,27 @@ ENVIRONMENT = [
     ("RELAY_OWNER_TTL", "5", "owner_ttl", 5.0),
     ("RELAY_INTERNAL_ADDRESS", "10.0.0.2:8090", "internal_address", "10.0.0.2:8090"),
     ("RELAY_ADVERTISE_ADDRESS", "[fd00::2]:8090", "advertise_address", "[fd00::2]:8090"),
+    ("RELAY_RECORD", "all", "record", "all"),
+    ("RELAY_RECORD_DIR", "/var/lib/relay/recordings", "record_dir", "/var/lib/relay/recordings"),
+    ("RELAY_RECORD_MAX_AGE_DAYS", "7", "record_max_age_days", 7.0),
+    ("RELAY_RECORD_MAX_GB", "0.5", "record_max_gb", 0.5),
+    ("RELAY_WEBHOOK_URL", "https://backend.example/hooks", "webhook_url",
+     "https://backend.example/hooks"),
+    ("RELAY_WEBHOOK_SECRET", WEBHOOK_SECRET, "webhook_secret", WEBHOOK_SECRET),
+    ("RELAY_WEBHOOK_RETRY_SECONDS", "60", "webhook_retry_seconds", 60.0),
 ]
+#: Settings that only work together with another: what goes with each in the test above.
+COMPANIONS = {"RELAY_WEBHOOK_URL": {"RELAY_WEBHOOK_SECRET": WEBHOOK_SECRET}}
 
 
 @pytest.mark.parametrize(("var", "text", "name", "value"), ENVIRONMENT)
 def test_config_env_variable_sets_its_setting(var: str, text: str, name: str,
                                               value: Any) -> None:
-    settings = Settings.from_env({var: text})
+    companions = COMPANIONS.get(var, {})
+    settings = Settings.from_env({var: text, **companions})
     assert getattr(settings, name) == value
-    assert settings.replace(**{name: getattr(Settings(), name)}) == Settings()
+    assert settings.replace(**{name: getattr(Settings(), name)}) == Settings.from_env(
+        companions)
 
 
 def test_config_every_env_variable_is_tested() -> None:
@@ -154,6 +169,9 @@ def test_config_repeated_flags_join_and_take_comma_lists() -> None:
 # A valid argument for every flag, and the value it gives.
 FLAGS: dict[str, tuple[str, Any]] = {
     "host": ("0.0.0.0", "0.0.0.0"),
+    "record": ("all", "all"),
+    "record_dir": ("/srv/recordings", "/srv/recordings"),
+    "webhook_url": ("http://127.0.0.1:9/hooks", "http://127.0.0.1:9/hooks"),
     "auth": ("open", "open"),
     "cors_origins": ("*", ("*",)),
     "locked_fields": ("tools", ("tools",)),
@@ -161,6 +179,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "workers": ("2", 2),
     "drain_timeout": ("2.5", 2.5),
     "upstream_url": ("ws://127.0.0.1:9/v1/realtime", "ws://127.0.0.1:9/v1/realtime"),
+    "live_upstream_url": ("ws://127.0.0.1:9/v1/live/sessions", "ws://127.0.0.1:9/v1/live/sessions"),
     "upstream_headers": ("api-key: k", (("api-key", "k"),)),
     "model": ("m", "m"),
     "models": ("m,n", ("m", "n")),
@@ -211,7 +230,8 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     flagged = {name: s.flag for name, s in declared(Settings) if s.flag}
     assert set(flagged) == set(FLAGS)
     argv = [item for name, flag in flagged.items() for item in (flag, FLAGS[name][0])]
-    settings = Settings.from_args(serve_args(*argv), {})
+    # (A webhook URL needs its secret, which is never a flag.)
+    settings = Settings.from_args(serve_args(*argv), {"RELAY_WEBHOOK_SECRET": WEBHOOK_SECRET})
     assert {name: getattr(settings, name) for name in FLAGS} == {
         name: value for name, (_, value) in FLAGS.items()}
 
@@ -270,6 +290,11 @@ def test_config_generated_parser_accepts_every_flag() -> None:
     ("RELAY_SIGNING_SECRETS", "s" * 32 + ",short", "RELAY_SIGNING_SECRETS must be at least 32"),
     ("RELAY_REDIS_URL", "10.0.0.5:6379", "RELAY_REDIS_URL / --redis-url must be a redis://"),
     ("RELAY_OWNER_TTL", "0.5", "RELAY_OWNER_TTL must be from 1 to 3600"),
+    ("RELAY_RECORD", "some", "RELAY_RECORD / --record must be one of off, all"),
+    ("RELAY_RECORD_MAX_GB", "-1", "RELAY_RECORD_MAX_GB must be from 0 to"),
+    ("RELAY_WEBHOOK_URL", "backend.example/hooks", "RELAY_WEBHOOK_URL / --webhook-url must "
+     "be an http:// or https:// URL"),
+    ("RELAY_WEBHOOK_SECRET", "secret", "RELAY_WEBHOOK_SECRET must be whsec_"),
     ("RELAY_INTERNAL_ADDRESS", "10.0.0.2", "RELAY_INTERNAL_ADDRESS / --internal-address must "
      "be HOST:PORT"),
     ("RELAY_ADVERTISE_ADDRESS", "a:99999", "RELAY_ADVERTISE_ADDRESS / --advertise-address "
@@ -454,3 +479,17 @@ def test_settings_secret_strings_are_every_secret_settings_value_and_its_parts()
         assert value in secrets
     # Names and non-secret settings are not masked.
     assert "Authorization" not in secrets and "127.0.0.1" not in secrets
+
+
+def test_config_live_upstream_sits_beside_the_realtime_upstream() -> None:
+    local = Settings(upstream_url="ws://127.0.0.1:8765/v1/realtime?model=m")
+    assert local.live_upstream_target() == ("ws://127.0.0.1:8765/v1/live/sessions", {})
+    azure = Settings(upstream_url="wss://x.example/openai/v1/realtime",
+                     upstream_headers=(("api-key", "k"),))
+    assert azure.live_upstream_target() == ("wss://x.example/openai/v1/live/sessions",
+                                            {"api-key": "k"})
+    hosted = Settings(api_key="sk-abc")
+    assert hosted.live_upstream_target() == ("wss://api.openai.com/v1/live/sessions",
+                                             {"Authorization": "Bearer sk-abc"})
+    chosen = Settings(api_key="sk-abc", live_upstream_url="wss://live.example/v1/live/sessions")
+    assert chosen.live_upstream_target()[0] == "wss://live.example/v1/live/sessions"

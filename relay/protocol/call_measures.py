@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .live.live_events import EVENT_TYPES as LIVE_EVENT_TYPES
+
 #: Where an event went: received from the upstream, the client's data channel, or a
 #: sideband; sent to the upstream, the client or a sideband.
 DIRECTIONS = ("from_upstream", "from_client", "from_sideband",
@@ -51,7 +53,7 @@ KNOWN_EVENT_TYPES = frozenset({
     "response.mcp_call.in_progress", "response.mcp_call.completed",
     "response.mcp_call.failed", "mcp_list_tools.in_progress", "mcp_list_tools.completed",
     "mcp_list_tools.failed", "rate_limits.updated",
-})
+}) | LIVE_EVENT_TYPES
 
 #: Latency buckets for a voice conversation (seconds): 50 ms to 5 s.
 VOICE_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5,
@@ -64,7 +66,7 @@ MAX_CODE_LENGTH = 64
 
 
 def event_label(kind: str) -> str:
-    """``kind`` if it is a known Realtime event type, else ``"other"``."""
+    """``kind`` if it is a known Realtime or GPT-Live event type, else ``"other"``."""
     return kind if kind in KNOWN_EVENT_TYPES else "other"
 
 

@@ -41,6 +41,8 @@ class CallProtocol(Protocol):
     view_object: str
     #: The session the call was created with (the operator's, the key's and the request's).
     requested_session: dict[str, Any]
+    #: The call's effective session, as the upstream last described it (for the record).
+    session: dict[str, Any]
     #: Audio counters, barge-ins and event measures (read by logs, metrics and the view).
     stats: CallStats
     #: The assistant audio waiting to be played out.
@@ -69,6 +71,11 @@ class CallProtocol(Protocol):
 
     def relay_error(self, error: RelayError) -> None:
         """Tell the client and every sideband about ``error`` (an ``error`` event)."""
+
+    def notify_client(self, event: Event) -> None:
+        """An event of the relay's own (``relay.*``, such as the notice that the call is
+        recorded) for the client's channel only, right after the family's greeting (the
+        channel's first event), or at once if that has gone."""
 
     def hold_client_events(self) -> None:
         """Hold the client's events until a controller has configured the session."""

@@ -23,34 +23,41 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from ..cluster.node import Node
 from ..config import Settings
 from ..errors import RelayError
-from ..upstream.client import WebSocketConnector
+from ..protocol.redact import Redactor
+from ..recording.recordings import Recordings, Retention
+from ..upstream.client import LiveConnector, WebSocketConnector
 from ..webrtc.udp_ports import UdpPorts
 from .agent import CallAgents, load_agent
 from .app_state import (
     AGENTS,
     AUTH,
     DRAIN,
+    LIVE_UPSTREAM,
     LOOP_LAG,
     METRICS,
     NODE,
     PROBE,
+    RECORDS,
     REGISTRY,
     SETTINGS,
     UPSTREAM,
 )
 from .auth import Authenticator, credentials
+from .call_records import CallRecords
 from .client_secrets import SecretSigner
 from .drain import Drain
+from .live_api import add_live_routes
 from .loop_lag import LoopLagMonitor
 from .prometheus import RelayCollector
 from .readiness import UpstreamProbe
 from .realtime_api import add_realtime_routes
 from .registry import CallRegistry
+from .webhooks import WebhookSender
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AGENTS", "AUTH", "DRAIN", "LOOP_LAG", "METRICS", "NODE", "PROBE", "REGISTRY",
-           "SETTINGS", "UPSTREAM", "create_app"]
+__all__ = ["AGENTS", "AUTH", "DRAIN", "LOOP_LAG", "METRICS", "NODE", "PROBE", "RECORDS",
+           "REGISTRY", "SETTINGS", "UPSTREAM", "create_app"]
 
 #: Seconds between the warnings that auth is open on a public address.
 OPEN_WARNING_INTERVAL = 60.0
@@ -74,7 +81,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
                           client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
-    app[REGISTRY] = CallRegistry(settings, ports)
+    records = app[RECORDS] = _call_records(settings)
+    app[REGISTRY] = CallRegistry(settings, ports, records)
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
     app[DRAIN] = Drain(settings.drain_timeout)
@@ -87,6 +95,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         logger.info("serving the agent %s on every call", settings.agent)
     app[METRICS] = _metrics_registry(app)
     app.cleanup_ctx.append(_node_ctx)
+    app.cleanup_ctx.append(_records_ctx)
     app.cleanup_ctx.append(_upstream_ctx)
     app.cleanup_ctx.append(_probe_ctx)
     app.cleanup_ctx.append(_loop_lag_ctx)
@@ -96,6 +105,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         app.cleanup_ctx.append(_open_warning_ctx)
     app.on_shutdown.append(_close_calls)
     add_realtime_routes(app.router)
+    add_live_routes(app.router)
     app.router.add_get("/healthz", health)
     app.router.add_get("/readyz", ready)
     app.router.add_get("/stats", stats)
@@ -110,6 +120,19 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
         app.router.add_get("/", index_page)
         app.router.add_static("/static/", static)
     return app
+
+
+def _call_records(settings: Settings) -> CallRecords:
+    retention = Retention(max_age_seconds=settings.record_max_age_days * 86400,
+                          max_bytes=int(settings.record_max_gb * 1e9))
+    # Recordings are masked as the logs are: every secret the settings hold.
+    recordings = Recordings(Path(settings.record_dir), retention,
+                            Redactor(settings.secret_strings()))
+    webhooks = None
+    if settings.webhook_url and settings.webhook_secret:
+        webhooks = WebhookSender(settings.webhook_url, settings.webhook_secret,
+                                 retry_for=settings.webhook_retry_seconds)
+    return CallRecords(settings, recordings, webhooks)
 
 
 def _signer(settings: Settings) -> SecretSigner:
@@ -171,6 +194,13 @@ def _metrics_registry(app: web.Application) -> CollectorRegistry:
                 "How late the event loop ran a timer, last measured.", lag.lag)
             values["relay_event_loop_lag_max_seconds"] = (
                 "The largest event-loop lag over the last 10 s.", lag.recent_max)
+        records = app[RECORDS]
+        values["relay_recordings_active"] = ("Calls being recorded now.",
+                                             float(len(records.recordings)))
+        if records.webhooks is not None:
+            values["relay_webhooks_pending"] = (
+                "Webhook events queued, not yet delivered (a receiver down shows here).",
+                float(records.webhooks.pending))
         return values
 
     metrics_registry = CollectorRegistry(auto_describe=False)
@@ -242,11 +272,27 @@ async def _node_ctx(app: web.Application) -> AsyncIterator[None]:
         await node.close()
 
 
+async def _records_ctx(app: web.Application) -> AsyncIterator[None]:
+    records = app[RECORDS]
+    await records.recordings.start()
+    if records.webhooks is not None:
+        records.webhooks.start()
+    try:
+        yield
+    finally:
+        # The calls end first (their recordings are finished, their webhooks queued).
+        await app[REGISTRY].close_all()
+        await records.recordings.close()
+        if records.webhooks is not None:
+            await records.webhooks.close()
+
+
 async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     target = settings.upstream_target()
     if target is not None:
         app[UPSTREAM] = WebSocketConnector(*target, model=settings.model)
+        app[LIVE_UPSTREAM] = LiveConnector(*settings.live_upstream_target())
         yield
         return
     from ..upstream.local import LocalRealtimeServer
@@ -254,6 +300,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     server = LocalRealtimeServer(mode=settings.local_mode)
     await server.start("127.0.0.1", 0)
     app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
+    app[LIVE_UPSTREAM] = LiveConnector(server.live_url, {})
     logger.info("using the embedded local Realtime server (%s mode)", server.mode)
     try:
         yield

@@ -12,6 +12,7 @@ from ..config import Settings
 from ..upstream.client import UpstreamConnector
 from .agent import CallAgents
 from .auth import Authenticator
+from .call_records import CallRecords
 from .drain import Drain
 from .loop_lag import LoopLagMonitor
 from .readiness import UpstreamProbe
@@ -26,6 +27,8 @@ AUTH = web.AppKey("auth", Authenticator)
 NODE = web.AppKey("node", Node)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
+#: Where GPT-Live sessions get their upstream (a primary Live WebSocket).
+LIVE_UPSTREAM = web.AppKey("live_upstream", UpstreamConnector)
 #: The agent served on every call (``--agent``), when there is one.
 AGENTS = web.AppKey("agents", CallAgents)
 #: This app's Prometheus registry (never prometheus_client's global one).
@@ -37,6 +40,8 @@ LOOP_LAG = web.AppKey("loop_lag", LoopLagMonitor)
 #: Whether the relay still takes calls (relay/server/drain.py); relay/server/serve.py begins
 #: the drain on SIGTERM, and the app's cleanup runs only once it is over.
 DRAIN = web.AppKey("drain", Drain)
+#: Recordings and webhooks of the calls (relay/server/call_records.py).
+RECORDS = web.AppKey("records", CallRecords)
 
 
 async def owner_address(request: web.Request, call_id: str) -> str | None:

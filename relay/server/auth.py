@@ -31,6 +31,7 @@ class ClientSecret:
     value: str
     expires_at: int
     session: Session
+    record: bool = False
 
 
 class Authenticator:
@@ -84,15 +85,36 @@ class Authenticator:
             return None
         return hashlib.sha256(token.encode()).hexdigest()[:32]
 
-    def mint(self, session: Session, ttl: int = DEFAULT_TTL) -> ClientSecret:
-        """A new client secret valid for ``ttl`` seconds, bound to ``session``."""
+    def recording_requested(self, authorization: str | None) -> bool:
+        """True when ``authorization`` carries a live client secret minted with
+        ``"record": true`` (its calls are recorded)."""
+        token = _bearer(authorization)
+        if not token.startswith(SECRET_PREFIX):
+            return False
+        try:
+            verified = self._signer.verify(token)
+        except AuthenticationFailed:
+            return False
+        return verified.record and verified.expires_at > self._clock()
+
+    def is_server_key(self, authorization: str | None) -> bool:
+        """True when ``authorization`` carries a server key (any bearer but a client
+        secret, when none is configured)."""
+        token = _bearer(authorization)
+        return not token.startswith(SECRET_PREFIX) and self._is_server_key(token)
+
+    def mint(self, session: Session, ttl: int = DEFAULT_TTL, *,
+             record: bool = False) -> ClientSecret:
+        """A new client secret valid for ``ttl`` seconds, bound to ``session`` (and, with
+        ``record``, recording its calls)."""
         if isinstance(ttl, bool) or not MIN_TTL <= ttl <= MAX_TTL:
             raise InvalidRequest(
                 f"expires_after.seconds must be between {MIN_TTL} and {MAX_TTL}.",
                 code="invalid_value", param="expires_after.seconds",
             )
         expires_at = int(self._clock()) + ttl
-        return ClientSecret(self._signer.sign(expires_at, session), expires_at, session)
+        return ClientSecret(self._signer.sign(expires_at, session, record=record), expires_at,
+                            session, record)
 
     def _live_session(self, token: str) -> Session:
         verified = self._signer.verify(token)

@@ -32,11 +32,12 @@ from ..errors import RelayError
 from ..logs import CallLog
 from ..protocol.call_protocol import CallProtocol, CoreFactory
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
-from ..protocol.events import dumps
+from ..protocol.events import dumps, new_event_id
 from ..protocol.flood import MessageLimits
 from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..protocol.redact import Redactor
+from ..recording.call_recorder import CallRecorder
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.call_media import CallMedia, MediaOptions
 from ..webrtc.internals import watch_peer_datagrams
@@ -44,6 +45,7 @@ from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_
 from ..webrtc.rtc_stats import rtp_summary
 from ..webrtc.udp_ports import UdpPorts
 from . import call_view
+from .call_records import recording_notice
 from .sideband import Sideband
 
 logger = logging.getLogger(__name__)
@@ -70,8 +72,10 @@ class CallDriver:
         *,
         model: str | None = None,
         on_closed: Callable[[CallDriver], None] | None = None,
+        on_started: Callable[[CallDriver], None] | None = None,
         ports: UdpPorts | None = None,
         core: CoreFactory = CallCore,
+        recorder: CallRecorder | None = None,
     ) -> None:
         self.id = call_id
         #: Logs lines about this call (its id a field of each).
@@ -92,8 +96,14 @@ class CallDriver:
             redact=Redactor(settings.upstream_secrets()),
         )
         self.pc: RTCPeerConnection = create_peer(settings.ice_servers)
-        self.media = CallMedia(media_options(settings), self.core.next_frame,
-                               self._send_uplink, after_frame=self._flush_client)
+        #: Records the call (None: not recorded; then nothing on the audio path knows of it).
+        self.recorder = recorder
+        if recorder is None:
+            self.media = CallMedia(media_options(settings), self.core.next_frame,
+                                   self._send_uplink, after_frame=self._flush_client)
+        else:
+            self.media = CallMedia(media_options(settings), self._next_frame_recorded,
+                                   self._send_uplink_recorded, after_frame=self._flush_client)
         self.close_reason: str | None = None
         #: Loop-clock times: the offer arrived, the call ended (None: still live).
         self.created_at = loop.time()
@@ -109,6 +119,7 @@ class CallDriver:
         #: The upstream model asked for (None: the connector's default).
         self.model = model
         self._on_closed = on_closed
+        self._on_started = on_started
         self._ports = ports
         self._socket: UpstreamSocket | None = None
         self._channel: RTCDataChannel | None = None
@@ -139,6 +150,16 @@ class CallDriver:
     def closing(self) -> bool:
         """True from the moment :meth:`close` begins."""
         return self._closing
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the call is recorded."""
+        return self.recorder is not None
+
+    @property
+    def session(self) -> Session:
+        """The call's effective session, as the upstream last described it."""
+        return self.core.session
 
     @property
     def peer_state(self) -> str:
@@ -181,6 +202,11 @@ class CallDriver:
             watch_peer_datagrams(self.pc, self._hear)
             self._spawn(self._connect_deadline(), "connect-deadline")
             self._spawn(self._duration_deadline(), "duration-deadline")
+            if self.recorder is not None:
+                self.core.notify_client(recording_notice(self.id, self.recorder.protocol,
+                                                         new_event_id()))
+            if self._on_started is not None:
+                self._on_started(self)
             return sdp
         except BaseException:
             await self.close("setup failed")
@@ -224,6 +250,14 @@ class CallDriver:
         ``grace`` seconds to leave, then :meth:`close` the call with ``reason``."""
         if not self._closing:
             self.report_error(error)
+        await self.finish(reason, grace)
+
+    async def finish(self, reason: str, grace: float = FAREWELL_SECONDS) -> None:
+        """Send what the core has queued for the client and the sidebands (a protocol's
+        last words, fed to the core by the caller), give it up to ``grace`` seconds to
+        leave, then :meth:`close` the call with ``reason``."""
+        if not self._closing:
+            self._flush_client()
             for _ in range(max(1, round(grace / FAREWELL_POLL))):
                 if self._farewell_sent():
                     break
@@ -252,8 +286,11 @@ class CallDriver:
         return call_view.snapshot(self)
 
     async def _read_rtp(self) -> None:
-        if self.connect_seconds is None or self.pc.connectionState in ("failed", "closed"):
-            return  # never connected, or no transport left to ask
+        # Read even once the peer has closed or failed (a browser's pc.close()): aiortc's
+        # senders and receivers keep their counters until the relay closes its side, and
+        # the call's record must hold its last figures, not those of the last GET.
+        if self.connect_seconds is None:
+            return  # never connected: no RTP
         try:
             self.rtp = await asyncio.wait_for(rtp_summary(self.pc), RTP_STATS_TIMEOUT)
         except Exception:
@@ -274,6 +311,8 @@ class CallDriver:
         self.log.info("%s attached", name)
 
         def on_message(message: str | bytes) -> None:
+            if self.recorder is not None:
+                self.recorder.event("sideband_to_relay", message, name)
             self.core.client_message(message, name)
             self._after_message()
 
@@ -360,6 +399,8 @@ class CallDriver:
         assert self._socket is not None
         try:
             async for message in self._socket:
+                if self.recorder is not None:
+                    self.recorder.event("upstream_to_relay", message)
                 self.core.upstream_message(message)
                 self._kick()
         except ConnectionClosed:
@@ -375,6 +416,8 @@ class CallDriver:
                 await self._upstream_ready.wait()
                 self._upstream_ready.clear()
                 for event in self.core.drain_upstream():
+                    if self.recorder is not None:
+                        self.recorder.event("relay_to_upstream", event)
                     await self._socket.send(dumps(event))
         except ConnectionClosed:
             # The upstream hung up: the reader tells the client and ends the call. (The
@@ -427,6 +470,19 @@ class CallDriver:
             self.core.uplink_audio(chunk)
         self._upstream_ready.set()
 
+    # A recorded call's audio paths (an unrecorded call's media never calls these).
+
+    def _send_uplink_recorded(self, chunks: list[bytes]) -> None:
+        assert self.recorder is not None
+        self.recorder.uplink(chunks)
+        self._send_uplink(chunks)
+
+    def _next_frame_recorded(self) -> bytes:
+        assert self.recorder is not None
+        pcm = self.core.next_frame()
+        self.recorder.downlink(pcm)
+        return pcm
+
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label == EVENTS_LABEL and self._channel is None:
             self._attach_channel(channel)
@@ -438,6 +494,8 @@ class CallDriver:
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
+            if self.recorder is not None:
+                self.recorder.event("client_to_relay", message)
             self.core.client_message(message)
             self._after_message()
 
@@ -480,6 +538,8 @@ class CallDriver:
         if channel is None or channel.readyState != "open":
             return
         for message in self.core.drain_client_messages():
+            if self.recorder is not None:
+                self.recorder.event("relay_to_client", message)
             try:
                 channel.send(message)
             except Exception:

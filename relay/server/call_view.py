@@ -34,6 +34,8 @@ class ViewedCall(Protocol):
     sidebands_too_slow: int
 
     @property
+    def recorded(self) -> bool: ...
+    @property
     def closed(self) -> bool: ...
     @property
     def closing(self) -> bool: ...
@@ -85,6 +87,7 @@ def snapshot(call: ViewedCall) -> dict[str, Any]:
         "peer_connection": call.peer_state,
         "model": call.model,
         "close_reason": call.close_reason,
+        "recorded": call.recorded,
         "timings": {
             "created_at": round(call.created_wall, 3),
             "ended_at": None if ended is None else round(call.created_wall + ended, 3),

@@ -7,7 +7,8 @@ verifies it without having seen it minted, and no relay keeps a table of keys. T
 
 ``key id`` names the signing secret (so a rotated-out secret can still verify the keys it
 signed), ``payload`` is base64url of the zlib-compressed JSON ``{"exp", "session", "n"}``
-(``n`` a nonce: two keys minted in one second differ), and ``mac`` is base64url of
+(``n`` a nonce: two keys minted in one second differ; ``rec``, present and true when the
+operator asked for the key's calls to be recorded), and ``mac`` is base64url of
 HMAC-SHA256 over everything before it. The MAC is checked before anything is decompressed
 or parsed, and what is decompressed is bounded.
 """
@@ -42,6 +43,8 @@ class VerifiedSecret:
 
     expires_at: int
     session: Session
+    #: The operator asked for calls made with this key to be recorded.
+    record: bool = False
 
 
 class InvalidSecret(AuthenticationFailed):
@@ -66,9 +69,13 @@ class SecretSigner:
         """A signer whose keys only this instance can verify."""
         return cls(secrets.token_bytes(32))
 
-    def sign(self, expires_at: int, session: Session) -> str:
-        """A key bound to ``session`` until ``expires_at`` (Unix seconds)."""
-        payload = {"exp": expires_at, "session": session, "n": secrets.token_urlsafe(6)}
+    def sign(self, expires_at: int, session: Session, *, record: bool = False) -> str:
+        """A key bound to ``session`` until ``expires_at`` (Unix seconds); ``record``: its
+        calls are recorded."""
+        payload: dict[str, Any] = {"exp": expires_at, "session": session,
+                                   "n": secrets.token_urlsafe(6)}
+        if record:
+            payload["rec"] = True
         packed = zlib.compress(json.dumps(payload, separators=(",", ":")).encode(), 9)
         signed = f"{SECRET_PREFIX}{self._key_id}.{_encode(packed)}"
         value = f"{signed}.{_encode(self._mac(self._keys[self._key_id], signed))}"
@@ -113,7 +120,7 @@ def _verified(payload: Any) -> VerifiedSecret:
     if not (isinstance(payload, dict) and isinstance(payload.get("exp"), int)
             and isinstance(payload.get("session"), dict)):
         raise InvalidSecret()
-    return VerifiedSecret(payload["exp"], payload["session"])
+    return VerifiedSecret(payload["exp"], payload["session"], payload.get("rec") is True)
 
 
 def _inflate(data: bytes) -> bytes:

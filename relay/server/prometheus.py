@@ -52,8 +52,9 @@ CLOSE_REASONS = (
 
 #: (name, help, label names) of the counters, in exposition order.
 COUNTERS = (
-    ("relay_calls_created", "Calls created (offers accepted for setup).", ()),
-    ("relay_calls_ended", "Calls ended, by why.", ("reason",)),
+    ("relay_calls_created", "Calls created (offers accepted for setup), by protocol "
+     "(realtime, live).", ("protocol",)),
+    ("relay_calls_ended", "Calls ended, by protocol and why.", ("protocol", "reason")),
     ("relay_audio_seconds", "Seconds of audio relayed: up (microphone to model) and "
      "down (model to peer).", ("direction",)),
     ("relay_uplink_packets", "The peer's RTP audio packets: received, and those lost, "
@@ -84,6 +85,11 @@ HISTOGRAMS = (
 _BOUNDS = {name: bounds for name, _, bounds in HISTOGRAMS}
 
 Labels = tuple[str, ...]
+
+
+def protocol_of(call: CallDriver) -> str:
+    """The protocol family of ``call``: ``realtime`` or ``live`` (its view's object kind)."""
+    return call.core.view_object.split(".", 1)[0]
 
 
 def close_category(reason: str | None) -> str:
@@ -164,7 +170,7 @@ def call_tally(call: CallDriver) -> Tally:
         tally.histogram("relay_call_connect_seconds").observe(call.connect_seconds)
     if call.ended_at is not None:
         tally.histogram("relay_call_duration_seconds").observe(call.ended_at - call.created_at)
-        tally.inc("relay_calls_ended", (close_category(call.close_reason),))
+        tally.inc("relay_calls_ended", (protocol_of(call), close_category(call.close_reason)))
     return tally
 
 
@@ -174,9 +180,9 @@ class MetricsTotals:
     def __init__(self) -> None:
         self.tally = Tally()
 
-    def call_created(self) -> None:
+    def call_created(self, call: CallDriver) -> None:
         """A call was created."""
-        self.tally.inc("relay_calls_created")
+        self.tally.inc("relay_calls_created", (protocol_of(call),))
 
     def call_ended(self, call: CallDriver) -> None:
         """Fold the ended ``call``'s measurements in (once, from its on_closed)."""

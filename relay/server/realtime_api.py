@@ -1,7 +1,9 @@
 """The Realtime API's endpoints: calls (create, hang up, describe), client secrets, and
 the sideband WebSocket.
 
-The shapes are the hosted WebRTC endpoint's (shared/PROTOCOL.md); what a call is and
+The shapes are the hosted WebRTC endpoint's (shared/PROTOCOL.md), plus the relay's own
+recording download (``GET /v1/realtime/calls/{id}/content``, as GPT-Live's sessions have
+one) and ``"record"`` when minting a client secret; what a call is and
 does lives in the registry, the call driver and :mod:`relay.protocol.realtime`.
 """
 
@@ -17,7 +19,8 @@ from ..protocol.realtime.session_config import effective_session
 from .agent import loopback_base
 from .app_state import AGENTS, AUTH, DRAIN, NODE, REGISTRY, SETTINGS, UPSTREAM, owner_address
 from .auth import DEFAULT_TTL, credentials
-from .requests import dcid_param, expires_after_seconds, read_json, read_offer
+from .recording_api import record_requested, recording_content
+from .requests import dcid_param, expires_after_seconds, read_json, read_offer, record_field
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
@@ -28,6 +31,7 @@ def add_realtime_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/realtime/calls", create_call)
     router.add_post("/v1/realtime/calls/{call_id}/hangup", hangup_call)
     router.add_get("/v1/realtime/calls/{call_id}", describe_call)
+    router.add_get("/v1/realtime/calls/{call_id}/content", call_content)
     router.add_post("/v1/realtime/client_secrets", create_client_secret)
     router.add_get("/v1/realtime", attach_sideband)
 
@@ -40,6 +44,7 @@ async def create_call(request: web.Request) -> web.Response:
     key = app[AUTH].client_secret_id(credentials(request.headers))
     app[DRAIN].check()
     await app[NODE].limits.admit(request.remote, key)
+    record = record_requested(request)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
     session, model = settings.session_rules.admit(secret_session, client_session,
                                                   query_model=request.query.get("model"))
@@ -47,7 +52,8 @@ async def create_call(request: web.Request) -> web.Response:
     call_id = app[NODE].new_call_id()
     await app[NODE].limits.hold(key, call_id)
     try:
-        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id)
+        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id,
+                                 record=record)
     except BaseException:
         app[NODE].limits.release_soon(call_id)
         raise
@@ -85,6 +91,12 @@ async def describe_call(request: web.Request) -> web.StreamResponse:
     return web.json_response(await request.app[REGISTRY].describe(call_id))
 
 
+async def call_content(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/realtime/calls/{id}/content`` (server key): the call's recording as a zip
+    (relay/server/recording_api.py); 404 when there is none."""
+    return await recording_content(request, request.match_info["call_id"])
+
+
 async def create_client_secret(request: web.Request) -> web.Response:
     """``POST /v1/realtime/client_secrets``: mint a short-lived ``ek_`` key for a browser."""
     auth = request.app[AUTH]
@@ -94,7 +106,7 @@ async def create_client_secret(request: web.Request) -> web.Response:
     ttl = expires_after_seconds(body, DEFAULT_TTL)
     settings = request.app[SETTINGS]
     session, model = settings.session_rules.admit(body.get("session"))
-    secret = auth.mint(session, ttl)
+    secret = auth.mint(session, ttl, record=record_field(body))
     # Typed clients (openai-python's ClientSecretCreateResponse) need the full session,
     # identity fields included, not just the fields that were asked for.
     described = effective_session(secret.session, model=model,

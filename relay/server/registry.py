@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
+from ..protocol.call_protocol import CoreFactory
 from ..protocol.events import random_id
+from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..upstream.client import UpstreamConnector
 from ..webrtc.udp_ports import UdpPorts
 from .call_driver import CallDriver
+from .call_records import CallRecords
 from .memory import heap_trimmer
 from .prometheus import MetricsTotals
 
@@ -35,8 +39,11 @@ def new_call_id() -> str:
 class CallRegistry:
     """Creates calls, finds them by id, and closes them all at shutdown."""
 
-    def __init__(self, settings: Settings, ports: UdpPorts | None = None) -> None:
+    def __init__(self, settings: Settings, ports: UdpPorts | None = None,
+                 records: CallRecords | None = None) -> None:
         self.settings = settings
+        #: Recordings and webhooks (None: neither, as in tests that build a bare registry).
+        self.records = records
         #: Where calls' ICE sockets go (None: ports the OS picks).
         self.ports = ports
         self._calls: dict[str, CallDriver] = {}
@@ -59,17 +66,31 @@ class CallRegistry:
         return any(call.upstream_open for call in self._calls.values())
 
     def new(self, session: Session, upstream: UpstreamConnector,
-            model: str | None = None, call_id: str | None = None) -> CallDriver:
+            model: str | None = None, call_id: str | None = None, *,
+            core: CoreFactory = CallCore, record: bool = False,
+            protocol: str = "realtime") -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
-        comes from ``upstream``, registered; raises :class:`CapacityExceeded` at the limit."""
+        comes from ``upstream``, speaking the protocol ``core`` makes (Realtime's by
+        default), registered; raises :class:`CapacityExceeded` at the limit.
+        ``record``: the operator asked for this call to be recorded; ``protocol``: its
+        family (``realtime`` or ``live``), as recordings and webhooks name it."""
         if len(self._calls) >= self.settings.max_calls:
             raise CapacityExceeded("The relay is at its limit of concurrent calls.",
                                    retry_after=CAPACITY_RETRY_AFTER)
-        call = CallDriver(call_id or new_call_id(), self.settings, session, upstream,
-                          model=model, on_closed=self._forget, ports=self.ports)
+        call_id = call_id or new_call_id()
+        loop = asyncio.get_running_loop()
+        recorder = None if self.records is None else self.records.recorder(
+            call_id, requested=record, protocol=protocol, model=model, session=session,
+            created_at=time.time(), clock=loop.time)
+        records = self.records
+        call = CallDriver(call_id, self.settings, session, upstream,
+                          model=model, on_closed=self._forget, ports=self.ports,
+                          core=core, recorder=recorder,
+                          on_started=None if records is None else (
+                              lambda started: records.started(started, protocol)))
         self._calls[call.id] = call
         self._empty.clear()
-        self.totals.call_created()
+        self.totals.call_created(call)
         return call
 
     def __iter__(self) -> Iterator[CallDriver]:
@@ -102,6 +123,8 @@ class CallRegistry:
         await asyncio.gather(*(call.close(reason) for call in calls), return_exceptions=True)
 
     def _forget(self, call: CallDriver) -> None:
+        if self.records is not None:
+            self.records.ended(call)
         if self._calls.pop(call.id, None) is not None:
             self.totals.call_ended(call)
             self._ended[call.id] = call.snapshot()

@@ -160,3 +160,23 @@ def expires_after_seconds(body: dict[str, Any], default: int) -> int:
         raise InvalidRequest("expires_after.seconds must be an integer", code="invalid_type",
                              param="expires_after.seconds")
     return ttl
+
+
+def record_field(body: dict[str, Any]) -> bool:
+    """A client-secret request's ``"record"`` (the relay's own field): whether the calls
+    made with the key are recorded; absent means no."""
+    record = body.get("record", False)
+    if not isinstance(record, bool):
+        raise InvalidRequest("record must be true or false", code="invalid_type",
+                             param="record")
+    return record
+
+
+def record_param(value: str | None) -> bool:
+    """``?record=true|false`` on ``POST /v1/realtime/calls`` (a server key's call)."""
+    if value is None:
+        return False
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise InvalidRequest("record must be true or false.", code="invalid_value",
+                             param="record")
+    return value.lower() in ("true", "1")

@@ -79,6 +79,17 @@ class WebSocketConnector:
         return socket
 
 
+class LiveConnector(WebSocketConnector):
+    """Opens primary GPT-Live WebSockets: the model is named in ``session.start``, never
+    in the URL (the hosted service takes no query parameters there)."""
+
+    async def connect(self, model: str | None = None) -> UpstreamSocket:
+        """Open a session; ``model`` is the protocol core's to send, not the URL's."""
+        socket: UpstreamSocket = await connect_upstream(self.url, self._headers,
+                                                        timeout=self.timeout)
+        return socket
+
+
 def with_model(url: str, model: str | None) -> str:
     """``url`` with its ``model`` query parameter set to ``model`` (kept when None)."""
     if not model:

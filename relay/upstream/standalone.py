@@ -1,4 +1,5 @@
-"""``relay upstream``: run the embedded local Realtime server on its own."""
+"""``relay upstream``: run the embedded local server (its Realtime and GPT-Live faces) on
+its own."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ async def run_local(host: str, port: int, mode: LocalMode) -> None:
     await server.start(host, port)
     try:
         print(server.url, flush=True)
+        print(server.live_url, flush=True)
         await asyncio.Event().wait()
     finally:
         await server.close()

@@ -48,7 +48,7 @@ import aioice.ice
 import pylibsrtp
 from aioice import Candidate, stun
 from aioice.candidate import candidate_foundation, candidate_priority
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpTransceiver, clock
+from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtp import RtpPacket, is_rtcp
@@ -566,7 +566,6 @@ def _inline_capable(dtls: RTCDtlsTransport, connection: Any) -> bool:
 def _take_rtp_inline(dtls: RTCDtlsTransport, connection: Any, counters: InlineRtp) -> None:
     queue: asyncio.Queue[Any] = getattr(connection, ICE_QUEUE)
     original: Callable[[bytes, int], None] = getattr(connection, ICE_DATA_RECEIVED)
-    handle: Callable[..., Coroutine[Any, Any, None]] = getattr(dtls, DTLS_HANDLE_RTP)
     pending: set[asyncio.Task[None]] = set()
 
     def data_received(data: bytes, component: int) -> None:
@@ -586,6 +585,8 @@ def _take_rtp_inline(dtls: RTCDtlsTransport, connection: Any, counters: InlineRt
             counters.unprotect_failed += 1
             return
         try:
+            # Looked up per packet: whatever wraps the handler later is honoured too.
+            handle: Callable[..., Coroutine[Any, Any, None]] = getattr(dtls, DTLS_HANDLE_RTP)
             task = _run_inline(handle(data, arrival_time_ms=arrival_time_ms))
         except Exception:
             counters.failures += 1
@@ -630,6 +631,24 @@ def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any
                 waiting = coro.send(value)
             except StopIteration:
                 return
+
+
+SEND_RTP = "_send_rtp"
+
+
+def wrap_rtp_send(sender: RTCRtpSender, before: Callable[[bytes], None]) -> None:
+    """Call ``before(data)`` with every RTP or RTCP packet (unencrypted) the transport of
+    ``sender`` sends, as it leaves (used to time audio as it leaves a test's peer, after
+    its encoder's buffering). The sender must have its transport (after the offer)."""
+    transport = sender.transport
+    send: Callable[[bytes], Awaitable[None]] = _require(transport, SEND_RTP,
+                                                        "RTCDtlsTransport")
+
+    async def record(data: bytes) -> None:
+        before(data)
+        await send(data)
+
+    setattr(transport, SEND_RTP, record)
 
 
 # -------------------------------------------------------------------- check

@@ -460,3 +460,34 @@ async def test_demo_page_charts_the_call_and_times_the_turn(relay_factory, sunny
         await page.wait_for_timeout(1200)
         assert await chart_points(page) == after
         assert errors == []
+
+
+@needs_speech
+async def test_demo_page_holds_a_gpt_live_session(relay_factory, speech_mic, tmp_path) -> None:
+    relay = await relay_factory(local_mode="assistant")
+    async with chromium(tmp_path / "profile", speech_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.get_by_role("radio", name="GPT-Live").check()
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "connected")
+        session_id = await page.evaluate("window.relayDemo.callId")
+        assert re.fullmatch(r"rtc_\w+", session_id), session_id
+        await wait_for_events(page, "session.started", "session.input_transcript.delta",
+                              "session.output_transcript.delta", timeout=40)
+        await page.get_by_text("Assistant speaking").wait_for()
+        await page.locator("#transcript li.assistant", has_text="You said").first.wait_for()
+        await page.locator("#transcript li.user").first.wait_for()
+        await page.wait_for_function("window.relayDemo.maxRemoteLevel > 0.05", timeout=10000)
+        if os.environ.get(SCREENSHOT_ENV):
+            await page.wait_for_timeout(1500)  # the reply's words so far, on screen
+            await page.screenshot(path=os.environ[SCREENSHOT_ENV], full_page=True)
+        types = await event_types(page)
+        assert types[0] == "session.started"
+        assert "session.output_audio.delta" not in types and "error" not in types
+        assert await page.get_by_role("button", name="Interrupt").is_disabled()
+        [call] = list(relay.app[REGISTRY])
+        assert call.snapshot()["object"] == "live.session"
+        assert await page.evaluate("window.relayDemo.hangup()") == 200
+        assert await page.evaluate("window.relayDemo.state") == "closed"
+        assert live_calls(relay) == 0
+        assert errors == []

@@ -52,8 +52,9 @@ async def test_metrics_move_by_one_call_with_a_barge_in(relay: TestServer, make_
     after = await scrape(relay)
 
     assert value(after, "relay_calls_active") == 0
-    assert moved(before, after, "relay_calls_created_total") == 1
-    assert moved(before, after, "relay_calls_ended_total", reason="hangup") == 1
+    assert moved(before, after, "relay_calls_created_total", protocol="realtime") == 1
+    assert moved(before, after, "relay_calls_ended_total", protocol="realtime",
+                 reason="hangup") == 1
     assert moved(before, after, "relay_call_duration_seconds_count") == 1
     assert moved(before, after, "relay_call_connect_seconds_count") == 1
     assert moved(before, after, "relay_upstream_connect_seconds_count") == 1
@@ -99,5 +100,5 @@ async def test_metrics_need_the_server_key_when_keys_are_set(
         async with http.get(f"{base_url(server)}/metrics") as response:
             assert response.status == 401
     samples = await scrape(server, "sk-server-secret")
-    assert value(samples, "relay_calls_created_total") == 0
+    assert value(samples, "relay_calls_created_total", protocol="realtime") == 0
 

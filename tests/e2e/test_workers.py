@@ -259,3 +259,46 @@ async def test_workers_answer_a_calls_follow_ups_whichever_worker_takes_them() -
             await asyncio.to_thread(process.wait, 30)
         finally:
             stop_by_pid(process, *pids.values())
+
+
+async def test_workers_route_a_gpt_live_sessions_sidebands_and_controls_to_its_owner() -> None:
+    """A GPT-Live session's sideband, view and hangup reach its owner from either worker."""
+    from openai import AsyncOpenAI
+
+    from ..support.offer import OfferPeer
+
+    url, _, process = start_two_workers(drain_timeout=0)
+    pids: dict[int, int] = {}
+    client = AsyncOpenAI(base_url=f"{url}/v1", api_key="sk-test")
+    try:
+        await asyncio.to_thread(wait_healthy, url, process, START_SECONDS)
+        pids = await asyncio.to_thread(worker_pids, url, 2)
+        async with OfferPeer() as peer:
+            created = await client.live.create(
+                session={"model": "gpt-live-1"},
+                transport={"type": "webrtc", "sdp": await peer.offer()})
+            session_id = created.session.id
+            await peer.accept(created.transport.sdp)
+            assert (await peer.next_event())["type"] == "session.started"
+            # Eight fresh sidebands: all on the owner by chance would be 1 in 2**8.
+            for _ in range(8):
+                async with client.live.sideband.connect(session_id=session_id) as sideband:
+                    event = await asyncio.wait_for(sideband.recv(), 10)
+                    assert event.type in ("session.input_audio.append",
+                                          "session.output_audio.delta"), event
+            view = f"{url}/v1/live/sessions/{session_id}"
+            for _ in range(16):
+                status, body = await asyncio.to_thread(fresh_request, view)
+                assert (status, body.get("object")) == (200, "live.session"), body
+            status, _ = await asyncio.to_thread(fresh_request, f"{view}/hangup", "POST")
+            assert status == 200
+            for _ in range(8):
+                status, body = await asyncio.to_thread(fresh_request, f"{view}/hangup", "POST")
+                assert (status, body["error"]["code"]) == (404, "session_not_found"), body
+    finally:
+        await client.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.to_thread(process.wait, 30)
+        finally:
+            stop_by_pid(process, *pids.values())

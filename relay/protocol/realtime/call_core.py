@@ -111,6 +111,9 @@ class CallCore:
         self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
         #: Client messages held until a controller configures the session (None: not held).
         self._held_from_client: list[str | bytes] | None = None
+        #: The relay's own notices for the client, sent right after its ``session.created``
+        #: (None: that has been sent; notices then go at once).
+        self._after_greeting: list[Event] | None = []
 
     # ------------------------------------------------------------------ inputs
 
@@ -188,6 +191,15 @@ class CallCore:
         """An error the relay met about the call itself (its agent failed): an ``error``
         server event for the client and every sideband."""
         self._send_client(error_event(error))
+
+    def notify_client(self, event: Event) -> None:
+        """An event of the relay's own for the client's channel only (``relay.*``, such
+        as the notice that the call is recorded): right after the client's
+        ``session.created`` (the first event of the channel), or at once if it has gone."""
+        if self._after_greeting is None:
+            self._to_channel(event)
+        else:
+            self._after_greeting.append(event)
 
     def attach_sideband(self, name: str) -> None:
         """A server-side controller joined the call as ``name``: from now on it gets every
@@ -388,7 +400,7 @@ class CallCore:
         if pending is None:
             self.log.debug("unasked session.updated not passed on")
         elif pending.source == INITIAL:
-            self._to_channel({**event, "type": "session.created"})
+            self._greet({**event, "type": "session.created"})
         else:
             # Everyone shares the session: the client and every sideband see the change.
             self._send_client(event)
@@ -410,8 +422,15 @@ class CallCore:
         self._reply(pending.source, {**error, "error": body})
         if pending.source == INITIAL:
             # The call's configuration was refused: the session is what the upstream made.
-            self._to_channel({"type": "session.created", "event_id": new_event_id(),
-                              "session": self.session})
+            self._greet({"type": "session.created", "event_id": new_event_id(),
+                         "session": self.session})
+
+    def _greet(self, created: Event) -> None:
+        """The client's ``session.created``, then the relay's notices held for after it."""
+        self._to_channel(created)
+        notices, self._after_greeting = self._after_greeting or [], None
+        for notice in notices:
+            self._to_channel(notice)
 
     def _to_upstream_append(self, event: Event) -> None:
         self._to_upstream.append(event)

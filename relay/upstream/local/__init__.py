@@ -41,9 +41,14 @@ full rules are in :mod:`.tools`, the arguments' in :mod:`.schema`):
   tool and includes the output: "I used get_weather: Sunny, 21 C", spoken by the
   assistant, read over a tone by the parrot (in its transcript), or as text.
 - Echo mode ignores tools.
+
+The same server speaks GPT-Live at ``/v1/live/sessions`` (:mod:`.live`): the same
+detector, recogniser and voice, transcript deltas on the session timeline, real-time output
+that the user can talk over, and client delegation.
 """
 
+from .live import LiveLocalSession
 from .local_session import LocalSession
 from .server import LocalRealtimeServer
 
-__all__ = ["LocalRealtimeServer", "LocalSession"]
+__all__ = ["LiveLocalSession", "LocalRealtimeServer", "LocalSession"]

@@ -30,6 +30,7 @@ from ...protocol.events import Event, dumps, error_event, parse_event
 from ...protocol.realtime.session_config import DEFAULT_MODEL
 from .. import LOCAL_MODES, LocalMode
 from .assistant import SpeechJob, Transcribe
+from .live import LiveLocalSession
 from .local_session import LocalSession
 from .workers import SpeechWorkers, speech_missing
 
@@ -61,6 +62,8 @@ DRAIN_TIMEOUT_S = 1.0
 
 
 SpeechSource = Callable[[], SpeechWorkers]
+#: The path of the GPT-Live face; every other path is the Realtime face.
+LIVE_PATH = "/v1/live/sessions"
 #: Sees each client event a session receives: (session id, the parsed event).
 Observer = Callable[[str, Event], None]
 
@@ -69,7 +72,8 @@ class _Connection:
     """One client connection: its session, its outbox and the tasks that serve it.
     ``speech`` gives the workers that run its speech jobs (or raises SpeechError)."""
 
-    def __init__(self, ws: ServerConnection, session: LocalSession, speed: float,
+    def __init__(self, ws: ServerConnection, session: LocalSession | LiveLocalSession,
+                 speed: float,
                  speech: SpeechSource, observer: Observer | None) -> None:
         self._ws = ws
         self._session = session
@@ -80,6 +84,8 @@ class _Connection:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: set[asyncio.Task[None]] = set()
+        #: A Live session has closed: the socket closes once its last events are out.
+        self._ending = False
 
     async def run(self) -> None:
         """Serve the connection until either side closes it."""
@@ -136,6 +142,17 @@ class _Connection:
             task.add_done_callback(self._jobs.discard)
         if self._session.has_pending_chunk:
             self._wake.set()
+        if isinstance(self._session, LiveLocalSession) and self._session.finished \
+                and not self._ending:
+            self._ending = True
+            # session.closed is the last event: close once it has gone out.
+            self._tasks.append(asyncio.create_task(
+                self._close_after_outbox(), name=f"local-live-close-{self._session.id}"))
+
+    async def _close_after_outbox(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
+        await self._ws.close(1000, "session closed")
 
     async def _run_job(self, job: SpeechJob) -> None:
         """Run one speech job in the workers and hand its outcome to the session."""
@@ -264,6 +281,11 @@ class LocalRealtimeServer:
         return port
 
     @property
+    def live_url(self) -> str:
+        """WebSocket URL of the GPT-Live endpoint, ``ws://127.0.0.1:PORT/v1/live/sessions``."""
+        return self.url.removesuffix("/v1/realtime") + LIVE_PATH
+
+    @property
     def url(self) -> str:
         """WebSocket URL of the Realtime endpoint, e.g. ``ws://127.0.0.1:PORT/v1/realtime``."""
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -301,9 +323,17 @@ class LocalRealtimeServer:
         await self.close()
 
     async def _handle(self, ws: ServerConnection) -> None:
-        session = LocalSession(mode=self.mode, model=self._model_for(ws),
-                               delta_ms=self.delta_ms)
-        conn = _Connection(ws, session, self.speed, self._speech, self.observer)
+        path = ws.request.path if ws.request is not None else ""
+        session: LocalSession | LiveLocalSession
+        if urlsplit(path).path.rstrip("/") == LIVE_PATH:
+            # GPT-Live plays in real time: interruption is the server's (relay.upstream.local.live).
+            session = LiveLocalSession(mode=self.mode, delta_ms=self.delta_ms)
+            speed = 1.0
+        else:
+            session = LocalSession(mode=self.mode, model=self._model_for(ws),
+                                   delta_ms=self.delta_ms)
+            speed = self.speed
+        conn = _Connection(ws, session, speed, self._speech, self.observer)
         self._connections.add(conn)
         try:
             await conn.run()

@@ -318,6 +318,21 @@ def test_call_core_first_event_is_created_with_the_calls_session() -> None:
     assert created["session"]["instructions"] == "be brief"
 
 
+def test_call_core_relay_notice_follows_session_created_then_goes_at_once() -> None:
+    core, _ = started()
+    notice = {"type": "relay.recording.started", "event_id": "event_1"}
+    core.notify_client(notice)
+    up(core, "session.created", session={"type": "realtime"})
+    assert core.drain_client() == []  # held: session.created is the channel's first event
+    up(core, "session.updated", session={"type": "realtime", "instructions": "be brief"})
+    assert [e["type"] for e in core.drain_client()] == ["session.created",
+                                                        "relay.recording.started"]
+    core.attach_sideband("sideband-1")
+    core.notify_client({**notice, "event_id": "event_2"})
+    assert core.drain_client() == [{**notice, "event_id": "event_2"}]
+    assert core.drain_sideband("sideband-1") == []  # the client's alone
+
+
 def test_call_core_session_updated_only_answers_the_clients_own_update() -> None:
     core, _ = started()
     up(core, "session.created", session={"type": "realtime"})

@@ -1,0 +1,20 @@
+"""The GPT-Live protocol family, without I/O (docs/LIVE_PROTOCOL.md has its wire).
+
+- :mod:`.live_core`: :class:`LiveCore`, one GPT-Live session's state machine behind the
+  call driver's :class:`~relay.protocol.call_protocol.CallProtocol`: what goes upstream
+  (``session.start``, the microphone), to the data channel (under the frontend's
+  permissions) and to the sidebands (with the media reflected).
+- :mod:`.live_config`: a Live configuration checked strictly, resolved, updated; the
+  frontend's event permissions; the operator's locked fields.
+- :mod:`.live_events`: Live events as dicts, the Live ``error`` shape, which commands each
+  kind of connection may send.
+
+:class:`LiveCore` is imported from :mod:`.live_core` itself: this face stays free of it
+because the shared per-call measures (:mod:`relay.protocol.call_measures`) read the Live
+event types from here, and the core reads those measures.
+"""
+
+from .live_config import check_config
+from .live_events import EVENT_TYPES, live_error_event, live_event
+
+__all__ = ["EVENT_TYPES", "check_config", "live_error_event", "live_event"]

@@ -1,0 +1,73 @@
+"""GPT-Live events as plain dicts: server events, the Live ``error`` shape, and which
+client events each kind of connection may send.
+
+A Live ``error`` differs from a Realtime one: the client command at fault is named by
+``client_event_id`` (in ``error`` and at the top level), not ``event_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import RelayError
+from ..events import Event, new_event_id
+
+#: Client events of the primary WebSocket (``openai.types.live.ClientEvent``).
+PRIMARY_CLIENT_EVENTS = frozenset({
+    "session.start", "session.update", "session.input_audio.append",
+    "session.input_audio.mute", "session.input_audio.unmute",
+    "session.output_audio.fixture.play", "session.instructions.append",
+    "session.thinking.append", "session.commentary.append", "decision.create",
+    "decision.item.create", "decision.item.delete", "response.item.create",
+    "response.create", "session.close",
+})
+#: Client events of a sideband (``ConnectClientEvent``): no start, no audio, plus DTMF.
+SIDEBAND_CLIENT_EVENTS = (PRIMARY_CLIENT_EVENTS
+                          - {"session.start", "session.input_audio.append"}
+                          ) | {"transport.dtmf.send"}
+#: What a WebRTC data channel may send at most: the sideband's set without SIP's DTMF
+#: (its audio is the RTP track; creating the session already started it).
+DATA_CHANNEL_CLIENT_EVENTS = SIDEBAND_CLIENT_EVENTS - {"transport.dtmf.send"}
+
+#: Server events of a Live session (``ServerEvent`` and ``ConnectServerEvent``).
+SERVER_EVENTS = frozenset({
+    "session.started", "session.updated", "session.resumed", "session.paused",
+    "session.input_audio.muted", "session.input_audio.unmuted",
+    "session.output_audio.fixture.playing", "session.output_audio.fixture.played",
+    "session.instructions.appended", "session.thinking.appended",
+    "session.commentary.appended", "session.input_audio.append",
+    "session.output_audio.delta", "session.input_transcript.delta",
+    "session.output_transcript.delta", "session.delegation.created", "decision.event",
+    "decision.completed",
+    "decision.item.created", "decision.item.deleted", "response.event",
+    "session.usage.updated", "session.closed", "error", "info",
+    "transport.dtmf.received", "transport.dtmf.send", "transport.dtmf.sent",
+    "transport.ringing", "transport.answered", "transport.failed",
+})
+#: Every event type of the Live protocol, either way (metrics label values).
+EVENT_TYPES = SERVER_EVENTS | SIDEBAND_CLIENT_EVENTS | PRIMARY_CLIENT_EVENTS
+
+
+def live_event(kind: str, **fields: Any) -> Event:
+    """A Live server event of type ``kind`` with a fresh ``event_id`` and ``fields``."""
+    event: Event = {"type": kind, "event_id": new_event_id()}
+    event.update(fields)
+    return event
+
+
+def live_error_event(error: RelayError, client_event_id: str | None = None) -> Event:
+    """The Live ``error`` server event for ``error``; ``client_event_id`` names the client
+    command at fault (when it carried an ``event_id``)."""
+    body: dict[str, Any] = {"type": error.type, "code": error.code or "error",
+                            "message": error.message, "param": error.param}
+    event = live_event("error", error=body)
+    if client_event_id is not None:
+        body["client_event_id"] = client_event_id
+        event["client_event_id"] = client_event_id
+    return event
+
+
+def client_event_id(event: Event) -> str | None:
+    """The ``event_id`` a client command carried, if it is a string."""
+    value = event.get("event_id")
+    return value if isinstance(value, str) else None

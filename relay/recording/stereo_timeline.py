@@ -1,0 +1,106 @@
+"""Two mono channels placed on one clock, taken out as interleaved stereo; without I/O.
+
+A call's recording is what a listener sitting at the relay would hear: the user's audio
+from the moment it reached the relay (left), and the assistant's from the moment the relay
+sent it to the user (right). Each channel's chunks are placed at the time they passed the
+relay; audio that follows its channel's previous chunk closely is laid end to end (packet
+jitter does not chop it up), while a gap longer than :data:`GAP_SAMPLES` (the peer sent
+nothing for a while, the playout clock skipped after a stall) is kept as silence, so the
+two channels stay aligned for the whole call. The driver feeds the chunks as they pass;
+the recorder takes the stereo audio up to a moment that both channels have passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..audio import FRAME_SAMPLES, RATE, SAMPLE_BYTES
+
+#: A channel that falls this far behind the clock is filled with silence up to it: less
+#: than this is jitter (a late packet, a chunk decoded a little late), laid end to end.
+GAP_SAMPLES = 2 * FRAME_SAMPLES
+
+#: Channel indexes in the stereo output.
+USER, ASSISTANT = 0, 1
+
+
+class _Channel:
+    """One channel's audio not yet taken, from sample index ``base``."""
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.pending = bytearray()
+
+    @property
+    def end(self) -> int:
+        """The sample index after the last one placed."""
+        return self.base + len(self.pending) // SAMPLE_BYTES
+
+    def place(self, pcm: bytes, at: int) -> None:
+        """Lay ``pcm`` (PCM16) at sample ``at``, or right after what is there if that is
+        no more than a gap away (or already past)."""
+        if at - self.end > GAP_SAMPLES:
+            self.pending += bytes((at - self.end) * SAMPLE_BYTES)
+        self.pending += pcm
+
+    def take(self, upto: int) -> np.ndarray:
+        """Samples ``base`` to ``upto`` (silence where nothing was placed); drops them."""
+        count = upto - self.base
+        have = min(len(self.pending) // SAMPLE_BYTES, count)
+        out = np.zeros(count, dtype="<i2")
+        if have > 0:
+            out[:have] = np.frombuffer(self.pending, dtype="<i2", count=have)
+            del self.pending[:have * SAMPLE_BYTES]
+        self.base = upto
+        return out
+
+
+class StereoTimeline:
+    """The user's and the assistant's audio (24 kHz mono PCM16 each) on one clock.
+
+    ``clock`` gives seconds (the event loop's time); sample 0 is the clock's value when
+    the timeline was made.
+    """
+
+    def __init__(self, clock: Callable[[], float], rate: int = RATE) -> None:
+        self._clock = clock
+        self.rate = rate
+        self.origin = clock()
+        self._channels = (_Channel(), _Channel())
+
+    def now(self) -> int:
+        """The sample index of this moment."""
+        return round((self._clock() - self.origin) * self.rate)
+
+    def add(self, channel: int, pcm: bytes) -> None:
+        """``pcm`` of ``channel`` (:data:`USER` or :data:`ASSISTANT`) passes the relay now."""
+        self._channels[channel].place(pcm, self.now())
+
+    @property
+    def taken(self) -> int:
+        """Samples already taken (the same for both channels)."""
+        return self._channels[0].base
+
+    def take(self, upto: int | None = None) -> bytes:
+        """Interleaved stereo PCM16 from where the last take ended to sample ``upto`` (by
+        default, the furthest either channel has reached, at least the clock's now).
+
+        A channel that has not reached ``upto`` is filled with silence there; its audio
+        that comes later is laid after that silence.
+        """
+        if upto is None:
+            upto = max(self.now(), *(c.end for c in self._channels))
+        if upto <= self.taken:
+            return b""
+        left, right = (channel.take(upto) for channel in self._channels)
+        stereo = np.empty(2 * len(left), dtype="<i2")
+        stereo[0::2] = left
+        stereo[1::2] = right
+        return stereo.tobytes()
+
+    def ready(self, lag: int) -> int:
+        """The sample up to which to take now: ``lag`` samples before the clock's now, so
+        that jittered audio still finds its place, but no later than the furthest channel."""
+        return max(self.taken, self.now() - lag)

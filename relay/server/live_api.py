@@ -1,0 +1,225 @@
+"""The GPT-Live HTTP surface: ``/v1/live/sessions`` and its session controls.
+
+A browser (or the official client's ``client.live.create``) posts JSON —
+``{"session": MediaSessionConfig, "transport": {"type": "webrtc", "sdp": offer}}`` — and
+gets ``{"session": {"id"}, "transport": {"type": "webrtc", "sdp": answer}}`` back, as from
+the hosted endpoint. The relay terminates the peer with the same call driver, media path,
+registry, auth, limits and drain as a Realtime call; only the protocol core differs
+(:class:`~relay.protocol.live.live_core.LiveCore`), and its upstream is a primary Live
+WebSocket opened with the operator's key.
+
+The hosted GPT-Live issues no client keys; the relay does: ``POST /v1/live/client_secrets``
+(server key) mints an ``ek_`` key sealed to a Live configuration, whose fields a browser
+creating its session with that key cannot change.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from ..cluster.forward import forward_http, forward_websocket
+from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, NotSupported
+from ..protocol.live.live_config import apply_locks, check_config, check_servable
+from ..protocol.live.live_core import LiveCore
+from ..protocol.realtime.policy import UNSET
+from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
+from .auth import DEFAULT_TTL, credentials
+from .call_driver import CallDriver
+from .recording_api import record_requested, recording_content
+from .requests import expires_after_seconds, read_json
+from .sideband import MAX_MESSAGE_BYTES
+
+logger = logging.getLogger(__name__)
+
+#: What a client secret minted for GPT-Live carries as its session's ``type``.
+LIVE_SECRET_TYPE = "live"
+
+
+def add_live_routes(router: web.UrlDispatcher) -> None:
+    """Route GPT-Live's endpoints to this module's handlers."""
+    router.add_post("/v1/live/sessions", create_session)
+    router.add_post("/v1/live/client_secrets", create_client_secret)
+    router.add_get("/v1/live/sessions/{session_id}", describe_session)
+    router.add_post("/v1/live/sessions/{session_id}/hangup", hangup_session)
+    router.add_get("/v1/live/sessions/{session_id}/attach", attach_sideband)
+    for control in ("accept", "reject", "refer"):
+        router.add_post(f"/v1/live/sessions/{{session_id}}/{control}", sip_only)
+    router.add_post("/v1/live/sessions/{session_id}/fork", fork_session)
+    router.add_get("/v1/live/sessions/{session_id}/content", session_content)
+
+
+async def create_session(request: web.Request) -> web.Response:
+    """``POST /v1/live/sessions``: a Live configuration and an SDP offer in, the session id
+    and the SDP answer out."""
+    app = request.app
+    settings = app[SETTINGS]
+    sealed = app[AUTH].authorize_call(credentials(request.headers))
+    key = app[AUTH].client_secret_id(credentials(request.headers))
+    app[DRAIN].check()
+    await app[NODE].limits.admit(request.remote, key)
+    body = await read_json(request)
+    offer = _offer(body.get("transport"), settings.max_sdp_bytes)
+    config = apply_locks(check_config(_with_sealed(sealed, body.get("session")), media=True),
+                         settings.policy, UNSET)
+    check_servable(config, offline=settings.uses_local_upstream)
+    session_id = app[NODE].new_call_id()
+    await app[NODE].limits.hold(key, session_id)
+    try:
+        call = app[REGISTRY].new(config, app[LIVE_UPSTREAM], config["model"],
+                                 call_id=session_id, core=LiveCore,
+                                 record=record_requested(request), protocol="live")
+    except BaseException:
+        app[NODE].limits.release_soon(session_id)
+        raise
+    answer = await call.start(offer)
+    logger.info("live %s: created", call.id)
+    return web.json_response({"session": {"id": call.id},
+                              "transport": {"type": "webrtc", "sdp": answer}}, status=201)
+
+
+async def hangup_session(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/live/sessions/{id}/hangup``: end the session; 404 when there is none."""
+    request.app[AUTH].authorize_call(credentials(request.headers))
+    routed = await _owned_session(request)
+    if isinstance(routed, web.StreamResponse):
+        return routed
+    core = routed.core
+    assert isinstance(core, LiveCore)
+    core.hang_up()
+    await routed.finish("hangup")
+    return web.Response(status=200)
+
+
+async def describe_session(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/live/sessions/{id}`` (server key): the per-session view."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    session_id = request.match_info["session_id"]
+    routed = await _route(request, session_id)
+    if routed is not None:
+        return routed
+    try:
+        view = await request.app[REGISTRY].describe(session_id)
+    except CallNotFound as exc:
+        raise LiveSessionNotFound() from exc
+    if view.get("object") != LiveCore.view_object:
+        raise LiveSessionNotFound()
+    return web.json_response(view)
+
+
+async def attach_sideband(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/live/sessions/{id}/attach`` upgraded to a WebSocket (server key): a
+    trusted server joins the session. Errors come before the upgrade, as JSON."""
+    request.app[AUTH].require_server_key(credentials(request.headers))
+    routed = await _owned_session(request, websocket=True)
+    if isinstance(routed, web.StreamResponse):
+        return routed
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("Upgrade to a WebSocket to attach to a Live session.",
+                             code="websocket_required")
+    await ws.prepare(request)
+    await routed.serve_sideband(ws)
+    return ws
+
+
+async def create_client_secret(request: web.Request) -> web.Response:
+    """``POST /v1/live/client_secrets`` (server key): an ``ek_`` key for a browser, sealed
+    to a Live configuration (the relay's own endpoint: the hosted GPT-Live has none)."""
+    auth = request.app[AUTH]
+    auth.require_server_key(credentials(request.headers))
+    request.app[DRAIN].check()
+    body = await read_json(request)
+    ttl = expires_after_seconds(body, DEFAULT_TTL)
+    config = apply_locks(check_config(body.get("session"), media=True),
+                         request.app[SETTINGS].policy, UNSET)
+    secret = auth.mint({"type": LIVE_SECRET_TYPE, **config}, ttl)
+    return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
+                              "session": config})
+
+
+async def sip_only(request: web.Request) -> web.Response:
+    """``accept``, ``reject`` and ``refer`` control SIP calls, which the relay does not
+    take."""
+    control = request.path.rsplit("/", 1)[-1]
+    raise InvalidRequest(
+        f"'{control}' controls incoming SIP calls; the relay serves WebRTC sessions only.",
+        code="unsupported_for_transport")
+
+
+async def fork_session(request: web.Request) -> web.Response:
+    """``fork`` needs a stored session to branch from; the relay stores none."""
+    raise NotSupported("Forking a session needs a stored session to branch from, which the "
+                       "relay does not keep.")
+
+
+async def session_content(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/live/sessions/{id}/content``: the session's recording as a zip (see
+    :func:`~.recording_api.recording_content`)."""
+    return await recording_content(request, request.match_info["session_id"])
+
+
+# ------------------------------------------------------------------- helpers
+
+def _offer(transport: Any, max_bytes: int) -> str:
+    if not isinstance(transport, dict) or transport.get("type") != "webrtc":
+        raise InvalidRequest("'transport' must be {\"type\": \"webrtc\", \"sdp\": ...}.",
+                             code="invalid_value", param="transport.type")
+    sdp = transport.get("sdp")
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise InvalidRequest("Missing required parameter: 'transport.sdp'.",
+                             code="missing_required_parameter", param="transport.sdp")
+    if len(sdp.encode()) > max_bytes:
+        raise InvalidRequest("The SDP offer is too large.", code="payload_too_large",
+                             param="transport.sdp")
+    if not sdp.lstrip().startswith("v=0"):
+        raise InvalidRequest("'transport.sdp' is not an SDP offer.", code="invalid_offer",
+                             param="transport.sdp")
+    return sdp
+
+
+def _with_sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:
+    """The request's configuration under a sealed key's: the key's fields win."""
+    if sealed is None:
+        return requested
+    if sealed.get("type") != LIVE_SECRET_TYPE:
+        raise InvalidRequest("This client secret was minted for a Realtime session; mint "
+                             "one at /v1/live/client_secrets for GPT-Live.",
+                             code="invalid_client_secret")
+    locked = {k: v for k, v in sealed.items() if k != "type"}
+    base = requested if isinstance(requested, dict) else {}
+    return {**base, **locked}
+
+
+async def _route(request: web.Request, session_id: str, *,
+                 websocket: bool = False) -> web.StreamResponse | None:
+    """Forward the request to the relay that owns ``session_id`` (None: it is ours)."""
+    from .sideband import MAX_MESSAGE_BYTES
+
+    try:
+        owner = await owner_address(request, session_id)
+    except CallNotFound as exc:
+        raise LiveSessionNotFound() from exc
+    if owner is None:
+        return None
+    if websocket:
+        return await forward_websocket(request, owner, max_msg_size=MAX_MESSAGE_BYTES)
+    return await forward_http(request, owner)
+
+
+async def _owned_session(request: web.Request, *,
+                         websocket: bool = False) -> CallDriver | web.StreamResponse:
+    """This relay's live Live session the path names, or the owner's answer."""
+    session_id = request.match_info["session_id"]
+    routed = await _route(request, session_id, websocket=websocket)
+    if routed is not None:
+        return routed
+    try:
+        call = request.app[REGISTRY].get(session_id)
+    except CallNotFound as exc:
+        raise LiveSessionNotFound() from exc
+    if not isinstance(call.core, LiveCore):
+        raise LiveSessionNotFound()
+    return call
