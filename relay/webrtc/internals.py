@@ -23,7 +23,7 @@ shared port)             ``aioice.ice.StunProtocol`` (its
 take SRTP media in the   ``aioice.Connection._queue``,              the packets go through
 datagram callback (no    ``RTCDtlsTransport._rx_srtp``,             aiortc's queue and task
 queue, no task wake-up)  ``._handle_rtp_data``, ``.__rx_bytes``,
-                         ``.__rx_packets`` (and what its
+                         ``.__rx_packets``, ``._state`` (and what its
                          ``_recv_next`` does with SRTP)
 =======================  =========================================  ===========================
 
@@ -48,7 +48,14 @@ import aioice.ice
 import pylibsrtp
 from aioice import Candidate, stun
 from aioice.candidate import candidate_foundation, candidate_priority
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver, clock
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    clock,
+    rtcdtlstransport,
+)
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtp import RtpPacket, is_rtcp
@@ -83,6 +90,8 @@ ICE_QUEUE = "_queue"
 #: RTCDtlsTransport's SRTP session for what the peer sends (None until the handshake), its
 #: coroutine taking each unprotected RTP packet, and its receive counters (name-mangled).
 DTLS_RX_SRTP = "_rx_srtp"
+#: RTCDtlsTransport's state as its enum (its public ``state`` builds a string from it).
+DTLS_STATE = "_state"
 DTLS_HANDLE_RTP = "_handle_rtp_data"
 DTLS_RX_BYTES = "_RTCDtlsTransport__rx_bytes"
 DTLS_RX_PACKETS = "_RTCDtlsTransport__rx_packets"
@@ -117,6 +126,7 @@ _INSTANCE_ATTRIBUTES = (
     ("aioice.ice.StunProtocol()", "transactions"),
     ("aioice.Connection", ICE_QUEUE),
     ("RTCDtlsTransport", DTLS_RX_SRTP),
+    ("RTCDtlsTransport", DTLS_STATE),
     ("RTCDtlsTransport", DTLS_HANDLE_RTP),
     ("RTCDtlsTransport", DTLS_RX_BYTES),
     ("RTCDtlsTransport", DTLS_RX_PACKETS),
@@ -559,12 +569,19 @@ def receive_rtp_inline(pc: RTCPeerConnection) -> InlineRtp | None:
 def _inline_capable(dtls: RTCDtlsTransport, connection: Any) -> bool:
     return (connection is not None and hasattr(connection, ICE_QUEUE)
             and hasattr(connection, ICE_DATA_RECEIVED)
-            and all(hasattr(dtls, name) for name in (DTLS_RX_SRTP, DTLS_HANDLE_RTP,
+            and _dtls_connected_state() is not None
+            and all(hasattr(dtls, name) for name in (DTLS_RX_SRTP, DTLS_STATE, DTLS_HANDLE_RTP,
                                                      DTLS_RX_BYTES, DTLS_RX_PACKETS)))
+
+
+def _dtls_connected_state() -> Any:
+    """The value of RTCDtlsTransport's ``_state`` once connected (None: not found)."""
+    return getattr(getattr(rtcdtlstransport, "State", None), "CONNECTED", None)
 
 
 def _take_rtp_inline(dtls: RTCDtlsTransport, connection: Any, counters: InlineRtp) -> None:
     queue: asyncio.Queue[Any] = getattr(connection, ICE_QUEUE)
+    connected = _dtls_connected_state()
     original: Callable[[bytes, int], None] = getattr(connection, ICE_DATA_RECEIVED)
     pending: set[asyncio.Task[None]] = set()
 
@@ -572,7 +589,7 @@ def _take_rtp_inline(dtls: RTCDtlsTransport, connection: Any, counters: InlineRt
         srtp = getattr(dtls, DTLS_RX_SRTP)
         # RFC 7983: 128-191 is RTP or RTCP; the transport's task runs only once connected.
         if (srtp is None or not data or not 127 < data[0] < 192 or queue.qsize()
-                or is_rtcp(data) or dtls.state != "connected"):
+                or is_rtcp(data) or getattr(dtls, DTLS_STATE) is not connected):
             original(data, component)
             return
         setattr(dtls, DTLS_RX_BYTES, getattr(dtls, DTLS_RX_BYTES) + len(data))
@@ -688,6 +705,8 @@ async def check() -> list[str]:
             missing.append(f"RtpPacket.{RTP_DEPAYLOADED}")
         missing += [f"RTCDtlsTransport._recv_next: {step}"
                     for step in _dtls_srtp_steps_missing()]
+        if _dtls_connected_state() is None:
+            missing.append("aiortc.rtcdtlstransport.State.CONNECTED")
     finally:
         await pc.close()
     return missing

@@ -221,3 +221,16 @@ async def test_internals_check_names_a_dtls_step_the_inline_path_repeats(
                         (*internals._DTLS_SRTP_STEPS, "self.__no_such_step()"))
     assert await internals.check() == ["RTCDtlsTransport._recv_next: self.__no_such_step()"]
     assert step in internals._DTLS_SRTP_STEPS
+
+
+async def test_internals_inline_rtp_is_not_taken_without_aiortc_state(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without what it needs, the inline path changes nothing and the check says why.
+    monkeypatch.setattr(internals, "_dtls_connected_state", lambda: None)
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio")
+        assert internals.receive_rtp_inline(pc) is None
+    finally:
+        await pc.close()
+    assert "aiortc.rtcdtlstransport.State.CONNECTED" in await internals.check()
