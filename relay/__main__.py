@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     upstream.add_argument("--host", default="127.0.0.1")
     upstream.add_argument("--port", type=int, default=8765)
     upstream.add_argument("--mode", choices=LOCAL_MODES, default=DEFAULT_LOCAL_MODE)
+    upstream.add_argument("--mcp-urls", default="", metavar="URL,...",
+                          help="URL prefixes of the MCP servers sessions may name (`*`: any)")
 
     call = sub.add_parser("call", help="call a relay headlessly: speak a WAV file, type a "
                           "message, or both, and wait for the reply")
@@ -74,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging("INFO")
             from .upstream.standalone import run_local
 
-            asyncio.run(run_local(args.host, args.port, args.mode))
+            mcp_urls = tuple(url.strip() for url in args.mcp_urls.split(",") if url.strip())
+            asyncio.run(run_local(args.host, args.port, args.mode, mcp_urls))
         else:
             configure_logging("WARNING")
             from .client.cli import run_call

@@ -336,16 +336,16 @@ class Settings:
         metavar="FIELD,...", help="session fields (GA paths, e.g. `instructions,tools,"
         "audio.output.voice`) clients may not change from RELAY_SESSION's values; an update "
         "that tries is refused whole", shown="none")
-    #: Client secrets are signed, self-contained tokens (relay/server/client_secrets.py).
+    #: Client secrets are sealed, self-contained tokens (relay/server/client_secrets.py).
     signing_secret: str | None = setting(
         None, env="RELAY_SIGNING_SECRET", secret=True, check=_signing_secrets,
-        help="secret that signs and verifies minted `ek_` client secrets; share it between "
-             "relays behind one load balancer",
+        help="secret that seals and opens minted `ek_` client secrets (their AES-GCM key is "
+             "derived from it); share it between relays behind one load balancer",
         shown="random per process: minted keys work only in that process")
     #: Rotation: the previous ``signing_secret`` moves here until its keys have expired.
     signing_secrets: tuple[str, ...] = setting(
         (), env="RELAY_SIGNING_SECRETS", secret=True, check=_signing_secrets,
-        help="older signing secrets that still verify client secrets but sign none (rotation)",
+        help="older signing secrets that still open client secrets but seal none (rotation)",
         shown="none")
 
     #: 20 ms (one WebRTC frame) is the lowest latency. 40 ms measured 20 ms more echo round
@@ -431,6 +431,12 @@ class Settings:
         200.0, env="RELAY_SIDEBAND_MESSAGE_RATE", check=positive,
         help="sideband messages a second; more get an `error` event, and a sustained flood "
              "ends the call")
+    #: A controller's cancel (a guardrail tripped) must silence the call: the reply queued
+    #: for playout is what the user would otherwise go on hearing for seconds.
+    sideband_cancel_clears_playout: bool = setting(
+        True, env="RELAY_SIDEBAND_CANCEL_CLEARS_PLAYOUT",
+        help="a sideband's `response.cancel` also flushes the reply audio queued for the "
+             "peer and truncates the item where it was cut (false: only cancels upstream)")
     #: A sideband (``GET /v1/realtime?call_id=``) this many events behind is closed
     #: (1013), so a slow controller never slows its call.
     sideband_max_events: int = setting(
@@ -526,6 +532,12 @@ class Settings:
         DEFAULT_LOCAL_MODE, flag="--local-mode", env="RELAY_LOCAL_MODE", choices=LOCAL_MODES,
         help="embedded upstream's answer (`assistant`: spoken words, a parrot without the "
              "`speech` extra; `echo`: at once, for benchmarks)")
+    #: The embedded upstream connects to MCP servers for sessions' ``mcp`` tools; a client
+    #: could otherwise make the relay's host fetch any URL, so the operator lists them.
+    local_mcp_urls: tuple[str, ...] = setting(
+        (), flag="--local-mcp-urls", env="RELAY_LOCAL_MCP_URLS", kind=LIST,
+        metavar="URL,...", help="URL prefixes of the MCP servers the embedded upstream may "
+        "connect to for a session's `mcp` tools (`*`: any)", shown="none: `mcp` tools are refused")
     log_level: str = setting(
         "INFO", flag="--log-level", env="RELAY_LOG_LEVEL", check=_log_level, metavar="LEVEL",
         help="log level (DEBUG, INFO, WARNING, ...)")

@@ -21,7 +21,9 @@ LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: Loggers that are chatty at INFO (aioice and aiortc about every candidate pair).
-NOISY = ("aioice", "aiortc", "websockets")
+#: The MCP client's HTTP library logs every request's URL at INFO: an MCP server_url may
+#: carry a token, so it is held to warnings like the others.
+NOISY = ("aioice", "aiortc", "websockets", "httpx2", "mcp")
 #: Shortest string treated as a secret to mask (shorter ones would mask ordinary words).
 MIN_SECRET = 8
 

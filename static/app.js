@@ -56,6 +56,7 @@ const ui = {
   error: $("error"),
   apiKey: $("api-key"),
   instructions: $("instructions"),
+  captionsOnly: $("captions-only"),
   audio: $("remote-audio"),
   transcript: $("transcript"),
   messageForm: $("message-form"),
@@ -75,7 +76,8 @@ const turns = new TurnTimer($("turns"));
  * has ended can tell (`call !== session`) and do nothing.
  * @type {null | {pc: RTCPeerConnection|null, channel: RTCDataChannel|null,
  *   mic: MediaStream|null, audio: AudioContext|null, id: string|null, meterTimer: number|null,
- *   analysers: {mic?: AnalyserNode, remote?: AnalyserNode}, closed: boolean}}
+ *   analysers: {mic?: AnalyserNode, remote?: AnalyserNode}, closed: boolean,
+ *   captionsOnly: boolean}}
  */
 let call = null;
 
@@ -117,6 +119,7 @@ async function start() {
   const session = {
     pc: null, channel: null, mic: null, audio: null, id: null, meterTimer: null,
     analysers: {}, closed: false, protocol: chosenProtocol(),
+    captionsOnly: ui.captionsOnly.checked && chosenProtocol() !== "live",
   };
   call = session;
   setState("starting");
@@ -150,7 +153,7 @@ async function start() {
     logNote(`posting the offer (ICE gathering ${pc.iceGatheringState})`);
     const { answer, callId } = session.protocol === "live"
       ? await postLiveOffer(pc.localDescription.sdp)
-      : await postOffer(pc.localDescription.sdp);
+      : await postOffer(pc.localDescription.sdp, session.captionsOnly);
     if (session.closed) {
       // Hung up while the relay was answering: end the call it just made.
       if (callId) postHangup(callId, {}, session.protocol).catch(() => {});
@@ -272,15 +275,32 @@ function iceGatheringDone(pc, timeoutMs) {
   });
 }
 
-/** POST the offer; return the answer and the call id (the Location's last segment). */
-async function postOffer(sdp) {
+/**
+ * The session of a "Captions only" call: a transcription session, which transcribes
+ * each turn of the user's speech and never answers.
+ */
+const CAPTIONS_SESSION = {
+  type: "transcription",
+  audio: { input: { transcription: { model: "gpt-4o-transcribe" } } },
+};
+
+/**
+ * POST the offer (raw, or with a transcription session as a multipart form for
+ * "Captions only"); return the answer and the call id (the Location's last segment).
+ */
+async function postOffer(sdp, captionsOnly) {
+  let body = sdp;
+  const headers = { ...authHeaders() };
+  if (captionsOnly) {
+    body = new FormData();
+    body.append("sdp", sdp);
+    body.append("session", JSON.stringify(CAPTIONS_SESSION));
+  } else {
+    headers["Content-Type"] = "application/sdp";
+  }
   let response;
   try {
-    response = await fetch(CALLS_URL, {
-      method: "POST",
-      headers: { "Content-Type": "application/sdp", ...authHeaders() },
-      body: sdp,
-    });
+    response = await fetch(CALLS_URL, { method: "POST", headers, body });
   } catch (error) {
     throw new Error(`Could not reach the relay: ${error.message}`);
   }
@@ -370,8 +390,9 @@ function watchChannel(session) {
     logNote("data channel open");
     updateControls();
     const instructions = ui.instructions.value.trim();
-    // A GPT-Live session got its instructions when it was created (they are immutable).
-    if (instructions && session.protocol !== "live") {
+    // A GPT-Live session got its instructions when it was created (they are immutable);
+    // a captions-only call has no assistant to instruct.
+    if (instructions && session.protocol !== "live" && !session.captionsOnly) {
       send({ type: "session.update", session: { type: "realtime", instructions } });
     }
   };
@@ -665,12 +686,14 @@ function setSpeaking(speaking) {
 function updateControls() {
   const open = Boolean(call && call.channel && call.channel.readyState === "open");
   // GPT-Live has no cancel and no typed user messages: the model handles interruptions.
-  const realtime = !call || call.protocol !== "live";
+  // A captions-only call has no assistant to interrupt or to type to.
+  const talks = open && (!call || (call.protocol !== "live" && !call.captionsOnly));
   ui.start.disabled = Boolean(call);
   ui.hangup.disabled = !call;
-  ui.interrupt.disabled = !open || !realtime;
-  ui.message.disabled = !open || !realtime;
-  ui.send.disabled = !open || !realtime;
+  ui.captionsOnly.disabled = Boolean(call);
+  ui.interrupt.disabled = !talks;
+  ui.message.disabled = !talks;
+  ui.send.disabled = !talks;
   for (const input of ui.protocol.querySelectorAll("input")) input.disabled = Boolean(call);
 }
 

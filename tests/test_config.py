@@ -67,6 +67,7 @@ ENVIRONMENT = [
     ("RELAY_OPUS_COMPLEXITY", "5", "opus_complexity", 5),
     ("RELAY_EVENT_LOOP", "asyncio", "event_loop", "asyncio"),
     ("RELAY_TRIM_MEMORY", "off", "trim_memory", False),
+    ("RELAY_SIDEBAND_CANCEL_CLEARS_PLAYOUT", "off", "sideband_cancel_clears_playout", False),
     ("RELAY_PLAYOUT_MAX_SECONDS", "2.5", "playout_max_seconds", 2.5),
     ("RELAY_MAX_CALLS", "3", "max_calls", 3),
     ("RELAY_MAX_CALLS_PER_KEY", "2", "max_calls_per_key", 2),
@@ -81,6 +82,8 @@ ENVIRONMENT = [
     ("RELAY_MAX_SDP_BYTES", "4096", "max_sdp_bytes", 4096),
     ("RELAY_SIDEBAND_MAX_EVENTS", "50", "sideband_max_events", 50),
     ("RELAY_LOCAL_MODE", "echo", "local_mode", "echo"),
+    ("RELAY_LOCAL_MCP_URLS", "http://127.0.0.1:9000/mcp, https://tools.example/",
+     "local_mcp_urls", ("http://127.0.0.1:9000/mcp", "https://tools.example/")),
     ("RELAY_CONNECT_TIMEOUT", "7.5", "connect_timeout", 7.5),
     ("RELAY_PEER_TIMEOUT", "3.5", "peer_timeout", 3.5),
     ("RELAY_AGENT", "examples.weather_agent:agent", "agent", "examples.weather_agent:agent"),
@@ -197,6 +200,7 @@ FLAGS: dict[str, tuple[str, Any]] = {
     "max_calls": ("9", 9),
     "peer_timeout": ("12", 12.0),
     "local_mode": ("echo", "echo"),
+    "local_mcp_urls": ("*", ("*",)),
     "log_level": ("WARNING", "WARNING"),
     "log_format": ("json", "json"),
     "loop_lag_warning": ("0.5", 0.5),
@@ -274,8 +278,9 @@ def test_config_generated_parser_accepts_every_flag() -> None:
      "be 'Name: value' lines"),
     ("RELAY_SESSION", "{nope", "RELAY_SESSION / --session must be a JSON object"),
     ("RELAY_SESSION", "[1]", "RELAY_SESSION / --session must be a JSON object"),
-    ("RELAY_SESSION", '{"type": "transcription"}', "RELAY_SESSION / --session is not a "
-     "session the relay can use: session.type must be 'realtime'"),
+    ("RELAY_SESSION", '{"type": "translation"}', "RELAY_SESSION / --session is not a "
+     "session the relay can use: Invalid value: 'translation'. session.type must be "
+     "'realtime' or 'transcription'"),
     ("RELAY_MODELS", "gpt-realtime, two words", "RELAY_MODELS / --models must be model names"),
     ("RELAY_AGENT", "examples/weather_agent.py", "RELAY_AGENT / --agent must be "
      "module:attribute"),

@@ -50,6 +50,17 @@ class CallProtocol(Protocol):
     #: Set when a party floods the call: the driver ends the call with this reason.
     end_reason: str | None
 
+    @property
+    def session_type(self) -> str | None:
+        """The kind of session, for the view, logs and metrics (the Realtime API's:
+        ``"realtime"`` or ``"transcription"``); None for a family without kinds."""
+
+    @property
+    def upstream_intent(self) -> str | None:
+        """What the upstream session is opened for, when the connection must say (the
+        Realtime API opens a transcription session at ``?intent=transcription``); None for
+        a session opened on the call's model."""
+
     def start(self) -> None:
         """The upstream is connected: queue what opens the session."""
 

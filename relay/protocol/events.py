@@ -8,6 +8,7 @@ import string
 from typing import Any
 
 from ..errors import InvalidRequest, RelayError
+from .json_input import load_json
 
 Event = dict[str, Any]
 
@@ -34,14 +35,10 @@ def new_event_id() -> str:
 def parse_event(text: str | bytes) -> Event:
     """Parse one data-channel or WebSocket message into an event.
 
-    Raises :class:`InvalidRequest` when it is not a JSON object with a string ``type``.
+    Raises :class:`InvalidRequest` when it is not a JSON object with a string ``type``
+    (:func:`~relay.protocol.json_input.load_json` says what JSON is taken).
     """
-    try:
-        value = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(
-            "The message could not be parsed as JSON.", code="invalid_json"
-        ) from exc
+    value = load_json(text)
     if not isinstance(value, dict):
         raise InvalidRequest("An event must be a JSON object.", code="invalid_event")
     kind = value.get("type")

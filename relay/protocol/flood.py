@@ -46,7 +46,7 @@ class MessageGuard:
         """None when ``message`` may be handled; else the error to answer it with (it is
         then dropped). Only the first message dropped since the party last went quiet gets
         an answer, so a flood is not echoed back."""
-        if len(message) > self.limits.max_bytes:
+        if _size_over(message, self.limits.max_bytes):
             return InvalidRequest(
                 f"The message is larger than {self.limits.max_bytes} bytes; it was dropped.",
                 code="message_too_large")
@@ -65,6 +65,14 @@ class MessageGuard:
         return RateLimited(
             f"More than {self.limits.per_second:g} messages a second; this one and those "
             "until the rate falls are dropped.")
+
+
+def _size_over(message: str | bytes, limit: int) -> bool:
+    """Whether ``message`` is over ``limit`` bytes on the wire (a text message's UTF-8:
+    a character may take four bytes, so its length alone would let 4x the limit in)."""
+    if isinstance(message, bytes) or len(message) > limit:
+        return len(message) > limit
+    return len(message) * 4 > limit and len(message.encode("utf-8", "surrogatepass")) > limit
 
 
 #: A dropped message that gets no answer (its run already got one).

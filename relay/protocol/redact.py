@@ -28,6 +28,11 @@ class Redactor:
         self._texts = tuple(ordered)
         self._bytes = tuple(s.encode() for s in ordered)
 
+    def with_secrets(self, secrets: Iterable[str]) -> Redactor:
+        """A redactor masking these secrets as well as this one's (self when none is new)."""
+        new = {s for s in secrets if len(s) >= MIN_SECRET_CHARS} - set(self._texts)
+        return Redactor((*self._texts, *new)) if new else self
+
     def __bool__(self) -> bool:
         return bool(self._texts)
 

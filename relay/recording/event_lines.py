@@ -19,6 +19,8 @@ import binascii
 import json
 from typing import Any
 
+from ..errors import InvalidRequest
+from ..protocol.json_input import load_json
 from ..protocol.redact import Redactor
 
 #: Which way an event went.
@@ -77,8 +79,8 @@ class EventLines:
         else:
             text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
             try:
-                event = json.loads(text)
-            except ValueError:
+                event = load_json(text)  # a client's: any depth, any escape
+            except InvalidRequest:
                 event = None
             if not isinstance(event, dict):
                 event = {"unparsed": text[:4096]}

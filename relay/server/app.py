@@ -41,11 +41,13 @@ from .app_state import (
     REGISTRY,
     SETTINGS,
     UPSTREAM,
+    WS_SESSIONS,
 )
 from .auth import Authenticator, credentials
 from .call_records import CallRecords
 from .client_secrets import SecretSigner
 from .drain import Drain
+from .http_errors_log import handler_args
 from .live_api import add_live_routes
 from .loop_lag import LoopLagMonitor
 from .prometheus import RelayCollector
@@ -53,6 +55,7 @@ from .readiness import UpstreamProbe
 from .realtime_api import add_realtime_routes
 from .registry import CallRegistry
 from .webhooks import WebhookSender
+from .websocket_session import WebSocketSessions
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,8 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     # The agent first: a spec that cannot be served stops the relay before anything else.
     agent = load_agent(settings.agent) if settings.agent is not None else None
     app = web.Application(middlewares=[cors_middleware, error_middleware],
-                          client_max_size=settings.max_body_bytes)
+                          client_max_size=settings.max_body_bytes,
+                          handler_args=handler_args())
     app[SETTINGS] = settings
     ports = UdpPorts(settings.udp_ports) if settings.udp_ports is not None else None
     records = app[RECORDS] = _call_records(settings)
@@ -86,6 +90,7 @@ def create_app(settings: Settings, *, static_dir: Path | None = None) -> web.App
     app[AUTH] = Authenticator(settings.relay_api_keys if settings.auth_mode == "token" else (),
                               signer=_signer(settings))
     app[DRAIN] = Drain(settings.drain_timeout)
+    app[WS_SESSIONS] = WebSocketSessions()
     node = app[NODE] = Node(settings)
     app[REGISTRY].on_ended.append(node.limits.release_soon)
     if agent is not None:
@@ -187,7 +192,10 @@ def _metrics_registry(app: web.Application) -> CollectorRegistry:
     registry = app[REGISTRY]
 
     def gauges() -> dict[str, tuple[str, float]]:
-        values = {"relay_calls_active": ("Calls live now.", float(len(registry)))}
+        values = {"relay_calls_active": ("Calls live now.", float(len(registry))),
+                  "relay_websocket_sessions_active": (
+                      "WebSocket sessions (GET /v1/realtime without a call) live now.",
+                      float(len(app[WS_SESSIONS])))}
         lag = app.get(LOOP_LAG)
         if lag is not None:
             values["relay_event_loop_lag_seconds"] = (
@@ -297,7 +305,7 @@ async def _upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         return
     from ..upstream.local import LocalRealtimeServer
 
-    server = LocalRealtimeServer(mode=settings.local_mode)
+    server = LocalRealtimeServer(mode=settings.local_mode, mcp_urls=settings.local_mcp_urls)
     await server.start("127.0.0.1", 0)
     app[UPSTREAM] = WebSocketConnector(server.url, {}, model=settings.model)
     app[LIVE_UPSTREAM] = LiveConnector(server.live_url, {})
@@ -365,4 +373,5 @@ async def _warn_open(settings: Settings) -> None:
 
 
 async def _close_calls(app: web.Application) -> None:
+    await app[WS_SESSIONS].close_all()
     await app[REGISTRY].close_all()

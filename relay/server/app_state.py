@@ -17,6 +17,7 @@ from .drain import Drain
 from .loop_lag import LoopLagMonitor
 from .readiness import UpstreamProbe
 from .registry import CallRegistry
+from .websocket_session import WebSocketSessions
 
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", CallRegistry)
@@ -25,6 +26,8 @@ AUTH = web.AppKey("auth", Authenticator)
 #: (how fast calls may be created, how many one client secret may hold: in this process,
 #: or across the cluster through Redis).
 NODE = web.AppKey("node", Node)
+#: The live WebSocket sessions (``GET /v1/realtime`` without a call).
+WS_SESSIONS = web.AppKey("ws_sessions", WebSocketSessions)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
 #: Where GPT-Live sessions get their upstream (a primary Live WebSocket).

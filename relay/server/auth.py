@@ -1,6 +1,6 @@
 """Who may use the relay: server keys, and the short-lived client secrets minted from them.
 
-Client secrets are signed, self-contained tokens (relay.server.client_secrets): nothing is
+Client secrets are sealed, self-contained tokens (relay.server.client_secrets): nothing is
 remembered between minting and use, so a key minted by one relay works on every relay that
 shares its signing secret.
 """
@@ -140,5 +140,11 @@ def credentials(headers: Mapping[str, str]) -> str | None:
 
 
 def _bearer(authorization: str | None) -> str:
+    """The bearer token of ``authorization``; "" for none, and for one that is not
+    printable ASCII, which no key is (aiohttp hands over the bytes of a header that is not
+    UTF-8 as surrogates, which cannot even be compared)."""
     scheme, _, token = (authorization or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    token = token.strip()
+    if scheme.lower() != "bearer" or not (token.isascii() and token.isprintable()):
+        return ""
+    return token

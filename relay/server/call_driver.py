@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -28,9 +29,9 @@ from websockets.exceptions import ConnectionClosed
 
 from ..audio import RATE
 from ..config import FAREWELL_SECONDS, Settings
-from ..errors import RelayError
+from ..errors import RateLimited, RelayError
 from ..logs import CallLog
-from ..protocol.call_protocol import CallProtocol, CoreFactory
+from ..protocol.call_protocol import CLIENT, CallProtocol, CoreFactory
 from ..protocol.channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..protocol.events import dumps, new_event_id
 from ..protocol.flood import MessageLimits
@@ -40,7 +41,7 @@ from ..protocol.redact import Redactor
 from ..recording.call_recorder import CallRecorder
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 from ..webrtc.call_media import CallMedia, MediaOptions
-from ..webrtc.internals import watch_peer_datagrams
+from ..webrtc.internals import bound_inbound_messages, watch_peer_datagrams
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
 from ..webrtc.rtc_stats import rtp_summary
 from ..webrtc.udp_ports import UdpPorts
@@ -74,7 +75,7 @@ class CallDriver:
         on_closed: Callable[[CallDriver], None] | None = None,
         on_started: Callable[[CallDriver], None] | None = None,
         ports: UdpPorts | None = None,
-        core: CoreFactory = CallCore,
+        core: CoreFactory | None = None,
         recorder: CallRecorder | None = None,
     ) -> None:
         self.id = call_id
@@ -82,6 +83,9 @@ class CallDriver:
         self.log = CallLog(logger, call_id)
         self.settings = settings
         loop = asyncio.get_running_loop()
+        if core is None:
+            core = functools.partial(
+                CallCore, sideband_cancel_clears_playout=settings.sideband_cancel_clears_playout)
         self.core: CallProtocol = core(
             call_id,
             session,
@@ -126,6 +130,8 @@ class CallDriver:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._upstream_ready = asyncio.Event()
         self._closing = False
+        #: An :meth:`end` is under way (its farewell leaving; close follows).
+        self._ending = False
         #: Data-channel messages that could not be sent.
         self.send_failures = 0
         self._sidebands: dict[str, Sideband] = {}
@@ -183,7 +189,11 @@ class CallDriver:
         On any failure the call is closed before the exception propagates.
         """
         try:
-            self._socket = await self._upstream.connect(self.model)
+            intent = self.core.upstream_intent
+            if intent is not None:
+                self._socket = await self._upstream.connect(intent=intent)
+            else:
+                self._socket = await self._upstream.connect(self.model)
             self.upstream_connect_seconds = asyncio.get_running_loop().time() - self.created_at
             self.core.start()
             self._spawn(self._read_upstream(), "upstream-reader")
@@ -197,6 +207,9 @@ class CallDriver:
             )
             if channel is not None:
                 self._attach_channel(channel)
+            # A data-channel message over the limit is dropped as its fragments arrive
+            # (and answered message_too_large), not reassembled first.
+            bound_inbound_messages(self.pc, self.settings.client_max_message_bytes)
             # Media first: its inline RTP path must be under the datagram hook.
             self.media.start(self.pc, self.id)
             watch_peer_datagrams(self.pc, self._hear)
@@ -311,10 +324,7 @@ class CallDriver:
         self.log.info("%s attached", name)
 
         def on_message(message: str | bytes) -> None:
-            if self.recorder is not None:
-                self.recorder.event("sideband_to_relay", message, name)
-            self.core.client_message(message, name)
-            self._after_message()
+            self._client_message(message, name)
 
         try:
             await sideband.run(on_message)
@@ -371,12 +381,35 @@ class CallDriver:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("task %s failed", task.get_name(),
                            exc_info=task.exception())
-            self._close_soon("internal error")
+            self._end_soon(RelayError("The relay had an internal error; the call is ended.",
+                                      code="internal_error"), "internal error")
+
+    def _client_message(self, message: str | bytes, source: str) -> None:
+        """A data-channel (``source`` CLIENT) or sideband message, into the core. Whatever
+        a client sends, the core answers with ``error`` events; an exception here is the
+        relay's bug, so it is logged, answered ``internal_error``, and the call goes on
+        (it runs inside aiortc's SCTP loop or the sideband's reader, which must not die)."""
+        try:
+            if self.recorder is not None:
+                if source == CLIENT:
+                    self.recorder.event("client_to_relay", message)
+                else:
+                    self.recorder.event("sideband_to_relay", message, source)
+            self.core.client_message(message, source)
+        except Exception:
+            self.log.exception("handling a %s message failed",
+                               "data-channel" if source == CLIENT else source)
+            self.core.relay_error(RelayError(
+                f"The relay failed to handle a message from {source}; it was dropped.",
+                code="internal_error"))
+        self._after_message()
 
     def _after_message(self) -> None:
         self._kick()
         if self.core.end_reason is not None:
-            self._close_soon(self.core.end_reason)
+            self._end_soon(RateLimited(f"The call is ended: {self.core.end_reason} "
+                                       "(messages sent too fast for too long)."),
+                           self.core.end_reason)
 
     async def _duration_deadline(self) -> None:
         # Warn a little before the end, so the client can tell its user why the call ended.
@@ -389,6 +422,14 @@ class CallDriver:
         self._kick()
         await asyncio.sleep(notice)
         self._close_soon("the call reached its longest duration")
+
+    def _end_soon(self, error: RelayError, reason: str) -> None:
+        """:meth:`end` the call from synchronous code: the client and the sidebands are
+        told ``error`` first."""
+        if not self._closing and not self._ending:
+            self._ending = True
+            # Not owned by the call's task set: close() cancels that set.
+            asyncio.get_running_loop().create_task(self.end(error, reason))
 
     def _close_soon(self, reason: str) -> None:
         if not self._closing:
@@ -494,11 +535,11 @@ class CallDriver:
 
         @channel.on("message")
         def on_message(message: str | bytes) -> None:
-            if self.recorder is not None:
-                self.recorder.event("client_to_relay", message)
-            self.core.client_message(message)
-            self._after_message()
+            self._client_message(message, CLIENT)
 
+        # pyee hands a handler's exception to "error" listeners, and with none raises it
+        # into aiortc's SCTP loop, which ends the call: never let one get there.
+        channel.on("error", self._on_emitter_error)
         if channel.readyState == "open":
             self._on_channel_open()
         else:

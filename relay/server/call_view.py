@@ -54,6 +54,7 @@ def counters(call: ViewedCall) -> dict[str, Any]:
     stats = call.core.stats
     return {
         "call_id": call.id,
+        "session_type": call.core.session_type,
         **call.media.stats(),
         "uplink_samples_sent": stats.uplink_samples,
         "frames_out": stats.frames_out,
@@ -83,6 +84,7 @@ def snapshot(call: ViewedCall) -> dict[str, Any]:
     return {
         "id": call.id,
         "object": call.core.view_object,
+        "session_type": call.core.session_type,
         "status": status,
         "peer_connection": call.peer_state,
         "model": call.model,

@@ -26,6 +26,7 @@ from ..protocol.call_measures import VOICE_BUCKETS, Histogram
 
 if TYPE_CHECKING:
     from .call_driver import CallDriver
+    from .websocket_session import WebSocketSession
 
 #: Call lengths (seconds): from a failed setup to an hour.
 CALL_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -54,6 +55,9 @@ CLOSE_REASONS = (
 COUNTERS = (
     ("relay_calls_created", "Calls created (offers accepted for setup), by protocol "
      "(realtime, live).", ("protocol",)),
+    ("relay_sessions_created", "Sessions created, by transport (webrtc: a call; websocket: "
+     "a WebSocket session) and session type (realtime or transcription).",
+     ("transport", "type")),
     ("relay_calls_ended", "Calls ended, by protocol and why.", ("protocol", "reason")),
     ("relay_audio_seconds", "Seconds of audio relayed: up (microphone to model) and "
      "down (model to peer).", ("direction",)),
@@ -104,6 +108,8 @@ def barge_in_cause(reason: str) -> str:
     """A barge-in's reason as a bounded label (a sideband's name is not one)."""
     if reason in ("speech_started", "client_clear"):
         return reason
+    if reason.endswith("_cancel"):
+        return "cancel"  # a sideband's response.cancel
     return "truncate" if reason.endswith("_truncate") else "other"
 
 
@@ -181,8 +187,22 @@ class MetricsTotals:
         self.tally = Tally()
 
     def call_created(self, call: CallDriver) -> None:
-        """A call was created."""
+        """A call was created (by protocol; a Realtime call by its session type too)."""
         self.tally.inc("relay_calls_created", (protocol_of(call),))
+        self.tally.inc("relay_sessions_created",
+                       ("webrtc", call.core.session_type or protocol_of(call)))
+
+    def websocket_session_created(self, session_type: str) -> None:
+        """A WebSocket session (``GET /v1/realtime`` without a call) began."""
+        self.tally.inc("relay_sessions_created", ("websocket", session_type))
+
+    def websocket_session_ended(self, session: WebSocketSession) -> None:
+        """Fold the ended WebSocket ``session``'s event and error counts in."""
+        measures = session.core.measures
+        for (direction, kind), count in measures.events.items():
+            self.tally.inc("relay_events", (direction, kind), count)
+        for code, count in measures.errors.items():
+            self.tally.inc("relay_errors", (code,), count)
 
     def call_ended(self, call: CallDriver) -> None:
         """Fold the ended ``call``'s measurements in (once, from its on_closed)."""

@@ -1,5 +1,5 @@
-"""The Realtime API's endpoints: calls (create, hang up, describe), client secrets, and
-the sideband WebSocket.
+"""The Realtime API's endpoints: calls (create, hang up, describe), client secrets, the
+sideband WebSocket, and WebSocket sessions of their own.
 
 The shapes are the hosted WebRTC endpoint's (shared/PROTOCOL.md), plus the relay's own
 recording download (``GET /v1/realtime/calls/{id}/content``, as GPT-Live's sessions have
@@ -14,14 +14,32 @@ import logging
 from aiohttp import web
 
 from ..cluster.forward import forward_http, forward_websocket
-from ..errors import InvalidRequest
-from ..protocol.realtime.session_config import effective_session
+from ..errors import CapacityExceeded, InvalidRequest
+from ..protocol.events import random_id
+from ..protocol.realtime.session_config import conceal_tool_secrets, effective_session
 from .agent import loopback_base
-from .app_state import AGENTS, AUTH, DRAIN, NODE, REGISTRY, SETTINGS, UPSTREAM, owner_address
+from .app_state import (
+    AGENTS,
+    AUTH,
+    DRAIN,
+    NODE,
+    REGISTRY,
+    SETTINGS,
+    UPSTREAM,
+    WS_SESSIONS,
+    owner_address,
+)
 from .auth import DEFAULT_TTL, credentials
 from .recording_api import record_requested, recording_content
+from .registry import CAPACITY_RETRY_AFTER
 from .requests import dcid_param, expires_after_seconds, read_json, read_offer, record_field
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
+from .websocket_session import MAX_MESSAGE_BYTES as WS_SESSION_MAX_MESSAGE_BYTES
+from .websocket_session import (
+    REALTIME_SUBPROTOCOL,
+    WebSocketSession,
+    subprotocol_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -111,18 +129,20 @@ async def create_client_secret(request: web.Request) -> web.Response:
     # identity fields included, not just the fields that were asked for.
     described = effective_session(secret.session, model=model,
                                   expires_at=secret.expires_at)
+    # The key seals a tool's credentials; the answer (read by whoever hands the key to a
+    # browser, often the browser itself) does not repeat them.
     return web.json_response({"value": secret.value, "expires_at": secret.expires_at,
-                              "session": described})
+                              "session": conceal_tool_secrets(described)})
 
 
 async def attach_sideband(request: web.Request) -> web.StreamResponse:
     """``GET /v1/realtime?call_id=…`` upgraded to a WebSocket (server key): a controller
-    joins a live call's session. Errors come before the upgrade, as JSON."""
-    request.app[AUTH].require_server_key(credentials(request.headers))
+    joins a live call's session. Without ``call_id`` it is a WebSocket session of its own
+    (:func:`open_websocket_session`). Errors come before the upgrade, as JSON."""
     call_id = request.query.get("call_id")
     if not call_id:
-        raise InvalidRequest("call_id is required: this endpoint attaches to a live call.",
-                             code="missing_required_parameter", param="call_id")
+        return await open_websocket_session(request)
+    request.app[AUTH].require_server_key(credentials(request.headers))
     owner = await owner_address(request, call_id)
     if owner is not None:
         return await forward_websocket(request, owner, max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
@@ -133,4 +153,54 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
                              code="websocket_required")
     await ws.prepare(request)
     await call.serve_sideband(ws)
+    return ws
+
+
+async def open_websocket_session(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/realtime?model=…`` (or ``?intent=transcription``) upgraded to a
+    WebSocket: a Realtime session bridged to the upstream, with a call's auth (a server
+    key, a client secret, or a browser's key subprotocol), policy and limits."""
+    app = request.app
+    settings = app[SETTINGS]
+    authorization = credentials(request.headers) or subprotocol_key(request.headers)
+    secret_session = app[AUTH].authorize_call(authorization)
+    key = app[AUTH].client_secret_id(authorization)
+    ws = web.WebSocketResponse(max_msg_size=WS_SESSION_MAX_MESSAGE_BYTES, heartbeat=20,
+                               protocols=(REALTIME_SUBPROTOCOL,))
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("Upgrade to a WebSocket to open a Realtime session, or name "
+                             "a live call with call_id to attach to it.",
+                             code="websocket_required")
+    app[DRAIN].check()
+    if len(app[REGISTRY]) + len(app[WS_SESSIONS]) >= settings.max_calls:
+        raise CapacityExceeded("The relay is at its limit of concurrent calls.",
+                               retry_after=CAPACITY_RETRY_AFTER)
+    await app[NODE].limits.admit(request.remote, key)
+    intent = request.query.get("intent")
+    if intent not in (None, "", "transcription"):
+        raise InvalidRequest("intent must be 'transcription' when given.",
+                             code="invalid_value", param="intent")
+    layer = {"type": "transcription"} if intent == "transcription" else None
+    session, model = settings.session_rules.admit(secret_session, layer,
+                                                  query_model=request.query.get("model"))
+    session_id = random_id("sess_")
+    await app[NODE].limits.hold(key, session_id)
+    sessions = app[WS_SESSIONS]
+    totals = app[REGISTRY].totals
+
+    def closed(done: WebSocketSession) -> None:
+        sessions.discard(done)
+        app[NODE].limits.release_soon(done.id)
+        totals.websocket_session_ended(done)
+
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        app[NODE].limits.release_soon(session_id)
+        raise
+    bridged = WebSocketSession(session_id, settings, session, app[UPSTREAM], ws,
+                               model=model, on_closed=closed)
+    sessions.add(bridged)
+    totals.websocket_session_created(bridged.session_type)
+    await bridged.run()
     return ws

@@ -13,7 +13,6 @@ from ..config import Settings
 from ..errors import CallNotFound, CapacityExceeded
 from ..protocol.call_protocol import CoreFactory
 from ..protocol.events import random_id
-from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..upstream.client import UpstreamConnector
 from ..webrtc.udp_ports import UdpPorts
@@ -67,11 +66,11 @@ class CallRegistry:
 
     def new(self, session: Session, upstream: UpstreamConnector,
             model: str | None = None, call_id: str | None = None, *,
-            core: CoreFactory = CallCore, record: bool = False,
+            core: CoreFactory | None = None, record: bool = False,
             protocol: str = "realtime") -> CallDriver:
         """A new call ``call_id`` (a new id if None) on ``model`` whose upstream session
-        comes from ``upstream``, speaking the protocol ``core`` makes (Realtime's by
-        default), registered; raises :class:`CapacityExceeded` at the limit.
+        comes from ``upstream``, speaking the protocol ``core`` makes (None: Realtime's,
+        configured from the settings), registered; raises :class:`CapacityExceeded` at the limit.
         ``record``: the operator asked for this call to be recorded; ``protocol``: its
         family (``realtime`` or ``live``), as recordings and webhooks name it."""
         if len(self._calls) >= self.settings.max_calls:
@@ -112,6 +111,10 @@ class CallRegistry:
         if snapshot is None:
             raise CallNotFound()
         return snapshot
+
+    def ended(self, call_id: str) -> dict[str, Any] | None:
+        """The snapshot of a lately ended call (None: live, unknown or long gone)."""
+        return self._ended.get(call_id)
 
     async def wait_empty(self) -> None:
         """Wait until no call is live."""

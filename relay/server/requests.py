@@ -4,14 +4,16 @@ naming what was wrong, so the HTTP layer answers it in the API's JSON error shap
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.multipart import parse_content_disposition
 
 from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from ..protocol.json_input import load_json
 from ..protocol.realtime.session_config import Session, normalize_session
+from .http_errors_log import http_error_text
 
 #: Largest SDP offer, and largest form part.
 MAX_SDP_BYTES = 256 * 1024
@@ -22,7 +24,8 @@ MAX_FORM_PARTS = 16
 async def read_offer(request: web.Request, max_bytes: int = MAX_SDP_BYTES,
                      ) -> tuple[str, Session | None]:
     """The SDP offer of a ``POST /v1/realtime/calls`` and its session, if the form has one;
-    :class:`PayloadTooLarge` for an offer (or form part) over ``max_bytes``."""
+    :class:`PayloadTooLarge` for an offer (or form part) over ``max_bytes``. (What the
+    offer must hold, :func:`relay.webrtc.peer.answer` checks before aiortc sees it.)"""
     kind = request.content_type
     if kind == "multipart/form-data":
         parts = await _read_form(request, ("sdp", "session"), max_bytes)
@@ -33,23 +36,15 @@ async def read_offer(request: web.Request, max_bytes: int = MAX_SDP_BYTES,
         raw_session = parts.get("session")
         session = None
         if raw_session:
-            try:
-                value = json.loads(raw_session)
-            except ValueError as exc:
-                raise InvalidRequest("The 'session' part is not valid JSON.",
-                                     code="invalid_json", param="session") from exc
+            value = load_json(raw_session, what="The 'session' part", param="session")
             session = normalize_session(value)
         return sdp, session
     if kind in ("application/sdp", "text/plain", "application/octet-stream", ""):
-        body = await request.read()
+        body = await read_body(request)
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"The SDP offer is larger than {max_bytes} bytes.",
                                   param="sdp")
-        try:
-            return body.decode(request.charset or "utf-8"), None
-        except (UnicodeDecodeError, LookupError) as exc:
-            raise InvalidRequest("The SDP offer is not text in its charset.",
-                                 code="invalid_offer", param="sdp") from exc
+        return body_text(request, body, "The SDP offer", "sdp"), None
     raise UnsupportedMediaType(
         f"Unsupported Content-Type {kind!r}: send application/sdp or multipart/form-data."
     )
@@ -79,9 +74,13 @@ async def _read_form(request: web.Request, names: tuple[str, ...],
                     raise InvalidRequest(f"The form has more than one {name!r} part.",
                                          code="invalid_value", param=name)
                 texts[name] = _part_text(part, data, name)
-    except (ValueError, RuntimeError) as exc:  # aiohttp's words for a malformed body
-        raise InvalidRequest("The multipart/form-data body is malformed.",
+    except (ValueError, RuntimeError, HttpProcessingError) as exc:
+        # aiohttp's words for a malformed body: bad boundaries, and header lines that are
+        # too long, too many or not headers at all (its HTTP parser's errors)
+        raise InvalidRequest(f"The multipart/form-data body is malformed: {http_error_text(exc)}",
                              code="invalid_multipart", param=None) from exc
+    except web.RequestPayloadError as exc:
+        raise _unreadable(exc) from exc
     raise InvalidRequest(f"The form has more than {MAX_FORM_PARTS} parts.",
                          code="invalid_multipart")
 
@@ -124,21 +123,51 @@ def _part_text(part: BodyPartReader, data: bytes, name: str) -> str:
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request's body as a JSON object."""
-    try:
-        value = await request.json()
-    except ValueError as exc:
-        raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from exc
+    """The request's body as a JSON object (in its charset, UTF-8 by default), within the
+    limits of :func:`~relay.protocol.json_input.load_json`."""
+    text = body_text(request, await read_body(request), "The body", None)
+    value = load_json(text, what="The body")
     if not isinstance(value, dict):
         raise InvalidRequest("The body must be a JSON object.", code="invalid_type")
     return value
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, its ``Content-Encoding`` undone; :class:`InvalidRequest` when
+    it cannot be (gzip that is not gzip, a broken chunked encoding)."""
+    try:
+        return await request.read()
+    except web.RequestPayloadError as exc:
+        raise _unreadable(exc) from exc
+
+
+def body_text(request: web.Request, body: bytes, what: str, param: str | None) -> str:
+    """``body`` decoded with the charset its ``Content-Type`` names (UTF-8 when none):
+    :class:`UnsupportedMediaType` for a charset Python does not know as a text encoding,
+    :class:`InvalidRequest` for bytes that are not text in it."""
+    charset = request.charset or "utf-8"
+    try:
+        return body.decode(charset)
+    except LookupError as exc:  # no such codec, or one that is not text (base64, rot13)
+        raise UnsupportedMediaType(f"Unsupported charset {charset[:40]!r}.",
+                                   code="unsupported_charset", param=param) from exc
+    except ValueError as exc:  # UnicodeError, of any codec
+        raise InvalidRequest(f"{what} is not valid {charset[:40]} text.",
+                             code="invalid_offer" if param == "sdp" else "invalid_value",
+                             param=param) from exc
+
+
+def _unreadable(exc: web.RequestPayloadError) -> InvalidRequest:
+    return InvalidRequest(f"The request body could not be read: {http_error_text(exc)}",
+                          code="invalid_body")
 
 
 def dcid_param(value: str | None) -> int | None:
     """``?dcid=N``: the id of a negotiated ``oai-events`` channel, or None."""
     if value is None:
         return None
-    if not value.isdigit() or int(value) > 65534:
+    # isdigit() is true of "²" and "①" too, and int() refuses over 4300 digits.
+    if not (value.isascii() and value.isdigit() and len(value) <= 5) or int(value) > 65534:
         raise InvalidRequest("dcid must be a data channel id from 0 to 65534.",
                              code="invalid_value", param="dcid")
     return int(value)

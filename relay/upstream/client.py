@@ -50,8 +50,10 @@ class UpstreamSocket(Protocol):
 class UpstreamConnector(Protocol):
     """Opens an upstream Realtime session for a call."""
 
-    async def connect(self, model: str | None = None) -> UpstreamSocket:
-        """A new session on ``model`` (None: the connector's default); raises
+    async def connect(self, model: str | None = None, *,
+                      intent: str | None = None) -> UpstreamSocket:
+        """A new session on ``model`` (None: the connector's default), or with ``intent``
+        (``"transcription"``: a transcription session, which names no model); raises
         :class:`~relay.errors.UpstreamError` when it cannot be opened."""
         ...
 
@@ -71,20 +73,35 @@ class WebSocketConnector:
         # Never the headers: they carry the key.
         return f"WebSocketConnector({self.url!r}, model={self.model!r})"
 
-    async def connect(self, model: str | None = None) -> UpstreamSocket:
-        """Open a session, on ``model`` or the default one."""
-        url = with_model(self.url, model or self.model)
+    async def connect(self, model: str | None = None, *,
+                      intent: str | None = None) -> UpstreamSocket:
+        """Open a session, on ``model`` or the default one; with ``intent`` (the hosted
+        API opens transcription sessions at ``?intent=transcription``) and no model."""
+        url = with_intent(self.url, intent) if intent else with_model(self.url,
+                                                                       model or self.model)
         socket: UpstreamSocket = await connect_upstream(url, self._headers,
                                                         timeout=self.timeout)
         return socket
+
+
+def with_intent(url: str, intent: str) -> str:
+    """``url`` asking for a session of ``intent``: its ``model`` parameter replaced by
+    ``intent`` (``wss://api.openai.com/v1/realtime?intent=transcription``)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k not in ("model", "intent")]
+    query.append(("intent", intent))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 class LiveConnector(WebSocketConnector):
     """Opens primary GPT-Live WebSockets: the model is named in ``session.start``, never
     in the URL (the hosted service takes no query parameters there)."""
 
-    async def connect(self, model: str | None = None) -> UpstreamSocket:
-        """Open a session; ``model`` is the protocol core's to send, not the URL's."""
+    async def connect(self, model: str | None = None, *,
+                      intent: str | None = None) -> UpstreamSocket:
+        """Open a session; ``model`` is the protocol core's to send, not the URL's (and a
+        Live session has no ``intent``)."""
         socket: UpstreamSocket = await connect_upstream(self.url, self._headers,
                                                         timeout=self.timeout)
         return socket

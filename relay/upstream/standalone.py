@@ -12,9 +12,11 @@ from .local import LocalRealtimeServer
 logger = logging.getLogger(__name__)
 
 
-async def run_local(host: str, port: int, mode: LocalMode) -> None:
-    """Serve the local Realtime server on ``host:port`` until cancelled."""
-    server = LocalRealtimeServer(mode=mode)
+async def run_local(host: str, port: int, mode: LocalMode,
+                    mcp_urls: tuple[str, ...] = ()) -> None:
+    """Serve the local Realtime server on ``host:port`` until cancelled; sessions may name
+    the MCP servers under ``mcp_urls``."""
+    server = LocalRealtimeServer(mode=mode, mcp_urls=mcp_urls)
     await server.start(host, port)
     try:
         print(server.url, flush=True)

@@ -23,6 +23,7 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from ..errors import InvalidRequest, RelayError
 from . import internals
 from .ice_servers import parse_ice_server
+from .offer_check import check_offer
 from .udp_ports import UdpPorts
 
 logger = logging.getLogger(__name__)
@@ -69,12 +70,11 @@ async def answer(
     pre-created out of band (``?dcid=N``) and returns it. With ``ports`` the host
     candidates' sockets are opened there; with ``public_addresses`` each host candidate is
     also offered on the public address of a 1:1 NAT in front of the relay. Raises
-    :class:`InvalidRequest` for an offer that is not SDP aiortc can use, that carries no
-    audio, or that needs two ICE transports while every call shares one port (no BUNDLE).
+    :class:`InvalidRequest` for an offer that is not SDP aiortc can use (see
+    :func:`~relay.webrtc.offer_check.check_offer`), or that needs two ICE transports
+    while every call shares one port (no BUNDLE).
     """
-    if "m=audio" not in offer_sdp:
-        raise InvalidRequest("The SDP offer has no audio media section.", code="invalid_offer",
-                             param="sdp")
+    check_offer(offer_sdp)
     try:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
     except Exception as exc:  # aiortc raises ValueError, KeyError, … on bad SDP
@@ -106,7 +106,13 @@ async def answer(
         # media section whose direction it cannot read, or one left without a transport)
         raise InvalidRequest(f"The SDP offer could not be answered: {_short(exc)}",
                              code="invalid_offer", param="sdp") from exc
-    await pc.setLocalDescription(description)
+    try:
+        await pc.setLocalDescription(description)
+    except RelayError:
+        raise
+    except Exception as exc:  # what check_offer does not foresee: still the offer's fault
+        raise InvalidRequest(f"The SDP offer could not be answered: {_short(exc)}",
+                             code="invalid_offer", param="sdp") from exc
     return pc.localDescription.sdp, channel
 
 

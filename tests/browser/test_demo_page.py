@@ -463,6 +463,38 @@ async def test_demo_page_charts_the_call_and_times_the_turn(relay_factory, sunny
 
 
 @needs_speech
+@needs_espeak
+async def test_demo_page_captions_only_shows_a_live_transcript_without_a_voice(
+        relay_factory, sunny_mic, tmp_path) -> None:
+    relay = await relay_factory()
+    async with chromium(tmp_path / "profile", sunny_mic) as context:
+        page, errors = await open_page(context, base_url(relay))
+        await page.get_by_text("Settings").click()
+        await page.get_by_label("Captions only").check()
+        await page.get_by_role("button", name="Start").click()
+        await wait_for_state(page, "connected")
+        await page.locator("#transcript li.user", has_text="sunny").first.wait_for(
+            timeout=40_000)
+        # What the page can do in a captions call: hang up, and nothing that talks.
+        assert await page.locator("#interrupt").is_disabled()
+        assert await page.locator("#message").is_disabled()
+        call_id = await page.evaluate("window.relayDemo.callId")
+        async with ClientSession() as http:
+            async with http.get(f"{base_url(relay)}/v1/realtime/calls/{call_id}") as r:
+                view = await r.json()
+        types = await event_types(page)
+        remote = await page.evaluate("window.relayDemo.maxRemoteLevel")
+        assert await page.evaluate("window.relayDemo.hangup()") == 200
+        assert errors == []
+    assert view["session_type"] == "transcription"
+    assert types[0] == "session.created"
+    assert "conversation.item.input_audio_transcription.completed" in types
+    assert not [t for t in types if t.startswith(("response.", "output_audio_buffer."))]
+    assert "error" not in types
+    assert remote < AUDIBLE  # no voice played
+
+
+@needs_speech
 async def test_demo_page_holds_a_gpt_live_session(relay_factory, speech_mic, tmp_path) -> None:
     relay = await relay_factory(local_mode="assistant")
     async with chromium(tmp_path / "profile", speech_mic) as context:

@@ -39,8 +39,25 @@ events = st.fixed_dictionaries(
               "item": json_values, "item_id": json_values, "audio_end_ms": json_values,
               "content_index": json_values, "audio": json_values})
 
+#: Nesting to any depth (Python's parser recurses per level), as a whole message or as
+#: an event's field.
+deep = st.tuples(st.integers(1, 5000), st.booleans()).map(
+    lambda dk: "[" * dk[0] + "]" * dk[0] if dk[1] else '{"a":' * dk[0] + "1" + "}" * dk[0])
+deep_events = st.tuples(st.sampled_from(EVENT_TYPES), st.sampled_from(
+    ["session", "response", "item", "item_id"]), deep).map(
+    lambda tfd: f'{{"type":"{tfd[0]}","{tfd[1]}":{tfd[2]}}}')
+#: Events carrying a lone surrogate (as a JSON escape) where text belongs.
+surrogate_events = st.tuples(st.integers(0xD800, 0xDFFF), st.sampled_from([
+    '{"type":"session.update","session":{"instructions":"%s"}}',
+    '{"type":"response.create","response":{"instructions":"a%s"}}',
+    '{"type":"conversation.item.create","item":{"type":"message","role":"user",'
+    '"content":[{"type":"input_text","text":"%s"}]}}',
+    '{"type":"conversation.item.truncate","item_id":"%s","content_index":0,"audio_end_ms":1}',
+    '{"type":"response.cancel","event_id":"e","%s":1}'])).map(
+    lambda cw: cw[1] % f"\\u{cw[0]:04x}")
+
 messages = (events.map(json.dumps) | json_values.map(json.dumps) | st.text(max_size=200)
-            | st.binary(max_size=200))
+            | st.binary(max_size=200) | deep | deep_events | surrogate_events)
 
 OPERATOR = {"type": "realtime", "instructions": "Be brief."}
 
@@ -61,7 +78,8 @@ def _check_outputs(c: CallCore) -> None:
         if event["type"] == "error":
             assert set(event["error"]) >= {"message", "type", "code"}
     for event in c.drain_upstream():
-        json.dumps(event)  # what goes upstream is JSON
+        # What goes upstream is JSON a UTF-8 WebSocket can carry (no lone surrogate).
+        json.dumps(event, ensure_ascii=False).encode()
 
 
 @FUZZ

@@ -168,3 +168,88 @@ async def test_fuzz_http_client_secrets(relay_factory, how: str, where: float, j
             assert r.status == 401, await r.text()
             await _check(r, http, url)
     _no_tracebacks(caplog)
+
+
+# ---------------------------------------------------------------- issue 25's classes
+
+#: JSON nested to any depth, as arrays or objects (Python's parser recurses per level).
+nested_json = st.tuples(st.integers(1, 3000), st.booleans()).map(
+    lambda dk: "[" * dk[0] + "]" * dk[0] if dk[1] else '{"a":' * dk[0] + "1" + "}" * dk[0])
+#: JSON text carrying a lone surrogate as an escape, somewhere a session would hold text.
+surrogate_json = st.tuples(st.integers(0xD800, 0xDFFF), st.sampled_from(
+    ['{"instructions":"%s"}', '{"type":"realtime","tools":[{"name":"%s"}]}',
+     '{"session":{"instructions":"a%sb"}}', '{"%s":1}'])).map(
+    lambda cw: cw[1] % f"\\u{cw[0]:04x}")
+#: Bytes that are not UTF-8 (nor, often, anything else).
+not_utf8 = st.binary(min_size=1, max_size=64).filter(lambda b: not _is_utf8(b))
+bodies = nested_json.map(str.encode) | surrogate_json.map(str.encode) | not_utf8
+#: Charsets as a client may name them: real, unknown, and codecs that are not text.
+charsets = st.sampled_from(["utf-8", "UTF-8", "latin-1", "utf-16", "utf-32", "ascii", "idna",
+                            "punycode", "utf-7", "cp1252", "bogus", "base64", "rot13", "zlib",
+                            "hex", "uu", "x" * 100]) | st.text("abcdefghij-_0123456789",
+                                                                  min_size=1, max_size=12)
+#: Content-Encodings, known and not (the bodies are never in them).
+encodings = st.sampled_from(["gzip", "deflate", "br", "zstd", "x-gzip", "identity",
+                             "gzip, deflate", "compress", "x-nonsense"])
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+async def _raw(port: int, request: bytes) -> int:
+    """The status of the answer to ``request``, sent as is on a fresh connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+    return int(line.split()[1])
+
+
+@FUZZ
+@given(body=bodies, charset=st.none() | charsets, encoding=st.none() | encodings,
+       where=st.sampled_from(["client_secrets", "sdp", "session part"]))
+async def test_fuzz_http_bodies_deep_undecodable_and_mislabelled(
+        relay_factory, real_offer: str, body: bytes, charset: str | None,
+        encoding: str | None, where: str) -> None:
+    server = await relay_factory(relay_api_keys=("sk-server",))
+    kind = {"client_secrets": "application/json", "sdp": "application/sdp",
+            "session part": "multipart/form-data; boundary=BB"}[where]
+    if where == "session part":
+        body = (b'--BB\r\nContent-Disposition: form-data; name="sdp"\r\n\r\n'
+                + real_offer.encode() + b'\r\n--BB\r\nContent-Disposition: form-data; '
+                b'name="session"\r\nContent-Type: application/json'
+                + (f"; charset={charset}".encode() if charset else b"")
+                + b"\r\n\r\n" + body + b"\r\n--BB--\r\n")
+    elif charset:
+        kind += f"; charset={charset}"
+    path = "/v1/realtime/client_secrets" if where == "client_secrets" else "/v1/realtime/calls"
+    head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sk-server\r\n"
+            f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+            + (f"Content-Encoding: {encoding}\r\n" if encoding else "") + "\r\n")
+    status = await _raw(server.port, head.encode() + body)
+    assert 400 <= status < 500 or (status == 200 and where == "client_secrets"), status
+
+
+@FUZZ
+@given(count=st.integers(0, 200), size=st.integers(0, 12_000),
+       value=st.binary(max_size=16).filter(lambda b: b"\r" not in b and b"\n" not in b),
+       name=st.sampled_from([b"X-A", b"Authorization", b"Content-Type", b"api-key", b"Origin"]),
+       path=st.sampled_from([b"/v1/realtime/calls", b"/v1/realtime/client_secrets",
+                             b"/v1/realtime?call_id=rtc_x", b"/stats", b"/healthz"]))
+async def test_fuzz_http_header_sizes_counts_and_bytes(
+        relay_factory, count: int, size: int, value: bytes, name: bytes, path: bytes) -> None:
+    server = await relay_factory(relay_api_keys=("sk-server",))
+    method = b"GET" if path.startswith((b"/stats", b"/healthz", b"/v1/realtime?")) else b"POST"
+    filler = b"".join(b"X-%d: y\r\n" % i for i in range(count))
+    long = name + b": " + value + b"a" * size + b"\r\n"
+    status = await _raw(server.port, method + b" " + path + b" HTTP/1.1\r\nHost: x\r\n" + filler
+                        + long + b"Content-Length: 3\r\nConnection: close\r\n\r\nv=0")
+    assert status < 500, status

@@ -127,9 +127,9 @@ async def _flood_beside(relay: TestServer, speaker: CallClient) -> None:
     # relay ended was ended for its flood (only the flooding calls end).
     assert window >= FLOOD_SECONDS - 0.5
     assert set(flood["sent"]) >= {"valid", "invalid_json", "binary", "unknown_type",
-                                  "oversize"}, flood["sent"]
-    assert {"rate_limit_exceeded", "message_too_large", "invalid_json"} <= set(
-        flood["errors"]), flood
+                                  "oversize", "deep_json", "surrogate", "wrong_type"}, flood
+    assert {"rate_limit_exceeded", "message_too_large", "invalid_json", "invalid_value",
+            "invalid_type"} <= set(flood["errors"]), flood
     async with ClientSession() as http:
         for flooding in flood["calls"]:
             async with http.get(f"{base_url(relay)}/v1/realtime/calls/{flooding['id']}") as r:

@@ -84,3 +84,12 @@ def test_flood_guard_burst_is_at_least_ten() -> None:
     guard = MessageGuard(MessageLimits(per_second=1), clock)
     assert [guard.check("x") for _ in range(10)] == [None] * 10
     assert guard.check("x") is not None
+
+
+def test_flood_size_counts_utf8_bytes_not_characters() -> None:
+    guard = MessageGuard(MessageLimits(max_bytes=1000), clock=lambda: 0.0)
+    assert guard.check("é" * 500) is None  # 1000 bytes
+    error = guard.check("é" * 501)
+    assert error is not None and error.code == "message_too_large"
+    assert guard.check("😀" * 300) is not None  # 1200 bytes in 300 characters
+    assert guard.check(b"x" * 1000) is None

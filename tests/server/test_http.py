@@ -49,7 +49,7 @@ async def test_http_unknown_route_and_bad_content_type_are_json_errors(relay) ->
 
 async def test_http_multipart_with_bad_session_is_rejected(relay) -> None:
     from aiohttp import FormData
-    cases = (("{nope", "invalid_json"), ('{"type": "transcription"}', "invalid_value"))
+    cases = (("{nope", "invalid_json"), ('{"type": "translation"}', "invalid_value"))
     for session, code in cases:
         form = FormData(default_to_multipart=True)
         form.add_field("sdp", "v=0\r\n")

@@ -44,3 +44,22 @@ async def hanging_factory(call_id: str, session: dict[str, Any]) -> RealtimeAgen
 async def session_echo_factory(call_id: str, session: dict[str, Any]) -> RealtimeAgent[Any]:
     """An agent whose instructions name the call and its session's instructions."""
     return RealtimeAgent(name="Echo", instructions=f"{call_id} {session.get('instructions')}")
+
+
+def _no_forbidden_words(context: Any, agent: Any, output: str) -> Any:
+    from agents import GuardrailFunctionOutput
+
+    return GuardrailFunctionOutput(output_info={"checked": len(output)},
+                                   tripwire_triggered="forbidden" in output.lower())
+
+
+def _guarded() -> RealtimeAgent[Any]:
+    from agents import OutputGuardrail
+
+    return RealtimeAgent(name="Guarded", instructions="Answer briefly.",
+                         output_guardrails=[OutputGuardrail(
+                             guardrail_function=_no_forbidden_words, name="no_forbidden")])
+
+
+#: A working agent whose output guardrail trips on the word "forbidden" in its reply.
+guarded_agent = _guarded()

@@ -4,7 +4,8 @@ machine of two cores it should not take the relay's core).
 
 It calls the relay and floods the call's data channel as fast as the channel takes it
 (it waits only while the channel's send buffer is full): oversize messages, invalid JSON,
-binary garbage, unknown event types and valid events. When the relay ends the call for
+JSON nested 10 000 deep, lone surrogates, fields of the wrong type, binary garbage,
+unknown event types and valid events. When the relay ends the call for
 the flood it calls again, until ``SECONDS`` have passed or ``MAX_MESSAGES`` were sent.
 It prints ``flooding`` when the first flood starts, and at the end one JSON line: the
 calls it made, messages sent by kind, and the ``error`` events it got, by code.
@@ -43,6 +44,11 @@ def messages(oversize: int) -> itertools.cycle[tuple[str, str | bytes]]:
         ("not_an_event", json.dumps([1, 2, 3])),
         ("valid", json.dumps({"type": "response.cancel"})),
         ("unknown_type", json.dumps({"type": ""})),
+        # Issue 25's: nesting past Python's own parser, a lone surrogate the upstream's
+        # WebSocket cannot encode, a number where the embedded server reads an object.
+        ("deep_json", "[" * 5000 + "]" * 5000),
+        ("surrogate", '{"type":"session.update","session":{"instructions":"\\ud800"}}'),
+        ("wrong_type", json.dumps({"type": "response.create", "response": {"audio": 5}})),
     ]
     return itertools.cycle([*small * 3, ("oversize", "x" * oversize)])
 

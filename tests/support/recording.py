@@ -65,7 +65,8 @@ class RecordingConnector:
         self.inner = inner
         self.sockets: list[RecordingSocket] = []
 
-    async def connect(self, model: str | None = None) -> UpstreamSocket:
+    async def connect(self, model: str | None = None, *,
+                      intent: str | None = None) -> UpstreamSocket:
         socket = RecordingSocket(await self.inner.connect(model))
         self.sockets.append(socket)
         return socket

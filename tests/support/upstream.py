@@ -56,7 +56,8 @@ class FakeConnector:
         self.models: list[str | None] = []
         self.error = error
 
-    async def connect(self, model: str | None = None) -> UpstreamSocket:
+    async def connect(self, model: str | None = None, *,
+                      intent: str | None = None) -> UpstreamSocket:
         self.models.append(model)
         if self.error is not None:
             raise self.error

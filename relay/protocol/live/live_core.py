@@ -111,6 +111,9 @@ class LiveCore:
         self._held_from_client: list[str | bytes] | None = None
         #: Where the last reflected output audio ended on the session timeline.
         self._output_end_ms = 0
+        #: GPT-Live has one kind of session, opened on the model.
+        self.session_type: str | None = None
+        self.upstream_intent: str | None = None
         #: The upstream said ``session.closed``: its socket closing next is no surprise.
         self._closed_cleanly = False
         #: The relay's own notices, held until ``session.started`` has gone (None: it has).

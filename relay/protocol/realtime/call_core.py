@@ -39,11 +39,15 @@ from ..redact import Redactor
 from .playback import Playback
 from .policy import Policy, check_session
 from .session_config import (
+    TRANSCRIPTION,
     Session,
+    conceal_tool_secrets,
     interrupt_response,
     normalize_session,
     pin_relay_formats,
+    session_type,
     speech_padding_ms,
+    tool_secret_values,
 )
 from .session_updates import CLIENT, INITIAL, PendingUpdate, SessionUpdates
 
@@ -52,6 +56,9 @@ logger = logging.getLogger(__name__)
 #: Events held for a client whose data channel is not open yet (older ones are dropped),
 #: and client messages held for the call's agent (newer ones are refused).
 MAX_HELD_EVENTS = 10_000
+#: Client events a transcription session refuses: it creates no responses, so it has
+#: none to create, cancel or cut off.
+RESPONSE_EVENTS = ("response.", "output_audio_buffer.")
 #: Sideband event ids remembered for routing upstream errors back to their sender.
 MAX_TRACKED_EVENTS = 1024
 
@@ -73,8 +80,11 @@ class CallCore:
         client_limits: MessageLimits | None = None,
         sideband_limits: MessageLimits | None = None,
         redact: Redactor | None = None,
+        sideband_cancel_clears_playout: bool = True,
     ) -> None:
         self.call_id = call_id
+        #: A sideband's ``response.cancel`` also cuts the playout off (and truncates).
+        self.sideband_cancel_clears_playout = sideband_cancel_clears_playout
         #: Masks the secrets sent upstream in whatever the upstream says (relay.protocol.redact).
         self._redact = redact or Redactor()
         self.log = CallLog(logger, call_id)
@@ -87,6 +97,11 @@ class CallCore:
         #: Set when a party floods the call: the driver ends the call with this reason.
         self.end_reason: str | None = None
         self.requested_session = session
+        #: ``"realtime"`` (a voice conversation) or ``"transcription"`` (captions: the
+        #: user is transcribed, nothing answers, no audio plays).
+        self.session_type = session_type(session)
+        #: The upstream opens a transcription session at ``?intent=transcription``.
+        self.upstream_intent = TRANSCRIPTION if self.session_type == TRANSCRIPTION else None
         self.stats = CallStats()
         #: Event counts, error codes and reply latency (in :attr:`stats`).
         self.measures = self.stats.measures
@@ -295,10 +310,24 @@ class CallCore:
 
     def _client_event(self, event: Event, source: str) -> None:
         kind = event["type"]
+        if self.session_type == TRANSCRIPTION and kind.startswith(RESPONSE_EVENTS):
+            raise InvalidRequest(
+                f"{kind} is not supported in a transcription session: it transcribes the "
+                "user's audio and creates no responses.",
+                code="invalid_value", param="type")
         if kind == "output_audio_buffer.clear":
             self.playback.interrupt("client_clear", explicit=True, since=self._clock())
         elif kind == "conversation.item.truncate":
             self._client_truncate(event, source)
+        elif (kind == "response.cancel" and source != CLIENT
+              and self.sideband_cancel_clears_playout):
+            # A controller's cancel (a tripped guardrail) means "stop talking": the reply
+            # already queued would otherwise play on for seconds. The cancel goes first,
+            # then the relay cuts playout and truncates at what the peer was sent, as a
+            # client's output_audio_buffer.clear would. (A client's own cancel is left
+            # alone: clients send output_audio_buffer.clear after it when they mean that.)
+            self._forward(event, source)
+            self.playback.interrupt(f"{source}_cancel", explicit=False, since=self._clock())
         elif kind == "input_audio_buffer.append" and source == CLIENT:
             raise InvalidRequest(
                 "In a WebRTC call the microphone audio travels on the RTP track; "
@@ -311,7 +340,12 @@ class CallCore:
                 raise InvalidRequest("session.update needs a 'session' object",
                                      code="missing_required_parameter", param="session")
             # Partial updates are normal: fill the required type (formats are pinned later).
-            session = normalize_session({"type": "realtime", **session})
+            session = normalize_session({"type": self.session_type, **session})
+            if session["type"] != self.session_type:
+                raise InvalidRequest(
+                    f"session.type cannot change during a call: this call is a "
+                    f"{self.session_type} session.", code="invalid_value",
+                    param="session.type")
             if source == CLIENT:
                 check_session(session, self.policy, "session")
             self._update_session(source, {**event, "session": session})
@@ -367,6 +401,8 @@ class CallCore:
         to the connection (the upstream chose it when the call connected)."""
         session = pin_relay_formats(event["session"])
         session.pop("model", None)
+        # A tool's credentials go upstream; should the upstream echo one, it is masked.
+        self._redact = self._redact.with_secrets(tool_secret_values(session))
         self._to_upstream.append(self._updates.send(source, {**event, "session": session}))
         if source not in (CLIENT, INITIAL):
             # A controller has configured the call: what the client held back may follow.
@@ -394,6 +430,8 @@ class CallCore:
         session = event.get("session")
         if isinstance(session, dict):
             self.session = session
+            # What clients read of the session never holds a tool's credentials.
+            event = {**event, "session": conceal_tool_secrets(session)}
         if kind == "session.created":
             return  # the upstream's defaults: the client's session.created comes later
         pending = self._updates.answered()
@@ -423,7 +461,7 @@ class CallCore:
         if pending.source == INITIAL:
             # The call's configuration was refused: the session is what the upstream made.
             self._greet({"type": "session.created", "event_id": new_event_id(),
-                         "session": self.session})
+                         "session": conceal_tool_secrets(self.session)})
 
     def _greet(self, created: Event) -> None:
         """The client's ``session.created``, then the relay's notices held for after it."""

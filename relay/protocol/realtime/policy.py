@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import InvalidRequest
-from .session_config import Session, choose_model, layer_sessions, normalize_session
+from .session_config import (
+    Session,
+    choose_model,
+    layer_sessions,
+    named_type,
+    normalize_session,
+)
 
 #: A locked field's path in the GA session: ``instructions``, ``audio.output.voice``.
 FIELD_PATH = re.compile(r"[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*")
@@ -81,6 +87,13 @@ class SessionRules:
         a layer changes a locked field or asks for a model that is not served."""
         for layer in layers:
             check_session(layer, self.policy, "session")
+        kinds = {kind for kind in (named_type(layer) for layer in layers if layer) if kind}
+        if len(kinds) > 1:
+            # A key minted for one kind of session cannot open a call of the other kind.
+            raise InvalidRequest(
+                "session.type differs from the type of the client secret's session: a "
+                "call is either a realtime or a transcription session.",
+                code="invalid_value", param="session.type")
         session = layer_sessions(self.operator_session, *layers)
         model = choose_model(session, query_model, default=self.default_model,
                              allowed=self.allowed_models)

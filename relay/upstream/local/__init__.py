@@ -29,7 +29,7 @@ full rules are in :mod:`.tools`, the arguments' in :mod:`.schema`):
   that the user's latest message names (its whole name in any case, or its words:
   ``get_weather`` in "what is the weather"), typed or in its transcript, and otherwise
   answers as without tools. ``response.create`` may override ``tools`` and
-  ``tool_choice``; tools whose type is not ``function`` are ignored.
+  ``tool_choice``. MCP tools are listed and called on their servers (:mod:`.mcp_tools`).
 - A call is the hosted event sequence: ``response.created``, ``response.output_item.added``
   (a ``function_call`` item, in progress), ``conversation.item.added``,
   ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
@@ -41,6 +41,11 @@ full rules are in :mod:`.tools`, the arguments' in :mod:`.schema`):
   tool and includes the output: "I used get_weather: Sunny, 21 C", spoken by the
   assistant, read over a tone by the parrot (in its transcript), or as text.
 - Echo mode ignores tools.
+
+Every other session field is honoured or refused as the hosted API refuses it
+(:mod:`.field_checks`): ``idle_timeout_ms`` (:mod:`.idle_clock`), ``max_output_tokens``
+(:func:`.response.fit_plan`), ``noise_reduction`` (:mod:`.denoise`), ``truncation``
+(:mod:`.truncation`), ``speed`` (words per minute, or the parrot's resampling).
 
 The same server speaks GPT-Live at ``/v1/live/sessions`` (:mod:`.live`): the same
 detector, recogniser and voice, transcript deltas on the session timeline, real-time output

@@ -8,7 +8,10 @@ This module holds those jobs, what the assistant says (:func:`reply`), and the
 The events follow the hosted service: ``whisper-1`` sends the whole transcript in one
 ``delta``, the ``gpt-4o-*transcribe`` models a delta per word; then ``completed``, with
 usage billed by duration (``whisper-1``) or by tokens (the others). An empty transcript
-(silence, noise) is a ``completed`` with ``""`` and no delta; no event carries logprobs.
+(silence, noise) is a ``completed`` with ``""`` and no delta. When the session's
+``include`` asks for ``item.input_audio_transcription.logprobs``, each delta carries the
+log probabilities of its words and ``completed`` all of them: a token here is a word (the
+recognizer's unit), its log probability the recognizer's posterior for it.
 Whatever model the session names, the local recognizer is what listens
 (:mod:`.recognizer`).
 """
@@ -41,6 +44,8 @@ class Transcribe:
     audio: bytes
     model: str | None
     content_index: int = 0
+    #: The session's ``include`` asks for the words' log probabilities.
+    logprobs: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,18 +82,45 @@ def reply(items: Iterable[Item]) -> str:
     return f"You said: {words}" if words else NOT_CAUGHT
 
 
-def transcription_events(job: Transcribe, transcript: str, audio_ms: int) -> list[Event]:
-    """The ``delta`` events and the ``completed`` event of a finished transcription."""
+def transcription_events(job: Transcribe, transcript: str, audio_ms: int,
+                         scored: list[tuple[str, float]] | None = None) -> list[Event]:
+    """The ``delta`` events and the ``completed`` event of a finished transcription
+    (``scored``: the words with their log probabilities, when the job asked for them)."""
     assert job.model is not None
     where = {"item_id": job.item_id, "content_index": job.content_index}
     whisper = job.model.startswith("whisper")
     pieces = [transcript] if whisper else word_pieces(transcript)
-    events = [server_event("conversation.item.input_audio_transcription.delta", **where,
-                           delta=piece) for piece in pieces if piece]
+    probs = _logprobs(pieces, scored) if job.logprobs else None
+    events = []
+    for index, piece in enumerate(pieces):
+        if piece:
+            extra = {"logprobs": probs[index]} if probs is not None else {}
+            events.append(server_event("conversation.item.input_audio_transcription.delta",
+                                       **where, delta=piece, **extra))
     usage = _duration_usage(audio_ms) if whisper else _token_usage(audio_ms, transcript)
+    extra = {"logprobs": [p for piece in probs for p in piece]} if probs is not None else {}
     events.append(server_event("conversation.item.input_audio_transcription.completed",
-                               **where, transcript=transcript, usage=usage))
+                               **where, transcript=transcript, usage=usage, **extra))
     return events
+
+
+def _logprobs(pieces: list[str], scored: list[tuple[str, float]] | None,
+              ) -> list[list[dict[str, Any]]]:
+    """For each delta piece, the log probabilities of the words in it, in the hosted
+    shape (``token``, ``logprob``, ``bytes``); a token is a word with the space before it."""
+    queue = list(scored or ())
+    out: list[list[dict[str, Any]]] = []
+    for piece in pieces:
+        entries = []
+        for index, word in enumerate(piece.split(" ")):
+            if not word:
+                continue
+            token = word if index == 0 and not piece.startswith(" ") else " " + word
+            logprob = queue.pop(0)[1] if queue else 0.0
+            entries.append({"token": token, "logprob": round(logprob, 6),
+                            "bytes": list(token.encode())})
+        out.append(entries)
+    return out
 
 
 def transcription_failed_event(job: Transcribe, message: str) -> Event:

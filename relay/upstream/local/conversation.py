@@ -17,7 +17,7 @@ from ...protocol.events import random_id
 BYTES_PER_MS = RATE // 1000 * SAMPLE_BYTES
 
 _ROLES = ("user", "assistant", "system")
-_ITEM_TYPES = ("message", "function_call", "function_call_output")
+_ITEM_TYPES = ("message", "function_call", "function_call_output", "mcp_approval_response")
 
 
 def new_item_id() -> str:
@@ -166,7 +166,9 @@ def item_from_client(raw: Any) -> Item:
         data["id"] = new_item_id()
     if kind == "message":
         return _message_from_client(data)
-    if kind == "function_call_output":
+    if kind == "mcp_approval_response":
+        _require_str(data, "approval_request_id")
+    elif kind == "function_call_output":
         _require_str(data, "call_id")
         _require_str(data, "output")
     else:

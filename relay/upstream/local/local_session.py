@@ -20,14 +20,24 @@ sleeps or touches a socket::
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...errors import InvalidRequest, RelayError
 from ...protocol.events import Event, error_event, parse_event, random_id
-from ...protocol.realtime.session_config import DEFAULT_MODEL, PCM24K, Session, default_session
+from ...protocol.realtime.session_config import (
+    DEFAULT_MODEL,
+    DEFAULT_TRANSCRIPTION_MODEL,
+    INCLUDE_LOGPROBS,
+    PCM24K,
+    TRANSCRIPTION,
+    Session,
+    default_session,
+    default_transcription_session,
+    named_type,
+)
 from .. import LOCAL_MODES, LocalMode
 from .assistant import (
     SpeechJob,
@@ -49,8 +59,23 @@ from .conversation import (
     new_item_id,
     user_audio_item,
 )
+from .denoise import NoiseReducer, reducer_for
+from .event_shapes import check_event
+from .field_checks import check_response
+from .idle_clock import IdleClock
+from .mcp_catalog import McpCatalog, check_approval
+from .mcp_responses import ApprovalResponse, McpCallResponse
+from .mcp_tools import (
+    CallMcpTool,
+    ListMcpTools,
+    McpJob,
+    McpOutcome,
+    json_object,
+    without_credentials,
+)
 from .response import (
     BEEP_TRANSCRIPT,
+    IDLE_PROMPT,
     TOOL_TONE_HZ,
     BaseResponse,
     FunctionCallResponse,
@@ -60,12 +85,22 @@ from .response import (
     ResponseOptions,
     ResponsePlan,
     beep,
+    change_speed,
     describe_parrot,
     server_event,
 )
-from .session_update import TurnDetection, apply_update, is_pcm24k, turn_detection
+from .session_update import (
+    TurnDetection,
+    apply_transcription_update,
+    apply_update,
+    is_pcm24k,
+    turn_detection,
+)
 from .synthesizer import espeak_voice, words_per_minute
 from .tools import (
+    McpApproval,
+    McpToolCall,
+    Step,
     ToolCall,
     ToolReport,
     call_names,
@@ -74,6 +109,7 @@ from .tools import (
     choose,
     latest_user_message,
 )
+from .truncation import fit_context
 from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
@@ -83,6 +119,8 @@ logger = logging.getLogger(__name__)
 MIN_COMMIT_MS = 100
 
 Handler = Callable[[Event], list[Event]]
+#: Work the session asks the driver to do off its loop: speech, and MCP requests.
+Job = SpeechJob | McpJob
 
 
 class LocalSession:
@@ -104,15 +142,26 @@ class LocalSession:
     ``function_call_output``, the next response says it used the tool, output included
     ("I used get_weather: ..."): the assistant speaks it, the parrot reads it over a tone.
     Any mode but echo transcribes committed turns when ``audio.input.transcription`` asks.
+
+    MCP tools (:mod:`.mcp_tools`) are listed and called through jobs too
+    (:class:`ListMcpTools`, :class:`CallMcpTool`), on the servers ``mcp_urls`` (URL
+    prefixes, ``*`` any) allows; a session naming another is refused.
+
+    A transcription session (``intent="transcription"``, or a ``session.update`` whose
+    ``session.type`` is ``"transcription"``) is the same in every mode: its turns are
+    detected, committed and transcribed (deltas, then ``completed``; logprobs when
+    ``include`` asks), and nothing answers: ``response.*`` events are refused.
     """
 
     def __init__(self, *, mode: LocalMode = "parrot", model: str = DEFAULT_MODEL,
-                 delta_ms: int = 100) -> None:
+                 delta_ms: int = 100, mcp_urls: Sequence[str] = (),
+                 intent: str | None = None) -> None:
         if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
         self.mode: LocalMode = mode
         self.delta_ms = delta_ms
-        self.config: Session = default_session(model)
+        self.config: Session = (default_transcription_session() if intent == TRANSCRIPTION
+                                else default_session(model))
         self.conversation = Conversation()
         self.conversation_id = random_id("conv_")
         self._buffer = InputBuffer()
@@ -123,9 +172,16 @@ class LocalSession:
         #: A response announced whose output awaits speech work (assistant mode).
         self._preparing: PendingResponse | None = None
         self._queued_response = False
-        self._jobs: list[SpeechJob] = []
+        self._jobs: list[Job] = []
+        self._mcp_urls = tuple(mcp_urls)
+        self._mcp = McpCatalog()
+        #: Input tokens of the context the response about to open saw (see _proceed).
+        self._context_tokens: tuple[int, int] | None = None
+        #: ``audio.input.noise_reduction``'s filter, when it is on.
+        self._denoiser: NoiseReducer | None = None
         #: User items whose transcription is under way.
         self._transcribing: set[str] = set()
+        self._idle = IdleClock()
         self._sync_vad()
         self._handlers: dict[str, Handler] = {
             "session.update": self._session_update,
@@ -159,7 +215,7 @@ class LocalSession:
 
     def start(self) -> list[Event]:
         """The events to send as soon as the connection opens: ``session.created``."""
-        return [server_event("session.created", session=copy.deepcopy(self.config))]
+        return [server_event("session.created", session=without_credentials(self.config))]
 
     def receive_message(self, data: str | bytes) -> list[Event]:
         """Handle one raw WebSocket message; malformed JSON becomes an ``error`` event."""
@@ -171,22 +227,36 @@ class LocalSession:
 
     def receive_event(self, event: Mapping[str, Any]) -> list[Event]:
         """Handle one client event. Errors become ``error`` events naming its event_id,
-        and leave the session as it was."""
+        and leave the session as it was; a field of the wrong JSON type is one
+        (:mod:`.event_shapes`)."""
         event = dict(event)
         client_id = event.get("event_id")
         client_id = client_id if isinstance(client_id, str) else None
         kind = event.get("type")
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
         try:
+            if self.transcribing_only and isinstance(kind, str) and kind.startswith(
+                    ("response.", "output_audio_buffer.")):
+                raise InvalidRequest(
+                    f"{kind} is not supported in a transcription session: it transcribes "
+                    "the input audio and creates no responses.",
+                    code="invalid_value", param="type")
             if handler is None:
                 raise InvalidRequest(
                     f"Invalid value: '{kind}'. Supported values are: "
                     + ", ".join(f"'{name}'" for name in self._handlers) + ".",
                     code="invalid_value", param="type",
                 )
+            check_event(event)
             return handler(event)
         except RelayError as exc:
             return [error_event(exc, client_id)]
+        except Exception:
+            # A bug of this server's, not the client's fault: the event is refused and
+            # the session (and the call on it) goes on.
+            logger.exception("local realtime %s: handling %s failed", self.id, kind)
+            return [error_event(RelayError(f"The server failed to handle {kind}.",
+                                           code="server_error"), client_id)]
 
     def next_response_chunk(self) -> ResponseChunk | None:
         """The next chunk of the response in progress, or None when there is nothing to
@@ -195,6 +265,7 @@ class LocalSession:
         if response is None or not response.has_more():
             return None
         chunk = response.next_chunk(self._previous_of(response))
+        self._idle.played(chunk.response_id, chunk.audio_ms, self._buffer.end // BYTES_PER_MS)
         if chunk.final:
             self._response = None
             chunk.events.extend(self._start_queued())
@@ -211,24 +282,26 @@ class LocalSession:
 
     # -- speech work --------------------------------------------------------------------
 
-    def take_jobs(self) -> list[SpeechJob]:
+    def take_jobs(self) -> list[Job]:
         """The speech work asked for since the last call, in order. The driver runs each
         off its event loop and hands the result back to :meth:`transcription_done` /
         :meth:`transcription_failed` or :meth:`synthesis_done` / :meth:`synthesis_failed`."""
         jobs, self._jobs = self._jobs, []
         return jobs
 
-    def transcription_done(self, job: Transcribe, transcript: str) -> list[Event]:
-        """A user item's words are known: record them on the item, send the transcription
-        events (when the session asked for them), and carry on a response waiting for
-        them."""
+    def transcription_done(self, job: Transcribe, transcript: str,
+                           scored: list[tuple[str, float]] | None = None) -> list[Event]:
+        """A user item's words are known (``scored``: with their log probabilities, when
+        the job asked for them): record them on the item, send the transcription events
+        (when the session asked for them), and carry on a response waiting for them."""
         self._transcribing.discard(job.item_id)
         item = self.conversation.get(job.item_id)
         events: list[Event] = []
         if item is not None:
             item.set_transcript(job.content_index, transcript)
             if job.model is not None:
-                events += transcription_events(job, transcript, len(job.audio) // BYTES_PER_MS)
+                events += transcription_events(job, transcript, len(job.audio) // BYTES_PER_MS,
+                                               scored)
         return events + self._advance()
 
     def transcription_failed(self, job: Transcribe, message: str) -> list[Event]:
@@ -248,6 +321,7 @@ class LocalSession:
         if pending is None or pending.id != job.response_id:
             return []
         self._preparing = None
+        self._context_tokens = pending.context_tokens
         plan = ResponsePlan(pcm, job.text, input_audio_ms=pending.input_audio_ms)
         return self._open(Response(plan, pending.options, delta_ms=self.delta_ms,
                                    response_id=pending.id), announced=True)
@@ -263,32 +337,99 @@ class LocalSession:
         events = pending.finish("failed", {"type": "failed", "error": error})
         return events + self._start_queued()
 
+    # -- MCP work -----------------------------------------------------------------------
+
+    def mcp_tools_listed(self, job: ListMcpTools, tools: list[dict[str, Any]]) -> list[Event]:
+        """An MCP server's tools are known: show them, and carry on a response that
+        waited for them."""
+        return self._mcp.done(job, tools, self.conversation) + self._advance()
+
+    def mcp_list_failed(self, job: ListMcpTools, error: dict[str, Any]) -> list[Event]:
+        """An MCP server could not be listed: say so; a response that waited goes on
+        without its tools."""
+        logger.info("session %s: MCP server %r not listed: %s", self.id, job.server.label,
+                    error.get("message"))
+        return self._mcp.failed(job, error) + self._advance()
+
+    def mcp_call_done(self, job: CallMcpTool, outcome: McpOutcome) -> list[Event]:
+        """An MCP tool answered: close its call's response, then answer with what it
+        gave in a response of its own. An answer for a response cancelled since is
+        dropped."""
+        response = self._response
+        if not isinstance(response, McpCallResponse) or response.id != job.response_id:
+            return []
+        self._response = None
+        events = response.finish_call(outcome, self._previous_of(response))
+        return events + self._follow_up()
+
+    def _follow_up(self) -> list[Event]:
+        """After an MCP call: the response that reports it (or a queued turn's)."""
+        self._queued_response = False
+        return self._start_response(None)
+
     def _request_transcript(self, item: Item) -> None:
         """Ask for the words of a user item's audio, when anyone wants them: the session
         (``audio.input.transcription``) or the assistant, which answers them."""
         model = transcription_model(self.config)
+        if model is None and self.transcribing_only:
+            model = DEFAULT_TRANSCRIPTION_MODEL  # transcribing is all such a session does
         if model is None and self.mode != "assistant":
             return
+        logprobs = INCLUDE_LOGPROBS in (self.config.get("include") or ())
         self._transcribing.add(item.id)
-        self._jobs.append(Transcribe(item.id, item.audio, model, item.audio_part_index()))
+        self._jobs.append(Transcribe(item.id, item.audio, model, item.audio_part_index(),
+                                     logprobs=logprobs))
+
+    @property
+    def transcribing_only(self) -> bool:
+        """Whether this is a transcription session (it transcribes, never answers)."""
+        return self.config.get("type") == TRANSCRIPTION
 
     # -- session ------------------------------------------------------------------------
 
     def _session_update(self, event: Event) -> list[Event]:
-        updated = apply_update(self.config, event.get("session"))
+        update = event.get("session")
+        if isinstance(update, Mapping) and (named_type(update) == TRANSCRIPTION or (
+                self.transcribing_only and "type" not in update)):
+            updated = apply_transcription_update(self.config, {**update, "type": TRANSCRIPTION})
+        elif self.transcribing_only and isinstance(update, Mapping):
+            raise InvalidRequest(
+                "This is a transcription session: session.type must be 'transcription'.",
+                code="invalid_value", param="session.type")
+        else:
+            updated = apply_update(self.config, update, self._mcp_urls)
         before = turn_detection(self.config)
+        noise = updated["audio"]["input"].get("noise_reduction")
+        if noise != self.config["audio"]["input"].get("noise_reduction"):
+            self._denoiser = reducer_for(noise)
         self.config = updated
         if turn_detection(updated) != before:
             self._sync_vad()
-        return [server_event("session.updated", session=copy.deepcopy(self.config))]
+        events = [server_event("session.updated", session=without_credentials(self.config))]
+        return events + self._list_mcp(self.config.get("tools"))
+
+    def _list_mcp(self, tools: Any) -> list[Event]:
+        """Start listing the MCP servers among ``tools`` not listed yet (echo mode
+        calls no tools, so lists none)."""
+        if self.mode == "echo":
+            return []
+        events, jobs = self._mcp.sync(tools, self.conversation)
+        self._jobs += jobs
+        return events
 
     def _turn(self) -> TurnDetection | None:
+        if self.transcribing_only:
+            turn = turn_detection(self.config)
+            # Turns are committed and transcribed; there is nothing to answer or cut off.
+            return None if turn is None else dataclasses.replace(
+                turn, create_response=False, interrupt_response=False)
         return turn_detection(self.config) if self.mode != "echo" else None
 
     def _sync_vad(self) -> None:
         """(Re)build the detector at the session's current audio position."""
         turn = self._turn()
         self._speech_item_id = None
+        self._idle.reset()
         if turn is None:
             self._vad = None
             return
@@ -308,17 +449,45 @@ class LocalSession:
     def _append(self, event: Event) -> list[Event]:
         encoded = event.get("audio")
         pcm = decode_audio(encoded, "audio")
-        if self.mode == "echo":
+        if self.mode == "echo" and not self.transcribing_only:
             return self._echo(pcm, str(encoded))
+        before_ms = self._buffer.end // BYTES_PER_MS
+        if self._denoiser is not None:  # filtered before the VAD and the model, as hosted
+            pcm = self._denoiser.process(pcm)
         self._buffer.append(pcm)
         if self._vad is None:
             return []
         events: list[Event] = []
         for found in self._vad.feed(pcm):
             events += self._on_vad(found)
+        events += self._check_idle(before_ms)
         if self._vad is not None:
             self._buffer.drop_before(self._vad.retain_from_ms() * BYTES_PER_MS)
         return events
+
+    def _check_idle(self, since_ms: int) -> list[Event]:
+        """``server_vad``'s ``idle_timeout_ms``: once the user has been silent that long
+        since the last response played out, say so (``input_audio_buffer.timeout_triggered``),
+        commit the silent audio as a user turn and answer it, as the hosted service does.
+        ``since_ms`` is where the audio just appended began: silence counts from there
+        when nothing was being counted."""
+        turn = self._turn()
+        vad = self._vad
+        if turn is None or turn.idle_timeout_ms is None or vad is None:
+            return []
+        now = self._buffer.end // BYTES_PER_MS
+        start = self._idle.due(since_ms=since_ms, now_ms=now, timeout_ms=turn.idle_timeout_ms,
+                               busy=self.response_active or vad.in_speech)
+        if start is None:
+            return []
+        item_id = new_item_id()
+        audio = self._buffer.slice(start * BYTES_PER_MS, now * BYTES_PER_MS)
+        self._buffer.drop_before(now * BYTES_PER_MS)
+        self._reset_vad()
+        events = [server_event("input_audio_buffer.timeout_triggered", audio_start_ms=start,
+                               audio_end_ms=now, item_id=item_id)]
+        events += self._commit(item_id, audio)
+        return events + self._start_response(None, prompt=IDLE_PROMPT)
 
     def _on_vad(self, found: VadEvent) -> list[Event]:
         turn = self._turn()
@@ -388,16 +557,25 @@ class LocalSession:
     def _item_create(self, event: Event) -> list[Event]:
         item = item_from_client(event.get("item"))
         check_output(item, self.conversation)
+        check_approval(item, self.conversation)
         if "previous_item_id" in event:
             previous = self.conversation.insert(item, event["previous_item_id"])
         else:
             previous = self.conversation.insert(item)
         if item.has_input_audio():
             self._request_transcript(item)
-        return [
+        events = [
             server_event("conversation.item.added", previous_item_id=previous, item=item.public()),
             server_event("conversation.item.done", previous_item_id=previous, item=item.public()),
         ]
+        if item.data.get("type") == "mcp_approval_response" and self.mode != "echo":
+            # The user answered an approval request: the model goes on by itself, as the
+            # hosted one does (agents-js sends no response.create after its answer).
+            if self.response_active:
+                self._queued_response = True
+            else:
+                events += self._start_response(None)
+        return events
 
     def _item_retrieve(self, event: Event) -> list[Event]:
         item = self._item(event)
@@ -457,6 +635,8 @@ class LocalSession:
         if overrides is not None and not isinstance(overrides, Mapping):
             raise InvalidRequest("response must be an object", code="invalid_type",
                                  param="response")
+        if overrides is not None:
+            check_response(overrides)
         if self.mode == "echo":
             return self._open_echo()
         return self._start_response(overrides)
@@ -469,23 +649,26 @@ class LocalSession:
                                  code="response_cancel_not_active")
         return self._cancel("client_cancelled")
 
-    def _start_response(self, overrides: Mapping[str, Any] | None) -> list[Event]:
+    def _start_response(self, overrides: Mapping[str, Any] | None, *,
+                        prompt: str | None = None) -> list[Event]:
+        """Start a response over the conversation (or ``response.input``); ``prompt``,
+        when given, is what it says unless a tool is called (the idle timeout's)."""
         opts = dict(overrides or {})
         options = self._response_options(opts)
         source = self._response_input(opts)
         tools = opts.get("tools", self.config["tools"])
         choice = opts.get("tool_choice", self.config["tool_choice"])
-        check_tools(tools, choice, "response")
-        if self.mode == "assistant":
-            latest = latest_user_audio(source)
-            pending = PendingResponse(options, source, tools, choice,
-                                      input_audio_ms=latest.audio_ms() if latest else 0)
+        check_tools(tools, choice, "response", self._mcp_urls)
+        events = self._list_mcp(tools)
+        latest = latest_user_audio(source)
+        pending = PendingResponse(options, source, tools, choice,
+                                  input_audio_ms=latest.audio_ms() if latest else 0)
+        pending.prompt = prompt
+        if self.mode == "assistant" or self._mcp.pending(tools):
+            # Announced now; it goes on once its words (or its tools) are known.
             self._preparing = pending
-            return pending.created() + self._advance()
-        step = choose(source, tools, choice, call_names([*self.conversation, *source]))
-        if isinstance(step, ToolCall):
-            return self._open(FunctionCallResponse(step.name, step.arguments, options))
-        return self._open(Response(_plan(source, step), options, delta_ms=self.delta_ms))
+            return events + pending.created() + self._advance()
+        return events + self._proceed(pending, announced=False)
 
     def _response_options(self, opts: Mapping[str, Any]) -> ResponseOptions:
         """The session's response settings under ``response.create``'s, checked."""
@@ -544,25 +727,86 @@ class LocalSession:
         latest = latest_user_message(pending.source)
         if latest is not None and latest.id in self._transcribing:
             return []
-        known = call_names([*self.conversation, *pending.source])
-        step = choose(pending.source, pending.tools, pending.choice, known)
-        if isinstance(step, ToolCall):
-            self._preparing = None
-            return self._open(FunctionCallResponse(step.name, step.arguments, pending.options,
-                                                   response_id=pending.id), announced=True)
-        text = step.transcript if step is not None else reply(pending.source)
-        if not pending.options.audio:
-            self._preparing = None
+        if self._mcp.pending(pending.tools):
+            return []
+        self._preparing = None
+        return self._proceed(pending, announced=True)
+
+    def _proceed(self, pending: PendingResponse, *, announced: bool) -> list[Event]:
+        """Open the response ``pending`` stands for, now that all it needs is known:
+        call a tool (or ask to), or answer: the parrot at once, the assistant in text at
+        once and in audio once its reply is synthesized."""
+        context = fit_context(pending.source, self.config, pending.options.max_output_tokens)
+        pending.context_tokens = (context.text_tokens, context.audio_tokens)
+        if context.overflow:  # truncation "disabled", and the conversation does not fit
+            return self._overflow(pending, announced)
+        pending.source = context.items
+        self._context_tokens = pending.context_tokens
+        step = self._choose(pending)
+        options, rid = pending.options, pending.id
+        opened = self._open_tool_step(step, options, rid, announced)
+        if opened is not None:
+            return opened
+        if self.mode != "assistant":
+            if step is None and pending.prompt is not None:
+                plan = ResponsePlan(beep(), pending.prompt)
+            else:
+                plan = _plan(pending.source, step if isinstance(step, ToolReport) else None)
+            plan.audio = change_speed(plan.audio, options.speed)
+            return self._open(Response(plan, options, delta_ms=self.delta_ms, response_id=rid),
+                              announced=announced)
+        if isinstance(step, ToolReport):
+            text = step.transcript
+        else:
+            text = pending.prompt if pending.prompt is not None else reply(pending.source)
+        if not options.audio:
             plan = ResponsePlan(b"", text, input_audio_ms=pending.input_audio_ms)
-            return self._open(Response(plan, pending.options, delta_ms=self.delta_ms,
-                                       response_id=pending.id), announced=True)
+            return self._open(Response(plan, options, delta_ms=self.delta_ms, response_id=rid),
+                              announced=announced)
         pending.reply = text
-        options = pending.options
-        self._jobs.append(Synthesize(pending.id, text, espeak_voice(options.voice),
+        self._preparing = pending
+        self._context_tokens = None  # taken from pending when its speech is ready
+        self._jobs.append(Synthesize(rid, text, espeak_voice(options.voice),
                                      words_per_minute(options.speed)))
-        return []
+        return [] if announced else pending.created()
+
+    def _overflow(self, pending: PendingResponse, announced: bool) -> list[Event]:
+        """Fail a response whose conversation does not fit a window it may not cut."""
+        error = {"type": "invalid_request_error", "code": "context_length_exceeded",
+                 "message": "The conversation exceeds the model's context window and "
+                            "truncation is disabled."}
+        events = [] if announced else pending.created()
+        events += pending.finish("failed", {"type": "failed", "error": error})
+        return events + self._start_queued()
+
+    def _choose(self, pending: PendingResponse) -> Step:
+        known = call_names([*self.conversation, *pending.source])
+        return choose(pending.source, pending.tools, pending.choice, known,
+                      self._mcp.listed(pending.tools))
+
+    def _open_tool_step(self, step: Step, options: ResponseOptions, rid: str,
+                        announced: bool) -> list[Event] | None:
+        """Open the response of a tool step (a function call, an MCP call or an approval
+        request), or None when the step is an answer."""
+        if isinstance(step, ToolCall):
+            return self._open(FunctionCallResponse(step.name, step.arguments, options,
+                                                   response_id=rid), announced=announced)
+        if isinstance(step, McpApproval):
+            return self._open(ApprovalResponse(step.server, step.name, step.arguments,
+                                               options, response_id=rid), announced=announced)
+        if not isinstance(step, McpToolCall):
+            return None
+        call = McpCallResponse(step.server, step.name, step.arguments, options,
+                               approval_request_id=step.approval_request_id, response_id=rid)
+        events = self._open(call, announced=announced)
+        if call.cut:  # max_output_tokens holds not even the arguments: no call is made
+            return events + self._finish("incomplete", "max_output_tokens")
+        self._jobs.append(CallMcpTool(rid, call.item.id, step.server, step.name,
+                                      json_object(step.arguments)))
+        return events
 
     def _open(self, response: BaseResponse, *, announced: bool = False) -> list[Event]:
+        response.context_tokens, self._context_tokens = self._context_tokens, None
         previous = self.conversation.last_id()
         if response.in_conversation:
             self.conversation.insert(response.item)

@@ -14,6 +14,7 @@ local server runs it in worker processes (:mod:`.workers`), never on its event l
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -51,16 +52,36 @@ class Recognizer:
 
     def transcribe(self, pcm: bytes) -> str:
         """The words heard in ``pcm`` (24 kHz mono PCM16), space-separated; "" for none."""
+        if not self._decode(pcm):
+            return ""
+        hypothesis = self._decoder.hyp()
+        return " ".join(str(hypothesis.hypstr).split()) if hypothesis is not None else ""
+
+    def transcribe_scored(self, pcm: bytes) -> list[tuple[str, float]]:
+        """The words heard in ``pcm``, each with its natural log posterior probability
+        (pocketsphinx's word confidence): what a transcription's ``logprobs`` report."""
+        if not self._decode(pcm):
+            return []
+        scored = []
+        for segment in self._decoder.seg():
+            word = str(segment.word)
+            if word.startswith(("<", "[", "+")):  # <s>, </s>, <sil>, [NOISE], +fillers+
+                continue
+            # "really(2)": the dictionary's second pronunciation of "really".
+            word = word.split("(", 1)[0]
+            scored.append((word, math.log(max(float(segment.prob), 1e-12))))
+        return scored
+
+    def _decode(self, pcm: bytes) -> bool:
         audio = _dithered(resample_pcm(pcm, RATE, MODEL_RATE))
         if not audio:
-            return ""
+            return False
         self._decoder.start_utt()
         # One call over the whole utterance: batch cepstral mean normalization, which
         # recognizes better than the live estimate a chunked feed would use.
         self._decoder.process_raw(audio, full_utt=True)
         self._decoder.end_utt()
-        hypothesis = self._decoder.hyp()
-        return " ".join(str(hypothesis.hypstr).split()) if hypothesis is not None else ""
+        return True
 
 
 def _dithered(pcm: bytes) -> bytes:

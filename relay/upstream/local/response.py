@@ -27,7 +27,7 @@ from .conversation import BYTES_PER_MS, Item, assistant_item, function_call_item
 
 #: Audio tokens, as the hosted service bills them (about 10 per second in, 20 per second out).
 INPUT_MS_PER_TOKEN = 100
-_OUTPUT_MS_PER_TOKEN = 50
+OUTPUT_MS_PER_TOKEN = 50
 #: Text tokens, roughly: four characters each.
 CHARS_PER_TOKEN = 4
 #: Characters per ``response.function_call_arguments.delta`` (a few tokens' worth).
@@ -64,6 +64,9 @@ def describe_parrot(audio_ms: int) -> str:
 
 BEEP_TRANSCRIPT = "I have not heard any audio from you yet, so here is a beep."
 
+#: What a response started by ``idle_timeout_ms`` says: the user has gone quiet.
+IDLE_PROMPT = "Are you still there?"
+
 #: The tone under a tool report: a fifth above the plain beep, so an ear can tell them apart.
 TOOL_TONE_HZ = 660.0
 
@@ -79,6 +82,73 @@ def beep(freq_hz: float = 440.0, duration_ms: int = 300, dbfs: float = -12.0) ->
         tone[:fade] *= ramp
         tone[-fade:] *= ramp[::-1]
     return bytes(tone.astype("<i2").tobytes())
+
+
+def change_speed(pcm: bytes, speed: Any) -> bytes:
+    """24 kHz PCM16 played ``speed`` times as fast (``audio.output.speed``, 0.25 to 1.5),
+    as a tape would: resampled by linear interpolation, so its pitch moves too."""
+    if not isinstance(speed, int | float) or isinstance(speed, bool) or speed == 1 \
+            or speed <= 0 or len(pcm) < 4:
+        return pcm
+    samples = np.frombuffer(pcm[:len(pcm) // 2 * 2], dtype="<i2").astype(np.float64)
+    count = max(1, round(len(samples) / speed))
+    positions = np.linspace(0, len(samples) - 1, count)
+    out = np.interp(positions, np.arange(len(samples)), samples)
+    return bytes(np.round(out).astype("<i2").tobytes())
+
+
+def token_budget(value: Any) -> int | None:
+    """``max_output_tokens`` as a number of tokens, or None for ``"inf"`` (no limit)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def fit_plan(plan: ResponsePlan, budget: int | None, *, audio: bool) -> tuple[ResponsePlan, bool]:
+    """``plan`` cut to what ``budget`` output tokens hold, and whether it was cut.
+
+    Tokens are counted as :func:`_usage` reports them: one per word of text (the
+    transcript's words, spoken in proportion to the audio) and one per 50 ms of audio.
+    """
+    words = word_pieces(plan.transcript)
+    if budget is None:
+        return plan, False
+    if not audio:
+        if len(plan.transcript.split()) <= budget:
+            return plan, False
+        kept = _first_words(words, budget)
+        return ResponsePlan(b"", "".join(kept), plan.input_audio_ms), True
+    total_ms = len(plan.audio) // BYTES_PER_MS
+    if _tokens_at(total_ms, total_ms, len(words)) <= budget:
+        return plan, False
+    low, high = 0, total_ms  # the longest audio whose tokens fit: tokens grow with it
+    while low < high:
+        mid = (low + high + 1) // 2
+        if _tokens_at(mid, total_ms, len(words)) <= budget:
+            low = mid
+        else:
+            high = mid - 1
+    spoken = -(-len(words) * low // total_ms) if total_ms else 0
+    cut = ResponsePlan(plan.audio[:low * BYTES_PER_MS], "".join(words[:spoken]),
+                       plan.input_audio_ms)
+    return cut, True
+
+
+def _tokens_at(audio_ms: int, total_ms: int, words: int) -> int:
+    """Output tokens of the first ``audio_ms`` of a reply ``total_ms`` long whose
+    transcript has ``words`` words, spoken in proportion."""
+    spoken = -(-words * audio_ms // total_ms) if total_ms else words
+    return -(-audio_ms // OUTPUT_MS_PER_TOKEN) + spoken
+
+
+def _first_words(pieces: list[str], count: int) -> list[str]:
+    """The leading pieces (of :func:`word_pieces`) that hold ``count`` words."""
+    kept: list[str] = []
+    seen = 0
+    for piece in pieces:
+        seen += len(piece.split())
+        if seen > count:
+            break
+        kept.append(piece)
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +173,8 @@ class ResponseHead:
     def __init__(self, options: ResponseOptions, response_id: str | None = None) -> None:
         self.id = response_id if response_id is not None else random_id("resp_")
         self._opts = options
+        #: (text, audio) input tokens of the context the response saw, once known.
+        self.context_tokens: tuple[int, int] | None = None
 
     @property
     def options(self) -> ResponseOptions:
@@ -120,8 +192,11 @@ class ResponseHead:
 
     def _done(self, status: str, details: Any, output: list[Any],
               usage: dict[str, Any]) -> list[Event]:
-        """``response.done`` and ``rate_limits.updated``."""
+        """``response.done`` and ``rate_limits.updated``; the input tokens are those of
+        the context the response saw, when the session said (:attr:`context_tokens`)."""
         response = self._object(status, details, output)
+        if self.context_tokens is not None:
+            usage = _with_input(usage, *self.context_tokens)
         response["usage"] = usage
         return [server_event("response.done", response=response),
                 server_event("rate_limits.updated", rate_limits=_rate_limits())]
@@ -158,6 +233,8 @@ class PendingResponse(ResponseHead):
         self.choice = choice
         self.input_audio_ms = input_audio_ms
         self.reply: str | None = None
+        #: What to say instead of answering the user's words (the idle timeout's prompt).
+        self.prompt: str | None = None
 
     def finish(self, status: str, details: Any) -> list[Event]:
         """Close the response with no output: cancelled before it spoke, or failed."""
@@ -237,6 +314,11 @@ class Response(BaseResponse):
                  delta_ms: int = 100, response_id: str | None = None) -> None:
         """``plan`` is None for an open-ended echo response."""
         super().__init__(assistant_item(new_item_id()), options, response_id)
+        #: Whether ``max_output_tokens`` cut the reply short (it ends ``incomplete``).
+        self.cut = False
+        if plan is not None:
+            plan, self.cut = fit_plan(plan, token_budget(options.max_output_tokens),
+                                      audio=options.audio)
         self._plan = plan
         self._delta_bytes = max(1, delta_ms) * BYTES_PER_MS
         self._sent_bytes = 0
@@ -265,7 +347,7 @@ class Response(BaseResponse):
         if not self._opts.audio:
             events = [self._text_delta(word) for word in self._words]
             self._sent_words = len(self._words)
-            events += self.finish("completed", None, previous_item_id)
+            events += self._finish_planned(previous_item_id)
             return ResponseChunk(self.id, events, 0, True)
         audio = self._plan.audio
         piece = audio[self._sent_bytes:self._sent_bytes + self._delta_bytes]
@@ -280,8 +362,15 @@ class Response(BaseResponse):
             events.append(self.audio_delta(piece))
         final = self._sent_bytes >= len(audio)
         if final:
-            events += self.finish("completed", None, previous_item_id)
+            events += self._finish_planned(previous_item_id)
         return ResponseChunk(self.id, events, len(piece) // BYTES_PER_MS, final)
+
+    def _finish_planned(self, previous_item_id: str | None) -> list[Event]:
+        """Close a planned reply once all of it is out: ``completed``, or ``incomplete``
+        when ``max_output_tokens`` cut it short."""
+        if self.cut:
+            return self.finish("incomplete", "max_output_tokens", previous_item_id)
+        return self.finish("completed", None, previous_item_id)
 
     # -- echo --------------------------------------------------------------------------
 
@@ -366,10 +455,18 @@ class FunctionCallResponse(BaseResponse):
         """Every argument delta and the closing events: there is no audio to pace."""
         assert not self.finished
         where = self._where()
+        budget = token_budget(self._opts.max_output_tokens)
+        arguments = self._arguments
+        cut = budget is not None and -(-len(arguments) // CHARS_PER_TOKEN) > budget
+        if cut:  # max_output_tokens ends the arguments where its tokens run out
+            arguments = arguments[:(budget or 0) * CHARS_PER_TOKEN]
         events = [server_event("response.function_call_arguments.delta", **where, delta=piece)
-                  for piece in _pieces(self._arguments, ARGUMENT_DELTA_CHARS)]
-        self._sent = len(self._arguments)
-        events += self.finish("completed", None, previous_item_id)
+                  for piece in _pieces(arguments, ARGUMENT_DELTA_CHARS)]
+        self._sent = len(arguments)
+        if cut:
+            events += self.finish("incomplete", "max_output_tokens", previous_item_id)
+        else:
+            events += self.finish("completed", None, previous_item_id)
         return ResponseChunk(self.id, events, 0, True)
 
     def finish(self, status: str, reason: str | None,
@@ -397,7 +494,7 @@ def _pieces(text: str, size: int) -> list[str]:
 def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[str, Any]:
     """Token counts in the hosted service's shape; this server only estimates them."""
     input_audio = -(-input_audio_ms // INPUT_MS_PER_TOKEN)
-    output_audio = -(-output_audio_ms // _OUTPUT_MS_PER_TOKEN)
+    output_audio = -(-output_audio_ms // OUTPUT_MS_PER_TOKEN)
     total_in, total_out = input_audio, output_audio + output_text
     return {
         "total_tokens": total_in + total_out,
@@ -411,6 +508,16 @@ def _usage(input_audio_ms: int, output_audio_ms: int, output_text: int) -> dict[
         },
         "output_token_details": {"text_tokens": output_text, "audio_tokens": output_audio},
     }
+
+
+def _with_input(usage: dict[str, Any], text: int, audio: int) -> dict[str, Any]:
+    """``usage`` with its input tokens replaced by a context's."""
+    out = dict(usage)
+    out["input_tokens"] = text + audio
+    out["total_tokens"] = text + audio + int(usage["output_tokens"])
+    out["input_token_details"] = {**usage["input_token_details"], "text_tokens": text,
+                                  "audio_tokens": audio}
+    return out
 
 
 def word_pieces(text: str) -> list[str]:
@@ -434,3 +541,13 @@ def server_event(kind: str, **fields: Any) -> Event:
     event.update(fields)
     return event
 
+
+
+def text_usage(output_text_tokens: int) -> dict[str, Any]:
+    """Usage of a response that produced only text (a call's arguments, a request)."""
+    return _usage(0, 0, output_text_tokens)
+
+
+def text_pieces(text: str, size: int = ARGUMENT_DELTA_CHARS) -> list[str]:
+    """``text`` as the deltas that stream it (one piece, maybe empty, at least)."""
+    return _pieces(text, size)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,9 +29,10 @@ from ...errors import RelayError, SpeechError
 from ...protocol.events import Event, dumps, error_event, parse_event
 from ...protocol.realtime.session_config import DEFAULT_MODEL
 from .. import LOCAL_MODES, LocalMode
-from .assistant import SpeechJob, Transcribe
+from .assistant import Transcribe
 from .live import LiveLocalSession
-from .local_session import LocalSession
+from .local_session import Job, LocalSession
+from .mcp_tools import CallMcpTool, ListMcpTools
 from .workers import SpeechWorkers, speech_missing
 
 logger = logging.getLogger(__name__)
@@ -154,12 +155,22 @@ class _Connection:
             await asyncio.wait_for(self._outbox.join(), DRAIN_TIMEOUT_S)
         await self._ws.close(1000, "session closed")
 
-    async def _run_job(self, job: SpeechJob) -> None:
-        """Run one speech job in the workers and hand its outcome to the session."""
+    async def _run_job(self, job: Job) -> None:
+        """Run one job (speech in the workers, MCP requests here) and hand its outcome
+        to the session."""
         session = self._session
+        if isinstance(job, ListMcpTools | CallMcpTool):
+            # Only a Realtime session asks for MCP work (a Live one has no tools).
+            assert isinstance(session, LocalSession)
+            self._pump(await _run_mcp(session, job))
+            return
         try:
             workers = self._speech()
-            if isinstance(job, Transcribe):
+            scored: list[tuple[str, float]] | None = None
+            if isinstance(job, Transcribe) and job.logprobs:
+                scored = await workers.transcribe_scored(job.audio)
+                words = " ".join(word for word, _ in scored)
+            elif isinstance(job, Transcribe):
                 words = await workers.transcribe(job.audio)
             else:
                 speech = await workers.synthesize(job.text, job.voice, job.rate)
@@ -170,8 +181,13 @@ class _Connection:
                        if isinstance(job, Transcribe)
                        else session.synthesis_failed(job, exc.message))
             return
-        self._pump(session.transcription_done(job, words) if isinstance(job, Transcribe)
-                   else session.synthesis_done(job, speech))
+        if not isinstance(job, Transcribe):
+            self._pump(session.synthesis_done(job, speech))
+        elif scored is not None and isinstance(session, LocalSession):
+            # Only a Realtime session's include asks for logprobs.
+            self._pump(session.transcription_done(job, words, scored))
+        else:
+            self._pump(session.transcription_done(job, words))
 
     async def _write(self) -> None:
         try:
@@ -204,6 +220,21 @@ class _Connection:
                     await asyncio.sleep(delay)
 
 
+async def _run_mcp(session: LocalSession, job: ListMcpTools | CallMcpTool) -> list[Event]:
+    """List an MCP server's tools or call one (the ``mcp`` package is imported only
+    here: a server whose sessions name no MCP tool never loads it)."""
+    from . import mcp_client
+
+    if isinstance(job, CallMcpTool):
+        outcome = await mcp_client.call_tool(job.server, job.name, job.arguments)
+        return session.mcp_call_done(job, outcome)
+    try:
+        tools = await mcp_client.list_tools(job.server)
+    except mcp_client.McpFailure as failure:
+        return session.mcp_list_failed(job, failure.error)
+    return session.mcp_tools_listed(job, tools)
+
+
 class LocalRealtimeServer:
     """An offline Realtime API (GA) WebSocket server that answers each user turn (and calls
     function tools by the rules in :mod:`relay.upstream.local`).
@@ -221,6 +252,9 @@ class LocalRealtimeServer:
     ``observer``, when given, is called with a session's id and each client event it
     receives (parsed; malformed messages are not passed), before the session handles it:
     a test sees exactly what reached the upstream, e.g. every ``conversation.item.truncate``.
+
+    ``mcp_urls`` lists the URL prefixes of the MCP servers a session's ``mcp`` tools may
+    name (``*``: any); the server connects to no other (none by default).
     """
 
     def __init__(
@@ -232,6 +266,7 @@ class LocalRealtimeServer:
         model: str = DEFAULT_MODEL,
         speech: SpeechWorkers | None = None,
         observer: Observer | None = None,
+        mcp_urls: Sequence[str] = (),
     ) -> None:
         if mode not in LOCAL_MODES:
             raise ValueError(f"unknown mode {mode!r}")
@@ -250,6 +285,8 @@ class LocalRealtimeServer:
         self.model = model
         self._given_speech = speech
         self.observer = observer
+        #: URL prefixes of the MCP servers sessions may name (``*``: any).
+        self.mcp_urls = tuple(mcp_urls)
         self._own_speech: SpeechWorkers | None = None
         self._server: Server | None = None
         self._host = "127.0.0.1"
@@ -331,7 +368,8 @@ class LocalRealtimeServer:
             speed = 1.0
         else:
             session = LocalSession(mode=self.mode, model=self._model_for(ws),
-                                   delta_ms=self.delta_ms)
+                                   delta_ms=self.delta_ms, mcp_urls=self.mcp_urls,
+                                   intent=self._intent_for(ws))
             speed = self.speed
         conn = _Connection(ws, session, speed, self._speech, self.observer)
         self._connections.add(conn)
@@ -361,6 +399,12 @@ class LocalRealtimeServer:
             self._speech_missing = speech_missing()
             self._speech_checked = True
         return self._speech_missing
+
+    def _intent_for(self, ws: ServerConnection) -> str | None:
+        """``?intent=transcription`` opens a transcription session, as on the hosted API."""
+        path = ws.request.path if ws.request is not None else ""
+        intents = parse_qs(urlsplit(path).query).get("intent")
+        return intents[0] if intents else None
 
     def _model_for(self, ws: ServerConnection) -> str:
         path = ws.request.path if ws.request is not None else ""

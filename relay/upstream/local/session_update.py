@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,10 +11,13 @@ from ...errors import InvalidRequest
 from ...protocol.realtime.session_config import (
     DEFAULT_TURN_DETECTION,
     PCM24K,
+    TRANSCRIPTION,
     Session,
     deep_merge,
+    default_transcription_session,
     normalize_session,
 )
+from .field_checks import check_session, check_turn_detection_keys
 from .tools import check_tools
 
 #: ``semantic_vad`` has no threshold or durations; its eagerness picks a silence length.
@@ -28,9 +31,11 @@ _SEMANTIC_DEFAULTS: dict[str, Any] = {
 }
 
 
-def apply_update(current: Mapping[str, Any], update: Any) -> Session:
+def apply_update(current: Mapping[str, Any], update: Any,
+                 mcp_urls: Sequence[str] = ()) -> Session:
     """``current`` with the ``session`` of a ``session.update`` applied, or
-    :class:`InvalidRequest` (and ``current`` untouched) when the update is not acceptable."""
+    :class:`InvalidRequest` (and ``current`` untouched) when the update is not acceptable.
+    ``mcp_urls`` are the MCP server URLs (prefixes) an ``mcp`` tool may name."""
     if not isinstance(update, Mapping):
         raise InvalidRequest(
             "Missing required parameter: 'session'.",
@@ -46,12 +51,41 @@ def apply_update(current: Mapping[str, Any], update: Any) -> Session:
     for key in ("object", "id"):
         normalized.pop(key, None)
     merged = deep_merge(current, normalized)
+    if merged.get("type") == "realtime":
+        check_session(merged)
     _check_formats(merged)
     _check_modalities(merged)
-    check_tools(merged.get("tools"), merged.get("tool_choice"), "session")
+    check_tools(merged.get("tools"), merged.get("tool_choice"), "session", mcp_urls)
     merged["audio"]["input"]["turn_detection"] = _complete_turn_detection(
         _turn_detection_after(current, normalized)
     )
+    return merged
+
+
+def apply_transcription_update(current: Mapping[str, Any], update: Mapping[str, Any],
+                               ) -> Session:
+    """``current`` with a transcription session's ``session.update`` applied (from a
+    realtime session: the transcription defaults with the update laid over them, the
+    session's id kept); :class:`InvalidRequest` and ``current`` untouched otherwise."""
+    normalized = normalize_session(update)
+    for key in ("object", "id"):
+        normalized.pop(key, None)
+    base: Session = dict(current)
+    if current.get("type") != TRANSCRIPTION:
+        base = {**default_transcription_session(), "id": current.get("id")}
+    merged = deep_merge(base, normalized)
+    fmt = merged["audio"]["input"].get("format")
+    if not is_pcm24k(fmt):
+        raise InvalidRequest(
+            f"This server only supports audio/pcm at {PCM24K['rate']} Hz for input, "
+            f"not {fmt!r}.", code="invalid_value", param="session.audio.input.format")
+    merged["audio"]["input"]["format"] = dict(PCM24K)
+    transcription = merged["audio"]["input"].get("transcription")
+    if transcription is not None and not isinstance(transcription, Mapping):
+        raise InvalidRequest("transcription must be an object or null", code="invalid_type",
+                             param="session.audio.input.transcription")
+    merged["audio"]["input"]["turn_detection"] = _complete_turn_detection(
+        _turn_detection_after(base, normalized))
     return merged
 
 
@@ -64,6 +98,8 @@ class TurnDetection:
     silence_duration_ms: int
     create_response: bool
     interrupt_response: bool
+    #: ``server_vad``'s ``idle_timeout_ms``: silence after which a response is started.
+    idle_timeout_ms: int | None = None
 
 
 def turn_detection(session: Mapping[str, Any]) -> TurnDetection | None:
@@ -80,12 +116,14 @@ def turn_detection(session: Mapping[str, Any]) -> TurnDetection | None:
             create_response=raw.get("create_response") is not False,
             interrupt_response=raw.get("interrupt_response") is not False,
         )
+    idle = raw.get("idle_timeout_ms")
     return TurnDetection(
         threshold=float(raw["threshold"]),
         prefix_padding_ms=int(raw["prefix_padding_ms"]),
         silence_duration_ms=int(raw["silence_duration_ms"]),
         create_response=raw.get("create_response") is not False,
         interrupt_response=raw.get("interrupt_response") is not False,
+        idle_timeout_ms=idle if isinstance(idle, int) else None,
     )
 
 
@@ -115,12 +153,15 @@ def _complete_turn_detection(value: Any) -> Any:
     kind = value.get("type", "server_vad")
     if kind == "server_vad":
         completed = deep_merge(DEFAULT_TURN_DETECTION, value)
+        check_turn_detection_keys(completed)
         _check_server_vad(completed)
         return completed
     if kind == "semantic_vad":
-        return {key: value.get(key, default) for key, default in _SEMANTIC_DEFAULTS.items()} | {
-            key: val for key, val in value.items() if key not in _SEMANTIC_DEFAULTS
-        }
+        check_turn_detection_keys(value)
+        completed = {key: value.get(key, default) for key, default in _SEMANTIC_DEFAULTS.items()}
+        if value.get("model_version") is not None:
+            completed["model_version"] = value["model_version"]
+        return completed
     raise InvalidRequest(
         f"Invalid value: '{kind}'. Supported values are: 'server_vad' and 'semantic_vad'.",
         code="invalid_value", param="session.audio.input.turn_detection.type",

@@ -89,6 +89,11 @@ class SpeechWorkers:
         """The words in ``pcm`` (24 kHz mono PCM16); :class:`SpeechError` if it fails."""
         return await self._run(_transcribe, pcm)
 
+    async def transcribe_scored(self, pcm: bytes) -> list[tuple[str, float]]:
+        """The words in ``pcm`` with their log probabilities; :class:`SpeechError` if it
+        fails."""
+        return await self._run(_transcribe_scored, pcm)
+
     async def synthesize(self, text: str, voice: str, rate: int) -> bytes:
         """``text`` spoken by the eSpeak ``voice`` at ``rate`` words per minute, as 24 kHz
         mono PCM16; :class:`SpeechError` if it fails."""
@@ -167,6 +172,10 @@ def _warm() -> None:
 
 def _transcribe(pcm: bytes) -> str:
     return _recognizer().transcribe(pcm)
+
+
+def _transcribe_scored(pcm: bytes) -> list[tuple[str, float]]:
+    return _recognizer().transcribe_scored(pcm)
 
 
 def _synthesize(text: str, voice: str, rate: int) -> bytes:

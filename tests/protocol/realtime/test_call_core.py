@@ -597,3 +597,51 @@ def test_call_core_reply_begun_after_the_onset_is_talked_over_from_its_start() -
     core.next_frame()
     [record] = core.stats.barge_ins
     assert record.cut_latency_ms == pytest.approx(100.0)
+
+
+def test_call_core_tool_credentials_never_reach_the_client_or_sidebands() -> None:
+    mcp = {"type": "mcp", "server_label": "notes", "server_url": "https://mcp.example",
+           "authorization": "sk-mcp-credential-1", "headers": {"X-Key": "hdr-credential-2"}}
+    core, _ = started({"type": "realtime", "tools": [mcp]})
+    core.attach_sideband("sideband-1")
+    up(core, "session.created", session={"type": "realtime"})
+    # An upstream that echoes the whole session back, credentials included.
+    up(core, "session.updated", session={"type": "realtime", "tools": [mcp]})
+    # ... and one that quotes a credential in an error.
+    up(core, "error", error={"type": "invalid_request_error", "code": "mcp_failed",
+                             "message": "MCP server refused Bearer sk-mcp-credential-1"})
+    core.client_message(json.dumps({"type": "session.update", "session": {"tools": [mcp]}}),
+                        "sideband-1")
+    up(core, "session.updated", session={"type": "realtime", "tools": [mcp]})
+    seen = json.dumps(core.drain_client()) + json.dumps(core.drain_sideband("sideband-1"))
+    assert "credential-1" not in seen and "credential-2" not in seen
+    assert '"server_url": "https://mcp.example"' in seen and "***" in seen
+    # What goes upstream keeps them: the model needs them to reach the tool.
+    assert core.drain_upstream()[0]["session"]["tools"][0]["authorization"] == \
+        "sk-mcp-credential-1"
+
+
+@pytest.mark.parametrize("clears", [True, False])
+def test_call_core_sideband_cancel_silences_the_call(clears: bool) -> None:
+    core = CallCore("rtc_test", {"type": "realtime"}, max_playout_samples=60 * 24000,
+                    clock=FakeClock(), sideband_cancel_clears_playout=clears)
+    core.channel_opened()
+    core.attach_sideband("sideband-1")
+    start_response(core, "r1", "i1")
+    delta(core, "r1", "i1", 50)  # a second of reply queued
+    assert pull(core, 4) == PCM_20MS * 4
+    core.drain_client()
+    core.client_message(json.dumps({"type": "response.cancel", "event_id": "guard"}),
+                        "sideband-1")
+    upstream = core.drain_upstream()
+    assert upstream[0] == {"type": "response.cancel", "event_id": "guard"}
+    if not clears:
+        # The old behaviour: only the cancel; the queued reply plays on.
+        assert upstream == upstream[:1] and pull(core, 1) == PCM_20MS
+        return
+    # The cut is exact: 80 ms were sent to the peer, and nothing more plays.
+    assert upstream[1:] == [{"type": "conversation.item.truncate", "item_id": "i1",
+                             "content_index": 0, "audio_end_ms": 80}]
+    assert pull(core, 5) == bytes(len(PCM_20MS) * 5)
+    assert "output_audio_buffer.cleared" in client_types(core)
+    assert [b.reason for b in core.stats.barge_ins] == ["sideband-1_cancel"]

@@ -66,4 +66,4 @@ def test_effective_session_identity_and_model_are_the_servers() -> None:
 
 def test_effective_session_refuses_a_session_that_cannot_be_a_call() -> None:
     with pytest.raises(InvalidRequest):
-        effective_session({"type": "transcription"})
+        effective_session({"type": "conversation"})

@@ -57,7 +57,7 @@ def test_normalize_session_ga_fields_win_over_aliases() -> None:
     assert session["audio"]["output"]["voice"] == "marin"
 
 
-@pytest.mark.parametrize("bad", [{"type": "transcription"}, {"input_audio_format": "mp3"},
+@pytest.mark.parametrize("bad", [{"type": "translation"}, {"input_audio_format": "mp3"},
                                  {"audio": "loud"}, {"modalities": "audio"}])
 def test_normalize_session_rejects_what_cannot_work(bad: dict[str, object]) -> None:
     with pytest.raises(InvalidRequest) as info:

@@ -163,7 +163,7 @@ def test_tools_mentions_matches_the_words_of_the_name(name: str, text: str,
 
 
 def test_tools_auto_calls_the_function_named_in_the_latest_text() -> None:
-    session = session_with(MCP, TIME, WEATHER)
+    session = session_with(TIME, WEATHER)
     say(session, "Please Get_Weather for Paris")
     events = respond(session)
     assert kinds(events) == CALL_EVENTS
@@ -223,7 +223,7 @@ def test_tools_named_choice_calls_that_function() -> None:
 
 
 def test_tools_required_calls_the_first_function_tool() -> None:
-    session = session_with(MCP, TIME, WEATHER, choice="required")
+    session = session_with(TIME, WEATHER, choice="required")
     say(session, "hello")
     assert called(respond(session)) == "get_time"
 
@@ -324,6 +324,11 @@ def test_tools_inline_output_must_answer_a_known_call() -> None:
     ({"tools": [{"type": "function"}]}, "session.tools[0].name"),
     ({"tools": [WEATHER, {"type": "function", "name": "f", "parameters": "x"}]},
      "session.tools[1].parameters"),
+    ({"tools": [{"type": "web_search"}]}, "session.tools[0].type"),
+    # This server was given no MCP URLs: the session may not make it fetch one.
+    ({"tools": [MCP]}, "session.tools[0].server_url"),
+    ({"tools": [WEATHER], "tool_choice": {"type": "mcp", "server_label": "docs"}},
+     "session.tool_choice"),
 ])
 def test_tools_session_update_refuses_unusable_tools(session_body: Event, param: str) -> None:
     session = LocalSession()
