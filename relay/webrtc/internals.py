@@ -618,7 +618,15 @@ def _take_rtp_inline(dtls: RTCDtlsTransport, connection: Any, counters: InlineRt
         if task is not None:
             counters.deferred += 1
             pending.add(task)
-            task.add_done_callback(pending.discard)
+            task.add_done_callback(finished)
+
+    def finished(task: asyncio.Task[None]) -> None:
+        pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            counters.failures += 1
+            if counters.failures == 1:
+                logger.error("taking an inbound RTP packet failed; dropping it",
+                             exc_info=task.exception())
 
     setattr(connection, ICE_DATA_RECEIVED, data_received)
 
