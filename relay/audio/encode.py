@@ -27,6 +27,7 @@ from . import (
     FRAME_SAMPLES,
     RATE,
 )
+from .opus import LibopusEncoder, load_libopus
 
 TIME_BASE = fractions.Fraction(1, RATE)
 _SILENCE = bytes(FRAME_BYTES)
@@ -73,28 +74,45 @@ class EncoderStats:
 
 
 class OpusEncoder:
-    """Encode 20 ms frames of 24 kHz mono PCM16 to Opus, skipping the work in silence."""
+    """Encode 20 ms frames of 24 kHz mono PCM16 to Opus, skipping the work in silence.
+
+    libopus is called directly where it is found (:class:`relay.audio.opus.LibopusEncoder`,
+    the same packets for less CPU), else through PyAV; ``use_libopus=False`` forces PyAV.
+    """
 
     def __init__(self, bitrate: int = DEFAULT_OPUS_BITRATE,
                  complexity: int = DEFAULT_OPUS_COMPLEXITY,
-                 application: str = DEFAULT_OPUS_APPLICATION) -> None:
-        codec = av.CodecContext.create("libopus", "w")
-        assert isinstance(codec, AudioCodecContext)
-        codec.sample_rate = RATE
-        codec.layout = "mono"
-        codec.format = "s16"
-        codec.bit_rate = bitrate
-        codec.time_base = TIME_BASE
-        # 20 ms matches the frames the track paces.
-        codec.options = {"application": application, "frame_duration": "20",
-                         "compression_level": str(complexity)}
-        self._codec = codec
+                 application: str = DEFAULT_OPUS_APPLICATION, *,
+                 use_libopus: bool = True) -> None:
+        lib = load_libopus() if use_libopus else None
+        self._direct: LibopusEncoder | None = None
+        self._codec: AudioCodecContext | None = None
+        if lib is not None:
+            self._direct = LibopusEncoder(lib, RATE, application=application,
+                                          bitrate=bitrate, complexity=complexity)
+        else:
+            codec = av.CodecContext.create("libopus", "w")
+            assert isinstance(codec, AudioCodecContext)
+            codec.sample_rate = RATE
+            codec.layout = "mono"
+            codec.format = "s16"
+            codec.bit_rate = bitrate
+            codec.time_base = TIME_BASE
+            # 20 ms matches the frames the track paces.
+            codec.options = {"application": application, "frame_duration": "20",
+                             "compression_level": str(complexity)}
+            self._codec = codec
         self._index = 0
         # The packet the last silent frame encoded to, and whether the encoder has
         # reached its fixed point (two silent frames in a row, the same packet).
         self._silent_packet: bytes | None = None
         self._settled = False
         self.stats = EncoderStats()
+
+    @property
+    def direct(self) -> bool:
+        """Whether libopus is called directly (not through PyAV)."""
+        return self._direct is not None
 
     def encode(self, pcm: bytes) -> bytes:
         """The Opus packet for one 20 ms frame of PCM16 (``FRAME_BYTES`` long)."""
@@ -105,9 +123,13 @@ class OpusEncoder:
         if silent and self._settled:
             assert self._silent_packet is not None
             return self._silent_packet
-        # libopus gives exactly one packet per 20 ms frame.
-        [packet] = self._codec.encode(pcm_frame(pcm, index))
-        payload = bytes(packet)
+        if self._direct is not None:
+            payload = self._direct.encode(pcm)
+        else:
+            assert self._codec is not None
+            # libopus gives exactly one packet per 20 ms frame.
+            [packet] = self._codec.encode(pcm_frame(pcm, index))
+            payload = bytes(packet)
         self.stats.encoded += 1
         if silent:
             self._settled = payload == self._silent_packet

@@ -257,8 +257,9 @@ class CallDriver:
             # A data-channel message over the limit is dropped as its fragments arrive
             # (and answered message_too_large), not reassembled first.
             bound_inbound_messages(self.pc, self.settings.client_max_message_bytes)
-            watch_peer_datagrams(self.pc, self._hear)
+            # Media first: its inline RTP path must be under the datagram hook.
             self.media.start(self.pc, self.id)
+            watch_peer_datagrams(self.pc, self._hear)
             self._spawn(self._connect_deadline(self.pc), "connect-deadline")
             self._spawn(self._duration_deadline(), "duration-deadline")
             if self.settings.upstream_session_seconds is not None:
@@ -314,8 +315,9 @@ class CallDriver:
             if channel is not None:
                 self._attach_channel(channel)
             bound_inbound_messages(pc, self.settings.client_max_message_bytes)
-            watch_peer_datagrams(pc, self._hear)
+            # Media first: its inline RTP path must be under the datagram hook.
             media.start(pc, self.id)
+            watch_peer_datagrams(pc, self._hear)
             self.peer_resumes += 1
             quiet = None if self.heard_at is None else began - self.heard_at
             self.last_resume = {

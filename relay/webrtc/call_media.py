@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from ..audio.encode import OpusEncoder
 from ..audio.inbound_audio import InboundAudio
-from .internals import negotiated_audio_codecs
+from .internals import InlineRtp, negotiated_audio_codecs, receive_rtp_inline
 from .packet_tap import tap_audio
 from .tracks import PlayoutTrack, pump_inbound
 
@@ -64,6 +64,8 @@ class CallMedia:
         self.inbound = InboundAudio(options.uplink_chunk_ms, options.uplink_reorder_ms)
         #: True when the peer's packets come through the RTP tap (not aiortc's track).
         self.tapped = False
+        #: The inline receive path's counters (None: the packets go through aiortc's queue).
+        self.inline: InlineRtp | None = None
         self._on_uplink = on_uplink
         self._remote_track: MediaStreamTrack | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -84,6 +86,9 @@ class CallMedia:
                                                options.opus_application))
         self.inbound.set_codecs(codecs)
         self.tapped = tap_audio(pc, self._on_packet)
+        if self.tapped:
+            # Only with the tap: then the receiver's path never waits (see internals).
+            self.inline = receive_rtp_inline(pc)
         if not self.tapped and self._remote_track is not None:
             # Fallback: aiortc decodes (through its jitter buffer) and we read its track.
             self._pump = asyncio.get_running_loop().create_task(
@@ -109,6 +114,7 @@ class CallMedia:
             "uplink_seconds_in": self.inbound.uplink.seconds_in,
             "uplink_samples_out": self.inbound.uplink.samples_out,
             "uplink_tapped": self.tapped,
+            "uplink_inline": self.inline.packets if self.inline is not None else None,
             "uplink_packets": inbound.packets,
             "uplink_decoded": inbound.decoded,
             "uplink_lost": inbound.lost,

@@ -20,6 +20,11 @@ shared port)             ``aioice.ice.StunProtocol`` (its
                          ``transactions``, ``datagram_received``,
                          ``connection_lost``),
                          ``aioice.ice.server_reflexive_candidate``
+take SRTP media in the   ``aioice.Connection._queue``,              the packets go through
+datagram callback (no    ``RTCDtlsTransport._rx_srtp``,             aiortc's queue and task
+queue, no task wake-up)  ``._handle_rtp_data``, ``.__rx_bytes``,
+                         ``.__rx_packets``, ``._state`` (and what its
+                         ``_recv_next`` does with SRTP)
 bound SCTP reassembly    ``RTCSctpTransport._get_inbound_stream``,  :class:`AiortcInternalsMoved`
                          ``._inbound_streams``,
                          ``InboundStream.reassembly``,
@@ -38,16 +43,27 @@ import inspect
 import ipaddress
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import aioice.ice
+import pylibsrtp
 from aioice import Candidate, stun
 from aioice.candidate import candidate_foundation, candidate_priority
-from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    clock,
+    rtcdtlstransport,
+)
+from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer
 from aiortc.rtcsctptransport import SCTP_DATA_LAST_FRAG, SCTP_DATA_UNORDERED, InboundStream
-from aiortc.rtp import RtpPacket
+from aiortc.rtp import RtpPacket, is_rtcp
 
 from ..errors import RelayError
 
@@ -73,6 +89,23 @@ ICE_REQUEST_RECEIVED = "request_received"
 
 #: aioice Connection's list of its sockets' protocols (pairs are formed from it).
 ICE_PROTOCOLS = "_protocols"
+#: aioice Connection's queue of received datagrams, which the DTLS transport's task reads.
+ICE_QUEUE = "_queue"
+
+#: RTCDtlsTransport's SRTP session for what the peer sends (None until the handshake), its
+#: coroutine taking each unprotected RTP packet, and its receive counters (name-mangled).
+DTLS_RX_SRTP = "_rx_srtp"
+#: RTCDtlsTransport's state as its enum (its public ``state`` builds a string from it).
+DTLS_STATE = "_state"
+DTLS_HANDLE_RTP = "_handle_rtp_data"
+DTLS_RX_BYTES = "_RTCDtlsTransport__rx_bytes"
+DTLS_RX_PACKETS = "_RTCDtlsTransport__rx_packets"
+#: What RTCDtlsTransport's reader does with an SRTP packet, all of which the inline path
+#: does in its place (checked in its source).
+_DTLS_SRTP_STEPS = ("self.__rx_bytes += len(data)", "self.__rx_packets += 1",
+                    "arrival_time_ms = clock.current_ms()",
+                    "data = self._rx_srtp.unprotect(data)",
+                    "await self._handle_rtp_data(data, arrival_time_ms=arrival_time_ms)")
 
 #: (owner, attribute) pairs checked on module-level names and classes of aioice.
 _AIOICE_ATTRIBUTES = (
@@ -96,6 +129,12 @@ _INSTANCE_ATTRIBUTES = (
     ("RTCRtpReceiver", HANDLE_RTP),
     ("aioice.ice.StunProtocol()", "receiver"),
     ("aioice.ice.StunProtocol()", "transactions"),
+    ("aioice.Connection", ICE_QUEUE),
+    ("RTCDtlsTransport", DTLS_RX_SRTP),
+    ("RTCDtlsTransport", DTLS_STATE),
+    ("RTCDtlsTransport", DTLS_HANDLE_RTP),
+    ("RTCDtlsTransport", DTLS_RX_BYTES),
+    ("RTCDtlsTransport", DTLS_RX_PACKETS),
 )
 
 
@@ -485,6 +524,145 @@ def wrap_rtp_receive(receiver: RTCRtpReceiver, before: Callable[[Any], None], *,
     setattr(receiver, HANDLE_RTP, record)
 
 
+@dataclass
+class InlineRtp:
+    """What the inline receive path of one peer connection did."""
+
+    #: SRTP media packets taken in the datagram callback.
+    packets: int = 0
+    #: Packets whose SRTP check failed (dropped, as aiortc drops them).
+    unprotect_failed: int = 0
+    #: Packets whose handling had to wait for something, and was finished by a task.
+    deferred: int = 0
+    #: Packets whose handling raised (logged once; the next packet is taken as usual).
+    failures: int = 0
+
+
+def receive_rtp_inline(pc: RTCPeerConnection) -> InlineRtp | None:
+    """Take the peer's SRTP media packets in the datagram callback that brings them.
+
+    aiortc hands every datagram to aioice's queue, and the DTLS transport's task, woken
+    once per datagram, takes it out, unprotects it and runs the RTP path. For an RTP
+    packet (not RTCP, not DTLS) arriving while that queue is empty, this runs the same
+    steps at once, in the callback: the counters, ``clock.current_ms()``, ``unprotect``,
+    then the transport's own ``_handle_rtp_data`` (parse, route, the receiver's RTCP
+    statistics and our packet tap). That coroutine does not wait for anything on an audio
+    receiver whose jitter buffer is our tap, so it runs to its end inside one ``send``;
+    should it ever wait, a task finishes it. Anything else, or with something queued
+    (order is kept), goes through aiortc's path as before.
+
+    Call it after the remote description is applied and before
+    :func:`watch_peer_datagrams` (which must hear the packets taken here too). Returns
+    None, changing nothing, when this aiortc/aioice lacks what it needs.
+    """
+    pairs: dict[int, tuple[RTCDtlsTransport, Any]] = {}
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.receiver.transport
+        if dtls is None:
+            continue
+        connection = getattr(dtls.transport.iceGatherer, ICE_CONNECTION, None)
+        pairs.setdefault(id(dtls), (dtls, connection))
+    if not pairs or not all(_inline_capable(dtls, conn) for dtls, conn in pairs.values()):
+        logger.warning("this aiortc/aioice cannot take SRTP inline; using its queue")
+        return None
+    counters = InlineRtp()
+    for dtls, connection in pairs.values():
+        _take_rtp_inline(dtls, connection, counters)
+    return counters
+
+
+def _inline_capable(dtls: RTCDtlsTransport, connection: Any) -> bool:
+    return (connection is not None and hasattr(connection, ICE_QUEUE)
+            and hasattr(connection, ICE_DATA_RECEIVED)
+            and _dtls_connected_state() is not None
+            and all(hasattr(dtls, name) for name in (DTLS_RX_SRTP, DTLS_STATE, DTLS_HANDLE_RTP,
+                                                     DTLS_RX_BYTES, DTLS_RX_PACKETS)))
+
+
+def _dtls_connected_state() -> Any:
+    """The value of RTCDtlsTransport's ``_state`` once connected (None: not found)."""
+    return getattr(getattr(rtcdtlstransport, "State", None), "CONNECTED", None)
+
+
+def _take_rtp_inline(dtls: RTCDtlsTransport, connection: Any, counters: InlineRtp) -> None:
+    queue: asyncio.Queue[Any] = getattr(connection, ICE_QUEUE)
+    connected = _dtls_connected_state()
+    original: Callable[[bytes, int], None] = getattr(connection, ICE_DATA_RECEIVED)
+    pending: set[asyncio.Task[None]] = set()
+
+    def data_received(data: bytes, component: int) -> None:
+        srtp = getattr(dtls, DTLS_RX_SRTP)
+        # RFC 7983: 128-191 is RTP or RTCP; the transport's task runs only once connected.
+        if (srtp is None or not data or not 127 < data[0] < 192 or queue.qsize()
+                or is_rtcp(data) or getattr(dtls, DTLS_STATE) is not connected):
+            original(data, component)
+            return
+        setattr(dtls, DTLS_RX_BYTES, getattr(dtls, DTLS_RX_BYTES) + len(data))
+        setattr(dtls, DTLS_RX_PACKETS, getattr(dtls, DTLS_RX_PACKETS) + 1)
+        arrival_time_ms = clock.current_ms()
+        counters.packets += 1
+        try:
+            data = srtp.unprotect(data)
+        except pylibsrtp.Error:
+            counters.unprotect_failed += 1
+            return
+        try:
+            # Looked up per packet: whatever wraps the handler later is honoured too.
+            handle: Callable[..., Coroutine[Any, Any, None]] = getattr(dtls, DTLS_HANDLE_RTP)
+            task = _run_inline(handle(data, arrival_time_ms=arrival_time_ms))
+        except Exception:
+            counters.failures += 1
+            if counters.failures == 1:
+                logger.exception("taking an inbound RTP packet failed; dropping it")
+            return
+        if task is not None:
+            counters.deferred += 1
+            pending.add(task)
+            task.add_done_callback(finished)
+
+    def finished(task: asyncio.Task[None]) -> None:
+        pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            counters.failures += 1
+            if counters.failures == 1:
+                logger.error("taking an inbound RTP packet failed; dropping it",
+                             exc_info=task.exception())
+
+    setattr(connection, ICE_DATA_RECEIVED, data_received)
+
+
+def _run_inline(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+    """Run ``coro`` now; if it has to wait, a task (returned) finishes it from there."""
+    try:
+        waiting = coro.send(None)
+    except StopIteration:
+        return None
+    return asyncio.get_running_loop().create_task(_finish(coro, waiting))
+
+
+async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
+    await _resume(coro, waiting)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
+    # Hand the task what ``coro`` waits for (as if ``coro`` had yielded it to the task),
+    # then relay what the task sends or throws, until ``coro`` returns.
+    while True:
+        try:
+            value = yield waiting
+        except BaseException as exc:
+            try:
+                waiting = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                waiting = coro.send(value)
+            except StopIteration:
+                return
+
+
 SEND_RTP = "_send_rtp"
 
 
@@ -653,6 +831,7 @@ async def check() -> list[str]:
             "RTCIceGatherer": gatherer,
             "aioice.Connection": connection,
             "RTCRtpReceiver": receiver,
+            "RTCDtlsTransport": receiver.transport,
         }
         if connection is not None:
             owners["aioice.ice.StunProtocol()"] = aioice.ice.StunProtocol(connection)
@@ -666,6 +845,10 @@ async def check() -> list[str]:
                 missing.append(f"{owner}.{attribute}")
         if not _sets_depayloaded(receiver):
             missing.append(f"RtpPacket.{RTP_DEPAYLOADED}")
+        missing += [f"RTCDtlsTransport._recv_next: {step}"
+                    for step in _dtls_srtp_steps_missing()]
+        if _dtls_connected_state() is None:
+            missing.append("aiortc.rtcdtlstransport.State.CONNECTED")
         missing += _sctp_reassembly_missing()
     finally:
         await pc.close()
@@ -681,6 +864,16 @@ def _sets_depayloaded(receiver: RTCRtpReceiver) -> bool:
     except (OSError, TypeError):
         return False
     return f"packet.{RTP_DEPAYLOADED} =" in source
+
+
+def _dtls_srtp_steps_missing() -> list[str]:
+    # The inline path repeats what the transport's reader does with an SRTP packet: if
+    # that changes, the inline path must be looked at again.
+    try:
+        source = inspect.getsource(RTCDtlsTransport._recv_next)
+    except (OSError, TypeError, AttributeError):
+        return list(_DTLS_SRTP_STEPS)
+    return [step for step in _DTLS_SRTP_STEPS if step not in source]
 
 
 def _require(obj: Any, attribute: str, owner: str) -> Any:

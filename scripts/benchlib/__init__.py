@@ -10,5 +10,6 @@ Modules, one concept each:
 - ``load``      the load process: N headless aiortc client sessions
 - ``runner``    starts, pins, drives and stops the processes of one benchmark run
 - ``capacity``  ``--capacity``: the ramp to the most calls each ``--workers`` count holds
+- ``floor``     a call's audio work alone (decode, encode, SRTP), as CPU per call
 - ``report``    the table, the JSON file and the PNG plot
 """

@@ -2,7 +2,10 @@
 
 The load sends low-level noise with a short loud 2 kHz burst once a second. It is encoded
 once, at start, into 20 ms Opus packets that the client tracks then send as they are, so
-the load process never encodes. Round trip is measured between click onsets in *decoded*
+the load process never encodes. Two loads (:data:`LOADS`): ``mono`` (32 kbit/s, the
+'voip' mode, what a browser sends by default) and ``stereo`` (48 kHz stereo at 96 kbit/s
+in the 'audio' mode, what libwebrtc sends when the answer allows stereo: the heavier
+stream a server may get). Round trip is measured between click onsets in *decoded*
 audio on both sides: the onset inside the sent packet (found by decoding the train once)
 and the onset inside the echoed packet. Both include Opus' algorithmic delay of their own
 encode, so the figure is what a listener would hear, not just transit time.
@@ -30,6 +33,22 @@ DETECT_THRESHOLD = 4000  # well above noise and codec smear, well below the burs
 
 
 @dataclass(frozen=True)
+class Load:
+    """How the click train is encoded: channels, bit rate, libopus application."""
+
+    channels: int
+    bitrate: int
+    application: str
+
+
+#: The load options of ``scripts/bench --load``.
+LOADS = {
+    "mono": Load(channels=1, bitrate=32000, application="voip"),
+    "stereo": Load(channels=2, bitrate=96000, application="audio"),
+}
+
+
+@dataclass(frozen=True)
 class ClickTrain:
     """One second of pre-encoded Opus packets, to be sent in a loop.
 
@@ -53,19 +72,24 @@ def period_pcm(seed: int = 1) -> np.ndarray:
     return np.clip(pcm, -32768, 32767).astype(np.int16)
 
 
-def _encode(pcm: np.ndarray, bitrate: int) -> list[bytes]:
-    """Encode mono s16 PCM into 20 ms Opus packets (as a browser would send them)."""
+def _encode(pcm: np.ndarray, load: Load) -> list[bytes]:
+    """Encode mono s16 PCM into 20 ms Opus packets (as a browser would send them); for a
+    stereo load the right channel is the left one reversed in time (not a mono signal
+    twice, which the encoder would code as mono)."""
+    layout = "stereo" if load.channels == 2 else "mono"
     encoder = av.CodecContext.create("libopus", "w")
     encoder.sample_rate = SAMPLE_RATE
-    encoder.layout = "mono"
+    encoder.layout = layout
     encoder.format = "s16"
-    encoder.bit_rate = bitrate
+    encoder.bit_rate = load.bitrate
     encoder.time_base = TIME_BASE
-    encoder.options = {"application": "voip"}
+    encoder.options = {"application": load.application}
     packets: list[bytes] = []
     for index in range(len(pcm) // FRAME_SAMPLES):
         chunk = pcm[index * FRAME_SAMPLES : (index + 1) * FRAME_SAMPLES]
-        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout="mono")
+        if load.channels == 2:
+            chunk = np.stack([chunk, chunk[::-1]], axis=1)  # interleaved L R
+        frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout=layout)
         frame.sample_rate = SAMPLE_RATE
         frame.pts = index * FRAME_SAMPLES
         packets.extend(bytes(p) for p in encoder.encode(frame))
@@ -73,14 +97,14 @@ def _encode(pcm: np.ndarray, bitrate: int) -> list[bytes]:
     return packets
 
 
-def build_click_train(bitrate: int = 32000) -> ClickTrain:
+def build_click_train(load: Load = LOADS["mono"]) -> ClickTrain:
     """Encode three periods and keep the middle one, so the loop joins smoothly.
 
     The signal repeats every period, so the encoder state entering the kept period is the
     state the loop re-enters with; the splice at the loop point is inaudible.
     """
     pcm = np.tile(period_pcm(), 3)
-    packets = _encode(pcm, bitrate)
+    packets = _encode(pcm, load)
     cycle = packets[FRAMES_PER_PERIOD : 2 * FRAMES_PER_PERIOD]
     decoder = OpusDecoder()
     for payload in packets[:FRAMES_PER_PERIOD]:

@@ -6,7 +6,9 @@ the pooled echo round trip's p95 is within :data:`P95_MARGIN_MS` of the same
 configuration's unloaded figure (its p95 with ``unloaded_n`` calls). Its capacity is the
 largest N that holds.
 
-Each configuration (``relay serve --workers W``) is measured in the same run, taking
+Each configuration (``relay serve --workers W``, and with ``--variant NAME=ARGS`` the
+same for another tree or other arguments, named ``relay-NAME-wW``) is measured in the
+same run, taking
 turns per N so a busy spell on a shared machine hits them alike: first the unloaded
 figure, then N = step, 2·step, ... up to ``max_n`` until N fails, then a bisection between
 the last N that held and the first that failed, down to ``resolution`` calls. Every run is
@@ -78,9 +80,11 @@ def unloaded_problem(run: dict[str, Any]) -> str | None:
 class Search:
     """One configuration's ramp: what held, what failed, what to try next."""
 
-    def __init__(self, workers: int, ramp: Ramp) -> None:
+    def __init__(self, workers: int, ramp: Ramp, name: str | None = None) -> None:
         self.workers = workers
         self.ramp = ramp
+        #: The configuration's server name (default: ``server_name(workers)``).
+        self.name = name or server_name(workers)
         self.unloaded_p95: float | None = None
         self.unloaded_problem: str | None = None
         self.held = 0
@@ -110,6 +114,7 @@ class Search:
         at = next((r for r in runs if r["n"] == self.held and "error" not in r), None)
         cpus = (at or {}).get("cpus") or 1
         return {
+            "server": self.name,
             "workers": self.workers,
             "capacity": self.held,
             "capacity_is_at_least": self.failed is None and self.unloaded_problem is None,
@@ -135,7 +140,8 @@ def run_capacity(plan: runner.Plan, ramp: Ramp) -> tuple[dict[str, dict[str, Any
     them) and one summary per configuration. Children are stopped whatever happens."""
     plan.log_dir.mkdir(parents=True, exist_ok=True)
     procs = runner.Processes()
-    searches = {server_name(w): Search(w, ramp) for w in ramp.workers}
+    searches = {name: Search(runner.workers_in(runner.variant_args(args)[1]), ramp, name)
+                for name, args in plan.variants.items()}
     results: dict[str, dict[str, Any]] = {
         name: {"runs": [], "sequential": None} for name in searches}
     try:
@@ -173,7 +179,7 @@ def table(summaries: list[dict[str, Any]]) -> str:
     lines = [f"capacity: zero stalls and round-trip p95 within {P95_MARGIN_MS:.0f} ms of the "
              "unloaded figure"]
     for summary in summaries:
-        name = server_name(summary["workers"])
+        name = summary.get("server") or server_name(summary["workers"])
         if summary["unloaded_problem"]:
             lines.append(f"  {name}: no unloaded figure: {summary['unloaded_problem']}")
             continue
@@ -192,7 +198,9 @@ def table(summaries: list[dict[str, Any]]) -> str:
         if summary["first_failing_n"] is not None:
             line += f"; {summary['first_failing_n']} fails: {summary['why_failed']}"
         lines.append(line)
-    held = {s["workers"]: s["capacity"] for s in summaries if not s["unloaded_problem"]}
+    held = {s["workers"]: s["capacity"] for s in summaries
+            if not s["unloaded_problem"] and s.get("server", server_name(s["workers"]))
+            == server_name(s["workers"])}
     if 1 in held and held[1]:
         for workers, calls in sorted(held.items()):
             if workers != 1:

@@ -46,6 +46,7 @@ from .audio import (
     FRAME_SAMPLES,
     FRAME_SECONDS,
     FRAMES_PER_PERIOD,
+    LOADS,
     SAMPLE_RATE,
     TIME_BASE,
     ClickDetector,
@@ -234,7 +235,7 @@ async def run_concurrent(spec: dict[str, Any]) -> dict[str, Any]:
     server_pid = int(spec["server_pid"])
     upstream_pid = int(spec.get("upstream_pid") or 0)
     n = int(spec["n"])
-    train = build_click_train()
+    train = build_click_train(LOADS[spec.get("load", "mono")])
     pacing = Pacing()
     async with aiohttp.ClientSession() as http:
         errors = await _prime(spec, train, http)
@@ -341,7 +342,7 @@ async def run_sequential(spec: dict[str, Any]) -> dict[str, Any]:
     server_pid = int(spec["server_pid"])
     calls = int(spec["calls"])
     talk = float(spec["call_audio"])
-    train = build_click_train()
+    train = build_click_train(LOADS[spec.get("load", "mono")])
     pacing = Pacing()
     samples: list[tuple[int, int]] = [(0, procstat.rss_kib(server_pid))]
     errors: list[str] = []

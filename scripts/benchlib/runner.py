@@ -69,6 +69,8 @@ class Plan:
     own_connections: bool = False
     #: Load sessions talk in turns of this many frames a second (None: without pause).
     spurt_frames: int | None = None
+    #: The clients' audio: a key of ``benchlib.audio.LOADS`` (mono, stereo).
+    load: str = "mono"
 
 
 def log(message: str) -> None:
@@ -274,6 +276,7 @@ def concurrent_run(procs: Processes, plan: Plan, name: str, n: int, round_: int)
         "datachannel": plan.datachannel,
         "own_connections": plan.own_connections,
         "spurt_frames": plan.spurt_frames,
+        "load": plan.load,
         "deadline": plan.warmup + plan.duration + 3.0 * n + 60.0,
     }
     try:
@@ -292,6 +295,7 @@ def sequential_run(procs: Processes, plan: Plan, name: str) -> dict[str, Any]:
         "calls": plan.calls,
         "call_audio": plan.call_audio,
         "datachannel": plan.datachannel,
+        "load": plan.load,
         "deadline": plan.calls * (plan.call_audio + 3.0) + 60.0,
     }
     try:

@@ -1,14 +1,19 @@
 """Opus encoding of the downlink, and skipping the encoder through silence."""
 
+import fractions
+
 import av
 import numpy as np
 import pytest
 
 from relay.audio import FRAME_BYTES
-from relay.audio.encode import OpusEncoder
+from relay.audio.encode import OpusEncoder, pcm_frame
+from relay.audio.opus import load_libopus
 from relay.client import read_wav
 
 from ..conftest import FIXTURES
+
+needs_libopus = pytest.mark.skipif(load_libopus() is None, reason="libopus not found")
 
 
 def frames_of(pcm: bytes) -> list[bytes]:
@@ -85,3 +90,45 @@ def test_encoder_output_decodes_to_the_input(complexity: int, application: str) 
                           for frame in decoder.decode(av.Packet(encoder.encode(pcm)))])
     level = np.sqrt(np.mean(out[9600:].astype(float) ** 2))
     assert level == pytest.approx(8000 / np.sqrt(2), rel=0.1)
+
+
+def pyav_encode(frames: list[bytes], bitrate: int, complexity: int,
+                application: str) -> list[bytes]:
+    """Every frame through FFmpeg's libopus wrapper, as the relay encoded before it called
+    libopus itself."""
+    codec = av.CodecContext.create("libopus", "w")
+    codec.sample_rate, codec.layout, codec.format = 24000, "mono", "s16"
+    codec.bit_rate = bitrate
+    codec.time_base = fractions.Fraction(1, 24000)
+    codec.options = {"application": application, "frame_duration": "20",
+                     "compression_level": str(complexity)}
+    return [bytes(packet) for index, pcm in enumerate(frames)
+            for packet in codec.encode(pcm_frame(pcm, index))]
+
+
+@needs_libopus
+@pytest.mark.parametrize("application", ["voip", "audio", "lowdelay"])
+@pytest.mark.parametrize(("bitrate", "complexity"), [(48000, 10), (32000, 5), (64000, 0)])
+def test_encoder_libopus_packets_match_pyav_byte_for_byte(
+        application: str, bitrate: int, complexity: int) -> None:
+    rng = np.random.default_rng(11)
+    noise = frames_of(rng.normal(0, 2000, 480 * 50).astype("<i2").tobytes())
+    frames = frames_of(read_wav(FIXTURES / "hello.wav")) + [bytes(FRAME_BYTES)] * 30 + noise
+    direct = OpusEncoder(bitrate, complexity, application)
+    assert direct.direct
+    packets = []
+    for pcm in frames:
+        direct._settled = False  # never skip: compare every frame the encoder runs for
+        packets.append(direct.encode(pcm))
+    assert packets == pyav_encode(frames, bitrate, complexity, application)
+
+
+def test_encoder_without_libopus_goes_through_pyav() -> None:
+    frames = frames_of(read_wav(FIXTURES / "hello.wav"))
+    encoder = OpusEncoder(use_libopus=False)
+    assert not encoder.direct
+    packets = []
+    for pcm in frames:
+        encoder._settled = False
+        packets.append(encoder.encode(pcm))
+    assert packets == pyav_encode(frames, 48000, 10, "lowdelay")

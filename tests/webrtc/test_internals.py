@@ -129,3 +129,108 @@ async def test_internals_shared_port_routes_by_ufrag_then_only_authenticated_add
         assert len(port) == 0
         port.close()
         peer.close()
+
+
+async def test_internals_inline_rtp_takes_every_packet_and_keeps_aiortc_counting() -> None:
+    # A real sending peer; on the answering side the packet tap, the inline path, then
+    # the datagram hook, as a call sets them up.
+    from aiortc.mediastreams import AudioStreamTrack
+
+    from relay.webrtc.packet_tap import tap_audio
+    from relay.webrtc.peer import create_peer, restrict_host_addresses
+
+    offerer, answerer = create_peer(()), create_peer(())
+    tapped: list[int] = []
+    heard: list[int] = []
+    try:
+        offerer.addTrack(AudioStreamTrack())
+        restrict_host_addresses(offerer, ["127.0.0.1"])
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        restrict_host_addresses(answerer, ["127.0.0.1"])
+        await answerer.setLocalDescription(await answerer.createAnswer())
+        assert tap_audio(answerer, lambda pt, seq, payload: tapped.append(seq))
+        inline = internals.receive_rtp_inline(answerer)
+        assert inline is not None
+        internals.watch_peer_datagrams(answerer, lambda: heard.append(1))
+        await offerer.setRemoteDescription(answerer.localDescription)
+        for _ in range(100):
+            if len(tapped) >= 25:
+                break
+            await asyncio.sleep(0.05)
+        assert len(tapped) >= 25
+        # Inline, in order, each once; nothing had to wait, nothing failed.
+        assert inline.packets >= len(tapped) - 2 and inline.packets > 0
+        assert all((b - a) % 65536 == 1 for a, b in zip(tapped, tapped[1:], strict=False))
+        assert inline.deferred == inline.failures == inline.unprotect_failed == 0
+        # The hook still hears the packets, and aiortc still counts them: the transport's
+        # datagrams and the receiver's RTP statistics (for its receiver reports).
+        assert len(heard) >= inline.packets
+        stats = list((await answerer.getStats()).values())
+        [transport] = [s for s in stats if s.type == "transport"]
+        assert transport.packetsReceived >= inline.packets
+        [inbound] = [s for s in stats if s.type == "inbound-rtp"]
+        assert inbound.packetsReceived >= inline.packets
+    finally:
+        await offerer.close()
+        await answerer.close()
+
+
+async def test_internals_inline_rtp_hands_a_waiting_handler_to_a_task() -> None:
+    done: list[str] = []
+
+    async def handler() -> None:
+        done.append("started")
+        await asyncio.sleep(0.01)
+        done.append("finished")
+
+    task = internals._run_inline(handler())
+    assert task is not None and done == ["started"]
+    await task
+    assert done == ["started", "finished"]
+
+    async def quick() -> None:
+        done.append("quick")
+
+    assert internals._run_inline(quick()) is None and done[-1] == "quick"
+
+
+async def test_internals_inline_rtp_task_passes_cancellation_to_the_handler() -> None:
+    cancelled: list[bool] = []
+
+    async def handler() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    task = internals._run_inline(handler())
+    assert task is not None
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert cancelled == [True]
+
+
+async def test_internals_check_names_a_dtls_step_the_inline_path_repeats(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    step = "arrival_time_ms = clock.current_ms()"
+    monkeypatch.setattr(internals, "_DTLS_SRTP_STEPS",
+                        (*internals._DTLS_SRTP_STEPS, "self.__no_such_step()"))
+    assert await internals.check() == ["RTCDtlsTransport._recv_next: self.__no_such_step()"]
+    assert step in internals._DTLS_SRTP_STEPS
+
+
+async def test_internals_inline_rtp_is_not_taken_without_aiortc_state(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without what it needs, the inline path changes nothing and the check says why.
+    monkeypatch.setattr(internals, "_dtls_connected_state", lambda: None)
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio")
+        assert internals.receive_rtp_inline(pc) is None
+    finally:
+        await pc.close()
+    assert "aiortc.rtcdtlstransport.State.CONNECTED" in await internals.check()
