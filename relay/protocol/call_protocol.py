@@ -23,11 +23,11 @@ from ..audio.playout import Playout
 from ..errors import RelayError
 from .call_measures import CallStats
 from .events import Event
-from .flood import MessageLimits
+from .flood import CLIENT, MessageLimits
 from .redact import Redactor
 
-#: The source of a message from the client's data channel (a sideband's is its name).
-CLIENT = "client"
+__all__ = ["CLIENT", "CallProtocol", "CoreFactory"]
+
 #: The relay's own event telling the client, first thing on its new channel, that its call
 #: resumed on a new peer connection (any protocol family: the transport is the driver's).
 RESUMED_EVENT = "relay.call.resumed"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..errors import InvalidRequest, RateLimited, RelayError
 
@@ -77,3 +78,46 @@ def _size_over(message: str | bytes, limit: int) -> bool:
 
 #: A dropped message that gets no answer (its run already got one).
 _SILENT = RelayError("dropped", code="dropped")
+
+#: The name of the client's data channel among a call's parties (a sideband's is its name).
+CLIENT = "client"
+#: A sideband's limits when none are given: a controller may send large sessions quickly.
+DEFAULT_SIDEBAND_LIMITS = MessageLimits(4 * 1024 * 1024, 200.0)
+
+
+class Admission(NamedTuple):
+    """What to do with one party's message."""
+
+    #: Handle the message (else it is dropped).
+    admitted: bool
+    #: The error to answer the party with, if it is due one.
+    answer: RelayError | None
+    #: The party has been flooding the call since this message: end the call.
+    flooding: bool
+
+
+class PartyGuards:
+    """The message limits of every party of one call: the client's channel (:data:`CLIENT`)
+    and each sideband (by its name), each guarded from its first message on."""
+
+    def __init__(self, client: MessageLimits | None, sideband: MessageLimits | None,
+                 clock: Callable[[], float]) -> None:
+        self._client = client or MessageLimits()
+        self._sideband = sideband or DEFAULT_SIDEBAND_LIMITS
+        self._clock = clock
+        self._guards: dict[str, MessageGuard] = {}
+
+    def check(self, message: str | bytes, source: str) -> Admission:
+        """Whether ``source`` may have ``message`` handled, and what it is told if not."""
+        guard = self._guards.get(source)
+        if guard is None:
+            limits = self._client if source == CLIENT else self._sideband
+            guard = self._guards[source] = MessageGuard(limits, self._clock)
+        error = guard.check(message)
+        if error is None:
+            return Admission(True, None, False)
+        return Admission(False, None if error is _SILENT else error, guard.flooding)
+
+    def forget(self, source: str) -> None:
+        """``source`` left the call (a sideband detached)."""
+        self._guards.pop(source, None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from relay.protocol.flood import MessageGuard, MessageLimits
+from relay.protocol.flood import CLIENT, MessageGuard, MessageLimits, PartyGuards
 from relay.protocol.realtime.call_core import CallCore
 
 
@@ -93,3 +93,27 @@ def test_flood_size_counts_utf8_bytes_not_characters() -> None:
     assert error is not None and error.code == "message_too_large"
     assert guard.check("😀" * 300) is not None  # 1200 bytes in 300 characters
     assert guard.check(b"x" * 1000) is None
+
+
+def test_party_guards_keep_each_party_to_its_own_limits() -> None:
+    now = [0.0]
+    parties = PartyGuards(MessageLimits(max_bytes=10, per_second=10.0),
+                          MessageLimits(max_bytes=100, per_second=10.0), lambda: now[0])
+    assert parties.check("x" * 50, CLIENT).answer is not None  # over the client's size
+    assert parties.check("x" * 50, "sideband-1") == (True, None, False)
+    for _ in range(10):
+        assert parties.check("x", CLIENT).admitted
+    first = parties.check("x", CLIENT)
+    assert not first.admitted and first.answer is not None
+    assert first.answer.code == "rate_limit_exceeded"
+    # The rest of the run is dropped without an answer, and the sideband is untouched.
+    assert parties.check("x", CLIENT) == (False, None, False)
+    assert parties.check("x", "sideband-1").admitted
+
+
+def test_party_guards_say_when_a_party_floods_and_forget_a_party_that_left() -> None:
+    parties = PartyGuards(None, MessageLimits(per_second=10.0, flood_drops=3), lambda: 0.0)
+    verdicts = [parties.check("x", "sideband-1") for _ in range(13)]
+    assert [v.flooding for v in verdicts[10:]] == [False, False, True]
+    parties.forget("sideband-1")
+    assert parties.check("x", "sideband-1") == (True, None, False)

@@ -37,7 +37,7 @@ from ..call_measures import CallStats
 from ..call_protocol import RESUMED_EVENT
 from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, new_event_id, parse_event
-from ..flood import MessageGuard, MessageLimits
+from ..flood import MessageLimits, PartyGuards
 from ..redact import Redactor
 from .live_config import (
     PCM24K,
@@ -89,9 +89,8 @@ class LiveCore:
         self.requested_session = session
         self._clock = clock
         self._redact = redact or Redactor()
-        self._limits = {CLIENT: client_limits or MessageLimits(),
-                        "sideband": sideband_limits or MessageLimits(4 * 1024 * 1024, 200.0)}
-        self._guards: dict[str, MessageGuard] = {}
+        #: Each party's message size and rate (the client's channel, each sideband).
+        self._parties = PartyGuards(client_limits, sideband_limits, clock)
         self.end_reason: str | None = None
         self.stats = CallStats()
         self.measures = self.stats.measures
@@ -249,7 +248,7 @@ class LiveCore:
     def detach_sideband(self, name: str) -> None:
         """The sideband ``name`` left."""
         self._sidebands.pop(name, None)
-        self._guards.pop(name, None)
+        self._parties.forget(name)
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream Live WebSocket."""
@@ -404,20 +403,14 @@ class LiveCore:
             self._broadcast(event)
 
     def _admit(self, text: str | bytes, source: str) -> bool:
-        guard = self._guards.get(source)
-        if guard is None:
-            limits = self._limits[CLIENT if source == CLIENT else "sideband"]
-            guard = self._guards[source] = MessageGuard(limits, self._clock)
-        error = guard.check(text)
-        if error is None:
-            return True
-        if error.code != "dropped":
-            self._reply(source, live_error_event(error))
-        if guard.flooding and self.end_reason is None:
+        verdict = self._parties.check(text, source)
+        if verdict.answer is not None:
+            self._reply(source, live_error_event(verdict.answer))
+        if verdict.flooding and self.end_reason is None:
             self.end_reason = f"{source} flooded the session"
             logger.warning("live %s: %s sent too many messages too fast; ending it",
                            self.call_id, source)
-        return False
+        return verdict.admitted
 
     def _broadcast(self, event: Event) -> None:
         """A server event of the session: to the client (if its permissions allow) and

@@ -36,7 +36,7 @@ from ..call_measures import CallStats, UplinkArrivals
 from ..call_protocol import RESUMED_EVENT
 from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, error_event, new_event_id, parse_event
-from ..flood import MessageGuard, MessageLimits
+from ..flood import MessageLimits, PartyGuards
 from ..redact import Redactor
 from .playback import Playback
 from .policy import Policy, check_session
@@ -105,9 +105,8 @@ class CallCore:
         #: Locked session fields the client may not change (relay.protocol.realtime.policy).
         self.policy: Policy = policy or {}
         self._clock = clock
-        self._limits = {CLIENT: client_limits or MessageLimits(),
-                        "sideband": sideband_limits or MessageLimits(4 * 1024 * 1024, 200.0)}
-        self._guards: dict[str, MessageGuard] = {}
+        #: Each party's message size and rate (the client's channel, each sideband).
+        self._parties = PartyGuards(client_limits, sideband_limits, clock)
         #: Set when a party floods the call: the driver ends the call with this reason.
         self.end_reason: str | None = None
         self.requested_session = session
@@ -222,20 +221,14 @@ class CallCore:
 
     def _admit(self, text: str | bytes, source: str) -> bool:
         """Check ``source``'s message against its size and rate; answer one that is not."""
-        guard = self._guards.get(source)
-        if guard is None:
-            limits = self._limits[CLIENT if source == CLIENT else "sideband"]
-            guard = self._guards[source] = MessageGuard(limits, self._clock)
-        error = guard.check(text)
-        if error is None:
-            return True
-        if error.code != "dropped":
-            self._reply(source, error_event(error))
-        if guard.flooding and self.end_reason is None:
+        verdict = self._parties.check(text, source)
+        if verdict.answer is not None:
+            self._reply(source, error_event(verdict.answer))
+        if verdict.flooding and self.end_reason is None:
             self.end_reason = f"{source} flooded the call"
             logger.warning("call %s: %s sent too many messages too fast; ending the call",
                            self.call_id, source)
-        return False
+        return verdict.admitted
 
     def hold_client_events(self) -> None:
         """A server-side agent will configure this call: hold the client's data-channel
@@ -273,7 +266,7 @@ class CallCore:
     def detach_sideband(self, name: str) -> None:
         """The sideband ``name`` left; what was queued for it is dropped."""
         self._sidebands.pop(name, None)
-        self._guards.pop(name, None)
+        self._parties.forget(name)
 
     def drain_sideband(self, name: str) -> list[Event]:
         """Events for the sideband ``name``."""
