@@ -2,11 +2,17 @@
 
 A call's recording is what a listener sitting at the relay would hear: the user's audio
 from the moment it reached the relay (left), and the assistant's from the moment the relay
-sent it to the user (right). Each channel's chunks are placed at the time they passed the
-relay; audio that follows its channel's previous chunk closely is laid end to end (packet
-jitter does not chop it up), while a gap longer than :data:`GAP_SAMPLES` (the peer sent
-nothing for a while, the playout clock skipped after a stall) is kept as silence, so the
-two channels stay aligned for the whole call. The driver feeds the chunks as they pass;
+sent it to the user (right), each chunk at the moment it passed, as packets are timed on
+the wire (so a click and its echo are the wire's round trip apart). Each chunk has its
+place on that clock; audio that
+follows its channel's previous chunk closely is laid end to end (packet jitter does not
+chop it up), while a gap longer than :data:`GAP_SAMPLES` (the peer sent nothing for a
+while, the playout clock skipped after a stall) is kept as silence. Laying end to end lets
+a channel fall behind its places (a burst of packets held up while the call connected, a
+late packet): once it has stayed more than :data:`LATE_SAMPLES` behind for
+:data:`LATE_CHUNKS` chunks in a row, it is pulled back by the least it was behind (that
+much of its latest audio not yet written is dropped), so the two channels stay aligned to
+within a few milliseconds for the whole call. The driver feeds the chunks as they pass;
 the recorder takes the stereo audio up to a moment that both channels have passed.
 """
 
@@ -22,6 +28,11 @@ from ..audio import FRAME_SAMPLES, RATE, SAMPLE_BYTES
 #: than this is jitter (a late packet, a chunk decoded a little late), laid end to end.
 GAP_SAMPLES = 2 * FRAME_SAMPLES
 
+#: A channel this far behind its chunks' places for :data:`LATE_CHUNKS` chunks in a row
+#: is pulled back: packet jitter leaves less, and is laid end to end.
+LATE_SAMPLES = FRAME_SAMPLES // 4
+LATE_CHUNKS = 10
+
 #: Channel indexes in the stereo output.
 USER, ASSISTANT = 0, 1
 
@@ -32,6 +43,9 @@ class _Channel:
     def __init__(self) -> None:
         self.base = 0
         self.pending = bytearray()
+        #: How many chunks in a row were placed late, and the least any of them was.
+        self._late_chunks = 0
+        self._least_late = 0
 
     @property
     def end(self) -> int:
@@ -41,9 +55,23 @@ class _Channel:
     def place(self, pcm: bytes, at: int) -> None:
         """Lay ``pcm`` (PCM16) at sample ``at``, or right after what is there if that is
         no more than a gap away (or already past)."""
-        if at - self.end > GAP_SAMPLES:
-            self.pending += bytes((at - self.end) * SAMPLE_BYTES)
+        late = self.end - at
+        if -late > GAP_SAMPLES:
+            self.pending += bytes(-late * SAMPLE_BYTES)
+        self._catch_up(late)
         self.pending += pcm
+
+    def _catch_up(self, late: int) -> None:
+        if late <= LATE_SAMPLES:
+            self._late_chunks = 0
+            return
+        self._least_late = late if self._late_chunks == 0 else min(self._least_late, late)
+        self._late_chunks += 1
+        if self._late_chunks >= LATE_CHUNKS:
+            cut = min(self._least_late, len(self.pending) // SAMPLE_BYTES)
+            if cut > 0:
+                del self.pending[-cut * SAMPLE_BYTES:]
+            self._late_chunks = 0
 
     def take(self, upto: int) -> np.ndarray:
         """Samples ``base`` to ``upto`` (silence where nothing was placed); drops them."""

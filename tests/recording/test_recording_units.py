@@ -67,6 +67,33 @@ def test_timeline_lays_jittered_chunks_end_to_end_and_keeps_gaps() -> None:
     assert abs(timeline.taken - FRAME - timeline.now()) <= 1
 
 
+def test_timeline_pulls_back_a_channel_a_burst_left_behind() -> None:
+    clock = Clock()
+    timeline = StereoTimeline(clock)
+    clock.now = 100.1
+    for _ in range(3):  # three chunks held up while the call connected arrive at once
+        timeline.add(USER, pcm(1000))
+    for i in range(1, 40):  # then the stream on time, a chunk every 20 ms
+        clock.now = 100.1 + 0.02 * i
+        timeline.add(USER, pcm(1000 + i))
+    left, _ = channels(timeline.take())
+    # The last chunk sits where it arrived (within a quarter frame), not 40 ms later.
+    last = np.flatnonzero(left == 1039)
+    assert len(last) == FRAME
+    assert abs(last[0] - round(0.02 * 39 * 24000 + 2400)) <= FRAME // 4
+
+
+def test_timeline_lays_a_channel_jitter_left_behind_end_to_end_until_it_stays_behind(
+        ) -> None:
+    clock = Clock()
+    timeline = StereoTimeline(clock)
+    for i, jitter in enumerate((0.0, 0.015, 0.0, 0.0, 0.0)):  # one late packet
+        clock.now = 100.0 + 0.02 * (i + 1) + jitter
+        timeline.add(USER, pcm(1000 + i))
+    left, _ = channels(timeline.take())
+    assert [int(np.count_nonzero(left == 1000 + i)) for i in range(5)] == [FRAME] * 5
+
+
 def test_timeline_take_leaves_late_audio_after_the_silence_it_took() -> None:
     clock = Clock()
     timeline = StereoTimeline(clock)
