@@ -9,9 +9,11 @@ follows its channel's previous chunk closely is laid end to end (packet jitter d
 chop it up), while a gap longer than :data:`GAP_SAMPLES` (the peer sent nothing for a
 while, the playout clock skipped after a stall) is kept as silence. Laying end to end lets
 a channel fall behind its places (a burst of packets held up while the call connected, a
-late packet): once it has stayed more than :data:`LATE_SAMPLES` behind for
-:data:`LATE_CHUNKS` chunks in a row, it is pulled back by the least it was behind (that
-much of its latest audio not yet written is dropped), so the two channels stay aligned to
+late packet), or ahead of them (a short gap, such as the playout clock skipping after a
+stall, laid end to end): once it has stayed more than :data:`LATE_SAMPLES` behind (or
+ahead) for :data:`LATE_CHUNKS` chunks in a row, it is pulled back (that much of its latest
+audio not yet written is dropped) or forward (that much silence is laid) by the least it
+was, so the two channels stay aligned to
 within a few milliseconds for the whole call. The driver feeds the chunks as they pass;
 the recorder takes the stereo audio up to a moment that both channels have passed.
 """
@@ -58,20 +60,32 @@ class _Channel:
         late = self.end - at
         if -late > GAP_SAMPLES:
             self.pending += bytes(-late * SAMPLE_BYTES)
-        self._catch_up(late)
+            late = 0
+        self._realign(late)
         self.pending += pcm
 
-    def _catch_up(self, late: int) -> None:
-        if late <= LATE_SAMPLES:
+    def _realign(self, late: int) -> None:
+        """Pull the channel back (``late`` > 0: it is behind its places) or forward (< 0:
+        ahead, after laying a short gap end to end) once it has stayed so for
+        :data:`LATE_CHUNKS` chunks, by the least it was."""
+        if abs(late) <= LATE_SAMPLES or (self._late_chunks and (late > 0) != (
+                self._least_late > 0)):
             self._late_chunks = 0
-            return
-        self._least_late = late if self._late_chunks == 0 else min(self._least_late, late)
+            if abs(late) <= LATE_SAMPLES:
+                return
+        least = self._least_late
+        self._least_late = late if self._late_chunks == 0 else (
+            min(least, late) if late > 0 else max(least, late))
         self._late_chunks += 1
-        if self._late_chunks >= LATE_CHUNKS:
+        if self._late_chunks < LATE_CHUNKS:
+            return
+        self._late_chunks = 0
+        if self._least_late > 0:
             cut = min(self._least_late, len(self.pending) // SAMPLE_BYTES)
             if cut > 0:
                 del self.pending[-cut * SAMPLE_BYTES:]
-            self._late_chunks = 0
+        else:
+            self.pending += bytes(-self._least_late * SAMPLE_BYTES)
 
     def take(self, upto: int) -> np.ndarray:
         """Samples ``base`` to ``upto`` (silence where nothing was placed); drops them."""

@@ -83,6 +83,18 @@ def test_timeline_pulls_back_a_channel_a_burst_left_behind() -> None:
     assert abs(last[0] - round(0.02 * 39 * 24000 + 2400)) <= FRAME // 4
 
 
+def test_timeline_pulls_forward_a_channel_a_short_gap_left_ahead() -> None:
+    clock = Clock()
+    timeline = StereoTimeline(clock)
+    for i in range(40):  # the playout clock skipped 30 ms (less than a gap) after frame 4
+        clock.now = 100.1 + 0.02 * i + (0.03 if i >= 5 else 0.0)
+        timeline.add(ASSISTANT, pcm(1000 + i))
+    _, right = channels(timeline.take())
+    last = np.flatnonzero(right == 1039)
+    assert len(last) == FRAME
+    assert abs(last[0] - round((0.1 + 0.02 * 39 + 0.03) * 24000)) <= FRAME // 4
+
+
 def test_timeline_lays_a_channel_jitter_left_behind_end_to_end_until_it_stays_behind(
         ) -> None:
     clock = Clock()
