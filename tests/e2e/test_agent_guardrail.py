@@ -60,7 +60,9 @@ async def test_agent_guardrail_cancel_stops_the_reply_audio(
         assert cut["response_ids"] == [response_id]
         [(item_id, audio_end_ms)] = cut["truncated"]
         assert 0 < audio_end_ms < 8000  # the full reply is well over 10 s
-        assert cut["cut_latency_ms"] is not None and cut["cut_latency_ms"] < 100
+        # None when the reply's queue had run dry just then (the assistant's voice came
+        # slower than real time): nothing was playing to cut, and ended_at shows silence.
+        assert cut["cut_latency_ms"] is None or cut["cut_latency_ms"] < 100
         assert not [e for _, e in client.events if e["type"] == "output_audio_buffer.stopped"
                     and e["response_id"] == response_id]
     else:
