@@ -75,6 +75,12 @@ class WebSocketSessionCore:
         #: The upstream's session.created, held until the relay's first update is answered.
         self._created_sent = False
 
+    @property
+    def upstream_intent(self) -> str | None:
+        """``"transcription"`` for a transcription session (the hosted API opens one at
+        ``?intent=transcription``, naming no model), else None."""
+        return TRANSCRIPTION if self.session_type == TRANSCRIPTION else None
+
     # ------------------------------------------------------------------ inputs
 
     def start(self) -> None:
