@@ -8,6 +8,9 @@ registry, auth, limits and drain as a Realtime call; only the protocol core diff
 (:class:`~relay.protocol.live.live_core.LiveCore`), and its upstream is a primary Live
 WebSocket opened with the operator's key.
 
+``GET /v1/live/sessions`` upgraded to a WebSocket is the primary WebSocket
+(``client.live.connect()``), served by :mod:`.live_websocket`.
+
 The hosted GPT-Live issues no client keys; the relay does: ``POST /v1/live/client_secrets``
 (server key) mints an ``ek_`` key sealed to a Live configuration, whose fields a browser
 creating its session with that key cannot change.
