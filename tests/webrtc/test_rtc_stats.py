@@ -13,7 +13,7 @@ from aiortc.stats import (
 
 from relay.webrtc.rtc_stats import rtp_summary
 
-NOW = datetime.datetime.now(datetime.timezone.utc)
+NOW = datetime.datetime.now(datetime.UTC)
 
 
 def remote_inbound(round_trip_time: float | None) -> RTCRemoteInboundRtpStreamStats:
