@@ -263,23 +263,34 @@ async def test_live_websocket_drain_keeps_it_then_ends_it_with_an_error(
     assert len(server.app[WS_SESSIONS]) == 0
 
 
-@pytest.fixture
-def upstream_relay() -> Iterator[str]:
-    """Another relay process (embedded upstream, parrot) whose primary Live WebSocket is
-    the upstream of the relay under test (its Realtime URL; the Live one is beside it)."""
+@pytest.fixture(params=["serve", "upstream"])
+def upstream_relay(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Another relay process whose primary Live WebSocket is the upstream of the relay under
+    test (its Realtime URL is given; the Live one is beside it): ``relay serve`` (its own
+    Live WebSocket sessions, on its embedded parrot) or ``relay upstream`` (the embedded
+    server alone)."""
+    import socket
     import time
     import urllib.request
 
     port = free_port()
+    command = (["serve", "--port", str(port), "--local-mode", "parrot"]
+               if request.param == "serve" else
+               ["upstream", "--port", str(port), "--mode", "parrot"])
     process = subprocess.Popen(
-        [sys.executable, "-m", "relay", "serve", "--port", str(port), "--local-mode", "parrot"],
+        [sys.executable, "-m", "relay", *command],
         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)})
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
+                if request.param == "serve":
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz",
+                                                timeout=1):
+                        break
+                else:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
             except OSError:
                 assert process.poll() is None and time.monotonic() < deadline

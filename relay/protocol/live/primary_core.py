@@ -90,6 +90,8 @@ class LiveWebSocketCore:
         #: The upstream's own id for the session (logs only: the client sees the relay's).
         self.upstream_session_id: str | None = None
         self._closed_cleanly = False
+        #: The ``event_id`` of the start the upstream has not answered yet.
+        self._start_id: str | None = None
         self._to_client: list[Event] = []
         self._to_upstream: list[Event] = []
 
@@ -150,7 +152,7 @@ class LiveWebSocketCore:
                           self.model, self.upstream_session_id)
         elif kind == "session.closed":
             self._closed_cleanly = True
-        elif kind == "error" and self.state == STARTING:
+        elif kind == "error" and self.state == STARTING and self._answers_start(event):
             # The upstream refused the start: the client may send a better one.
             self.state = NEW
         self._to_channel(event)
@@ -215,7 +217,16 @@ class LiveWebSocketCore:
         check_servable(config, offline=self._offline)
         self.config = config
         self.state = STARTING
+        self._start_id = client_event_id(event)
         return {**event, "session": config}
+
+    def _answers_start(self, error: Event) -> bool:
+        """Whether an upstream ``error`` is about the start (it names the start's
+        ``event_id``, or no command: a start without an id is answered so)."""
+        body = error.get("error")
+        named = body.get("client_event_id") if isinstance(body, dict) else None
+        named = named or error.get("client_event_id")
+        return named is None or named == self._start_id
 
     def _snapshot(self, session: dict[str, Any]) -> dict[str, Any]:
         upstream_id = session.get("id")

@@ -119,8 +119,17 @@ def test_primary_core_refuses_a_bad_start_and_takes_a_better_one(
 
 def test_primary_core_an_upstream_refusal_of_the_start_lets_the_client_retry() -> None:
     live = core()
-    send(live, {"type": "session.start", "session": {"model": "gpt-live-9"}})
+    send(live, {"type": "session.start", "event_id": "s1", "session": {"model": "gpt-live-9"}})
+    send(live, {"type": "session.input_audio.mute", "event_id": "m1"})
     upstream(live)
+    # An error about another command does not undo the start.
+    body = {"type": "invalid_request_error", "code": "session_not_started",
+            "message": "No.", "client_event_id": "m1"}
+    live.upstream_message(json.dumps({"type": "error", "event_id": "e0",
+                                      "client_event_id": "m1", "error": body}))
+    send(live, {"type": "session.start", "session": {"model": "gpt-live-1"}})
+    assert live.drain_upstream() == []
+    to_client(live)
     live.upstream_message(json.dumps({"type": "error", "event_id": "e", "error": {
         "type": "invalid_request_error", "code": "model_not_found", "message": "No."}}))
     assert to_client(live)[0]["error"]["code"] == "model_not_found"
