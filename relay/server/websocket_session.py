@@ -107,8 +107,9 @@ class WebSocketSession:
                     await self._ws.send_str(dumps(event))
             await self.close("upstream unavailable")
             return
-        self.log.info("websocket session opened (%s, model %s)", self.session_type,
-                      self.model)
+        # A Live session names its model later, in session.start (its core logs it).
+        self.log.info("websocket session opened (%s%s)", self.session_type,
+                      f", model {self.model}" if self.model else "")
         self.core.start()
         self._spawn(self._read_upstream(), "upstream-reader")
         self._spawn(self._write_upstream(), "upstream-writer")

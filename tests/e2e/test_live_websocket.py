@@ -319,3 +319,16 @@ async def test_live_websocket_through_a_relay_whose_upstream_is_another_relay(
     audio = b"".join(base64.b64decode(e["delta"]) for e in seen
                      if e["type"] == "session.output_audio.delta")
     assert max(abs(s) for (s,) in struct.iter_unpack("<h", audio)) > 1000
+
+
+async def test_live_websocket_an_unreachable_upstream_is_a_live_error_event(
+        relay_factory: RelayFactory) -> None:
+    server = await relay_factory(upstream_url=f"ws://127.0.0.1:{free_port()}/v1/realtime")
+    async with websockets.connect(ws_url(server)) as ws:
+        error = json.loads(await asyncio.wait_for(ws.recv(), 20))
+        SERVER_EVENT.validate_python(error)
+        assert error["type"] == "error" and error["error"]["code"] == "upstream_error"
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 10)
+    await asyncio.sleep(0.1)
+    assert len(server.app[WS_SESSIONS]) == 0
