@@ -332,3 +332,57 @@ async def test_live_websocket_an_unreachable_upstream_is_a_live_error_event(
             await asyncio.wait_for(ws.recv(), 10)
     await asyncio.sleep(0.1)
     assert len(server.app[WS_SESSIONS]) == 0
+
+
+async def test_live_websocket_the_operator_key_never_reaches_the_client_or_a_log(
+        relay_factory: RelayFactory, aiohttp_server: Any,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An upstream that echoes the operator's key (in an ``error`` event and its close
+    reason): the client hears the error and why the upstream closed, the key masked."""
+    from aiohttp import web
+
+    key = "sk-SENTINEL-live-upstream-3f9a0c2e71b4"
+    authorizations: list[str] = []
+
+    async def hostile(request: web.Request) -> web.WebSocketResponse:
+        authorization = request.headers.get("Authorization", "")
+        authorizations.append(authorization)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for message in ws:
+            event = json.loads(message.data)
+            if event["type"] == "session.start":
+                await ws.send_json({"type": "session.started", "event_id": "e1",
+                                    "session": {"id": "live_up", "expires_at": 1,
+                                                "status": "active", **event["session"]}})
+            elif event["type"] == "session.instructions.append":
+                await ws.send_json({"type": "error", "event_id": "e2", "error": {
+                    "type": "invalid_request_error", "code": "invalid_api_key",
+                    "message": f"Incorrect API key provided: {authorization}"}})
+                await ws.close(code=4001, message=f"bad key {authorization}".encode()[:120])
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v1/live/sessions", hostile)
+    upstream: TestServer = await aiohttp_server(app, host="127.0.0.1")
+    server = await relay_factory(
+        api_key=key, live_upstream_url=f"ws://127.0.0.1:{upstream.port}/v1/live/sessions")
+    caplog.set_level(logging.DEBUG, logger="relay")  # the relay's own lines, unmasked
+    received: list[str] = []
+    async with websockets.connect(ws_url(server)) as ws:
+        await ws.send(json.dumps({"type": "session.start", "session": {"model": "gpt-live-1"}}))
+        await ws.send(json.dumps({"type": "session.instructions.append", "content": "Hi."}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            while True:
+                received.append(str(await asyncio.wait_for(ws.recv(), 10)))
+    assert authorizations == [f"Bearer {key}"]  # the key was really in use
+    events = [json.loads(text) for text in received]
+    for event in events:
+        SERVER_EVENT.validate_python(event)
+    assert [e["type"] for e in events] == ["session.started", "error", "error"]
+    assert events[2]["error"]["code"] == "upstream_closed"
+    assert "4001" in events[2]["error"]["message"]
+    reason = closed.value.rcvd.reason if closed.value.rcvd else ""
+    assert "websocket session closed" in caplog.text  # the capture worked
+    for text in (*received, reason, caplog.text):
+        assert key not in text and key[3:15] not in text
