@@ -5,8 +5,8 @@ Realtime API, ``GET /v1/live/sessions`` (GPT-Live's primary WebSocket) upgraded.
 This is what ``client.realtime.connect(model=...)`` and ``client.live.connect()`` of
 openai-python, or an Agents SDK ``RealtimeRunner`` whose URL names the relay, open: the
 hosted API's WebSocket interface, through the relay's auth (server keys, sealed ``ek_``
-keys, or the browsers' ``openai-insecure-api-key.<key>`` subprotocol), session policy,
-limits, metrics and logs. :class:`WebSocketSession` is the I/O around a protocol core
+keys, or, for the Realtime API, the browsers' ``openai-insecure-api-key.<key>``
+subprotocol), session policy, limits, metrics and logs. :class:`WebSocketSession` is the I/O around a protocol core
 (:class:`~relay.protocol.websocket_protocol.WebSocketProtocol`: the Realtime API's
 :class:`~relay.protocol.realtime.websocket_core.WebSocketSessionCore` or GPT-Live's
 :class:`~relay.protocol.live.primary_core.LiveWebSocketCore`): one reader per side, one
