@@ -6,7 +6,8 @@ This is what ``client.realtime.connect(model=...)`` and ``client.live.connect()`
 openai-python, or an Agents SDK ``RealtimeRunner`` whose URL names the relay, open: the
 hosted API's WebSocket interface, through the relay's auth (server keys, sealed ``ek_``
 keys, or, for the Realtime API, the browsers' ``openai-insecure-api-key.<key>``
-subprotocol), session policy, limits, metrics and logs. :class:`WebSocketSession` is the I/O around a protocol core
+subprotocol), session policy, limits, metrics and logs. :class:`WebSocketSession` is the
+I/O around a protocol core
 (:class:`~relay.protocol.websocket_protocol.WebSocketProtocol`: the Realtime API's
 :class:`~relay.protocol.realtime.websocket_core.WebSocketSessionCore` or GPT-Live's
 :class:`~relay.protocol.live.primary_core.LiveWebSocketCore`): one reader per side, one
