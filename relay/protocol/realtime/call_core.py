@@ -37,6 +37,7 @@ from ..events import Event, error_event, new_event_id, parse_event
 from ..flood import MessageLimits, PartyGuards
 from ..outboxes import HeldMessages, PartyOutboxes
 from ..redact import Redactor
+from .client_checks import check_response_overrides, check_supported, requested_update
 from .playback import Playback
 from .policy import Policy, check_session
 from .session_config import (
@@ -44,7 +45,6 @@ from .session_config import (
     Session,
     conceal_tool_secrets,
     interrupt_response,
-    normalize_session,
     pin_relay_formats,
     session_type,
     speech_padding_ms,
@@ -61,9 +61,6 @@ from .upstream_restore import (
 
 logger = logging.getLogger(__name__)
 
-#: Client events a transcription session refuses: it creates no responses, so it has
-#: none to create, cancel or cut off.
-RESPONSE_EVENTS = ("response.", "output_audio_buffer.")
 #: The relay's own event telling the client that its upstream session was replaced.
 RESTORED_EVENT = "relay.upstream.restored"
 #: The upstream error that announces the end of a session at its longest duration
@@ -423,11 +420,7 @@ class CallCore:
 
     def _client_event(self, event: Event, source: str) -> None:
         kind = event["type"]
-        if self.session_type == TRANSCRIPTION and kind.startswith(RESPONSE_EVENTS):
-            raise InvalidRequest(
-                f"{kind} is not supported in a transcription session: it transcribes the "
-                "user's audio and creates no responses.",
-                code="invalid_value", param="type")
+        check_supported(kind, self.session_type)
         if kind == "output_audio_buffer.clear":
             self.playback.interrupt("client_clear", explicit=True, since=self._clock())
         elif kind == "conversation.item.truncate":
@@ -448,25 +441,12 @@ class CallCore:
                 code="invalid_value", param="type",
             )
         elif kind == "session.update":
-            session = event.get("session")
-            if not isinstance(session, dict):
-                raise InvalidRequest("session.update needs a 'session' object",
-                                     code="missing_required_parameter", param="session")
-            # Partial updates are normal: fill the required type (formats are pinned later).
-            session = normalize_session({"type": self.session_type, **session})
-            if session["type"] != self.session_type:
-                raise InvalidRequest(
-                    f"session.type cannot change during a call: this call is a "
-                    f"{self.session_type} session.", code="invalid_value",
-                    param="session.type")
+            session = requested_update(event, self.session_type, "call")  # formats pinned later
             if source == CLIENT:
                 check_session(session, self.policy, "session")
             self._update_session(source, {**event, "session": session})
         elif kind == "response.create" and source == CLIENT:
-            response = event.get("response")
-            if isinstance(response, dict):
-                # Its overrides have a session's shape (flat aliases such as voice too).
-                check_session({**response, "type": "realtime"}, self.policy, "response")
+            check_response_overrides(event, self.policy)
             self._forward(event, source)
         else:
             self._forward(event, source)
