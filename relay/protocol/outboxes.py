@@ -27,7 +27,7 @@ from .call_measures import CallStats
 from .call_protocol import RESUMED_EVENT
 from .channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from .events import Event, new_event_id
-from .flood import CLIENT
+from .flood import CLIENT, PartyGuards
 
 #: Events held for a client whose channel is not open yet (older ones are dropped), and
 #: client messages held for the call's agent.
@@ -254,3 +254,75 @@ class HeldMessages:
         """The messages held, oldest first; none are held from now on."""
         held, self._held = self._held, None
         return held or []
+
+
+class SessionOutputs:
+    """What the driver of a session drains from its core, passed straight to the core's
+    :class:`PartyOutboxes` (in ``_outboxes``): a core inherits these and decides itself
+    what goes in."""
+
+    _outboxes: PartyOutboxes
+
+    def drain_client(self) -> list[Event]:
+        """The events for the client; none until its channel has opened."""
+        return self._outboxes.drain_client()
+
+    @property
+    def upstream_pending(self) -> bool:
+        """Whether :meth:`drain_upstream` has anything (so a writer need not wake for
+        nothing)."""
+        return self._outboxes.upstream_pending
+
+    def drain_upstream(self) -> list[Event]:
+        """The events for the upstream WebSocket."""
+        return self._outboxes.drain_upstream()
+
+
+class CallOutputs(SessionOutputs):
+    """The :class:`~.call_protocol.CallProtocol` methods about a call's parties that pass
+    straight to its core's :class:`PartyOutboxes` (and, for a sideband leaving, its
+    :class:`~.flood.PartyGuards`, in ``_parties``)."""
+
+    _parties: PartyGuards
+
+    def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        """The client's channel is open and takes messages of up to ``max_message_size``
+        bytes (0: any size): held events may flow."""
+        self._outboxes.channel_opened(max_message_size)
+
+    def channel_closed(self) -> None:
+        """The client's channel is gone with its peer connection: hold its events for the
+        next one (a resume), as before the first opened."""
+        self._outboxes.channel_closed()
+
+    def peer_resumed(self, details: Mapping[str, Any]) -> None:
+        """The call resumed on a new peer connection: the client's first event on its new
+        channel is a ``relay.call.resumed`` with ``details`` (what the driver measured),
+        before the events held meanwhile and whatever the client's event permissions (it
+        is the relay's own); every sideband gets it too."""
+        self._outboxes.resumed(details)
+
+    def notify_client(self, event: Event) -> None:
+        """An event of the relay's own for the client's channel only (``relay.*``, such as
+        the notice that the call is recorded): right after the family's greeting (the
+        channel's first event), or at once if that has gone."""
+        self._outboxes.notify_client(event)
+
+    def attach_sideband(self, name: str) -> None:
+        """A server-side controller joined the call as ``name``: from now on it gets the
+        call's server events, but for the greeting (it attached to a call under way)."""
+        self._outboxes.attach(name)
+
+    def detach_sideband(self, name: str) -> None:
+        """The sideband ``name`` left; what was queued for it is dropped."""
+        self._outboxes.detach(name)
+        self._parties.forget(name)
+
+    def drain_client_messages(self) -> list[str]:
+        """:meth:`drain_client`, encoded to fit the channel's message size (see
+        :mod:`relay.protocol.channel` for what replaces an event too large for it)."""
+        return self._outboxes.drain_client_messages()
+
+    def drain_sideband(self, name: str) -> list[Event]:
+        """The events for the sideband ``name``."""
+        return self._outboxes.drain_sideband(name)

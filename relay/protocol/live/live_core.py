@@ -33,10 +33,9 @@ from ...audio import RATE, SAMPLE_BYTES
 from ...audio.playout import ItemPlayback, Playout
 from ...errors import InvalidRequest, RelayError
 from ..call_measures import CallStats
-from ..channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..events import Event, parse_event
 from ..flood import CLIENT, MessageLimits, PartyGuards
-from ..outboxes import HeldMessages, PartyOutboxes
+from ..outboxes import CallOutputs, HeldMessages, PartyOutboxes
 from ..redact import Redactor
 from .live_config import (
     PCM24K,
@@ -61,8 +60,10 @@ SNAPSHOTS = ("session.started", "session.updated", "session.closed")
 SAMPLES_PER_MS = RATE // 1000
 
 
-class LiveCore:
-    """The GPT-Live protocol of one WebRTC session, fed and drained by its driver."""
+class LiveCore(CallOutputs):
+    """The GPT-Live protocol of one WebRTC session, fed and drained by its driver: it
+    decides what goes to each party, and the driver drains their outboxes
+    (:class:`~relay.protocol.outboxes.CallOutputs`)."""
 
     #: What ``GET /v1/live/sessions/{id}`` names the object.
     view_object = "live.session"
@@ -124,16 +125,6 @@ class LiveCore:
         config["audio"] = audio
         self._outboxes.to_upstream({"type": "session.start", "session": config})
 
-    def channel_closed(self) -> None:
-        """The client's channel went with its peer connection: hold events for the next
-        (a resume)."""
-        self._outboxes.channel_closed()
-
-    def peer_resumed(self, details: Mapping[str, Any]) -> None:
-        """The call moved to a new peer connection: a ``relay.call.resumed`` first on the
-        new channel (whatever the client's event permissions: it is the relay's own)."""
-        self._outboxes.resumed(details)
-
     @property
     def idle(self) -> bool:
         """No model audio waits to be played."""
@@ -148,10 +139,6 @@ class LiveCore:
     def upstream_reopened(self, reason: str) -> None:
         """Never called: :meth:`upstream_lost` asks for no new session."""
         raise RuntimeError(f"a GPT-Live session is not reopened ({reason})")
-
-    def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        """The client's data channel is open: held events may flow."""
-        self._outboxes.channel_opened(max_message_size)
 
     @property
     def timeline_ms(self) -> int:
@@ -198,11 +185,6 @@ class LiveCore:
         """An error of the relay's about the session: to the client and every sideband."""
         self._broadcast(live_error_event(error))
 
-    def notify_client(self, event: Event) -> None:
-        """An event of the relay's own (``relay.*``) for the client's channel only: right
-        after ``session.started`` (the channel's first event), or at once if it has gone."""
-        self._outboxes.notify_client(event)
-
     def hang_up(self) -> None:
         """The session is being hung up (``POST …/hangup``): tell the client and every
         sideband with ``session.closed`` (``close_requested``), as the hosted service does;
@@ -213,16 +195,6 @@ class LiveCore:
         self._broadcast(live_event("session.closed", reason="close_requested",
                                    session=dict(self.session),
                                    usage={"seconds": self.timeline_ms // 1000}))
-
-    def attach_sideband(self, name: str) -> None:
-        """A trusted server joined as ``name``: it gets the session's events from now on
-        (no ``session.started``: it attached to a session already started)."""
-        self._outboxes.attach(name)
-
-    def detach_sideband(self, name: str) -> None:
-        """The sideband ``name`` left."""
-        self._outboxes.detach(name)
-        self._parties.forget(name)
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream Live WebSocket."""
@@ -268,25 +240,6 @@ class LiveCore:
         if carried:
             self.stats.audio_frames_out += 1
         return frame
-
-    # ----------------------------------------------------------------- outputs
-
-    def drain_client_messages(self) -> list[str]:
-        """The data channel's messages, encoded to fit it; none until it is open."""
-        return self._outboxes.drain_client_messages()
-
-    def drain_sideband(self, name: str) -> list[Event]:
-        """Events for the sideband ``name``."""
-        return self._outboxes.drain_sideband(name)
-
-    @property
-    def upstream_pending(self) -> bool:
-        """Whether :meth:`drain_upstream` has anything."""
-        return self._outboxes.upstream_pending
-
-    def drain_upstream(self) -> list[Event]:
-        """Events for the upstream WebSocket."""
-        return self._outboxes.drain_upstream()
 
     # ---------------------------------------------------------------- internals
 

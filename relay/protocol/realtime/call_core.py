@@ -25,17 +25,15 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from ...audio import RATE, SAMPLE_BYTES
 from ...errors import InvalidRequest, RelayError
 from ...logs import CallLog
 from ..call_measures import CallStats, UplinkArrivals
-from ..channel import DEFAULT_MAX_MESSAGE_SIZE
 from ..events import Event, error_event, new_event_id, parse_event
 from ..flood import MessageLimits, PartyGuards
-from ..outboxes import HeldMessages, PartyOutboxes
+from ..outboxes import CallOutputs, HeldMessages, PartyOutboxes
 from ..redact import Redactor
 from .client_checks import check_response_overrides, check_supported, requested_update
 from .playback import Playback
@@ -68,9 +66,10 @@ RESTORED_EVENT = "relay.upstream.restored"
 SESSION_EXPIRED = "session_expired"
 
 
-class CallCore:
+class CallCore(CallOutputs):
     """The Realtime protocol of one call, fed and drained by its driver (a
-    :class:`~relay.protocol.call_protocol.CallProtocol`)."""
+    :class:`~relay.protocol.call_protocol.CallProtocol`): it decides what goes to each
+    party, and the driver drains their outboxes (:class:`~relay.protocol.outboxes.CallOutputs`)."""
 
     view_object = "realtime.call"
 
@@ -146,22 +145,6 @@ class CallCore:
         self._update_session(INITIAL, {"type": "session.update",
                                        "session": self.requested_session})
 
-    def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        """The client's ``oai-events`` channel is open and takes messages of up to
-        ``max_message_size`` bytes (0: any size): held events may flow."""
-        self._outboxes.channel_opened(max_message_size)
-
-    def channel_closed(self) -> None:
-        """The client's channel is gone with its peer connection: hold events for the next
-        one (a resume), as before the first opened."""
-        self._outboxes.channel_closed()
-
-    def peer_resumed(self, details: Mapping[str, Any]) -> None:
-        """The call resumed on a new peer connection: the client's first event on its new
-        channel is a ``relay.call.resumed`` with ``details`` (what the driver measured),
-        before the events held meanwhile; every sideband gets it too."""
-        self._outboxes.resumed(details)
-
     def uplink_audio(self, pcm: bytes) -> None:
         """Microphone audio, 24 kHz mono PCM16, to append to the upstream's buffer
         (dropped while there is no upstream session: it would be stale by the restore)."""
@@ -221,26 +204,6 @@ class CallCore:
         """An error the relay met about the call itself (its agent failed): an ``error``
         server event for the client and every sideband."""
         self._send_client(error_event(error))
-
-    def notify_client(self, event: Event) -> None:
-        """An event of the relay's own for the client's channel only (``relay.*``, such
-        as the notice that the call is recorded): right after the client's
-        ``session.created`` (the first event of the channel), or at once if it has gone."""
-        self._outboxes.notify_client(event)
-
-    def attach_sideband(self, name: str) -> None:
-        """A server-side controller joined the call as ``name``: from now on it gets every
-        event the client gets, except ``session.created`` (it gets no greeting)."""
-        self._outboxes.attach(name)
-
-    def detach_sideband(self, name: str) -> None:
-        """The sideband ``name`` left; what was queued for it is dropped."""
-        self._outboxes.detach(name)
-        self._parties.forget(name)
-
-    def drain_sideband(self, name: str) -> list[Event]:
-        """Events for the sideband ``name``."""
-        return self._outboxes.drain_sideband(name)
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream WebSocket."""
@@ -395,26 +358,6 @@ class CallCore:
     def next_frame(self) -> bytes:
         """The next 20 ms of audio for the peer (silence when there is none)."""
         return self.playback.next_frame()
-
-    # ----------------------------------------------------------------- outputs
-
-    def drain_client(self) -> list[Event]:
-        """Events for the data channel; none until it has opened."""
-        return self._outboxes.drain_client()
-
-    def drain_client_messages(self) -> list[str]:
-        """:meth:`drain_client`, encoded to fit the channel's message size (see
-        :mod:`relay.protocol.channel` for what replaces an event too large for it)."""
-        return self._outboxes.drain_client_messages()
-
-    @property
-    def upstream_pending(self) -> bool:
-        """Whether :meth:`drain_upstream` has anything (so a writer need not wake for nothing)."""
-        return self._outboxes.upstream_pending
-
-    def drain_upstream(self) -> list[Event]:
-        """Events for the upstream WebSocket."""
-        return self._outboxes.drain_upstream()
 
     # ---------------------------------------------------------------- internals
 

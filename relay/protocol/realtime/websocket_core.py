@@ -31,7 +31,7 @@ from ...logs import CallLog
 from ..call_measures import CallStats
 from ..events import Event, error_event, new_event_id, parse_event
 from ..flood import MessageLimits, PartyGuards
-from ..outboxes import PartyOutboxes
+from ..outboxes import PartyOutboxes, SessionOutputs
 from ..redact import Redactor
 from .client_checks import check_response_overrides, check_supported, requested_update
 from .policy import Policy, check_session
@@ -46,8 +46,9 @@ from .session_updates import CLIENT, INITIAL, SessionUpdates
 logger = logging.getLogger(__name__)
 
 
-class WebSocketSessionCore:
-    """The protocol of one WebSocket session, fed and drained by its driver."""
+class WebSocketSessionCore(SessionOutputs):
+    """The protocol of one WebSocket session, fed and drained by its driver (the drains:
+    :class:`~relay.protocol.outboxes.SessionOutputs`)."""
 
     def __init__(self, session_id: str, session: Session, *, clock: Callable[[], float],
                  policy: Policy | None = None, limits: MessageLimits | None = None,
@@ -131,21 +132,6 @@ class WebSocketSessionCore:
         detail = f" ({code}{': ' + reason[:200] if reason else ''})" if code else ""
         self._outboxes.to_client(error_event(RelayError(
             f"The upstream Realtime session closed{detail}.", code="upstream_closed")))
-
-    # ----------------------------------------------------------------- outputs
-
-    def drain_client(self) -> list[Event]:
-        """Events for the client's WebSocket."""
-        return self._outboxes.drain_client()
-
-    @property
-    def upstream_pending(self) -> bool:
-        """Whether :meth:`drain_upstream` has anything."""
-        return self._outboxes.upstream_pending
-
-    def drain_upstream(self) -> list[Event]:
-        """Events for the upstream WebSocket."""
-        return self._outboxes.drain_upstream()
 
     # ---------------------------------------------------------------- internals
 
