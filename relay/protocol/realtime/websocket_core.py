@@ -133,6 +133,11 @@ class WebSocketSessionCore(SessionOutputs):
         self._outboxes.to_client(error_event(RelayError(
             f"The upstream Realtime session closed{detail}.", code="upstream_closed")))
 
+    def relay_error(self, error: RelayError) -> None:
+        """An error the relay met about the session itself (it is shutting down): an
+        ``error`` event for the client."""
+        self._outboxes.to_client(error_event(error))
+
     # ---------------------------------------------------------------- internals
 
     def _client_event(self, event: Event) -> None:
