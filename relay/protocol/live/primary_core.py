@@ -37,9 +37,10 @@ from typing import Any
 
 from ...errors import InvalidRequest, RelayError
 from ...logs import CallLog
-from ..call_measures import CallMeasures
+from ..call_measures import CallStats
 from ..events import Event, parse_event
-from ..flood import MessageGuard, MessageLimits
+from ..flood import CLIENT, MessageLimits, PartyGuards
+from ..outboxes import PartyOutboxes, SessionOutputs
 from ..redact import Redactor
 from .live_config import Config, apply_locks, apply_update, check_config, check_servable
 from .live_core import MEDIA_ONLY, SNAPSHOTS
@@ -60,8 +61,9 @@ LIVE = "live"
 NEW, STARTING, STARTED = "new", "starting", "started"
 
 
-class LiveWebSocketCore:
-    """The protocol of one primary Live WebSocket session, fed and drained by its driver."""
+class LiveWebSocketCore(SessionOutputs):
+    """The protocol of one primary Live WebSocket session, fed and drained by its driver
+    (the drains: :class:`~relay.protocol.outboxes.SessionOutputs`)."""
 
     def __init__(self, session_id: str, sealed: Mapping[str, Any] | None = None, *,
                  clock: Callable[[], float], policy: Mapping[str, Any] | None = None,
@@ -77,9 +79,12 @@ class LiveWebSocketCore:
         self.policy: Mapping[str, Any] = policy or {}
         self._unset = unset
         self._offline = offline
-        self._guard = MessageGuard(limits or MessageLimits(), clock)
+        #: The client's message size and rate (a WebSocket session has no sidebands).
+        self._parties = PartyGuards(limits, None, clock)
         self._redact = redact or Redactor()
-        self.measures = CallMeasures()
+        stats = CallStats()
+        #: Event counts and error codes (as a call's).
+        self.measures = stats.measures
         self.end_reason: str | None = None
         #: NEW, STARTING or STARTED.
         self.state = NEW
@@ -92,8 +97,8 @@ class LiveWebSocketCore:
         self._closed_cleanly = False
         #: The ``event_id`` of the start the upstream has not answered yet.
         self._start_id: str | None = None
-        self._to_client: list[Event] = []
-        self._to_upstream: list[Event] = []
+        #: What waits for the client's WebSocket (open from the start) and the upstream.
+        self._outboxes = PartyOutboxes(stats, channel_open=True)
 
     @property
     def session_type(self) -> str:
@@ -118,12 +123,12 @@ class LiveWebSocketCore:
 
     def client_message(self, text: str | bytes) -> None:
         """One message from the client's WebSocket."""
-        error = self._guard.check(text)
-        if error is not None:
-            if error.code != "dropped":
-                self._to_channel(live_error_event(error))
-            if self._guard.flooding and self.end_reason is None:
-                self.end_reason = "client flooded the session"
+        verdict = self._parties.check(text, CLIENT)
+        if verdict.answer is not None:
+            self._outboxes.to_client(live_error_event(verdict.answer))
+        if verdict.flooding and self.end_reason is None:
+            self.end_reason = "client flooded the session"
+        if not verdict.admitted:
             return
         event: Event = {}
         try:
@@ -131,7 +136,7 @@ class LiveWebSocketCore:
             self.measures.count("from_client", event["type"])
             self._client_event(event)
         except RelayError as exc:
-            self._to_channel(live_error_event(exc, client_event_id(event)))
+            self._outboxes.to_client(live_error_event(exc, client_event_id(event)))
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream Live WebSocket: passed on, the session
@@ -155,7 +160,7 @@ class LiveWebSocketCore:
         elif kind == "error" and self.state == STARTING and self._answers_start(event):
             # The upstream refused the start: the client may send a better one.
             self.state = NEW
-        self._to_channel(event)
+        self._outboxes.to_client(event)
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream closed: say why, unless the session closed cleanly first."""
@@ -163,31 +168,12 @@ class LiveWebSocketCore:
             return
         reason = self._redact(reason)
         detail = f" ({code}{': ' + reason[:200] if reason else ''})" if code else ""
-        self._to_channel(live_error_event(RelayError(
+        self._outboxes.to_client(live_error_event(RelayError(
             f"The upstream Live session closed{detail}.", code="upstream_closed")))
 
     def relay_error(self, error: RelayError) -> None:
         """An error of the relay's about the session itself: an ``error`` for the client."""
-        self._to_channel(live_error_event(error))
-
-    # ----------------------------------------------------------------- outputs
-
-    def drain_client(self) -> list[Event]:
-        """Events for the client's WebSocket."""
-        events, self._to_client = self._to_client, []
-        return events
-
-    @property
-    def upstream_pending(self) -> bool:
-        """Whether :meth:`drain_upstream` has anything."""
-        return bool(self._to_upstream)
-
-    def drain_upstream(self) -> list[Event]:
-        """Events for the upstream WebSocket."""
-        events, self._to_upstream = self._to_upstream, []
-        for event in events:
-            self.measures.count("to_upstream", event["type"])
-        return events
+        self._outboxes.to_client(live_error_event(error))
 
     # ---------------------------------------------------------------- internals
 
@@ -201,7 +187,7 @@ class LiveWebSocketCore:
                                  code="session_not_started", param="type")
         elif kind == "session.update":
             self.config = apply_update(self.config, event.get("session"))
-        self._to_upstream.append(event)
+        self._outboxes.to_upstream(event)
 
     def _session_start(self, event: Event) -> Event:
         """``event`` (a ``session.start``) with its configuration checked, sealed and
@@ -233,12 +219,6 @@ class LiveWebSocketCore:
         if isinstance(upstream_id, str) and upstream_id != self.session_id:
             self.upstream_session_id = upstream_id
         return dict(session, id=self.session_id)
-
-    def _to_channel(self, event: Event) -> None:
-        self.measures.count("to_client", event["type"])
-        if event["type"] == "error":
-            self.measures.error(event.get("error"))
-        self._to_client.append(event)
 
 
 def sealed_live_config(sealed: Mapping[str, Any] | None) -> Config | None:
