@@ -110,7 +110,7 @@ from .tools import (
     latest_user_message,
 )
 from .truncation import fit_context
-from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
+from ...protocol.energy_vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
 

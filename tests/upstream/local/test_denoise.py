@@ -11,7 +11,7 @@ import pytest
 
 from relay.upstream.local.denoise import NoiseReducer
 from relay.upstream.local.local_session import LocalSession
-from relay.upstream.local.vad import window_dbfs
+from relay.protocol.energy_vad import window_dbfs
 
 from .signals import chunks, noise, tone
 
