@@ -19,6 +19,9 @@ the model's audio from it on the outbound track's clock. Its rules (docs/LIVE_PR
 - The frontend's ``client.data_channel`` permissions apply to the data channel (both
   ways); sidebands are trusted and see and may send everything a sideband may.
 - An ``error`` about a command a sideband sent goes back to that sideband alone.
+- A ``wake_policy`` (and ``idle_timeout_s``) is the relay's to keep (:mod:`.wake`): the
+  microphone goes upstream only while the session is awake, and the relay says
+  ``session.resumed`` / ``session.paused``.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from .live_events import (
     live_error_event,
     live_event,
 )
+from .wake import check_update, resolved_policy, wake_gate
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +125,10 @@ class LiveCore:
         #: A GPT-Live session is never reopened on a new upstream session (see
         #: :meth:`upstream_lost`), so the upstream is never "down" while the call lives.
         self.upstream_down = False
+        #: The wake policy's gate (None: no policy, the microphone always goes upstream).
+        self._wake = wake_gate(session, clock)
+        #: ``session.resumed``/``.paused`` said before ``session.started`` had gone.
+        self._wake_held: list[Event] = []
 
     # ------------------------------------------------------------------ inputs
 
@@ -172,15 +180,23 @@ class LiveCore:
     def timeline_ms(self) -> int:
         """Where the session timeline is: milliseconds of microphone audio sent upstream
         (a WebRTC microphone streams continuously, silence included)."""
+        if self._wake is not None:
+            return self._wake.position_ms  # withheld audio included
         return self.stats.uplink_samples // SAMPLES_PER_MS
 
     def uplink_audio(self, pcm: bytes) -> None:
-        """Microphone audio (24 kHz mono PCM16): upstream, and reflected to sidebands."""
-        self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
+        """Microphone audio (24 kHz mono PCM16): upstream (while awake, under a wake
+        policy), and reflected to sidebands."""
+        chunks, said = ([pcm], None) if self._wake is None else self._wake.audio(pcm)
         audio = base64.b64encode(pcm).decode()
-        self._to_upstream.append({"type": "session.input_audio.append", "audio": audio})
+        for chunk in chunks:
+            self.stats.uplink_samples += len(chunk) // SAMPLE_BYTES
+            sent = audio if chunk is pcm else base64.b64encode(chunk).decode()
+            self._to_upstream.append({"type": "session.input_audio.append", "audio": sent})
         for outbox in self._sidebands.values():
             outbox.append({"type": "session.input_audio.append", "audio": audio})
+        if said is not None:
+            self._wake_said(said)
 
     def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
         """One message from the data channel, or from the sideband ``source`` names."""
@@ -236,9 +252,11 @@ class LiveCore:
         if self._closed_cleanly or not self.session:
             return
         self._closed_cleanly = True
+        usage: dict[str, Any] = {"seconds": self.timeline_ms // 1000}
         self._broadcast(live_event("session.closed", reason="close_requested",
                                    session=dict(self.session),
-                                   usage={"seconds": self.timeline_ms // 1000}))
+                                   usage=usage if self._wake is None
+                                   else self._wake.usage(usage)))
 
     def attach_sideband(self, name: str) -> None:
         """A trusted server joined as ``name``: it gets the session's events from now on
@@ -260,6 +278,8 @@ class LiveCore:
             return
         kind = event["type"]
         self.measures.count("from_upstream", kind)
+        if self._wake is not None:
+            self._wake.upstream_event(event)
         if kind == "session.output_audio.delta":
             self._output_audio(event)
             return
@@ -279,6 +299,9 @@ class LiveCore:
             notices, self._after_greeting = self._after_greeting or [], None
             for notice in notices:
                 self._to_channel(notice)
+            held, self._wake_held = self._wake_held, []
+            for said in held:
+                self._broadcast(said)
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: say why, unless the session closed cleanly."""
@@ -295,6 +318,10 @@ class LiveCore:
         self.stats.frames_out += 1
         if carried:
             self.stats.audio_frames_out += 1
+        if self._wake is not None:
+            said = self._wake.tick(busy=bool(carried) or self.playout.queued > 0)
+            if said is not None:
+                self._wake_said(said)
         return frame
 
     # ----------------------------------------------------------------- outputs
@@ -349,6 +376,8 @@ class LiveCore:
                 f"'{kind}' is not allowed on this session's data channel "
                 "(session.client.data_channel.allowed_client_events).",
                 code="event_not_allowed", param="type")
+        if kind == "session.update":
+            check_update(event.get("session"))
 
     def _output_audio(self, event: Event) -> None:
         try:
@@ -380,7 +409,22 @@ class LiveCore:
         for key in ("client", *MEDIA_ONLY):
             if key in self.requested_session:
                 snapshot[key] = self.requested_session[key]
+        policy = resolved_policy(self.requested_session)
+        if policy is not None:
+            snapshot["wake_policy"] = policy
         return snapshot
+
+    def _wake_said(self, kind: str) -> None:
+        """Say a wake transition (``session.resumed``/``.paused``) to the client and every
+        sideband: after ``session.started``, which is always the channel's first event."""
+        event = live_event(kind)
+        logger.info("live %s: %s", self.call_id, kind.removeprefix("session."))
+        if self._closed_cleanly:
+            return
+        if self._after_greeting is not None:
+            self._wake_held.append(event)
+        else:
+            self._broadcast(event)
 
     def _tell_permissions(self) -> None:
         """An ``info`` for the frontend (``data_channel_permissions``) saying what its

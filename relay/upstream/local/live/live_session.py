@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ....errors import InvalidRequest, RelayError
+from ....protocol.energy_vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 from ....protocol.events import Event, parse_event, random_id
 from ....protocol.live.live_config import (
     PCM24K,
@@ -56,7 +57,6 @@ from ..buffer import InputBuffer
 from ..conversation import BYTES_PER_MS, decode_audio
 from ..response import ResponseChunk, word_pieces
 from ..synthesizer import espeak_voice, words_per_minute
-from ....protocol.energy_vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
 
