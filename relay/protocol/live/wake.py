@@ -177,6 +177,10 @@ class WakeGate:
     def audio(self, pcm: bytes) -> tuple[list[bytes], Transition | None]:
         """Microphone audio (24 kHz mono PCM16): the chunks to forward upstream now (the
         pre-roll first, on a wake), and ``session.resumed`` when this audio woke it."""
+        if not self.paused and self.idle_timeout_s is None:
+            # Awake for good: nothing left to detect.
+            self.forwarded_samples += len(pcm) // SAMPLE_BYTES
+            return [pcm], None
         found = self._vad.feed(pcm)
         now = self._clock()
         if not self.paused:
