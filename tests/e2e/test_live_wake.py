@@ -108,18 +108,19 @@ async def test_live_wake_policy_pauses_and_wakes_a_webrtc_session(
         mic = peer.pc.getSenders()[0].track
         spoke_at = loop.time()
         mic.play(speech)
-        await timeline.until("session.output_transcript.delta")
+        await timeline.until("session.output_transcript.delta", timeout=60)
         kinds = timeline.kinds(spoke_at)
-        assert kinds[0] == "session.resumed", kinds
-        assert kinds.index("session.input_transcript.delta") > 0
+        assert kinds.index("session.resumed") < kinds.index("session.input_transcript.delta")
         heard = timeline.said("session.input_transcript.delta", spoke_at)
         assert len(words(heard)) >= 2, heard  # (the pre-roll's own proof is below)
 
         # Quiet longer than the timeout after the reply: paused, and no audio goes up.
-        paused_at = await timeline.until("session.paused", timeout=30)
+        paused_at = await timeline.until("session.paused", timeout=60)
         last_output = max(t for t, e in timeline.events
                           if e["type"] == "session.output_transcript.delta")
-        assert paused_at - last_output >= IDLE_TIMEOUT_S - 0.1
+        # Not while the reply plays (its words arrive as its audio plays): the timeout
+        # runs from its end. (The margin is for a busy machine's data-channel delivery.)
+        assert paused_at - last_output >= IDLE_TIMEOUT_S - 0.5
         assert loud.peak > 1000, "no audible reply on the track"
         up = await audio_up(server, session_id)
         assert up > 0
@@ -131,10 +132,9 @@ async def test_live_wake_policy_pauses_and_wakes_a_webrtc_session(
         # Speech again: resumed, and another reply.
         spoke_again_at = loop.time()
         mic.play(speech)
-        await timeline.until("session.output_transcript.delta")
+        await timeline.until("session.output_transcript.delta", timeout=60)
         kinds = timeline.kinds(spoke_again_at)
-        assert kinds[0] == "session.resumed", kinds
-        assert "session.input_transcript.delta" in kinds
+        assert kinds.index("session.resumed") < kinds.index("session.input_transcript.delta")
         assert await audio_up(server, session_id) > up
 
         await client.live.sessions.hangup(session_id)
@@ -196,9 +196,11 @@ async def test_live_wake_sends_the_upstream_nothing_asleep_and_the_preroll_on_wa
             peer.pc.getSenders()[0].track.play(speech)
             await timeline.until("session.resumed", timeout=10)
             await timeline.until("session.paused", timeout=15)
-            sent = len(appended)
-            await asyncio.sleep(1.0)
-            assert len(appended) == sent  # paused: nothing more went up
+            up = await audio_up(server, created.session.id)
+            await asyncio.sleep(1.5)
+            # Paused: the relay sent nothing more, and the upstream got just what it sent.
+            assert await audio_up(server, created.session.id) == up
+            assert abs(sum(map(len, appended)) / 48000 - up) < 0.002
 
             await upstream["ws"].send(json.dumps({
                 "type": "session.usage.updated", "event_id": "event_2",
