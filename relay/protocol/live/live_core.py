@@ -417,10 +417,10 @@ class LiveCore:
     def _wake_said(self, kind: str) -> None:
         """Say a wake transition (``session.resumed``/``.paused``) to the client and every
         sideband: after ``session.started``, which is always the channel's first event."""
-        event = live_event(kind)
-        logger.info("live %s: %s", self.call_id, kind.removeprefix("session."))
         if self._closed_cleanly:
             return
+        event = live_event(kind)
+        logger.info("live %s: %s", self.call_id, kind.removeprefix("session."))
         if self._after_greeting is not None:
             self._wake_held.append(event)
         else:
