@@ -5,6 +5,8 @@
 - :mod:`.events`: JSON events in and out, ids, the ``error`` event.
 - :mod:`.channel`: what fits the client's data channel.
 - :mod:`.flood`: per-party message size and rate limits.
+- :mod:`.outboxes`: what waits for each party (the client's channel, each sideband, the
+  upstream), and the client's messages held for a call's agent.
 - :mod:`.redact`: masking secrets an upstream echoes.
 - :mod:`.call_measures`: per-call counters, barge-in records and latencies.
 - :mod:`.realtime`: the Realtime API (session shape, each call's state machine, barge-in

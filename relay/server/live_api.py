@@ -20,13 +20,13 @@ from typing import Any
 
 from aiohttp import web
 
-from ..cluster.forward import forward_http, forward_websocket
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, NotSupported
 from ..protocol.live.live_config import apply_locks, check_config, check_servable
 from ..protocol.live.live_core import LiveCore
 from ..protocol.realtime.policy import UNSET
-from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
+from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, REGISTRY, SETTINGS, forward_to_owner
 from .auth import DEFAULT_TTL, credentials
+from .call_admission import admit_caller, register_call
 from .call_driver import CallDriver
 from .recording_api import record_requested, recording_content
 from .requests import expires_after_seconds, read_json
@@ -56,24 +56,16 @@ async def create_session(request: web.Request) -> web.Response:
     and the SDP answer out."""
     app = request.app
     settings = app[SETTINGS]
-    sealed = app[AUTH].authorize_call(credentials(request.headers))
-    key = app[AUTH].client_secret_id(credentials(request.headers))
-    app[DRAIN].check()
-    await app[NODE].limits.admit(request.remote, key)
+    caller = await admit_caller(request)
     body = await read_json(request)
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
-    config = apply_locks(check_config(_with_sealed(sealed, body.get("session")), media=True),
-                         settings.policy, UNSET)
+    config = apply_locks(
+        check_config(_with_sealed(caller.sealed, body.get("session")), media=True),
+        settings.policy, UNSET)
     check_servable(config, offline=settings.uses_local_upstream)
-    session_id = app[NODE].new_call_id()
-    await app[NODE].limits.hold(key, session_id)
-    try:
-        call = app[REGISTRY].new(config, app[LIVE_UPSTREAM], config["model"],
-                                 call_id=session_id, core=LiveCore,
-                                 record=record_requested(request), protocol="live")
-    except BaseException:
-        app[NODE].limits.release_soon(session_id)
-        raise
+    call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
+                               record=record_requested(request), core=LiveCore,
+                               protocol="live")
     answer = await call.start(offer)
     logger.info("live %s: created", call.id)
     return web.json_response({"session": {"id": call.id},
@@ -196,17 +188,11 @@ def _with_sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:
 async def _route(request: web.Request, session_id: str, *,
                  websocket: bool = False) -> web.StreamResponse | None:
     """Forward the request to the relay that owns ``session_id`` (None: it is ours)."""
-    from .sideband import MAX_MESSAGE_BYTES
-
     try:
-        owner = await owner_address(request, session_id)
+        return await forward_to_owner(
+            request, session_id, websocket_max_msg_size=MAX_MESSAGE_BYTES if websocket else None)
     except CallNotFound as exc:
         raise LiveSessionNotFound() from exc
-    if owner is None:
-        return None
-    if websocket:
-        return await forward_websocket(request, owner, max_msg_size=MAX_MESSAGE_BYTES)
-    return await forward_http(request, owner)
 
 
 async def _owned_session(request: web.Request, *,

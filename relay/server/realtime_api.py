@@ -13,7 +13,6 @@ import logging
 
 from aiohttp import web
 
-from ..cluster.forward import forward_http, forward_websocket
 from ..errors import CapacityExceeded, InvalidRequest, RelayError, ResumeRefused
 from ..protocol.events import random_id
 from ..protocol.realtime.session_config import conceal_tool_secrets, effective_session
@@ -27,9 +26,10 @@ from .app_state import (
     SETTINGS,
     UPSTREAM,
     WS_SESSIONS,
-    owner_address,
+    forward_to_owner,
 )
 from .auth import DEFAULT_TTL, credentials
+from .call_admission import admit_caller, register_call
 from .recording_api import record_requested, recording_content
 from .registry import CAPACITY_RETRY_AFTER
 from .requests import dcid_param, expires_after_seconds, read_json, read_offer, record_field
@@ -64,23 +64,13 @@ async def create_call(request: web.Request) -> web.Response:
     """``POST /v1/realtime/calls``: an SDP offer in, 201 with the SDP answer out."""
     app = request.app
     settings = app[SETTINGS]
-    secret_session = app[AUTH].authorize_call(credentials(request.headers))
-    key = app[AUTH].client_secret_id(credentials(request.headers))
-    app[DRAIN].check()
-    await app[NODE].limits.admit(request.remote, key)
+    caller = await admit_caller(request)
     record = record_requested(request)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
-    session, model = settings.session_rules.admit(secret_session, client_session,
+    session, model = settings.session_rules.admit(caller.sealed, client_session,
                                                   query_model=request.query.get("model"))
     dcid = dcid_param(request.query.get("dcid"))
-    call_id = app[NODE].new_call_id()
-    await app[NODE].limits.hold(key, call_id)
-    try:
-        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id,
-                                 record=record)
-    except BaseException:
-        app[NODE].limits.release_soon(call_id)
-        raise
+    call = await register_call(request, caller, session, app[UPSTREAM], model, record=record)
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
     agents = app.get(AGENTS)
@@ -100,9 +90,8 @@ async def resume_call(request: web.Request) -> web.StreamResponse:
     answer, and the call goes on there. The token is the credential (the key that created
     the call may have expired since): a request without it, or with another, gets 403."""
     call_id = request.match_info["call_id"]
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
+    if (routed := await forward_to_owner(request, call_id)) is not None:
+        return routed
     token = request.headers.get(RESUME_TOKEN_HEADER)
     if not token:
         raise ResumeRefused(f"A resume needs the call's resume token in {RESUME_TOKEN_HEADER}.",
@@ -126,9 +115,8 @@ async def hangup_call(request: web.Request) -> web.StreamResponse:
     """``POST /v1/realtime/calls/{id}/hangup``: end the call; 404 if there is none."""
     request.app[AUTH].authorize_call(credentials(request.headers))
     call_id = request.match_info["call_id"]
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
+    if (routed := await forward_to_owner(request, call_id)) is not None:
+        return routed
     call = request.app[REGISTRY].get(call_id)
     await call.close("hangup")
     return web.Response(status=200)
@@ -151,9 +139,8 @@ async def describe_call(request: web.Request) -> web.StreamResponse:
     """``GET /v1/realtime/calls/{id}`` (server key): one call, live or lately ended."""
     request.app[AUTH].require_server_key(credentials(request.headers))
     call_id = request.match_info["call_id"]
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
+    if (routed := await forward_to_owner(request, call_id)) is not None:
+        return routed
     return web.json_response(await request.app[REGISTRY].describe(call_id))
 
 
@@ -191,9 +178,10 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
     if not call_id:
         return await open_websocket_session(request)
     request.app[AUTH].require_server_key(credentials(request.headers))
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_websocket(request, owner, max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
+    routed = await forward_to_owner(request, call_id,
+                                    websocket_max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
+    if routed is not None:
+        return routed
     call = request.app[REGISTRY].get(call_id)
     ws = web.WebSocketResponse(max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES, heartbeat=20)
     if not ws.can_prepare(request).ok:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,10 +36,9 @@ from ...audio import RATE, SAMPLE_BYTES
 from ...audio.playout import ItemPlayback, Playout
 from ...errors import InvalidRequest, RelayError
 from ..call_measures import CallStats
-from ..call_protocol import RESUMED_EVENT
-from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
-from ..events import Event, new_event_id, parse_event
-from ..flood import MessageLimits, PartyGuards
+from ..events import Event, parse_event
+from ..flood import CLIENT, MessageLimits, PartyGuards
+from ..outboxes import CallOutputs, HeldMessages, PartyOutboxes
 from ..redact import Redactor
 from .live_config import (
     PCM24K,
@@ -59,11 +57,6 @@ from .wake import check_update, resolved_policy, wake_gate
 
 logger = logging.getLogger(__name__)
 
-CLIENT = "client"
-#: Events held for a client whose data channel is not open yet (older ones are dropped).
-MAX_HELD_EVENTS = 10_000
-#: Sideband command ids remembered for routing upstream errors back to their sender.
-MAX_TRACKED_EVENTS = 1024
 #: Configuration fields that only the WebRTC creation request takes.
 MEDIA_ONLY = ("idle_timeout_s", "wake_policy")
 #: Server events that describe the session (their ``session.id`` is the relay's id).
@@ -71,8 +64,10 @@ SNAPSHOTS = ("session.started", "session.updated", "session.closed")
 SAMPLES_PER_MS = RATE // 1000
 
 
-class LiveCore:
-    """The GPT-Live protocol of one WebRTC session, fed and drained by its driver."""
+class LiveCore(CallOutputs):
+    """The GPT-Live protocol of one WebRTC session, fed and drained by its driver: it
+    decides what goes to each party, and the driver drains their outboxes
+    (:class:`~relay.protocol.outboxes.CallOutputs`)."""
 
     #: What ``GET /v1/live/sessions/{id}`` names the object.
     view_object = "live.session"
@@ -106,13 +101,12 @@ class LiveCore:
         self.upstream_session_id: str | None = None
         self._client_allowed = allowed_client_events(session)
         self._server_allowed = allowed_server_events(session)
-        self._to_client: deque[Event] = deque()
-        self._sidebands: dict[str, list[Event]] = {}
-        self._sideband_commands: OrderedDict[str, str] = OrderedDict()
-        self._to_upstream: list[Event] = []
-        self._channel_open = False
-        self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
-        self._held_from_client: list[str | bytes] | None = None
+        #: What waits for the client's channel, each sideband and the upstream (the
+        #: microphone's audio is counted in samples, not as events).
+        self._outboxes = PartyOutboxes(self.stats,
+                                       uncounted_upstream=("session.input_audio.append",))
+        #: Client messages held until a controller configures the session.
+        self._held = HeldMessages()
         #: Where the last reflected output audio ended on the session timeline.
         self._output_end_ms = 0
         #: GPT-Live has one kind of session, opened on the model.
@@ -120,8 +114,6 @@ class LiveCore:
         self.upstream_intent: str | None = None
         #: The upstream said ``session.closed``: its socket closing next is no surprise.
         self._closed_cleanly = False
-        #: The relay's own notices, held until ``session.started`` has gone (None: it has).
-        self._after_greeting: list[Event] | None = []
         #: A GPT-Live session is never reopened on a new upstream session (see
         #: :meth:`upstream_lost`), so the upstream is never "down" while the call lives.
         self.upstream_down = False
@@ -139,22 +131,7 @@ class LiveCore:
         audio = dict(config.get("audio") or {})
         audio["format"] = dict(PCM24K)
         config["audio"] = audio
-        self._to_upstream.append({"type": "session.start", "session": config})
-
-    def channel_closed(self) -> None:
-        """The client's channel went with its peer connection: hold events for the next
-        (a resume)."""
-        self._channel_open = False
-
-    def peer_resumed(self, details: Mapping[str, Any]) -> None:
-        """The call moved to a new peer connection: a ``relay.call.resumed`` first on the
-        new channel (whatever the client's event permissions: it is the relay's own)."""
-        event: Event = {"type": RESUMED_EVENT, "event_id": new_event_id(), **details,
-                        "events_held": len(self._to_client)}
-        self.measures.count("to_client", RESUMED_EVENT)
-        self._to_client.appendleft(event)
-        for outbox in self._sidebands.values():
-            outbox.append(event)
+        self._outboxes.to_upstream({"type": "session.start", "session": config})
 
     @property
     def idle(self) -> bool:
@@ -170,11 +147,6 @@ class LiveCore:
     def upstream_reopened(self, reason: str) -> None:
         """Never called: :meth:`upstream_lost` asks for no new session."""
         raise RuntimeError(f"a GPT-Live session is not reopened ({reason})")
-
-    def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        """The client's data channel is open: held events may flow."""
-        self._channel_open = True
-        self._max_message_size = max_message_size
 
     @property
     def timeline_ms(self) -> int:
@@ -192,9 +164,8 @@ class LiveCore:
         for chunk in chunks:
             self.stats.uplink_samples += len(chunk) // SAMPLE_BYTES
             sent = audio if chunk is pcm else base64.b64encode(chunk).decode()
-            self._to_upstream.append({"type": "session.input_audio.append", "audio": sent})
-        for outbox in self._sidebands.values():
-            outbox.append({"type": "session.input_audio.append", "audio": audio})
+            self._outboxes.to_upstream({"type": "session.input_audio.append", "audio": sent})
+        self._outboxes.reflect({"type": "session.input_audio.append", "audio": audio})
         if said is not None:
             self._wake_said(said)
 
@@ -202,9 +173,8 @@ class LiveCore:
         """One message from the data channel, or from the sideband ``source`` names."""
         if not self._admit(text, source):
             return
-        if source == CLIENT and self._held_from_client is not None:
-            if len(self._held_from_client) < MAX_HELD_EVENTS:
-                self._held_from_client.append(text)
+        if source == CLIENT and self._held.holding:
+            self._held.add(text)  # past the most held, dropped (the agent is late)
             return
         event: Event = {}
         try:
@@ -213,37 +183,23 @@ class LiveCore:
                                 event["type"])
             self._check_command(event, source)
         except RelayError as exc:
-            self._reply(source, live_error_event(exc, client_event_id(event)))
+            self._outboxes.reply(source, live_error_event(exc, client_event_id(event)))
             return
-        cid = client_event_id(event)
-        if source != CLIENT and cid is not None:
-            self._sideband_commands[cid] = source
-            while len(self._sideband_commands) > MAX_TRACKED_EVENTS:
-                self._sideband_commands.popitem(last=False)
-        self._to_upstream.append(event)
+        self._outboxes.sent_by(client_event_id(event), source)
+        self._outboxes.to_upstream(event)
 
     def hold_client_events(self) -> None:
         """Hold the client's data-channel messages until :meth:`release_client_events`."""
-        if self._held_from_client is None:
-            self._held_from_client = []
+        self._held.hold()
 
     def release_client_events(self) -> None:
         """Handle the held client messages now, and hold no more."""
-        held, self._held_from_client = self._held_from_client, None
-        for text in held or ():
+        for text in self._held.release():
             self.client_message(text)
 
     def relay_error(self, error: RelayError) -> None:
         """An error of the relay's about the session: to the client and every sideband."""
         self._broadcast(live_error_event(error))
-
-    def notify_client(self, event: Event) -> None:
-        """An event of the relay's own (``relay.*``) for the client's channel only: right
-        after ``session.started`` (the channel's first event), or at once if it has gone."""
-        if self._after_greeting is None:
-            self._to_channel(event)
-        else:
-            self._after_greeting.append(event)
 
     def hang_up(self) -> None:
         """The session is being hung up (``POST …/hangup``): tell the client and every
@@ -257,16 +213,6 @@ class LiveCore:
                                    session=dict(self.session),
                                    usage=usage if self._wake is None
                                    else self._wake.usage(usage)))
-
-    def attach_sideband(self, name: str) -> None:
-        """A trusted server joined as ``name``: it gets the session's events from now on
-        (no ``session.started``: it attached to a session already started)."""
-        self._sidebands[name] = []
-
-    def detach_sideband(self, name: str) -> None:
-        """The sideband ``name`` left."""
-        self._sidebands.pop(name, None)
-        self._parties.forget(name)
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream Live WebSocket."""
@@ -296,9 +242,7 @@ class LiveCore:
         self._broadcast(event)
         if kind == "session.started":
             self._tell_permissions()
-            notices, self._after_greeting = self._after_greeting or [], None
-            for notice in notices:
-                self._to_channel(notice)
+            self._outboxes.greeted()
             held, self._wake_held = self._wake_held, []
             for said in held:
                 self._broadcast(said)
@@ -323,37 +267,6 @@ class LiveCore:
             if said is not None:
                 self._wake_said(said)
         return frame
-
-    # ----------------------------------------------------------------- outputs
-
-    def drain_client_messages(self) -> list[str]:
-        """The data channel's messages, encoded to fit it; none until it is open."""
-        if not self._channel_open or not self._to_client:
-            return []
-        events = list(self._to_client)
-        self._to_client.clear()
-        return [channel_message(event, self._max_message_size) for event in events]
-
-    def drain_sideband(self, name: str) -> list[Event]:
-        """Events for the sideband ``name``."""
-        outbox = self._sidebands.get(name)
-        if not outbox:
-            return []
-        self._sidebands[name] = []
-        return outbox
-
-    @property
-    def upstream_pending(self) -> bool:
-        """Whether :meth:`drain_upstream` has anything."""
-        return bool(self._to_upstream)
-
-    def drain_upstream(self) -> list[Event]:
-        """Events for the upstream WebSocket."""
-        events, self._to_upstream = self._to_upstream, []
-        for event in events:
-            if event["type"] != "session.input_audio.append":
-                self.measures.count("to_upstream", event["type"])
-        return events
 
     # ---------------------------------------------------------------- internals
 
@@ -386,15 +299,14 @@ class LiveCore:
             self.stats.dropped_deltas += 1
             return
         self.playout.push(self._output, pcm)
-        if not self._sidebands:
+        if not self._outboxes.has_sidebands:
             return
         start = max(self.timeline_ms, self._output_end_ms)
         end = start + len(pcm) // SAMPLE_BYTES // SAMPLES_PER_MS
         self._output_end_ms = end
         reflected = {"type": "session.output_audio.delta", "delta": event.get("delta"),
                      "start_ms": start, "end_ms": end}
-        for outbox in self._sidebands.values():
-            outbox.append(reflected)
+        self._outboxes.reflect(reflected)
 
     def _snapshot(self, session: dict[str, Any]) -> dict[str, Any]:
         """A session snapshot as the client sees it: the relay's id, the client's own
@@ -421,7 +333,7 @@ class LiveCore:
             return
         event = live_event(kind)
         logger.info("live %s: %s", self.call_id, kind.removeprefix("session."))
-        if self._after_greeting is not None:
+        if not self.session:  # session.started has not come yet
             self._wake_held.append(event)
         else:
             self._broadcast(event)
@@ -435,21 +347,21 @@ class LiveCore:
             f"This data channel may send {listed(self._client_allowed)} and receive "
             f"{listed(self._server_allowed)} (errors always)."))
         if server_event_allowed(self._server_allowed, info):
-            self._to_channel(info)
+            self._outboxes.to_client(info)
 
     def _upstream_error(self, event: Event) -> None:
         body = event.get("error")
-        cid = body.get("client_event_id") if isinstance(body, dict) else None
-        sideband = self._sideband_commands.pop(cid, None) if isinstance(cid, str) else None
+        sideband = self._outboxes.sender(
+            body.get("client_event_id") if isinstance(body, dict) else None)
         if sideband is not None:
-            self._reply(sideband, event)
+            self._outboxes.reply(sideband, event)
         else:
             self._broadcast(event)
 
     def _admit(self, text: str | bytes, source: str) -> bool:
         verdict = self._parties.check(text, source)
         if verdict.answer is not None:
-            self._reply(source, live_error_event(verdict.answer))
+            self._outboxes.reply(source, live_error_event(verdict.answer))
         if verdict.flooding and self.end_reason is None:
             self.end_reason = f"{source} flooded the session"
             logger.warning("live %s: %s sent too many messages too fast; ending it",
@@ -459,29 +371,8 @@ class LiveCore:
     def _broadcast(self, event: Event) -> None:
         """A server event of the session: to the client (if its permissions allow) and
         to every sideband."""
-        if server_event_allowed(self._server_allowed, event):
-            self._to_channel(event)
-        for outbox in self._sidebands.values():
-            self.measures.count("to_sideband", event["type"])
-            outbox.append(event)
-
-    def _reply(self, source: str, event: Event) -> None:
-        if source == CLIENT:
-            self._to_channel(event)
-        elif source in self._sidebands:
-            self.measures.count("to_sideband", event["type"])
-            self._sidebands[source].append(event)
-        if event["type"] == "error":
-            self.measures.error(event.get("error"))
-
-    def _to_channel(self, event: Event) -> None:
-        if not self._channel_open and len(self._to_client) >= MAX_HELD_EVENTS:
-            self._to_client.popleft()
-            self.stats.held_dropped += 1
-        self.measures.count("to_client", event["type"])
-        if event["type"] == "error":
-            self.measures.error(event.get("error"))
-        self._to_client.append(event)
+        self._outboxes.broadcast(event,
+                                 to_client=server_event_allowed(self._server_allowed, event))
 
 
 def listed(names: frozenset[str] | None) -> str:
