@@ -193,9 +193,27 @@ async def test_live_wake_sends_the_upstream_nothing_asleep_and_the_preroll_on_wa
             await asyncio.sleep(2.0)
             assert appended == []  # asleep: the microphone's silence stays at the relay
 
-            peer.pc.getSenders()[0].track.play(speech)
-            await timeline.until("session.resumed", timeout=10)
-            await timeline.until("session.paused", timeout=15)
+            async with client.live.sideband.connect(session_id=created.session.id) as band:
+                heard: list[dict[str, Any]] = []
+
+                async def listen() -> None:
+                    paused = False
+                    async for event in band:
+                        heard.append(event.to_dict())
+                        if paused and event.type == "session.input_audio.append":
+                            return  # the microphone, reflected while paused
+                        paused = paused or event.type == "session.paused"
+                listening_band = asyncio.ensure_future(listen())
+                peer.pc.getSenders()[0].track.play(speech)
+                await timeline.until("session.resumed", timeout=10)
+                await timeline.until("session.paused", timeout=15)
+                await asyncio.wait_for(listening_band, 10)
+            # The sideband heard both, and the microphone throughout (asleep too).
+            kinds = [e["type"] for e in heard]
+            assert kinds.index("session.resumed") < kinds.index("session.paused")
+            assert kinds[-1] == "session.input_audio.append"
+            for event in heard:
+                CONNECT_EVENT.validate_python(event)
             up = await audio_up(server, created.session.id)
             await asyncio.sleep(1.5)
             # Paused: the relay sent nothing more, and the upstream got just what it sent.
