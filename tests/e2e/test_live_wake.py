@@ -6,7 +6,9 @@ Silence: no audio goes upstream and nothing answers. Speech: ``session.resumed``
 model hears the whole utterance (its first word too: the pre-roll) and replies. Silence
 longer than the timeout: ``session.paused``, and the microphone stops going upstream.
 Speech again: ``session.resumed`` and another reply. The hangup's usage splits the session
-into active and paused seconds. Every event validates against ``openai.types.live``.
+into active and paused seconds. A hosted-shaped upstream shows the same from its side (no
+audio asleep, the pre-roll's quiet lead-in on waking), and a sideband hears the
+transitions. Every event validates against ``openai.types.live``.
 """
 
 from __future__ import annotations
