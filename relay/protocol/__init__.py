@@ -2,6 +2,8 @@
 
 - :mod:`.call_protocol`: :class:`CallProtocol`, what a call's driver needs of a family's
   core (the seam between families), and :class:`CoreFactory`.
+- :mod:`.websocket_protocol`: :class:`WebSocketProtocol`, what a bridged WebSocket
+  session's driver needs of a family's WebSocket core.
 - :mod:`.events`: JSON events in and out, ids, the ``error`` event.
 - :mod:`.channel`: what fits the client's data channel.
 - :mod:`.flood`: per-party message size and rate limits.

@@ -26,7 +26,8 @@ AUTH = web.AppKey("auth", Authenticator)
 #: (how fast calls may be created, how many one client secret may hold: in this process,
 #: or across the cluster through Redis).
 NODE = web.AppKey("node", Node)
-#: The live WebSocket sessions (``GET /v1/realtime`` without a call).
+#: The live WebSocket sessions (``GET /v1/realtime`` without a call, and GPT-Live's
+#: ``GET /v1/live/sessions``).
 WS_SESSIONS = web.AppKey("ws_sessions", WebSocketSessions)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)

@@ -8,6 +8,9 @@ registry, auth, limits and drain as a Realtime call; only the protocol core diff
 (:class:`~relay.protocol.live.live_core.LiveCore`), and its upstream is a primary Live
 WebSocket opened with the operator's key.
 
+``GET /v1/live/sessions`` upgraded to a WebSocket is the primary WebSocket
+(``client.live.connect()``), served by :mod:`.live_websocket`.
+
 The hosted GPT-Live issues no client keys; the relay does: ``POST /v1/live/client_secrets``
 (server key) mints an ``ek_`` key sealed to a Live configuration, whose fields a browser
 creating its session with that key cannot change.
@@ -23,11 +26,13 @@ from aiohttp import web
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, NotSupported
 from ..protocol.live.live_config import apply_locks, check_config, check_servable
 from ..protocol.live.live_core import LiveCore
+from ..protocol.live.primary_core import LIVE
 from ..protocol.realtime.policy import UNSET
 from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, REGISTRY, SETTINGS, forward_to_owner
 from .auth import DEFAULT_TTL, credentials
 from .call_admission import admit_caller, register_call
 from .call_driver import CallDriver
+from .live_websocket import open_live_session
 from .recording_api import record_requested, recording_content
 from .requests import expires_after_seconds, read_json
 from .sideband import MAX_MESSAGE_BYTES
@@ -35,12 +40,13 @@ from .sideband import MAX_MESSAGE_BYTES
 logger = logging.getLogger(__name__)
 
 #: What a client secret minted for GPT-Live carries as its session's ``type``.
-LIVE_SECRET_TYPE = "live"
+LIVE_SECRET_TYPE = LIVE
 
 
 def add_live_routes(router: web.UrlDispatcher) -> None:
     """Route GPT-Live's endpoints to this module's handlers."""
     router.add_post("/v1/live/sessions", create_session)
+    router.add_get("/v1/live/sessions", open_live_session)
     router.add_post("/v1/live/client_secrets", create_client_secret)
     router.add_get("/v1/live/sessions/{session_id}", describe_session)
     router.add_post("/v1/live/sessions/{session_id}/hangup", hangup_session)

@@ -9,36 +9,37 @@ does lives in the registry, the call driver and :mod:`relay.protocol.realtime`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
-from ..errors import CapacityExceeded, InvalidRequest, RelayError, ResumeRefused
+from ..errors import InvalidRequest, RelayError, ResumeRefused
 from ..protocol.events import random_id
 from ..protocol.realtime.session_config import conceal_tool_secrets, effective_session
+from ..protocol.realtime.websocket_core import WebSocketSessionCore
 from .agent import loopback_base
 from .app_state import (
     AGENTS,
     AUTH,
     DRAIN,
-    NODE,
     REGISTRY,
     SETTINGS,
     UPSTREAM,
-    WS_SESSIONS,
     forward_to_owner,
 )
 from .auth import DEFAULT_TTL, credentials
 from .call_admission import admit_caller, register_call
 from .recording_api import record_requested, recording_content
-from .registry import CAPACITY_RETRY_AFTER
 from .requests import dcid_param, expires_after_seconds, read_json, read_offer, record_field
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
+from .websocket_serving import admit_websocket_session, serve_websocket_session
 from .websocket_session import MAX_MESSAGE_BYTES as WS_SESSION_MAX_MESSAGE_BYTES
 from .websocket_session import (
     REALTIME_SUBPROTOCOL,
-    WebSocketSession,
+    message_limits,
     subprotocol_key,
+    upstream_redactor,
 )
 
 logger = logging.getLogger(__name__)
@@ -207,11 +208,7 @@ async def open_websocket_session(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest("Upgrade to a WebSocket to open a Realtime session, or name "
                              "a live call with call_id to attach to it.",
                              code="websocket_required")
-    app[DRAIN].check()
-    if len(app[REGISTRY]) + len(app[WS_SESSIONS]) >= settings.max_calls:
-        raise CapacityExceeded("The relay is at its limit of concurrent calls.",
-                               retry_after=CAPACITY_RETRY_AFTER)
-    await app[NODE].limits.admit(request.remote, key)
+    await admit_websocket_session(request, key)
     intent = request.query.get("intent")
     if intent not in (None, "", "transcription"):
         raise InvalidRequest("intent must be 'transcription' when given.",
@@ -219,24 +216,9 @@ async def open_websocket_session(request: web.Request) -> web.StreamResponse:
     layer = {"type": "transcription"} if intent == "transcription" else None
     session, model = settings.session_rules.admit(secret_session, layer,
                                                   query_model=request.query.get("model"))
-    session_id = random_id("sess_")
-    await app[NODE].limits.hold(key, session_id)
-    sessions = app[WS_SESSIONS]
-    totals = app[REGISTRY].totals
-
-    def closed(done: WebSocketSession) -> None:
-        sessions.discard(done)
-        app[NODE].limits.release_soon(done.id)
-        totals.websocket_session_ended(done)
-
-    try:
-        await ws.prepare(request)
-    except BaseException:
-        app[NODE].limits.release_soon(session_id)
-        raise
-    bridged = WebSocketSession(session_id, settings, session, app[UPSTREAM], ws,
-                               model=model, on_closed=closed)
-    sessions.add(bridged)
-    totals.websocket_session_created(bridged.session_type)
-    await bridged.run()
-    return ws
+    core = WebSocketSessionCore(
+        random_id("sess_"), session, clock=asyncio.get_running_loop().time,
+        policy=settings.policy, limits=message_limits(settings),
+        redact=upstream_redactor(settings))
+    return await serve_websocket_session(request, ws, core, app[UPSTREAM], key=key,
+                                         model=model)

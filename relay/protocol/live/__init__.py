@@ -4,6 +4,9 @@
   call driver's :class:`~relay.protocol.call_protocol.CallProtocol`: what goes upstream
   (``session.start``, the microphone), to the data channel (under the frontend's
   permissions) and to the sidebands (with the media reflected).
+- :mod:`.primary_core`: :class:`LiveWebSocketCore`, a client's primary WebSocket bridged
+  to an upstream one (``session.start`` checked, sealed and locked; the commands it may
+  send).
 - :mod:`.live_config`: a Live configuration checked strictly, resolved, updated; the
   frontend's event permissions; the operator's locked fields.
 - :mod:`.live_events`: Live events as dicts, the Live ``error`` shape, which commands each

@@ -49,6 +49,7 @@ from .live_config import (
 from .live_events import (
     DATA_CHANNEL_CLIENT_EVENTS,
     SIDEBAND_CLIENT_EVENTS,
+    check_client_event,
     client_event_id,
     live_error_event,
     live_event,
@@ -279,10 +280,11 @@ class LiveCore(CallOutputs):
         if kind == "session.input_audio.append" and source == CLIENT:
             raise InvalidRequest("A WebRTC session's audio travels on its RTP track.",
                                  code="invalid_value", param="type")
-        known = DATA_CHANNEL_CLIENT_EVENTS if source == CLIENT else SIDEBAND_CLIENT_EVENTS
-        if kind not in known:
-            raise InvalidRequest(f"Unknown Live client event type '{kind}'.",
-                                 code="invalid_value", param="type")
+        if source == CLIENT:
+            check_client_event(kind, DATA_CHANNEL_CLIENT_EVENTS,
+                               connection="a WebRTC data channel")
+        else:
+            check_client_event(kind, SIDEBAND_CLIENT_EVENTS, connection="a sideband")
         if source == CLIENT and self._client_allowed is not None \
                 and kind not in self._client_allowed:
             raise InvalidRequest(

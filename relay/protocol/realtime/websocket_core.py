@@ -36,6 +36,7 @@ from ..redact import Redactor
 from .client_checks import check_response_overrides, check_supported, requested_update
 from .policy import Policy, check_session
 from .session_config import (
+    TRANSCRIPTION,
     Session,
     conceal_tool_secrets,
     session_type,
@@ -74,6 +75,12 @@ class WebSocketSessionCore(SessionOutputs):
         self._outboxes = PartyOutboxes(stats, channel_open=True)
         #: The upstream's session.created, held until the relay's first update is answered.
         self._created_sent = False
+
+    @property
+    def upstream_intent(self) -> str | None:
+        """``"transcription"`` for a transcription session (the hosted API opens one at
+        ``?intent=transcription``, naming no model), else None."""
+        return TRANSCRIPTION if self.session_type == TRANSCRIPTION else None
 
     # ------------------------------------------------------------------ inputs
 
