@@ -11,6 +11,9 @@
   frontend's event permissions; the operator's locked fields.
 - :mod:`.live_events`: Live events as dicts, the Live ``error`` shape, which commands each
   kind of connection may send.
+- :mod:`.wake`: the wake policy and idle timeout the relay keeps itself: which microphone
+  audio goes upstream, when the session pauses and wakes, its usage's active and paused
+  seconds.
 
 :class:`LiveCore` is imported from :mod:`.live_core` itself: this face stays free of it
 because the shared per-call measures (:mod:`relay.protocol.call_measures`) read the Live

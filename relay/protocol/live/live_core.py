@@ -19,6 +19,9 @@ the model's audio from it on the outbound track's clock. Its rules (docs/LIVE_PR
 - The frontend's ``client.data_channel`` permissions apply to the data channel (both
   ways); sidebands are trusted and see and may send everything a sideband may.
 - An ``error`` about a command a sideband sent goes back to that sideband alone.
+- A ``wake_policy`` (and ``idle_timeout_s``) is the relay's to keep (:mod:`.wake`): the
+  microphone goes upstream only while the session is awake, and the relay says
+  ``session.resumed`` / ``session.paused``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from .live_events import (
     live_error_event,
     live_event,
 )
+from .wake import check_update, resolved_policy, wake_gate
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +118,10 @@ class LiveCore(CallOutputs):
         #: A GPT-Live session is never reopened on a new upstream session (see
         #: :meth:`upstream_lost`), so the upstream is never "down" while the call lives.
         self.upstream_down = False
+        #: The wake policy's gate (None: no policy, the microphone always goes upstream).
+        self._wake = wake_gate(session, clock)
+        #: ``session.resumed``/``.paused`` said before ``session.started`` had gone.
+        self._wake_held: list[Event] = []
 
     # ------------------------------------------------------------------ inputs
 
@@ -145,14 +153,22 @@ class LiveCore(CallOutputs):
     def timeline_ms(self) -> int:
         """Where the session timeline is: milliseconds of microphone audio sent upstream
         (a WebRTC microphone streams continuously, silence included)."""
+        if self._wake is not None:
+            return self._wake.position_ms  # withheld audio included
         return self.stats.uplink_samples // SAMPLES_PER_MS
 
     def uplink_audio(self, pcm: bytes) -> None:
-        """Microphone audio (24 kHz mono PCM16): upstream, and reflected to sidebands."""
-        self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
+        """Microphone audio (24 kHz mono PCM16): upstream (while awake, under a wake
+        policy), and reflected to sidebands."""
+        chunks, said = ([pcm], None) if self._wake is None else self._wake.audio(pcm)
         audio = base64.b64encode(pcm).decode()
-        self._outboxes.to_upstream({"type": "session.input_audio.append", "audio": audio})
+        for chunk in chunks:
+            self.stats.uplink_samples += len(chunk) // SAMPLE_BYTES
+            sent = audio if chunk is pcm else base64.b64encode(chunk).decode()
+            self._outboxes.to_upstream({"type": "session.input_audio.append", "audio": sent})
         self._outboxes.reflect({"type": "session.input_audio.append", "audio": audio})
+        if said is not None:
+            self._wake_said(said)
 
     def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
         """One message from the data channel, or from the sideband ``source`` names."""
@@ -193,9 +209,11 @@ class LiveCore(CallOutputs):
         if self._closed_cleanly or not self.session:
             return
         self._closed_cleanly = True
+        usage: dict[str, Any] = {"seconds": self.timeline_ms // 1000}
         self._broadcast(live_event("session.closed", reason="close_requested",
                                    session=dict(self.session),
-                                   usage={"seconds": self.timeline_ms // 1000}))
+                                   usage=usage if self._wake is None
+                                   else self._wake.usage(usage)))
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream Live WebSocket."""
@@ -207,6 +225,8 @@ class LiveCore(CallOutputs):
             return
         kind = event["type"]
         self.measures.count("from_upstream", kind)
+        if self._wake is not None:
+            self._wake.upstream_event(event)
         if kind == "session.output_audio.delta":
             self._output_audio(event)
             return
@@ -224,6 +244,9 @@ class LiveCore(CallOutputs):
         if kind == "session.started":
             self._tell_permissions()
             self._outboxes.greeted()
+            held, self._wake_held = self._wake_held, []
+            for said in held:
+                self._broadcast(said)
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: say why, unless the session closed cleanly."""
@@ -240,6 +263,10 @@ class LiveCore(CallOutputs):
         self.stats.frames_out += 1
         if carried:
             self.stats.audio_frames_out += 1
+        if self._wake is not None:
+            said = self._wake.tick(busy=bool(carried) or self.playout.queued > 0)
+            if said is not None:
+                self._wake_said(said)
         return frame
 
     # ---------------------------------------------------------------- internals
@@ -264,6 +291,8 @@ class LiveCore(CallOutputs):
                 f"'{kind}' is not allowed on this session's data channel "
                 "(session.client.data_channel.allowed_client_events).",
                 code="event_not_allowed", param="type")
+        if kind == "session.update":
+            check_update(event.get("session"))
 
     def _output_audio(self, event: Event) -> None:
         try:
@@ -294,7 +323,22 @@ class LiveCore(CallOutputs):
         for key in ("client", *MEDIA_ONLY):
             if key in self.requested_session:
                 snapshot[key] = self.requested_session[key]
+        policy = resolved_policy(self.requested_session)
+        if policy is not None:
+            snapshot["wake_policy"] = policy
         return snapshot
+
+    def _wake_said(self, kind: str) -> None:
+        """Say a wake transition (``session.resumed``/``.paused``) to the client and every
+        sideband: after ``session.started``, which is always the channel's first event."""
+        if self._closed_cleanly:
+            return
+        event = live_event(kind)
+        logger.info("live %s: %s", self.call_id, kind.removeprefix("session."))
+        if not self.session:  # session.started has not come yet
+            self._wake_held.append(event)
+        else:
+            self._broadcast(event)
 
     def _tell_permissions(self) -> None:
         """An ``info`` for the frontend (``data_channel_permissions``) saying what its
