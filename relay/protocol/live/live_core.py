@@ -19,6 +19,15 @@ the model's audio from it on the outbound track's clock. Its rules (docs/LIVE_PR
 - The frontend's ``client.data_channel`` permissions apply to the data channel (both
   ways); sidebands are trusted and see and may send everything a sideband may.
 - An ``error`` about a command a sideband sent goes back to that sideband alone.
+- The call outlives its transports, as a Realtime call does. On a new peer connection (a
+  resume) the client's first event is an ``info`` ``call_resumed``. When the upstream
+  session closes under the call (see :func:`~..upstream_loss.worth_reopening`, or its
+  ``session.closed`` says ``expired``), the driver opens a new one and the core starts it
+  with the call's configuration and its conversation as text
+  (:mod:`.live_restore`); the client and the sidebands get one ``info``
+  ``upstream_restored`` once it has started. Timed events of the new session are placed
+  on the call's timeline. The relay's notices are ``info`` events, so every event a Live
+  client gets is one of the protocol's.
 """
 
 from __future__ import annotations
@@ -34,11 +43,11 @@ from ...audio import RATE, SAMPLE_BYTES
 from ...audio.playout import ItemPlayback, Playout
 from ...errors import InvalidRequest, RelayError
 from ..call_measures import CallStats
-from ..call_protocol import RESUMED_EVENT
 from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
-from ..events import Event, new_event_id, parse_event
+from ..events import Event, parse_event
 from ..flood import MessageLimits, PartyGuards
 from ..redact import Redactor
+from ..upstream_loss import worth_reopening
 from .live_config import (
     PCM24K,
     allowed_client_events,
@@ -52,6 +61,7 @@ from .live_events import (
     live_error_event,
     live_event,
 )
+from .live_restore import CONTEXT_COMMANDS, LiveHistory, restore_start
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +75,12 @@ MEDIA_ONLY = ("idle_timeout_s", "wake_policy")
 #: Server events that describe the session (their ``session.id`` is the relay's id).
 SNAPSHOTS = ("session.started", "session.updated", "session.closed")
 SAMPLES_PER_MS = RATE // 1000
+#: The ``info`` codes of the relay's notices: the call resumed on a new peer connection,
+#: its session was rebuilt on a new upstream session.
+RESUMED_CODE = "call_resumed"
+RESTORED_CODE = "upstream_restored"
+#: Fields of a server event that place it on the session timeline.
+TIMED_FIELDS = ("start_ms", "end_ms", "offset_ms")
 
 
 class LiveCore:
@@ -118,9 +134,22 @@ class LiveCore:
         self._closed_cleanly = False
         #: The relay's own notices, held until ``session.started`` has gone (None: it has).
         self._after_greeting: list[Event] | None = []
-        #: A GPT-Live session is never reopened on a new upstream session (see
-        #: :meth:`upstream_lost`), so the upstream is never "down" while the call lives.
+        #: What ``session.start`` carried (a restore starts a new session from it).
+        self._start_config: dict[str, Any] = {}
+        #: The conversation as text, for a new upstream session (:mod:`.live_restore`).
+        self.history = LiveHistory()
+        #: True from the upstream's loss until a new session is open.
         self.upstream_down = False
+        #: The upstream said the session reached its longest duration (it closes next).
+        self._expired = False
+        #: The session was updated (its ``delegation``/``triggers`` may differ from start).
+        self._updated = False
+        #: Restores done; the one under way (its ``session.start`` not answered yet); when
+        #: the lost session went; where the current session's timeline starts on the call's.
+        self.restores = 0
+        self._restore: dict[str, Any] | None = None
+        self._lost_at: float | None = None
+        self._timeline_offset_ms = 0
 
     # ------------------------------------------------------------------ inputs
 
@@ -131,6 +160,7 @@ class LiveCore:
         audio = dict(config.get("audio") or {})
         audio["format"] = dict(PCM24K)
         config["audio"] = audio
+        self._start_config = config
         self._to_upstream.append({"type": "session.start", "session": config})
 
     def channel_closed(self) -> None:
@@ -139,29 +169,70 @@ class LiveCore:
         self._channel_open = False
 
     def peer_resumed(self, details: Mapping[str, Any]) -> None:
-        """The call moved to a new peer connection: a ``relay.call.resumed`` first on the
-        new channel (whatever the client's event permissions: it is the relay's own)."""
-        event: Event = {"type": RESUMED_EVENT, "event_id": new_event_id(), **details,
-                        "events_held": len(self._to_client)}
-        self.measures.count("to_client", RESUMED_EVENT)
+        """The call moved to a new peer connection: an ``info`` ``call_resumed`` with
+        ``details`` first on the new channel (whatever the client's event permissions: it
+        is the relay's own), before the events held meanwhile; every sideband gets it."""
+        event = live_event("info", code=RESUMED_CODE,
+                           message="The session resumed on a new peer connection.",
+                           **details, events_held=len(self._to_client))
+        self.measures.count("to_client", "info")
         self._to_client.appendleft(event)
         for outbox in self._sidebands.values():
             outbox.append(event)
 
     @property
     def idle(self) -> bool:
-        """No model audio waits to be played."""
-        return self.playout.queued == 0
+        """No model audio waits to be played, and no restore is under way."""
+        return self.playout.queued == 0 and self._restore is None
 
     def upstream_lost(self, close_code: int | None) -> str | None:
-        """A GPT-Live session is not rebuilt on a new upstream session (its state cannot be
-        created by a client as a Realtime conversation can): None, the call ends."""
-        del close_code
-        return None
+        """The upstream session closed under the call with ``close_code`` (None: none
+        received). When a new one is worth opening (a transient close, or the session
+        expired), return why the old one went and drop the microphone's audio until
+        :meth:`upstream_reopened` (it would be stale); None when the session closed
+        (hung up, or any other ``session.closed``) or the close would only happen again:
+        the call ends."""
+        if self.upstream_down:
+            return "upstream_closed"
+        if self._closed_cleanly or not worth_reopening(close_code, self._expired):
+            return None
+        self.upstream_down = True
+        self._lost_at = self._clock()
+        self._to_upstream = [e for e in self._to_upstream
+                             if e["type"] != "session.input_audio.append"]
+        if self._expired:
+            return "session_expired"
+        return f"upstream_closed ({close_code})" if close_code else "upstream_closed"
 
     def upstream_reopened(self, reason: str) -> None:
-        """Never called: :meth:`upstream_lost` asks for no new session."""
-        raise RuntimeError(f"a GPT-Live session is not reopened ({reason})")
+        """A new upstream session is open in place of the lost one: queue, ahead of
+        anything else, the ``session.start`` that rebuilds the call's session with its
+        conversation (:func:`~.live_restore.restore_start`); the client hears of it once
+        the new session has started (``reason``: why the old one went)."""
+        self.upstream_down = False
+        self._expired = False
+        self.restores += 1
+        self.stats.upstream_restores = self.restores
+        history = self.history.messages()
+        plan = restore_start(self._start_config, self.session if self._updated else None,
+                             history, self.restores)
+        lost_for = None if self._lost_at is None else self._clock() - self._lost_at
+        self._restore = {
+            "event_id": plan.event["event_id"], "bare": None,
+            "report": {"reason": reason, "messages_restored": plan.restored,
+                       "messages_dropped": plan.dropped, "history_refused": False,
+                       "seconds_without_upstream":
+                           None if lost_for is None else round(lost_for, 3),
+                       "uplink_ms_dropped": self.stats.uplink_dropped_samples * 1000 // RATE},
+        }
+        if plan.restored:
+            # Should the new session refuse the history (its token limit), start it bare.
+            bare = restore_start(self._start_config, plan.event["session"], [], self.restores)
+            bare.event["event_id"] += "_bare"
+            self._restore["bare"] = bare.event
+        # The call's timeline goes on where the lost session's ended.
+        self._timeline_offset_ms = self.timeline_ms
+        self._to_upstream.insert(0, plan.event)
 
     def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         """The client's data channel is open: held events may flow."""
@@ -175,7 +246,11 @@ class LiveCore:
         return self.stats.uplink_samples // SAMPLES_PER_MS
 
     def uplink_audio(self, pcm: bytes) -> None:
-        """Microphone audio (24 kHz mono PCM16): upstream, and reflected to sidebands."""
+        """Microphone audio (24 kHz mono PCM16): upstream, and reflected to sidebands
+        (dropped while there is no upstream session: it would be stale by the restore)."""
+        if self.upstream_down:
+            self.stats.uplink_dropped_samples += len(pcm) // SAMPLE_BYTES
+            return
         self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
         audio = base64.b64encode(pcm).decode()
         self._to_upstream.append({"type": "session.input_audio.append", "audio": audio})
@@ -263,10 +338,21 @@ class LiveCore:
         if kind == "session.output_audio.delta":
             self._output_audio(event)
             return
+        if self._restore is not None and self._restore_answer(event):
+            return
+        self._place(event)
+        self.history.observe(event)
         if kind == "session.closed":
             if self._closed_cleanly:
                 return  # the relay said it already (a hangup)
+            if event.get("reason") == "expired" and not self._expired:
+                # The session's duration is up, not the call's: the relay opens a new
+                # session when the socket closes next, and the client hears of that.
+                self._expired = True
+                return
             self._closed_cleanly = True
+        elif kind == "session.updated":
+            self._updated = True
         if kind in SNAPSHOTS and isinstance(event.get("session"), dict):
             event["session"] = self._snapshot(event["session"])
             self.session = event["session"]
@@ -279,6 +365,62 @@ class LiveCore:
             notices, self._after_greeting = self._after_greeting or [], None
             for notice in notices:
                 self._to_channel(notice)
+
+    def _restore_answer(self, event: Event) -> bool:
+        """Take the new session's answer to a restore's ``session.start`` (True: not to be
+        passed on): its ``session.started`` completes the restore, an ``error`` naming it
+        retries without the history (once), then goes to everyone."""
+        restore = self._restore
+        assert restore is not None
+        kind = event["type"]
+        if kind == "session.started":
+            self._restore = None
+            session = event.get("session")
+            if isinstance(session, dict):
+                upstream_id = session.get("id")
+                if isinstance(upstream_id, str):
+                    self.upstream_session_id = upstream_id
+                if "expires_at" in session and self.session:
+                    self.session["expires_at"] = session["expires_at"]
+            report = restore["report"]
+            logger.info("live %s: upstream session restored (%s): %d messages, %d left out%s",
+                        self.call_id, report["reason"], report["messages_restored"],
+                        report["messages_dropped"],
+                        ", history refused" if report["history_refused"] else "")
+            self._notice(live_event("info", code=RESTORED_CODE, message=(
+                "The upstream session was lost and a new one carries the session on "
+                f"({report['reason']})."), **report))
+            return True
+        if kind != "error":
+            return False
+        body = event.get("error")
+        cid = event.get("client_event_id")
+        if cid is None and isinstance(body, dict):
+            cid = body.get("client_event_id")
+        if cid != restore["event_id"]:
+            return False
+        bare = restore["bare"]
+        if bare is None:
+            self._restore = None
+            return False  # the new session refused the call's own configuration
+        logger.warning("live %s: the new upstream session refused the history (%s); "
+                       "starting it without", self.call_id,
+                       body.get("message") if isinstance(body, dict) else body)
+        restore.update(event_id=bare["event_id"], bare=None)
+        restore["report"].update(history_refused=True, messages_restored=0,
+                                 messages_dropped=len(self.history))
+        self._to_upstream.insert(0, bare)
+        return True
+
+    def _place(self, event: Event) -> None:
+        """Put a timed event of a restored session on the call's timeline (a new session's
+        timeline starts at zero; the call's went on)."""
+        offset = self._timeline_offset_ms
+        if offset:
+            for key in TIMED_FIELDS:
+                value = event.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    event[key] = value + offset
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: say why, unless the session closed cleanly."""
@@ -326,6 +468,8 @@ class LiveCore:
         for event in events:
             if event["type"] != "session.input_audio.append":
                 self.measures.count("to_upstream", event["type"])
+                if event["type"] in CONTEXT_COMMANDS:
+                    self.history.context_sent(event)  # the session takes it from here
         return events
 
     # ---------------------------------------------------------------- internals
@@ -417,6 +561,14 @@ class LiveCore:
         to every sideband."""
         if server_event_allowed(self._server_allowed, event):
             self._to_channel(event)
+        for outbox in self._sidebands.values():
+            self.measures.count("to_sideband", event["type"])
+            outbox.append(event)
+
+    def _notice(self, event: Event) -> None:
+        """A notice of the relay's own: to the client (whatever its permissions: it is
+        about the call's transport) and to every sideband."""
+        self._to_channel(event)
         for outbox in self._sidebands.values():
             self.measures.count("to_sideband", event["type"])
             outbox.append(event)
