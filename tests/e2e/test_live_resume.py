@@ -292,3 +292,21 @@ async def test_live_session_without_reconnecting_ends_with_upstream_closed(
                 await asyncio.sleep(0.05)
             assert call.closed and call.close_reason == "upstream closed"
     assert hosted.sessions == 1
+
+
+async def test_live_session_rolls_over_before_the_upstream_limit(
+        relay_factory: RelayFactory) -> None:
+    server = await relay_factory(upstream_session_seconds=2.0)
+    async with OfferPeer() as peer:
+        session_id, _ = await create(server, peer)
+        seen = [await peer.next_event()]
+        restored = await event_matching(peer, seen, "info", RESTORED_CODE, timeout=20)
+        assert restored["reason"] == "session_rollover"
+        assert restored["uplink_ms_dropped"] == 0  # the new session was open before the switch
+        [call] = list(server.app[REGISTRY])
+        assert call.stats()["upstream_restores"] >= 1 and not call.closing
+        for event in seen:
+            SERVER_EVENT.validate_python(event)
+        assert [e["type"] for e in seen] == ["session.started", "info"]
+        async with sdk(server) as client:
+            await client.live.sessions.hangup(session_id)
