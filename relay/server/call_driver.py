@@ -427,7 +427,7 @@ class CallDriver:
         try:
             self.rtp = await asyncio.wait_for(rtp_summary(self.pc), RTP_STATS_TIMEOUT)
         except Exception:
-            self.log.debug("reading RTP statistics failed", exc_info=True)
+            self.log.warning("reading RTP statistics failed", exc_info=True)
 
     async def serve_sideband(self, ws: web.WebSocketResponse) -> None:
         """Run one sideband (an upgraded ``GET /v1/realtime?call_id=``) until it or the

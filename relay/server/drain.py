@@ -4,9 +4,10 @@ On SIGTERM (what a Kubernetes rolling update, systemd or a supervisor sends) the
 stops taking calls: ``POST /v1/realtime/calls`` and client-secret minting answer 503
 ``relay_draining`` with ``Retry-After`` and ``/readyz`` answers 503 ``draining``, so a load
 balancer sends new calls elsewhere. Everything about the calls it has keeps working
-(hang-up, ``GET`` of a call, sidebands). Live calls go on until they end or the drain
-timeout passes; each call still live then gets an ``error`` event (``server_shutting_down``)
-its client can show, and is ended. Only then does the app's normal cleanup run.
+(hang-up, ``GET`` of a call, sidebands). Live calls and WebSocket sessions go on until they
+end or the drain timeout passes; each one still live then gets an ``error`` event
+(``server_shutting_down``) its client can show, and is ended. Only then does the app's
+normal cleanup run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 
 from ..errors import Draining, ShuttingDown
 from .registry import CallRegistry
+from .websocket_session import WebSocketSessions
 
 logger = logging.getLogger(__name__)
 
@@ -63,24 +65,32 @@ class Drain:
         """Wait until the drain begins."""
         await self._begun.wait()
 
-    async def run(self, registry: CallRegistry) -> None:
-        """Let ``registry``'s live calls go on for up to the timeout (or until a second
-        :meth:`begin`), then end each call still live with an ``error`` event."""
-        if len(registry):
-            logger.info("draining: %d live calls have up to %g s to end (signal again to end "
-                        "them now)", len(registry), self.timeout)
-        waits = [asyncio.ensure_future(registry.wait_empty()),
-                 asyncio.ensure_future(self._hurry.wait())]
+    async def run(self, registry: CallRegistry, sessions: WebSocketSessions) -> None:
+        """Let ``registry``'s live calls and the live WebSocket ``sessions`` go on for up to
+        the timeout (or until a second :meth:`begin`), then end each one still live with an
+        ``error`` event."""
+        if len(registry) or len(sessions):
+            logger.info("draining: %d live calls and %d WebSocket sessions have up to %g s "
+                        "to end (signal again to end them now)", len(registry),
+                        len(sessions), self.timeout)
+        async def all_ended() -> None:
+            # No call or session can begin during the drain: one wait after the other.
+            await registry.wait_empty()
+            await sessions.wait_empty()
+
+        waits = [asyncio.ensure_future(all_ended()), asyncio.ensure_future(self._hurry.wait())]
         try:
-            await asyncio.wait(waits, timeout=self.timeout,
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for wait in waits:
                 wait.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
-        remaining = list(registry)
-        if remaining:
-            logger.info("drain: ending the %d calls still live", len(remaining))
-            await asyncio.gather(*(call.end(ShuttingDown(SHUTDOWN_MESSAGE), "relay shutting down")
-                                   for call in remaining), return_exceptions=True)
+        calls, left = list(registry), list(sessions)
+        if calls or left:
+            logger.info("drain: ending the %d calls and %d WebSocket sessions still live",
+                        len(calls), len(left))
+            error = ShuttingDown(SHUTDOWN_MESSAGE)
+            await asyncio.gather(*(call.end(error, "relay shutting down") for call in calls),
+                                 *(session.end(error, "relay shutting down") for session in left),
+                                 return_exceptions=True)
         logger.info("drained: no calls left")

@@ -26,6 +26,7 @@ from ..cluster.node import start_internal_sites
 from ..config import Settings
 from ..errors import ConfigError
 from .app import DRAIN, NODE, REGISTRY, create_app
+from .app_state import WS_SESSIONS
 from .drain import Drain
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ async def serve(settings: Settings) -> None:
         drain = app[DRAIN]
         with _stop_on_signals(drain), _stop_with_supervisor(drain, worker):
             await drain.begun()
-            await drain.run(app[REGISTRY])
+            await drain.run(app[REGISTRY], app[WS_SESSIONS])
     finally:
         await runner.cleanup()
         gc.set_threshold(*thresholds)

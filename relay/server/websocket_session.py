@@ -152,6 +152,14 @@ class WebSocketSession:
             if self._on_closed is not None:
                 self._on_closed(self)
 
+    async def end(self, error: RelayError, reason: str) -> None:
+        """Tell the client ``error`` (an ``error`` event), then close the session with
+        1001 (going away) and ``reason`` (the relay is shutting down)."""
+        if not self._closing:
+            self.core.relay_error(error)
+            self._kick()
+        await self._end(reason, WSCloseCode.GOING_AWAY)
+
     async def _end(self, reason: str, code: int) -> None:
         """Send what is queued (the error saying why), then close with ``code``."""
         await self._drain_outbox()
@@ -229,6 +237,8 @@ class WebSocketSessions:
 
     def __init__(self) -> None:
         self._sessions: set[WebSocketSession] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -239,10 +249,17 @@ class WebSocketSessions:
     def add(self, session: WebSocketSession) -> None:
         """Track ``session`` until it closes."""
         self._sessions.add(session)
+        self._empty.clear()
 
     def discard(self, session: WebSocketSession) -> None:
         """Forget ``session`` (it closed)."""
         self._sessions.discard(session)
+        if not self._sessions:
+            self._empty.set()
+
+    async def wait_empty(self) -> None:
+        """Wait until no session is live."""
+        await self._empty.wait()
 
     async def close_all(self, reason: str = "relay shutting down") -> None:
         """Close every session (the app is stopping)."""

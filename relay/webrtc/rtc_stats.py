@@ -37,12 +37,15 @@ async def rtp_summary(pc: RTCPeerConnection) -> dict[str, Any]:
                                   "jitter_ms": round(stats.jitter / per_ms, 2)}
         elif isinstance(stats, RTCRemoteInboundRtpStreamStats):
             # What the peer's receiver reports said about the audio the relay sends.
+            # Its round-trip time is None until a report answers one of the relay's own
+            # (a receiver report naming no sender report: the call was too short).
+            rtt = stats.roundTripTime
             summary["remote_inbound"] = {"packets_received": stats.packetsReceived,
                                          "packets_lost": stats.packetsLost,
                                          "fraction_lost": stats.fractionLost,
                                          "jitter_ms": round(stats.jitter / per_ms, 2),
-                                         "round_trip_time_ms": round(stats.roundTripTime * 1000,
-                                                                     2)}
+                                         "round_trip_time_ms": None if rtt is None
+                                         else round(rtt * 1000, 2)}
         elif isinstance(stats, RTCOutboundRtpStreamStats):
             summary["outbound"] = {"packets_sent": stats.packetsSent,
                                    "bytes_sent": stats.bytesSent}

@@ -10,10 +10,16 @@ import signal
 from typing import Any
 
 import aiohttp
+import pytest
+import websockets
 from aiohttp.test_utils import TestServer
+from openai import AsyncOpenAI
+from openai.types.realtime import RealtimeServerEvent
+from pydantic import TypeAdapter
 
 from relay.client import CallClient, PcmSource
 from relay.server.app import DRAIN, REGISTRY
+from relay.server.app_state import WS_SESSIONS
 
 from ..conftest import LOOPBACK, RelayFactory, base_url, live_calls
 from ..support.processes import stop
@@ -71,7 +77,8 @@ async def live_call(url: str) -> tuple[CallClient, PcmSource]:
 def begin_drain(server: TestServer) -> asyncio.Task[None]:
     drain = server.app[DRAIN]
     drain.begin("test")
-    return asyncio.get_running_loop().create_task(drain.run(server.app[REGISTRY]))
+    return asyncio.get_running_loop().create_task(
+        drain.run(server.app[REGISTRY], server.app[WS_SESSIONS]))
 
 
 async def test_drain_refuses_new_calls_keeps_the_live_one_then_ends_it_with_an_error(
@@ -149,6 +156,50 @@ async def test_drain_sideband_hears_why_the_call_ends(relay_factory: RelayFactor
         await client.close()
 
 
+async def test_drain_keeps_a_websocket_session_then_ends_it_with_an_error(
+        relay_factory: RelayFactory) -> None:
+    """A WebSocket session (openai-python's ``realtime.connect()``) is a live session too:
+    it still works while the relay drains, then hears why it ends, and is closed 1001."""
+    server = await relay_factory(drain_timeout=1.5)
+    server_event: TypeAdapter[Any] = TypeAdapter(RealtimeServerEvent)
+    async with AsyncOpenAI(base_url=f"{base_url(server)}/v1", api_key="sk-test") as client:
+        async with client.realtime.connect(model="gpt-realtime") as connection:
+            created = json.loads(await asyncio.wait_for(connection.recv_bytes(), 10))
+            assert created["type"] == "session.created"
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            draining = begin_drain(server)
+            await refuses_new_calls(base_url(server))
+            await connection.session.update(session={"type": "realtime",
+                                                     "instructions": "Be brief."})
+            updated = json.loads(await asyncio.wait_for(connection.recv_bytes(), 5))
+            assert updated["type"] == "session.updated", updated
+            assert not draining.done()
+            error = json.loads(await asyncio.wait_for(connection.recv_bytes(), 10))
+            server_event.validate_python(error)
+            assert error["type"] == "error", error
+            assert error["error"]["code"] == "server_shutting_down"
+            assert loop.time() - began >= 1.4
+            await asyncio.wait_for(draining, 5)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(connection.recv_bytes(), 5)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+    assert len(server.app[WS_SESSIONS]) == 0
+
+
+async def test_drain_ends_as_soon_as_the_last_websocket_session_closes(
+        relay_factory: RelayFactory) -> None:
+    server = await relay_factory(drain_timeout=60.0)
+    async with AsyncOpenAI(base_url=f"{base_url(server)}/v1", api_key="sk-test") as client:
+        async with client.realtime.connect(model="gpt-realtime") as connection:
+            await asyncio.wait_for(connection.recv_bytes(), 10)  # session.created
+            draining = begin_drain(server)
+            await asyncio.sleep(0.2)
+            assert not draining.done()
+    await asyncio.wait_for(draining, 5)
+    assert len(server.app[WS_SESSIONS]) == 0
+
+
 async def test_drain_sigterm_drains_a_real_relay_then_it_exits_0(speech: bytes) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -175,7 +226,7 @@ async def test_drain_sigterm_drains_a_real_relay_then_it_exits_0(speech: bytes) 
         stop(process, signal.SIGKILL)
     log = process.stdout.read().decode() if process.stdout else ""
     assert "SIGTERM: draining, taking no new calls" in log
-    assert "drain: ending the 1 calls still live" in log
+    assert "drain: ending the 1 calls and 0 WebSocket sessions still live" in log
 
 
 def test_drain_sigint_with_no_calls_exits_0_at_once() -> None:

@@ -132,6 +132,11 @@ class WebSocketSessionCore:
         self._to_channel(error_event(RelayError(
             f"The upstream Realtime session closed{detail}.", code="upstream_closed")))
 
+    def relay_error(self, error: RelayError) -> None:
+        """An error the relay met about the session itself (it is shutting down): an
+        ``error`` event for the client."""
+        self._to_channel(error_event(error))
+
     # ----------------------------------------------------------------- outputs
 
     def drain_client(self) -> list[Event]:
