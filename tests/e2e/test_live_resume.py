@@ -151,11 +151,16 @@ async def test_live_session_resume_is_refused_to_a_stranger(relay_factory: Relay
         assert (status, body["error"]["param"]) == (400, "transport.sdp")
         status, body = await resume(server, session_id, token, {**offer, "session": SESSION})
         assert (status, body["error"]["param"]) == (400, "session")
+        # An offer that cannot be answered: a 400, and the session goes on where it was.
+        status, body = await resume(server, session_id, token, {
+            "transport": {"type": "webrtc", "sdp": "v=0 nonsense"}})
+        assert (status, body["error"]["code"]) == (400, "invalid_offer")
         # An unknown session is a 404, whatever the token.
         status, body = await resume(server, "rtc_u1_nope", token, offer)
         assert (status, body["error"]["code"]) == (404, "session_not_found")
         [call] = list(server.app[REGISTRY])
         assert call.peer_resumes == 0 and not call.closing
+        assert call.pc.connectionState == "connected" and peer.channel.readyState == "open"
 
 
 @needs_speech
