@@ -38,7 +38,6 @@ from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, error_event, new_event_id, parse_event
 from ..flood import MessageLimits, PartyGuards
 from ..redact import Redactor
-from ..upstream_loss import worth_reopening
 from .playback import Playback
 from .policy import Policy, check_session
 from .session_config import (
@@ -58,6 +57,7 @@ from .upstream_restore import (
     ConversationMirror,
     restorable_session,
     restore_items,
+    worth_reopening,
 )
 
 logger = logging.getLogger(__name__)
@@ -328,7 +328,7 @@ class CallCore:
     def upstream_lost(self, close_code: int | None) -> str | None:
         """The upstream session closed under the call with ``close_code`` (None: none
         received). When a new session is worth opening (see
-        :func:`~..upstream_loss.worth_reopening`), return why the old one went and wait
+        :func:`~.upstream_restore.worth_reopening`), return why the old one went and wait
         for :meth:`upstream_reopened`: meanwhile each reply in flight ends (its audio
         already queued still plays) with a ``response.done`` of status ``failed``, updates
         in flight get an ``error``, and the microphone's audio is dropped. Otherwise

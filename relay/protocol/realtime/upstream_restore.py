@@ -30,6 +30,10 @@ from typing import Any
 
 from ..events import Event
 
+# Which closes are worth a new session is every family's rule (re-exported for this one).
+from ..upstream_loss import REOPEN_CLOSE_CODES as REOPEN_CLOSE_CODES
+from ..upstream_loss import worth_reopening as worth_reopening
+
 #: The session fields a ``session.update`` may set (the rest are the server's: id, model…).
 WRITABLE_SESSION_FIELDS = ("type", "output_modalities", "instructions", "audio", "tools",
                            "tool_choice", "max_output_tokens", "truncation", "tracing",
