@@ -10,8 +10,8 @@ media path, registry, auth, limits and metrics serve it unchanged.
 
 What every family shares is here in :mod:`relay.protocol` beside this module: event
 parsing and ids (:mod:`.events`), what fits the data channel (:mod:`.channel`), flood
-limits (:mod:`.flood`), masking the upstream's echo of secrets (:mod:`.redact`), and the
-per-call counters (:mod:`.call_measures`).
+limits (:mod:`.flood`), each party's outbox (:mod:`.outboxes`), masking the upstream's
+echo of secrets (:mod:`.redact`), and the per-call counters (:mod:`.call_measures`).
 """
 
 from __future__ import annotations

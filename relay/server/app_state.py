@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from ..cluster.forward import FORWARDED_HEADER
+from ..cluster.forward import FORWARDED_HEADER, forward_http, forward_websocket
 from ..cluster.node import Node
 from ..config import Settings
 from ..upstream.client import UpstreamConnector
@@ -26,7 +26,8 @@ AUTH = web.AppKey("auth", Authenticator)
 #: (how fast calls may be created, how many one client secret may hold: in this process,
 #: or across the cluster through Redis).
 NODE = web.AppKey("node", Node)
-#: The live WebSocket sessions (``GET /v1/realtime`` without a call).
+#: The live WebSocket sessions (``GET /v1/realtime`` without a call, and GPT-Live's
+#: ``GET /v1/live/sessions``).
 WS_SESSIONS = web.AppKey("ws_sessions", WebSocketSessions)
 #: Where calls get their upstream Realtime sessions.
 UPSTREAM = web.AppKey("upstream", UpstreamConnector)
@@ -52,3 +53,17 @@ async def owner_address(request: web.Request, call_id: str) -> str | None:
     then forwarded there). A request that was forwarded already is never forwarded again."""
     return await request.app[NODE].locate(call_id,
                                           forwarded=FORWARDED_HEADER in request.headers)
+
+
+async def forward_to_owner(request: web.Request, call_id: str, *,
+                           websocket_max_msg_size: int | None = None
+                           ) -> web.StreamResponse | None:
+    """None when the call is this relay's; else the answer of the relay that owns it, the
+    request forwarded there (a WebSocket, with messages of up to
+    ``websocket_max_msg_size`` bytes, when one is given)."""
+    owner = await owner_address(request, call_id)
+    if owner is None:
+        return None
+    if websocket_max_msg_size is not None:
+        return await forward_websocket(request, owner, max_msg_size=websocket_max_msg_size)
+    return await forward_http(request, owner)

@@ -8,6 +8,9 @@ registry, auth, limits and drain as a Realtime call; only the protocol core diff
 (:class:`~relay.protocol.live.live_core.LiveCore`), and its upstream is a primary Live
 WebSocket opened with the operator's key.
 
+``GET /v1/live/sessions`` upgraded to a WebSocket is the primary WebSocket
+(``client.live.connect()``), served by :mod:`.live_websocket`.
+
 The hosted GPT-Live issues no client keys; the relay does: ``POST /v1/live/client_secrets``
 (server key) mints an ``ek_`` key sealed to a Live configuration, whose fields a browser
 creating its session with that key cannot change.
@@ -26,14 +29,16 @@ from typing import Any
 
 from aiohttp import web
 
-from ..cluster.forward import forward_http, forward_websocket
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, NotSupported
 from ..protocol.live.live_config import apply_locks, check_config, check_servable
 from ..protocol.live.live_core import LiveCore
+from ..protocol.live.primary_core import LIVE
 from ..protocol.realtime.policy import UNSET
-from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, NODE, REGISTRY, SETTINGS, owner_address
+from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, REGISTRY, SETTINGS, forward_to_owner
 from .auth import DEFAULT_TTL, credentials
+from .call_admission import admit_caller, register_call
 from .call_driver import CallDriver
+from .live_websocket import open_live_session
 from .recording_api import record_requested, recording_content
 from .requests import expires_after_seconds, read_json
 from .resume_token import RESUME_TOKEN_HEADER, check_token, presented_token
@@ -42,12 +47,13 @@ from .sideband import MAX_MESSAGE_BYTES
 logger = logging.getLogger(__name__)
 
 #: What a client secret minted for GPT-Live carries as its session's ``type``.
-LIVE_SECRET_TYPE = "live"
+LIVE_SECRET_TYPE = LIVE
 
 
 def add_live_routes(router: web.UrlDispatcher) -> None:
     """Route GPT-Live's endpoints to this module's handlers."""
     router.add_post("/v1/live/sessions", create_session)
+    router.add_get("/v1/live/sessions", open_live_session)
     router.add_post("/v1/live/client_secrets", create_client_secret)
     router.add_get("/v1/live/sessions/{session_id}", describe_session)
     router.add_post("/v1/live/sessions/{session_id}/hangup", hangup_session)
@@ -64,24 +70,16 @@ async def create_session(request: web.Request) -> web.Response:
     and the SDP answer out."""
     app = request.app
     settings = app[SETTINGS]
-    sealed = app[AUTH].authorize_call(credentials(request.headers))
-    key = app[AUTH].client_secret_id(credentials(request.headers))
-    app[DRAIN].check()
-    await app[NODE].limits.admit(request.remote, key)
+    caller = await admit_caller(request)
     body = await read_json(request)
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
-    config = apply_locks(check_config(_with_sealed(sealed, body.get("session")), media=True),
-                         settings.policy, UNSET)
+    config = apply_locks(
+        check_config(_with_sealed(caller.sealed, body.get("session")), media=True),
+        settings.policy, UNSET)
     check_servable(config, offline=settings.uses_local_upstream)
-    session_id = app[NODE].new_call_id()
-    await app[NODE].limits.hold(key, session_id)
-    try:
-        call = app[REGISTRY].new(config, app[LIVE_UPSTREAM], config["model"],
-                                 call_id=session_id, core=LiveCore,
-                                 record=record_requested(request), protocol="live")
-    except BaseException:
-        app[NODE].limits.release_soon(session_id)
-        raise
+    call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
+                               record=record_requested(request), core=LiveCore,
+                               protocol="live")
     answer = await call.start(offer)
     logger.info("live %s: created", call.id)
     return web.json_response({"session": {"id": call.id},
@@ -232,17 +230,11 @@ def _with_sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:
 async def _route(request: web.Request, session_id: str, *,
                  websocket: bool = False) -> web.StreamResponse | None:
     """Forward the request to the relay that owns ``session_id`` (None: it is ours)."""
-    from .sideband import MAX_MESSAGE_BYTES
-
     try:
-        owner = await owner_address(request, session_id)
+        return await forward_to_owner(
+            request, session_id, websocket_max_msg_size=MAX_MESSAGE_BYTES if websocket else None)
     except CallNotFound as exc:
         raise LiveSessionNotFound() from exc
-    if owner is None:
-        return None
-    if websocket:
-        return await forward_websocket(request, owner, max_msg_size=MAX_MESSAGE_BYTES)
-    return await forward_http(request, owner)
 
 
 async def _owned_session(request: web.Request, *,

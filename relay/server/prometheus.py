@@ -56,7 +56,7 @@ COUNTERS = (
     ("relay_calls_created", "Calls created (offers accepted for setup), by protocol "
      "(realtime, live).", ("protocol",)),
     ("relay_sessions_created", "Sessions created, by transport (webrtc: a call; websocket: "
-     "a WebSocket session) and session type (realtime or transcription).",
+     "a WebSocket session) and session type (realtime, transcription, or live: GPT-Live).",
      ("transport", "type")),
     ("relay_calls_ended", "Calls ended, by protocol and why.", ("protocol", "reason")),
     ("relay_audio_seconds", "Seconds of audio relayed: up (microphone to model) and "
@@ -193,7 +193,8 @@ class MetricsTotals:
                        ("webrtc", call.core.session_type or protocol_of(call)))
 
     def websocket_session_created(self, session_type: str) -> None:
-        """A WebSocket session (``GET /v1/realtime`` without a call) began."""
+        """A WebSocket session (``GET /v1/realtime`` without a call, or GPT-Live's
+        ``GET /v1/live/sessions``) began."""
         self.tally.inc("relay_sessions_created", ("websocket", session_type))
 
     def websocket_session_ended(self, session: WebSocketSession) -> None:

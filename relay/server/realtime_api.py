@@ -9,37 +9,38 @@ does lives in the registry, the call driver and :mod:`relay.protocol.realtime`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
 
-from ..cluster.forward import forward_http, forward_websocket
-from ..errors import CapacityExceeded, InvalidRequest, RelayError
+from ..errors import InvalidRequest, RelayError
 from ..protocol.events import random_id
 from ..protocol.realtime.session_config import conceal_tool_secrets, effective_session
+from ..protocol.realtime.websocket_core import WebSocketSessionCore
 from .agent import loopback_base
 from .app_state import (
     AGENTS,
     AUTH,
     DRAIN,
-    NODE,
     REGISTRY,
     SETTINGS,
     UPSTREAM,
-    WS_SESSIONS,
-    owner_address,
+    forward_to_owner,
 )
 from .auth import DEFAULT_TTL, credentials
+from .call_admission import admit_caller, register_call
 from .recording_api import record_requested, recording_content
-from .registry import CAPACITY_RETRY_AFTER
 from .requests import dcid_param, expires_after_seconds, read_json, read_offer, record_field
 from .resume_token import RESUME_TOKEN_HEADER, check_token, presented_token
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
+from .websocket_serving import admit_websocket_session, serve_websocket_session
 from .websocket_session import MAX_MESSAGE_BYTES as WS_SESSION_MAX_MESSAGE_BYTES
 from .websocket_session import (
     REALTIME_SUBPROTOCOL,
-    WebSocketSession,
+    message_limits,
     subprotocol_key,
+    upstream_redactor,
 )
 
 logger = logging.getLogger(__name__)
@@ -61,23 +62,13 @@ async def create_call(request: web.Request) -> web.Response:
     """``POST /v1/realtime/calls``: an SDP offer in, 201 with the SDP answer out."""
     app = request.app
     settings = app[SETTINGS]
-    secret_session = app[AUTH].authorize_call(credentials(request.headers))
-    key = app[AUTH].client_secret_id(credentials(request.headers))
-    app[DRAIN].check()
-    await app[NODE].limits.admit(request.remote, key)
+    caller = await admit_caller(request)
     record = record_requested(request)
     offer, client_session = await read_offer(request, settings.max_sdp_bytes)
-    session, model = settings.session_rules.admit(secret_session, client_session,
+    session, model = settings.session_rules.admit(caller.sealed, client_session,
                                                   query_model=request.query.get("model"))
     dcid = dcid_param(request.query.get("dcid"))
-    call_id = app[NODE].new_call_id()
-    await app[NODE].limits.hold(key, call_id)
-    try:
-        call = app[REGISTRY].new(session, app[UPSTREAM], model, call_id=call_id,
-                                 record=record)
-    except BaseException:
-        app[NODE].limits.release_soon(call_id)
-        raise
+    call = await register_call(request, caller, session, app[UPSTREAM], model, record=record)
     answer = await call.start(offer, dcid=dcid)
     logger.info("call %s: created", call.id)
     agents = app.get(AGENTS)
@@ -97,9 +88,8 @@ async def resume_call(request: web.Request) -> web.StreamResponse:
     answer, and the call goes on there. The token is the credential (the key that created
     the call may have expired since): a request without it, or with another, gets 403."""
     call_id = request.match_info["call_id"]
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
+    if (routed := await forward_to_owner(request, call_id)) is not None:
+        return routed
     token = presented_token(request)
     call = request.app[REGISTRY].get(call_id)
     check_token(call, token)
@@ -118,9 +108,8 @@ async def hangup_call(request: web.Request) -> web.StreamResponse:
     """``POST /v1/realtime/calls/{id}/hangup``: end the call; 404 if there is none."""
     request.app[AUTH].authorize_call(credentials(request.headers))
     call_id = request.match_info["call_id"]
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
+    if (routed := await forward_to_owner(request, call_id)) is not None:
+        return routed
     call = request.app[REGISTRY].get(call_id)
     await call.close("hangup")
     return web.Response(status=200)
@@ -143,9 +132,8 @@ async def describe_call(request: web.Request) -> web.StreamResponse:
     """``GET /v1/realtime/calls/{id}`` (server key): one call, live or lately ended."""
     request.app[AUTH].require_server_key(credentials(request.headers))
     call_id = request.match_info["call_id"]
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
+    if (routed := await forward_to_owner(request, call_id)) is not None:
+        return routed
     return web.json_response(await request.app[REGISTRY].describe(call_id))
 
 
@@ -183,9 +171,10 @@ async def attach_sideband(request: web.Request) -> web.StreamResponse:
     if not call_id:
         return await open_websocket_session(request)
     request.app[AUTH].require_server_key(credentials(request.headers))
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_websocket(request, owner, max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
+    routed = await forward_to_owner(request, call_id,
+                                    websocket_max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES)
+    if routed is not None:
+        return routed
     call = request.app[REGISTRY].get(call_id)
     ws = web.WebSocketResponse(max_msg_size=SIDEBAND_MAX_MESSAGE_BYTES, heartbeat=20)
     if not ws.can_prepare(request).ok:
@@ -211,11 +200,7 @@ async def open_websocket_session(request: web.Request) -> web.StreamResponse:
         raise InvalidRequest("Upgrade to a WebSocket to open a Realtime session, or name "
                              "a live call with call_id to attach to it.",
                              code="websocket_required")
-    app[DRAIN].check()
-    if len(app[REGISTRY]) + len(app[WS_SESSIONS]) >= settings.max_calls:
-        raise CapacityExceeded("The relay is at its limit of concurrent calls.",
-                               retry_after=CAPACITY_RETRY_AFTER)
-    await app[NODE].limits.admit(request.remote, key)
+    await admit_websocket_session(request, key)
     intent = request.query.get("intent")
     if intent not in (None, "", "transcription"):
         raise InvalidRequest("intent must be 'transcription' when given.",
@@ -223,24 +208,9 @@ async def open_websocket_session(request: web.Request) -> web.StreamResponse:
     layer = {"type": "transcription"} if intent == "transcription" else None
     session, model = settings.session_rules.admit(secret_session, layer,
                                                   query_model=request.query.get("model"))
-    session_id = random_id("sess_")
-    await app[NODE].limits.hold(key, session_id)
-    sessions = app[WS_SESSIONS]
-    totals = app[REGISTRY].totals
-
-    def closed(done: WebSocketSession) -> None:
-        sessions.discard(done)
-        app[NODE].limits.release_soon(done.id)
-        totals.websocket_session_ended(done)
-
-    try:
-        await ws.prepare(request)
-    except BaseException:
-        app[NODE].limits.release_soon(session_id)
-        raise
-    bridged = WebSocketSession(session_id, settings, session, app[UPSTREAM], ws,
-                               model=model, on_closed=closed)
-    sessions.add(bridged)
-    totals.websocket_session_created(bridged.session_type)
-    await bridged.run()
-    return ws
+    core = WebSocketSessionCore(
+        random_id("sess_"), session, clock=asyncio.get_running_loop().time,
+        policy=settings.policy, limits=message_limits(settings),
+        redact=upstream_redactor(settings))
+    return await serve_websocket_session(request, ws, core, app[UPSTREAM], key=key,
+                                         model=model)

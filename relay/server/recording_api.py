@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..cluster.forward import forward_http
 from ..errors import InvalidRequest, RecordingInProgress, RecordingNotFound
-from .app_state import AUTH, RECORDS, owner_address
+from .app_state import AUTH, RECORDS, forward_to_owner
 from .auth import credentials
 from .requests import record_param
 
@@ -36,9 +35,8 @@ async def recording_content(request: web.Request, call_id: str) -> web.StreamRes
     ``metadata.json``), for a server key; 404 ``recording_not_found`` when there is none,
     409 ``recording_in_progress`` while the call is live."""
     request.app[AUTH].require_server_key(credentials(request.headers))
-    owner = await owner_address(request, call_id)
-    if owner is not None:
-        return await forward_http(request, owner)
+    if (routed := await forward_to_owner(request, call_id)) is not None:
+        return routed
     recordings = request.app[RECORDS].recordings
     status = recordings.status(call_id)
     if status is None:

@@ -1,13 +1,17 @@
-"""Server-side WebSocket sessions: ``GET /v1/realtime?model=…`` (no ``call_id``) upgraded
-to a WebSocket and bridged to an upstream Realtime session of its own.
+"""Server-side WebSocket sessions: a client's WebSocket bridged to an upstream session of
+its own, for either voice API: ``GET /v1/realtime?model=…`` (no ``call_id``) for the
+Realtime API, ``GET /v1/live/sessions`` (GPT-Live's primary WebSocket) upgraded.
 
-This is what ``client.realtime.connect(model=...)`` of openai-python, or an Agents SDK
-``RealtimeRunner`` whose URL names the relay, opens: the hosted API's WebSocket
-interface, through the relay's auth (server keys, sealed ``ek_`` keys, or the browsers'
-``openai-insecure-api-key.<key>`` subprotocol), session policy, limits, metrics and logs.
-:class:`WebSocketSession` is the I/O around a
-:class:`~relay.protocol.realtime.websocket_core.WebSocketSessionCore`: one reader per
-side, one writer per side, all owned and ended by :meth:`WebSocketSession.close`.
+This is what ``client.realtime.connect(model=...)`` and ``client.live.connect()`` of
+openai-python, or an Agents SDK ``RealtimeRunner`` whose URL names the relay, open: the
+hosted API's WebSocket interface, through the relay's auth (server keys, sealed ``ek_``
+keys, or, for the Realtime API, the browsers' ``openai-insecure-api-key.<key>``
+subprotocol), session policy, limits, metrics and logs. :class:`WebSocketSession` is the
+I/O around a protocol core
+(:class:`~relay.protocol.websocket_protocol.WebSocketProtocol`: the Realtime API's
+:class:`~relay.protocol.realtime.websocket_core.WebSocketSessionCore` or GPT-Live's
+:class:`~relay.protocol.live.primary_core.LiveWebSocketCore`): one reader per side, one
+writer per side, all owned and ended by :meth:`WebSocketSession.close`.
 """
 
 from __future__ import annotations
@@ -24,11 +28,10 @@ from websockets.exceptions import ConnectionClosed
 from ..config import Settings
 from ..errors import RelayError
 from ..logs import CallLog
-from ..protocol.events import dumps, error_event
+from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
-from ..protocol.realtime.session_config import TRANSCRIPTION, Session
-from ..protocol.realtime.websocket_core import WebSocketSessionCore
 from ..protocol.redact import Redactor
+from ..protocol.websocket_protocol import WebSocketProtocol
 from ..upstream.client import UpstreamConnector, UpstreamSocket
 
 logger = logging.getLogger(__name__)
@@ -54,21 +57,27 @@ def subprotocol_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-class WebSocketSession:
-    """One client WebSocket bridged to one upstream Realtime session."""
+def message_limits(settings: Settings) -> MessageLimits:
+    """How large and how many messages a WebSocket session's client may send."""
+    return MessageLimits(MAX_MESSAGE_BYTES, settings.sideband_message_rate)
 
-    def __init__(self, session_id: str, settings: Settings, session: Session,
-                 upstream: UpstreamConnector, ws: web.WebSocketResponse, *,
-                 model: str | None = None,
+
+def upstream_redactor(settings: Settings) -> Redactor:
+    """What masks, in the upstream's words, the secrets the relay sends it."""
+    return Redactor(settings.upstream_secrets())
+
+
+class WebSocketSession:
+    """One client WebSocket bridged to one upstream session, ``core`` speaking its
+    protocol."""
+
+    def __init__(self, core: WebSocketProtocol, upstream: UpstreamConnector,
+                 ws: web.WebSocketResponse, *, model: str | None = None,
                  on_closed: Callable[[WebSocketSession], None] | None = None) -> None:
-        self.id = session_id
-        self.log = CallLog(logger, session_id)
+        self.id = core.session_id
+        self.log = CallLog(logger, core.session_id)
         self.model = model
-        loop = asyncio.get_running_loop()
-        self.core = WebSocketSessionCore(
-            session_id, session, clock=loop.time, policy=settings.policy,
-            limits=MessageLimits(MAX_MESSAGE_BYTES, settings.sideband_message_rate),
-            redact=Redactor(settings.upstream_secrets()))
+        self.core = core
         self.close_reason: str | None = None
         self._ws = ws
         self._upstream = upstream
@@ -82,25 +91,26 @@ class WebSocketSession:
 
     @property
     def session_type(self) -> str:
-        """``"realtime"`` or ``"transcription"``."""
+        """``"realtime"``, ``"transcription"`` or ``"live"``."""
         return self.core.session_type
 
     async def run(self) -> None:
         """Connect upstream and bridge the two sockets until either closes (or the client
         floods the session); the client is told why in an ``error`` event."""
         try:
-            if self.session_type == TRANSCRIPTION:
-                self._socket = await self._upstream.connect(intent=TRANSCRIPTION)
-            else:
-                self._socket = await self._upstream.connect(self.model)
+            self._socket = await self._upstream.connect(self.model,
+                                                        intent=self.core.upstream_intent)
         except RelayError as exc:
             self.log.warning("upstream refused the session: %s", exc.message)
+            self.core.relay_error(exc)
             with contextlib.suppress(Exception):
-                await self._ws.send_str(dumps(error_event(exc)))
+                for event in self.core.drain_client():
+                    await self._ws.send_str(dumps(event))
             await self.close("upstream unavailable")
             return
-        self.log.info("websocket session opened (%s, model %s)", self.session_type,
-                      self.model)
+        # A Live session names its model later, in session.start (its core logs it).
+        self.log.info("websocket session opened (%s%s)", self.session_type,
+                      f", model {self.model}" if self.model else "")
         self.core.start()
         self._spawn(self._read_upstream(), "upstream-reader")
         self._spawn(self._write_upstream(), "upstream-writer")

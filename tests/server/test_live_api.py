@@ -45,9 +45,14 @@ async def post(server: TestServer, path: str, body: Any = None,
                                                         "responses": {"model": "gpt-5.5"}}},
       "transport": {"type": "webrtc", "sdp": "v=0\r\n"}}, 400, "delegation_unsupported",
      "session.delegation.type"),
-    ({"session": {"model": "gpt-live-1", "wake_policy": {"type": "speech"}},
-      "transport": {"type": "webrtc", "sdp": "v=0\r\n"}}, 400, "unsupported_parameter",
-     "session.wake_policy"),
+    ({"session": {"model": "gpt-live-1",
+                  "wake_policy": {"type": "speech", "vad_threshold": 2}},
+      "transport": {"type": "webrtc", "sdp": "v=0\r\n"}}, 400, "invalid_value",
+     "session.wake_policy.vad_threshold"),
+    ({"session": {"model": "gpt-live-1", "wake_policy": {"type": "speech"},
+                  "idle_timeout_s": "10"},
+      "transport": {"type": "webrtc", "sdp": "v=0\r\n"}}, 400, "invalid_type",
+     "session.idle_timeout_s"),
 ])
 async def test_live_api_create_refuses_a_bad_request_clearly(
         relay: TestServer, body: dict[str, Any], status: int, code: str, param: str) -> None:

@@ -4,10 +4,16 @@
   call driver's :class:`~relay.protocol.call_protocol.CallProtocol`: what goes upstream
   (``session.start``, the microphone), to the data channel (under the frontend's
   permissions) and to the sidebands (with the media reflected).
+- :mod:`.primary_core`: :class:`LiveWebSocketCore`, a client's primary WebSocket bridged
+  to an upstream one (``session.start`` checked, sealed and locked; the commands it may
+  send).
 - :mod:`.live_config`: a Live configuration checked strictly, resolved, updated; the
   frontend's event permissions; the operator's locked fields.
 - :mod:`.live_events`: Live events as dicts, the Live ``error`` shape, which commands each
   kind of connection may send.
+- :mod:`.wake`: the wake policy and idle timeout the relay keeps itself: which microphone
+  audio goes upstream, when the session pauses and wakes, its usage's active and paused
+  seconds.
 
 :class:`LiveCore` is imported from :mod:`.live_core` itself: this face stays free of it
 because the shared per-call measures (:mod:`relay.protocol.call_measures`) read the Live

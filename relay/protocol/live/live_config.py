@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import InvalidRequest
+from .wake import check_wake_config
 
 Config = dict[str, Any]
 
@@ -50,20 +51,21 @@ def check_config(value: Any, *, media: bool, param: str = "session") -> Config:
     _check_optional(value, "instructions", str, param)
     _check_optional(value, "safety_identifier", str, param)
     _check_optional(value, "store", bool, param)
-    _check_optional(value, "idle_timeout_s", int, param)
     _check_optional(value, "input", list, param)
     _check_optional(value, "triggers", list, param)
     _check_audio(value.get("audio"), media=media, param=f"{param}.audio")
     check_delegation(value.get("delegation"), param=f"{param}.delegation")
     _check_client(value.get("client"), param=f"{param}.client")
+    if media:
+        check_wake_config(value, param)
     return copy.deepcopy(dict(value))
 
 
 def check_servable(config: Mapping[str, Any], *, offline: bool) -> None:
-    """Refuse, with the reason, what the relay cannot serve for a WebRTC session: pausing
-    inference (``idle_timeout_s``, ``wake_policy``), and, ``offline`` (on the embedded
-    server), delegation to a Responses or Decisions backend: a clear 400 beats a session
-    that never starts."""
+    """Refuse, with the reason, what the relay cannot serve for a WebRTC session:
+    ``offline`` (on the embedded server), delegation to a Responses or Decisions backend: a
+    clear 400 beats a session that never starts. (The wake policy and idle timeout the
+    relay serves itself, on any upstream: :mod:`.wake`.)"""
     owner = delegation_type(config)
     if offline and owner != "client":
         raise InvalidRequest(
@@ -71,12 +73,6 @@ def check_servable(config: Mapping[str, Any], *, offline: bool) -> None:
             "does not have: use delegation {\"type\": \"client\"} (or none), or give the "
             "relay an upstream key.", code="delegation_unsupported",
             param="session.delegation.type")
-    for key in sorted(_MEDIA_ONLY):
-        if key in config:
-            raise InvalidRequest(
-                f"'session.{key}' (pausing inference while nobody speaks) is not "
-                "supported by the relay.", code="unsupported_parameter",
-                param=f"session.{key}")
 
 
 def check_delegation(value: Any, *, param: str = "session.delegation") -> None:

@@ -28,6 +28,9 @@ the model's audio from it on the outbound track's clock. Its rules (docs/LIVE_PR
   ``upstream_restored`` once it has started. Timed events of the new session are placed
   on the call's timeline. The relay's notices are ``info`` events, so every event a Live
   client gets is one of the protocol's.
+- A ``wake_policy`` (and ``idle_timeout_s``) is the relay's to keep (:mod:`.wake`): the
+  microphone goes upstream only while the session is awake, and the relay says
+  ``session.resumed`` / ``session.paused``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,9 +45,9 @@ from ...audio import RATE, SAMPLE_BYTES
 from ...audio.playout import ItemPlayback, Playout
 from ...errors import InvalidRequest, RelayError
 from ..call_measures import CallStats
-from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, parse_event
-from ..flood import MessageLimits, PartyGuards
+from ..flood import CLIENT, MessageLimits, PartyGuards
+from ..outboxes import CallOutputs, HeldMessages, PartyOutboxes
 from ..redact import Redactor
 from ..upstream_loss import worth_reopening
 from .live_config import (
@@ -57,19 +59,16 @@ from .live_config import (
 from .live_events import (
     DATA_CHANNEL_CLIENT_EVENTS,
     SIDEBAND_CLIENT_EVENTS,
+    check_client_event,
     client_event_id,
     live_error_event,
     live_event,
 )
 from .live_restore import CONTEXT_COMMANDS, LiveHistory, restore_start
+from .wake import check_update, resolved_policy, wake_gate
 
 logger = logging.getLogger(__name__)
 
-CLIENT = "client"
-#: Events held for a client whose data channel is not open yet (older ones are dropped).
-MAX_HELD_EVENTS = 10_000
-#: Sideband command ids remembered for routing upstream errors back to their sender.
-MAX_TRACKED_EVENTS = 1024
 #: Configuration fields that only the WebRTC creation request takes.
 MEDIA_ONLY = ("idle_timeout_s", "wake_policy")
 #: Server events that describe the session (their ``session.id`` is the relay's id).
@@ -83,8 +82,10 @@ RESTORED_CODE = "upstream_restored"
 TIMED_FIELDS = ("start_ms", "end_ms", "offset_ms")
 
 
-class LiveCore:
-    """The GPT-Live protocol of one WebRTC session, fed and drained by its driver."""
+class LiveCore(CallOutputs):
+    """The GPT-Live protocol of one WebRTC session, fed and drained by its driver: it
+    decides what goes to each party, and the driver drains their outboxes
+    (:class:`~relay.protocol.outboxes.CallOutputs`)."""
 
     #: What ``GET /v1/live/sessions/{id}`` names the object.
     view_object = "live.session"
@@ -118,13 +119,12 @@ class LiveCore:
         self.upstream_session_id: str | None = None
         self._client_allowed = allowed_client_events(session)
         self._server_allowed = allowed_server_events(session)
-        self._to_client: deque[Event] = deque()
-        self._sidebands: dict[str, list[Event]] = {}
-        self._sideband_commands: OrderedDict[str, str] = OrderedDict()
-        self._to_upstream: list[Event] = []
-        self._channel_open = False
-        self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
-        self._held_from_client: list[str | bytes] | None = None
+        #: What waits for the client's channel, each sideband and the upstream (the
+        #: microphone's audio is counted in samples, not as events).
+        self._outboxes = PartyOutboxes(self.stats,
+                                       uncounted_upstream=("session.input_audio.append",))
+        #: Client messages held until a controller configures the session.
+        self._held = HeldMessages()
         #: Where the last reflected output audio ended on the session timeline.
         self._output_end_ms = 0
         #: GPT-Live has one kind of session, opened on the model.
@@ -132,8 +132,6 @@ class LiveCore:
         self.upstream_intent: str | None = None
         #: The upstream said ``session.closed``: its socket closing next is no surprise.
         self._closed_cleanly = False
-        #: The relay's own notices, held until ``session.started`` has gone (None: it has).
-        self._after_greeting: list[Event] | None = []
         #: What ``session.start`` carried (a restore starts a new session from it).
         self._start_config: dict[str, Any] = {}
         #: The conversation as text, for a new upstream session (:mod:`.live_restore`).
@@ -150,6 +148,10 @@ class LiveCore:
         self._restore: dict[str, Any] | None = None
         self._lost_at: float | None = None
         self._timeline_offset_ms = 0
+        #: The wake policy's gate (None: no policy, the microphone always goes upstream).
+        self._wake = wake_gate(session, clock)
+        #: ``session.resumed``/``.paused`` said before ``session.started`` had gone.
+        self._wake_held: list[Event] = []
 
     # ------------------------------------------------------------------ inputs
 
@@ -161,24 +163,15 @@ class LiveCore:
         audio["format"] = dict(PCM24K)
         config["audio"] = audio
         self._start_config = config
-        self._to_upstream.append({"type": "session.start", "session": config})
-
-    def channel_closed(self) -> None:
-        """The client's channel went with its peer connection: hold events for the next
-        (a resume)."""
-        self._channel_open = False
+        self._outboxes.to_upstream({"type": "session.start", "session": config})
 
     def peer_resumed(self, details: Mapping[str, Any]) -> None:
         """The call moved to a new peer connection: an ``info`` ``call_resumed`` with
         ``details`` first on the new channel (whatever the client's event permissions: it
         is the relay's own), before the events held meanwhile; every sideband gets it."""
-        event = live_event("info", code=RESUMED_CODE,
-                           message="The session resumed on a new peer connection.",
-                           **details, events_held=len(self._to_client))
-        self.measures.count("to_client", "info")
-        self._to_client.appendleft(event)
-        for outbox in self._sidebands.values():
-            outbox.append(event)
+        self._outboxes.resumed_with(live_event(
+            "info", code=RESUMED_CODE, message="The session resumed on a new peer connection.",
+            **details, events_held=self._outboxes.client_held))
 
     @property
     def idle(self) -> bool:
@@ -198,8 +191,7 @@ class LiveCore:
             return None
         self.upstream_down = True
         self._lost_at = self._clock()
-        self._to_upstream = [e for e in self._to_upstream
-                             if e["type"] != "session.input_audio.append"]
+        self._outboxes.drop_upstream("session.input_audio.append")
         if self._expired:
             return "session_expired"
         return f"upstream_closed ({close_code})" if close_code else "upstream_closed"
@@ -232,38 +224,39 @@ class LiveCore:
             self._restore["bare"] = bare.event
         # The call's timeline goes on where the lost session's ended.
         self._timeline_offset_ms = self.timeline_ms
-        self._to_upstream.insert(0, plan.event)
-
-    def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        """The client's data channel is open: held events may flow."""
-        self._channel_open = True
-        self._max_message_size = max_message_size
+        self._outboxes.upstream_first([plan.event])
 
     @property
     def timeline_ms(self) -> int:
         """Where the session timeline is: milliseconds of microphone audio sent upstream
         (a WebRTC microphone streams continuously, silence included)."""
+        if self._wake is not None:
+            return self._wake.position_ms  # withheld audio included
         return self.stats.uplink_samples // SAMPLES_PER_MS
 
     def uplink_audio(self, pcm: bytes) -> None:
-        """Microphone audio (24 kHz mono PCM16): upstream, and reflected to sidebands
-        (dropped while there is no upstream session: it would be stale by the restore)."""
+        """Microphone audio (24 kHz mono PCM16): upstream (while awake, under a wake
+        policy), and reflected to sidebands; dropped while there is no upstream session
+        (it would be stale by the restore)."""
         if self.upstream_down:
             self.stats.uplink_dropped_samples += len(pcm) // SAMPLE_BYTES
             return
-        self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
+        chunks, said = ([pcm], None) if self._wake is None else self._wake.audio(pcm)
         audio = base64.b64encode(pcm).decode()
-        self._to_upstream.append({"type": "session.input_audio.append", "audio": audio})
-        for outbox in self._sidebands.values():
-            outbox.append({"type": "session.input_audio.append", "audio": audio})
+        for chunk in chunks:
+            self.stats.uplink_samples += len(chunk) // SAMPLE_BYTES
+            sent = audio if chunk is pcm else base64.b64encode(chunk).decode()
+            self._outboxes.to_upstream({"type": "session.input_audio.append", "audio": sent})
+        self._outboxes.reflect({"type": "session.input_audio.append", "audio": audio})
+        if said is not None:
+            self._wake_said(said)
 
     def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
         """One message from the data channel, or from the sideband ``source`` names."""
         if not self._admit(text, source):
             return
-        if source == CLIENT and self._held_from_client is not None:
-            if len(self._held_from_client) < MAX_HELD_EVENTS:
-                self._held_from_client.append(text)
+        if source == CLIENT and self._held.holding:
+            self._held.add(text)  # past the most held, dropped (the agent is late)
             return
         event: Event = {}
         try:
@@ -272,37 +265,23 @@ class LiveCore:
                                 event["type"])
             self._check_command(event, source)
         except RelayError as exc:
-            self._reply(source, live_error_event(exc, client_event_id(event)))
+            self._outboxes.reply(source, live_error_event(exc, client_event_id(event)))
             return
-        cid = client_event_id(event)
-        if source != CLIENT and cid is not None:
-            self._sideband_commands[cid] = source
-            while len(self._sideband_commands) > MAX_TRACKED_EVENTS:
-                self._sideband_commands.popitem(last=False)
-        self._to_upstream.append(event)
+        self._outboxes.sent_by(client_event_id(event), source)
+        self._outboxes.to_upstream(event)
 
     def hold_client_events(self) -> None:
         """Hold the client's data-channel messages until :meth:`release_client_events`."""
-        if self._held_from_client is None:
-            self._held_from_client = []
+        self._held.hold()
 
     def release_client_events(self) -> None:
         """Handle the held client messages now, and hold no more."""
-        held, self._held_from_client = self._held_from_client, None
-        for text in held or ():
+        for text in self._held.release():
             self.client_message(text)
 
     def relay_error(self, error: RelayError) -> None:
         """An error of the relay's about the session: to the client and every sideband."""
         self._broadcast(live_error_event(error))
-
-    def notify_client(self, event: Event) -> None:
-        """An event of the relay's own (``relay.*``) for the client's channel only: right
-        after ``session.started`` (the channel's first event), or at once if it has gone."""
-        if self._after_greeting is None:
-            self._to_channel(event)
-        else:
-            self._after_greeting.append(event)
 
     def hang_up(self) -> None:
         """The session is being hung up (``POST …/hangup``): tell the client and every
@@ -311,19 +290,11 @@ class LiveCore:
         if self._closed_cleanly or not self.session:
             return
         self._closed_cleanly = True
+        usage: dict[str, Any] = {"seconds": self.timeline_ms // 1000}
         self._broadcast(live_event("session.closed", reason="close_requested",
                                    session=dict(self.session),
-                                   usage={"seconds": self.timeline_ms // 1000}))
-
-    def attach_sideband(self, name: str) -> None:
-        """A trusted server joined as ``name``: it gets the session's events from now on
-        (no ``session.started``: it attached to a session already started)."""
-        self._sidebands[name] = []
-
-    def detach_sideband(self, name: str) -> None:
-        """The sideband ``name`` left."""
-        self._sidebands.pop(name, None)
-        self._parties.forget(name)
+                                   usage=usage if self._wake is None
+                                   else self._wake.usage(usage)))
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream Live WebSocket."""
@@ -335,6 +306,8 @@ class LiveCore:
             return
         kind = event["type"]
         self.measures.count("from_upstream", kind)
+        if self._wake is not None:
+            self._wake.upstream_event(event)
         if kind == "session.output_audio.delta":
             self._output_audio(event)
             return
@@ -362,9 +335,10 @@ class LiveCore:
         self._broadcast(event)
         if kind == "session.started":
             self._tell_permissions()
-            notices, self._after_greeting = self._after_greeting or [], None
-            for notice in notices:
-                self._to_channel(notice)
+            self._outboxes.greeted()
+            held, self._wake_held = self._wake_held, []
+            for said in held:
+                self._broadcast(said)
 
     def _restore_answer(self, event: Event) -> bool:
         """Take the new session's answer to a restore's ``session.start`` (True: not to be
@@ -409,7 +383,7 @@ class LiveCore:
         restore.update(event_id=bare["event_id"], bare=None)
         restore["report"].update(history_refused=True, messages_restored=0,
                                  messages_dropped=len(self.history))
-        self._to_upstream.insert(0, bare)
+        self._outboxes.upstream_first([bare])
         return True
 
     def _place(self, event: Event) -> None:
@@ -437,39 +411,21 @@ class LiveCore:
         self.stats.frames_out += 1
         if carried:
             self.stats.audio_frames_out += 1
+        if self._wake is not None:
+            said = self._wake.tick(busy=bool(carried) or self.playout.queued > 0)
+            if said is not None:
+                self._wake_said(said)
         return frame
 
     # ----------------------------------------------------------------- outputs
 
-    def drain_client_messages(self) -> list[str]:
-        """The data channel's messages, encoded to fit it; none until it is open."""
-        if not self._channel_open or not self._to_client:
-            return []
-        events = list(self._to_client)
-        self._to_client.clear()
-        return [channel_message(event, self._max_message_size) for event in events]
-
-    def drain_sideband(self, name: str) -> list[Event]:
-        """Events for the sideband ``name``."""
-        outbox = self._sidebands.get(name)
-        if not outbox:
-            return []
-        self._sidebands[name] = []
-        return outbox
-
-    @property
-    def upstream_pending(self) -> bool:
-        """Whether :meth:`drain_upstream` has anything."""
-        return bool(self._to_upstream)
-
     def drain_upstream(self) -> list[Event]:
-        """Events for the upstream WebSocket."""
-        events, self._to_upstream = self._to_upstream, []
+        """Events for the upstream WebSocket (the context commands among them are the
+        upstream session's from here: :meth:`~.live_restore.LiveHistory.context_sent`)."""
+        events = self._outboxes.drain_upstream()
         for event in events:
-            if event["type"] != "session.input_audio.append":
-                self.measures.count("to_upstream", event["type"])
-                if event["type"] in CONTEXT_COMMANDS:
-                    self.history.context_sent(event)  # the session takes it from here
+            if event["type"] in CONTEXT_COMMANDS:
+                self.history.context_sent(event)  # the session takes it from here
         return events
 
     # ---------------------------------------------------------------- internals
@@ -483,16 +439,19 @@ class LiveCore:
         if kind == "session.input_audio.append" and source == CLIENT:
             raise InvalidRequest("A WebRTC session's audio travels on its RTP track.",
                                  code="invalid_value", param="type")
-        known = DATA_CHANNEL_CLIENT_EVENTS if source == CLIENT else SIDEBAND_CLIENT_EVENTS
-        if kind not in known:
-            raise InvalidRequest(f"Unknown Live client event type '{kind}'.",
-                                 code="invalid_value", param="type")
+        if source == CLIENT:
+            check_client_event(kind, DATA_CHANNEL_CLIENT_EVENTS,
+                               connection="a WebRTC data channel")
+        else:
+            check_client_event(kind, SIDEBAND_CLIENT_EVENTS, connection="a sideband")
         if source == CLIENT and self._client_allowed is not None \
                 and kind not in self._client_allowed:
             raise InvalidRequest(
                 f"'{kind}' is not allowed on this session's data channel "
                 "(session.client.data_channel.allowed_client_events).",
                 code="event_not_allowed", param="type")
+        if kind == "session.update":
+            check_update(event.get("session"))
 
     def _output_audio(self, event: Event) -> None:
         try:
@@ -501,15 +460,14 @@ class LiveCore:
             self.stats.dropped_deltas += 1
             return
         self.playout.push(self._output, pcm)
-        if not self._sidebands:
+        if not self._outboxes.has_sidebands:
             return
         start = max(self.timeline_ms, self._output_end_ms)
         end = start + len(pcm) // SAMPLE_BYTES // SAMPLES_PER_MS
         self._output_end_ms = end
         reflected = {"type": "session.output_audio.delta", "delta": event.get("delta"),
                      "start_ms": start, "end_ms": end}
-        for outbox in self._sidebands.values():
-            outbox.append(reflected)
+        self._outboxes.reflect(reflected)
 
     def _snapshot(self, session: dict[str, Any]) -> dict[str, Any]:
         """A session snapshot as the client sees it: the relay's id, the client's own
@@ -524,7 +482,22 @@ class LiveCore:
         for key in ("client", *MEDIA_ONLY):
             if key in self.requested_session:
                 snapshot[key] = self.requested_session[key]
+        policy = resolved_policy(self.requested_session)
+        if policy is not None:
+            snapshot["wake_policy"] = policy
         return snapshot
+
+    def _wake_said(self, kind: str) -> None:
+        """Say a wake transition (``session.resumed``/``.paused``) to the client and every
+        sideband: after ``session.started``, which is always the channel's first event."""
+        if self._closed_cleanly:
+            return
+        event = live_event(kind)
+        logger.info("live %s: %s", self.call_id, kind.removeprefix("session."))
+        if not self.session:  # session.started has not come yet
+            self._wake_held.append(event)
+        else:
+            self._broadcast(event)
 
     def _tell_permissions(self) -> None:
         """An ``info`` for the frontend (``data_channel_permissions``) saying what its
@@ -535,21 +508,21 @@ class LiveCore:
             f"This data channel may send {listed(self._client_allowed)} and receive "
             f"{listed(self._server_allowed)} (errors always)."))
         if server_event_allowed(self._server_allowed, info):
-            self._to_channel(info)
+            self._outboxes.to_client(info)
 
     def _upstream_error(self, event: Event) -> None:
         body = event.get("error")
-        cid = body.get("client_event_id") if isinstance(body, dict) else None
-        sideband = self._sideband_commands.pop(cid, None) if isinstance(cid, str) else None
+        sideband = self._outboxes.sender(
+            body.get("client_event_id") if isinstance(body, dict) else None)
         if sideband is not None:
-            self._reply(sideband, event)
+            self._outboxes.reply(sideband, event)
         else:
             self._broadcast(event)
 
     def _admit(self, text: str | bytes, source: str) -> bool:
         verdict = self._parties.check(text, source)
         if verdict.answer is not None:
-            self._reply(source, live_error_event(verdict.answer))
+            self._outboxes.reply(source, live_error_event(verdict.answer))
         if verdict.flooding and self.end_reason is None:
             self.end_reason = f"{source} flooded the session"
             logger.warning("live %s: %s sent too many messages too fast; ending it",
@@ -559,37 +532,13 @@ class LiveCore:
     def _broadcast(self, event: Event) -> None:
         """A server event of the session: to the client (if its permissions allow) and
         to every sideband."""
-        if server_event_allowed(self._server_allowed, event):
-            self._to_channel(event)
-        for outbox in self._sidebands.values():
-            self.measures.count("to_sideband", event["type"])
-            outbox.append(event)
+        self._outboxes.broadcast(event,
+                                 to_client=server_event_allowed(self._server_allowed, event))
 
     def _notice(self, event: Event) -> None:
         """A notice of the relay's own: to the client (whatever its permissions: it is
         about the call's transport) and to every sideband."""
-        self._to_channel(event)
-        for outbox in self._sidebands.values():
-            self.measures.count("to_sideband", event["type"])
-            outbox.append(event)
-
-    def _reply(self, source: str, event: Event) -> None:
-        if source == CLIENT:
-            self._to_channel(event)
-        elif source in self._sidebands:
-            self.measures.count("to_sideband", event["type"])
-            self._sidebands[source].append(event)
-        if event["type"] == "error":
-            self.measures.error(event.get("error"))
-
-    def _to_channel(self, event: Event) -> None:
-        if not self._channel_open and len(self._to_client) >= MAX_HELD_EVENTS:
-            self._to_client.popleft()
-            self.stats.held_dropped += 1
-        self.measures.count("to_client", event["type"])
-        if event["type"] == "error":
-            self.measures.error(event.get("error"))
-        self._to_client.append(event)
+        self._outboxes.broadcast(event)
 
 
 def listed(names: frozenset[str] | None) -> str:

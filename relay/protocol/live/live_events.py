@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import RelayError
+from ...errors import InvalidRequest, RelayError
 from ..events import Event, new_event_id
 
 #: Client events of the primary WebSocket (``openai.types.live.ClientEvent``).
@@ -65,6 +65,18 @@ def live_error_event(error: RelayError, client_event_id: str | None = None) -> E
         body["client_event_id"] = client_event_id
         event["client_event_id"] = client_event_id
     return event
+
+
+def check_client_event(kind: str, known: frozenset[str], *, connection: str) -> None:
+    """Refuse, with the reason, a client event type that ``connection`` (whose client
+    events are ``known``) may not send: another connection's, or none of the protocol's."""
+    if kind in known:
+        return
+    if kind in PRIMARY_CLIENT_EVENTS | SIDEBAND_CLIENT_EVENTS:
+        raise InvalidRequest(f"'{kind}' cannot be sent on {connection}.",
+                             code="invalid_value", param="type")
+    raise InvalidRequest(f"Unknown Live client event type '{kind}'.",
+                         code="invalid_value", param="type")
 
 
 def client_event_id(event: Event) -> str | None:

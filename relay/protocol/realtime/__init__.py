@@ -7,6 +7,7 @@
 - :mod:`.session_config`: the GA session shape (flat aliases translated, formats pinned,
   the full effective session, model choice).
 - :mod:`.session_updates`: who asked for each ``session.update``.
+- :mod:`.client_checks`: what a client event must pass, on a call and a WebSocket session.
 - :mod:`.policy`: the operator's locked fields and the layering of sessions.
 """
 

@@ -25,19 +25,17 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 from ...audio import RATE, SAMPLE_BYTES
 from ...errors import InvalidRequest, RelayError
 from ...logs import CallLog
 from ..call_measures import CallStats, UplinkArrivals
-from ..call_protocol import RESUMED_EVENT
-from ..channel import DEFAULT_MAX_MESSAGE_SIZE, channel_message
 from ..events import Event, error_event, new_event_id, parse_event
 from ..flood import MessageLimits, PartyGuards
+from ..outboxes import CallOutputs, HeldMessages, PartyOutboxes
 from ..redact import Redactor
+from .client_checks import check_response_overrides, check_supported, requested_update
 from .playback import Playback
 from .policy import Policy, check_session
 from .session_config import (
@@ -45,7 +43,6 @@ from .session_config import (
     Session,
     conceal_tool_secrets,
     interrupt_response,
-    normalize_session,
     pin_relay_formats,
     session_type,
     speech_padding_ms,
@@ -62,14 +59,6 @@ from .upstream_restore import (
 
 logger = logging.getLogger(__name__)
 
-#: Events held for a client whose data channel is not open yet (older ones are dropped),
-#: and client messages held for the call's agent (newer ones are refused).
-MAX_HELD_EVENTS = 10_000
-#: Client events a transcription session refuses: it creates no responses, so it has
-#: none to create, cancel or cut off.
-RESPONSE_EVENTS = ("response.", "output_audio_buffer.")
-#: Sideband event ids remembered for routing upstream errors back to their sender.
-MAX_TRACKED_EVENTS = 1024
 #: The relay's own event telling the client that its upstream session was replaced.
 RESTORED_EVENT = "relay.upstream.restored"
 #: The upstream error that announces the end of a session at its longest duration
@@ -77,9 +66,10 @@ RESTORED_EVENT = "relay.upstream.restored"
 SESSION_EXPIRED = "session_expired"
 
 
-class CallCore:
+class CallCore(CallOutputs):
     """The Realtime protocol of one call, fed and drained by its driver (a
-    :class:`~relay.protocol.call_protocol.CallProtocol`)."""
+    :class:`~relay.protocol.call_protocol.CallProtocol`): it decides what goes to each
+    party, and the driver drains their outboxes (:class:`~relay.protocol.outboxes.CallOutputs`)."""
 
     view_object = "realtime.call"
 
@@ -128,17 +118,10 @@ class CallCore:
         #: The upstream's effective session, from session.created/updated.
         self.session: Session = {}
         self._updates = SessionUpdates()
-        self._to_client: deque[Event] = deque()
-        #: Outboxes of the sidebands attached, by name.
-        self._sidebands: dict[str, list[Event]] = {}
-        #: event_id → sideband, of the sidebands' events sent upstream (newest last): an
-        #: upstream error naming one goes back to that sideband only.
-        self._sideband_events: OrderedDict[str, str] = OrderedDict()
-        self._to_upstream: list[Event] = []
-        self._channel_open = False
-        self._max_message_size = DEFAULT_MAX_MESSAGE_SIZE
-        #: Client messages held until a controller configures the session (None: not held).
-        self._held_from_client: list[str | bytes] | None = None
+        #: What waits for the client's channel, each sideband and the upstream.
+        self._outboxes = PartyOutboxes(self.stats)
+        #: Client messages held until a controller configures the session.
+        self._held = HeldMessages()
         #: The conversation as the upstream told it, to rebuild on a new upstream session.
         self.mirror = ConversationMirror()
         #: True from the upstream's loss until a new session is open.
@@ -154,9 +137,6 @@ class CallCore:
         self._restored_ids: set[str] = set()
         #: The upstream said its session reached its longest duration (it closes next).
         self.upstream_expired = False
-        #: The relay's own notices for the client, sent right after its ``session.created``
-        #: (None: that has been sent; notices then go at once).
-        self._after_greeting: list[Event] | None = []
 
     # ------------------------------------------------------------------ inputs
 
@@ -164,28 +144,6 @@ class CallCore:
         """Queue the initial ``session.update``: the call's session, formats pinned."""
         self._update_session(INITIAL, {"type": "session.update",
                                        "session": self.requested_session})
-
-    def channel_opened(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
-        """The client's ``oai-events`` channel is open and takes messages of up to
-        ``max_message_size`` bytes (0: any size): held events may flow."""
-        self._channel_open = True
-        self._max_message_size = max_message_size
-
-    def channel_closed(self) -> None:
-        """The client's channel is gone with its peer connection: hold events for the next
-        one (a resume), as before the first opened."""
-        self._channel_open = False
-
-    def peer_resumed(self, details: Mapping[str, Any]) -> None:
-        """The call resumed on a new peer connection: the client's first event on its new
-        channel is a ``relay.call.resumed`` with ``details`` (what the driver measured),
-        before the events held meanwhile; every sideband gets it too."""
-        event: Event = {"type": RESUMED_EVENT, "event_id": new_event_id(), **details,
-                        "events_held": len(self._to_client)}
-        self.measures.count("to_client", RESUMED_EVENT)
-        self._to_client.appendleft(event)
-        for outbox in self._sidebands.values():
-            outbox.append(event)
 
     def uplink_audio(self, pcm: bytes) -> None:
         """Microphone audio, 24 kHz mono PCM16, to append to the upstream's buffer
@@ -195,7 +153,7 @@ class CallCore:
             return
         self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
         self.uplink_arrivals.arrived(self.stats.uplink_samples, self._clock())
-        self._to_upstream.append(
+        self._outboxes.to_upstream(
             {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
         )
 
@@ -203,7 +161,7 @@ class CallCore:
         """One message from the data channel, or from the sideband ``source`` names."""
         if not self._admit(text, source):
             return
-        if source == CLIENT and self._held_from_client is not None:
+        if source == CLIENT and self._held.holding:
             self._hold(text)
             return
         try:
@@ -234,47 +192,18 @@ class CallCore:
         """A server-side agent will configure this call: hold the client's data-channel
         messages until a controller's first ``session.update`` has been sent upstream, or
         until :meth:`release_client_events`. The microphone audio is never held."""
-        if self._held_from_client is None:
-            self._held_from_client = []
+        self._held.hold()
 
     def release_client_events(self) -> None:
         """Stop holding the client's messages and handle those held, in order (the agent
         failed or took too long: the call goes on without it). Safe to call twice."""
-        held, self._held_from_client = self._held_from_client, None
-        for text in held or ():
+        for text in self._held.release():
             self.client_message(text)
 
     def relay_error(self, error: RelayError) -> None:
         """An error the relay met about the call itself (its agent failed): an ``error``
         server event for the client and every sideband."""
         self._send_client(error_event(error))
-
-    def notify_client(self, event: Event) -> None:
-        """An event of the relay's own for the client's channel only (``relay.*``, such
-        as the notice that the call is recorded): right after the client's
-        ``session.created`` (the first event of the channel), or at once if it has gone."""
-        if self._after_greeting is None:
-            self._to_channel(event)
-        else:
-            self._after_greeting.append(event)
-
-    def attach_sideband(self, name: str) -> None:
-        """A server-side controller joined the call as ``name``: from now on it gets every
-        event the client gets, except ``session.created`` (it gets no greeting)."""
-        self._sidebands[name] = []
-
-    def detach_sideband(self, name: str) -> None:
-        """The sideband ``name`` left; what was queued for it is dropped."""
-        self._sidebands.pop(name, None)
-        self._parties.forget(name)
-
-    def drain_sideband(self, name: str) -> list[Event]:
-        """Events for the sideband ``name``."""
-        events = self._sidebands.get(name)
-        if not events:
-            return []
-        self._sidebands[name] = []
-        return events
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream WebSocket."""
@@ -350,8 +279,7 @@ class CallCore:
                     "relay is opening a new one: send it again.",
                     code="upstream_session_lost"), pending.own_id))
         # What was queued for the old session is stale, the microphone's audio above all.
-        self._to_upstream = [e for e in self._to_upstream
-                             if e["type"] != "input_audio_buffer.append"]
+        self._outboxes.drop_upstream("input_audio_buffer.append")
         if self.upstream_expired:
             return "session_expired"
         return f"upstream_closed ({close_code})" if close_code else "upstream_closed"
@@ -381,7 +309,7 @@ class CallCore:
             "seconds_without_upstream": None if lost_for is None else round(lost_for, 3),
             "uplink_ms_dropped": self.stats.uplink_dropped_samples * 1000 // RATE,
         }
-        self._to_upstream[:0] = [update, *plan.events]
+        self._outboxes.upstream_first([update, *plan.events])
 
     def _restore_answer(self, event: Event) -> bool:
         """Take the new session's answers to a restore (True: not to be passed on)."""
@@ -431,42 +359,11 @@ class CallCore:
         """The next 20 ms of audio for the peer (silence when there is none)."""
         return self.playback.next_frame()
 
-    # ----------------------------------------------------------------- outputs
-
-    def drain_client(self) -> list[Event]:
-        """Events for the data channel; none until it has opened."""
-        if not self._channel_open or not self._to_client:
-            return []
-        events = list(self._to_client)
-        self._to_client.clear()
-        return events
-
-    def drain_client_messages(self) -> list[str]:
-        """:meth:`drain_client`, encoded to fit the channel's message size (see
-        :mod:`relay.protocol.channel` for what replaces an event too large for it)."""
-        return [channel_message(event, self._max_message_size) for event in self.drain_client()]
-
-    @property
-    def upstream_pending(self) -> bool:
-        """Whether :meth:`drain_upstream` has anything (so a writer need not wake for nothing)."""
-        return bool(self._to_upstream)
-
-    def drain_upstream(self) -> list[Event]:
-        """Events for the upstream WebSocket."""
-        events, self._to_upstream = self._to_upstream, []
-        for event in events:
-            self.measures.count("to_upstream", event["type"])
-        return events
-
     # ---------------------------------------------------------------- internals
 
     def _client_event(self, event: Event, source: str) -> None:
         kind = event["type"]
-        if self.session_type == TRANSCRIPTION and kind.startswith(RESPONSE_EVENTS):
-            raise InvalidRequest(
-                f"{kind} is not supported in a transcription session: it transcribes the "
-                "user's audio and creates no responses.",
-                code="invalid_value", param="type")
+        check_supported(kind, self.session_type)
         if kind == "output_audio_buffer.clear":
             self.playback.interrupt("client_clear", explicit=True, since=self._clock())
         elif kind == "conversation.item.truncate":
@@ -487,25 +384,12 @@ class CallCore:
                 code="invalid_value", param="type",
             )
         elif kind == "session.update":
-            session = event.get("session")
-            if not isinstance(session, dict):
-                raise InvalidRequest("session.update needs a 'session' object",
-                                     code="missing_required_parameter", param="session")
-            # Partial updates are normal: fill the required type (formats are pinned later).
-            session = normalize_session({"type": self.session_type, **session})
-            if session["type"] != self.session_type:
-                raise InvalidRequest(
-                    f"session.type cannot change during a call: this call is a "
-                    f"{self.session_type} session.", code="invalid_value",
-                    param="session.type")
+            session = requested_update(event, self.session_type, "call")  # formats pinned later
             if source == CLIENT:
                 check_session(session, self.policy, "session")
             self._update_session(source, {**event, "session": session})
         elif kind == "response.create" and source == CLIENT:
-            response = event.get("response")
-            if isinstance(response, dict):
-                # Its overrides have a session's shape (flat aliases such as voice too).
-                check_session({**response, "type": "realtime"}, self.policy, "response")
+            check_response_overrides(event, self.policy)
             self._forward(event, source)
         else:
             self._forward(event, source)
@@ -524,12 +408,8 @@ class CallCore:
         return self.uplink_arrivals.time_of(onset_ms * (RATE // 1000))
 
     def _forward(self, event: Event, source: str) -> None:
-        event_id = event.get("event_id")
-        if source != CLIENT and isinstance(event_id, str):
-            self._sideband_events[event_id] = source
-            if len(self._sideband_events) > MAX_TRACKED_EVENTS:
-                self._sideband_events.popitem(last=False)
-        self._to_upstream.append(event)
+        self._outboxes.sent_by(event.get("event_id"), source)
+        self._outboxes.to_upstream(event)
 
     def _client_truncate(self, event: Event, source: str) -> None:
         """The relay owns playout, so only it knows what was heard: a truncation of an
@@ -555,19 +435,16 @@ class CallCore:
         session.pop("model", None)
         # A tool's credentials go upstream; should the upstream echo one, it is masked.
         self._redact = self._redact.with_secrets(tool_secret_values(session))
-        self._to_upstream.append(self._updates.send(source, {**event, "session": session}))
+        self._outboxes.to_upstream(self._updates.send(source, {**event, "session": session}))
         if source not in (CLIENT, INITIAL):
             # A controller has configured the call: what the client held back may follow.
             self.release_client_events()
 
     def _hold(self, text: str | bytes) -> None:
-        assert self._held_from_client is not None
-        if len(self._held_from_client) >= MAX_HELD_EVENTS:
-            self._to_channel(error_event(InvalidRequest(
+        if not self._held.add(text):
+            self._outboxes.to_client(error_event(InvalidRequest(
                 "Too many events before the call's agent configured the session; "
                 "this one was dropped.", code="too_many_events")))
-            return
-        self._held_from_client.append(text)
 
     def _session_answer(self, event: Event) -> None:
         """Route ``session.created``/``session.updated``/``error`` to whoever asked."""
@@ -601,8 +478,7 @@ class CallCore:
         """An upstream error about a sideband's event goes to that sideband; any other
         is the call's, and everyone sees it."""
         body = error.get("error")
-        event_id = body.get("event_id") if isinstance(body, dict) else None
-        sideband = self._sideband_events.pop(event_id, None) if isinstance(event_id, str) else None
+        sideband = self._outboxes.sender(body.get("event_id") if isinstance(body, dict) else None)
         if sideband is not None:
             self._reply(sideband, error)
         else:
@@ -625,10 +501,8 @@ class CallCore:
 
     def _greet(self, created: Event) -> None:
         """The client's ``session.created``, then the relay's notices held for after it."""
-        self._to_channel(created)
-        notices, self._after_greeting = self._after_greeting or [], None
-        for notice in notices:
-            self._to_channel(notice)
+        self._outboxes.to_client(created)
+        self._outboxes.greeted()
 
     def _to_upstream_append(self, event: Event) -> None:
         if self.upstream_down and event["type"] in ("conversation.item.truncate",
@@ -636,34 +510,16 @@ class CallCore:
             # A barge-in on a lost session's reply: the restore carries the item whole
             # (the relay cannot tell the new session which part was heard).
             return
-        self._to_upstream.append(event)
+        self._outboxes.to_upstream(event)
 
     def _send_client(self, event: Event) -> None:
         """A server event of the call: to the client and to every sideband."""
-        self._to_channel(event)
-        for outbox in self._sidebands.values():
-            self.measures.count("to_sideband", event["type"])
-            outbox.append(event)
+        self._outboxes.broadcast(event)
 
     def _reply(self, source: str, event: Event) -> None:
-        """An event for whoever sent a client event: the data channel or one sideband."""
-        if source in (CLIENT, INITIAL):
-            self._to_channel(event)
-        elif source in self._sidebands:
-            self.measures.count("to_sideband", event["type"])
-            if event["type"] == "error":
-                self.measures.error(event.get("error"))
-            self._sidebands[source].append(event)
-
-    def _to_channel(self, event: Event) -> None:
-        if not self._channel_open and len(self._to_client) >= MAX_HELD_EVENTS:
-            self._to_client.popleft()
-            self.stats.held_dropped += 1
-        kind = event["type"]
-        self.measures.count("to_client", kind)
-        if kind == "error":
-            self.measures.error(event.get("error"))
-        self._to_client.append(event)
+        """An event for whoever sent a client event: the data channel (the relay's own
+        first update answers there too) or one sideband."""
+        self._outboxes.reply(CLIENT if source == INITIAL else source, event)
 
 
 def _pinned(session: Session) -> Session:

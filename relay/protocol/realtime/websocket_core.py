@@ -28,16 +28,17 @@ from collections.abc import Callable
 
 from ...errors import InvalidRequest, RelayError
 from ...logs import CallLog
-from ..call_measures import CallMeasures
+from ..call_measures import CallStats
 from ..events import Event, error_event, new_event_id, parse_event
-from ..flood import MessageGuard, MessageLimits
+from ..flood import MessageLimits, PartyGuards
+from ..outboxes import PartyOutboxes, SessionOutputs
 from ..redact import Redactor
+from .client_checks import check_response_overrides, check_supported, requested_update
 from .policy import Policy, check_session
 from .session_config import (
     TRANSCRIPTION,
     Session,
     conceal_tool_secrets,
-    normalize_session,
     session_type,
     tool_secret_values,
 )
@@ -45,12 +46,10 @@ from .session_updates import CLIENT, INITIAL, SessionUpdates
 
 logger = logging.getLogger(__name__)
 
-#: Client events a transcription session refuses (it creates no responses).
-RESPONSE_EVENTS = ("response.", "output_audio_buffer.")
 
-
-class WebSocketSessionCore:
-    """The protocol of one WebSocket session, fed and drained by its driver."""
+class WebSocketSessionCore(SessionOutputs):
+    """The protocol of one WebSocket session, fed and drained by its driver (the drains:
+    :class:`~relay.protocol.outboxes.SessionOutputs`)."""
 
     def __init__(self, session_id: str, session: Session, *, clock: Callable[[], float],
                  policy: Policy | None = None, limits: MessageLimits | None = None,
@@ -61,19 +60,27 @@ class WebSocketSessionCore:
         #: ``"realtime"`` or ``"transcription"``; fixed for the session's life.
         self.session_type = session_type(session)
         self.policy: Policy = policy or {}
-        self._guard = MessageGuard(limits or MessageLimits(), clock)
+        #: The client's message size and rate (a WebSocket session has no sidebands).
+        self._parties = PartyGuards(limits, None, clock)
         self._redact = redact or Redactor()
+        stats = CallStats()
         #: Event counts and error codes (as a call's).
-        self.measures = CallMeasures()
+        self.measures = stats.measures
         #: The upstream's session, from its session.created/updated.
         self.session: Session = {}
         #: Set when the client floods the session: the driver ends it with this reason.
         self.end_reason: str | None = None
         self._updates = SessionUpdates()
-        self._to_client: list[Event] = []
-        self._to_upstream: list[Event] = []
+        #: What waits for the client's WebSocket (open from the start) and the upstream.
+        self._outboxes = PartyOutboxes(stats, channel_open=True)
         #: The upstream's session.created, held until the relay's first update is answered.
         self._created_sent = False
+
+    @property
+    def upstream_intent(self) -> str | None:
+        """``"transcription"`` for a transcription session (the hosted API opens one at
+        ``?intent=transcription``, naming no model), else None."""
+        return TRANSCRIPTION if self.session_type == TRANSCRIPTION else None
 
     # ------------------------------------------------------------------ inputs
 
@@ -85,24 +92,25 @@ class WebSocketSessionCore:
 
     def client_message(self, text: str | bytes) -> None:
         """One message from the client's WebSocket."""
-        error = self._guard.check(text)
-        if error is not None:
-            if error.code != "dropped":
-                self._to_channel(error_event(error))
-            if self._guard.flooding and self.end_reason is None:
-                self.end_reason = "client flooded the session"
+        verdict = self._parties.check(text, CLIENT)
+        if verdict.answer is not None:
+            self._outboxes.to_client(error_event(verdict.answer))
+        if verdict.flooding and self.end_reason is None:
+            self.end_reason = "client flooded the session"
+        if not verdict.admitted:
             return
         try:
             event = parse_event(text)
         except InvalidRequest as exc:
-            self._to_channel(error_event(exc))
+            self._outboxes.to_client(error_event(exc))
             return
         self.measures.count("from_client", event["type"])
         try:
             self._client_event(event)
         except RelayError as exc:
             event_id = event.get("event_id")
-            self._to_channel(error_event(exc, event_id if isinstance(event_id, str) else None))
+            self._outboxes.to_client(
+                error_event(exc, event_id if isinstance(event_id, str) else None))
 
     def upstream_message(self, text: str | bytes) -> None:
         """One message from the upstream WebSocket: passed on, but for the answers to
@@ -119,74 +127,43 @@ class WebSocketSessionCore:
             self._session_answer(event)
         elif kind == "error" and (pending := self._updates.failed(event)) is not None:
             body = {**event["error"], "event_id": pending.own_id}
-            self._to_channel({**event, "error": body})
+            self._outboxes.to_client({**event, "error": body})
             if pending.source == INITIAL:
                 self._created(self.session)
         else:
-            self._to_channel(event)
+            self._outboxes.to_client(event)
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream closed: tell the client why (its own close follows)."""
         reason = self._redact(reason)
         detail = f" ({code}{': ' + reason[:200] if reason else ''})" if code else ""
-        self._to_channel(error_event(RelayError(
+        self._outboxes.to_client(error_event(RelayError(
             f"The upstream Realtime session closed{detail}.", code="upstream_closed")))
 
     def relay_error(self, error: RelayError) -> None:
         """An error the relay met about the session itself (it is shutting down): an
         ``error`` event for the client."""
-        self._to_channel(error_event(error))
-
-    # ----------------------------------------------------------------- outputs
-
-    def drain_client(self) -> list[Event]:
-        """Events for the client's WebSocket."""
-        events, self._to_client = self._to_client, []
-        return events
-
-    @property
-    def upstream_pending(self) -> bool:
-        """Whether :meth:`drain_upstream` has anything."""
-        return bool(self._to_upstream)
-
-    def drain_upstream(self) -> list[Event]:
-        """Events for the upstream WebSocket."""
-        events, self._to_upstream = self._to_upstream, []
-        for event in events:
-            self.measures.count("to_upstream", event["type"])
-        return events
+        self._outboxes.to_client(error_event(error))
 
     # ---------------------------------------------------------------- internals
 
     def _client_event(self, event: Event) -> None:
         kind = event["type"]
-        if self.session_type == TRANSCRIPTION and kind.startswith(RESPONSE_EVENTS):
-            raise InvalidRequest(
-                f"{kind} is not supported in a transcription session: it transcribes the "
-                "input audio and creates no responses.", code="invalid_value", param="type")
+        check_supported(kind, self.session_type)
         if kind == "session.update":
-            session = event.get("session")
-            if not isinstance(session, dict):
-                raise InvalidRequest("session.update needs a 'session' object",
-                                     code="missing_required_parameter", param="session")
-            session = normalize_session({"type": self.session_type, **session})
-            if session["type"] != self.session_type:
-                raise InvalidRequest(
-                    f"session.type cannot change during a session: this is a "
-                    f"{self.session_type} session.", code="invalid_value",
-                    param="session.type")
+            session = requested_update(event, self.session_type, "session")
             check_session(session, self.policy, "session")
             self._send_update(CLIENT, {**event, "session": session})
             return
-        if kind == "response.create" and isinstance(event.get("response"), dict):
-            check_session({**event["response"], "type": "realtime"}, self.policy, "response")
-        self._to_upstream.append(event)
+        if kind == "response.create":
+            check_response_overrides(event, self.policy)
+        self._outboxes.to_upstream(event)
 
     def _send_update(self, source: str, event: Event) -> None:
         session = dict(event["session"])
         session.pop("model", None)  # the connection chose it
         self._redact = self._redact.with_secrets(tool_secret_values(session))
-        self._to_upstream.append(self._updates.send(source, {**event, "session": session}))
+        self._outboxes.to_upstream(self._updates.send(source, {**event, "session": session}))
 
     def _session_answer(self, event: Event) -> None:
         session = event.get("session")
@@ -201,17 +178,10 @@ class WebSocketSessionCore:
         elif pending.source == INITIAL:
             self._created(self.session)
         else:
-            self._to_channel(event)
+            self._outboxes.to_client(event)
 
     def _created(self, session: Session) -> None:
         if not self._created_sent:
             self._created_sent = True
-            self._to_channel({"type": "session.created", "event_id": new_event_id(),
+            self._outboxes.to_client({"type": "session.created", "event_id": new_event_id(),
                               "session": conceal_tool_secrets(session)})
-
-    def _to_channel(self, event: Event) -> None:
-        kind = event["type"]
-        self.measures.count("to_client", kind)
-        if kind == "error":
-            self.measures.error(event.get("error"))
-        self._to_client.append(event)

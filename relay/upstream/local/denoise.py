@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .vad import WINDOW_BYTES, WINDOW_SAMPLES, window_dbfs
+from ...protocol.energy_vad import WINDOW_BYTES, WINDOW_SAMPLES, window_dbfs
 
 #: The noise floor is the quietest window of this much recent audio.
 FLOOR_SECONDS = 3.0

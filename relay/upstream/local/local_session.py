@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ...errors import InvalidRequest, RelayError
+from ...protocol.energy_vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 from ...protocol.events import Event, error_event, parse_event, random_id
 from ...protocol.realtime.session_config import (
     DEFAULT_MODEL,
@@ -110,7 +111,6 @@ from .tools import (
     latest_user_message,
 )
 from .truncation import fit_context
-from .vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
 

@@ -208,3 +208,15 @@ def test_live_core_relay_errors_take_the_live_shape() -> None:
     [to_server] = to_sideband(live, "sb")
     assert to_frontend["error"]["code"] == to_server["error"]["code"] == "server_shutting_down"
     assert "event_id" not in to_frontend["error"]  # Live names commands by client_event_id
+
+
+def test_live_core_counts_each_error_sent_once() -> None:
+    live = core()
+    live.attach_sideband("guard")
+    live.client_message(json.dumps({"type": "session.start", "session": {}}))
+    live.client_message(json.dumps({"type": "no.such.event"}), source="guard")
+    [refused] = to_client(live)
+    [unknown] = to_sideband(live, "guard")
+    assert refused["error"]["code"] == "session_already_started"
+    assert unknown["error"]["code"] == "invalid_value"
+    assert live.measures.errors == {"session_already_started": 1, "invalid_value": 1}

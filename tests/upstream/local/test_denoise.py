@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from relay.protocol.energy_vad import window_dbfs
 from relay.upstream.local.denoise import NoiseReducer
 from relay.upstream.local.local_session import LocalSession
-from relay.upstream.local.vad import window_dbfs
 
 from .signals import chunks, noise, tone
 

@@ -3,10 +3,10 @@
 It speaks the primary WebSocket's contract (``docs/LIVE_PROTOCOL.md``): ``session.start``
 first (anything else before it is refused), answered by ``session.started``; then
 ``session.input_audio.append`` in the session's format (PCM16 at 24 kHz here), from which
-the energy detector of the Realtime face (:mod:`..vad`) finds turns. A turn's words come
-from the same recogniser (a :class:`~..assistant.Transcribe` job) and are sent as
-``session.input_transcript.delta`` events placed on the session timeline; the reply ("You
-said: ...") is spoken by the same synthesiser and goes out as
+the energy detector the relay shares (:mod:`relay.protocol.energy_vad`) finds turns. A
+turn's words come from the same recogniser (a :class:`~..assistant.Transcribe` job) and
+are sent as ``session.input_transcript.delta`` events placed on the session timeline; the
+reply ("You said: ...") is spoken by the same synthesiser and goes out as
 ``session.output_audio.delta`` events, each with the ``session.output_transcript.delta``
 of the words it carries, on the timeline where that audio plays.
 
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ....errors import InvalidRequest, RelayError
+from ....protocol.energy_vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 from ....protocol.events import Event, parse_event, random_id
 from ....protocol.live.live_config import (
     PCM24K,
@@ -56,7 +57,6 @@ from ..buffer import InputBuffer
 from ..conversation import BYTES_PER_MS, decode_audio
 from ..response import ResponseChunk, word_pieces
 from ..synthesizer import espeak_voice, words_per_minute
-from ..vad import EnergyVad, SpeechStarted, SpeechStopped, VadEvent
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,9 @@
 """Sans-I/O energy voice activity detector over 24 kHz mono PCM16, in 10 ms windows.
 
+Shared by the embedded server (its ``server_vad`` turns, its GPT-Live turns, its noise
+gate) and the relay's own GPT-Live wake policy (:mod:`relay.protocol.live.wake`), so it
+sits on the sans-I/O floor both stand on; it needs nothing but numpy.
+
 The hosted service's ``server_vad`` runs a model; this one compares the RMS level of each
 10 ms window against a level derived from the session's ``threshold``. The mapping is
 linear in decibels relative to full scale::
@@ -25,8 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...audio import RATE, SAMPLE_BYTES
-
+#: The voice APIs' PCM: 24 kHz mono, 16-bit (``relay.audio.RATE``/``SAMPLE_BYTES``, kept
+#: here too so this floor imports nothing above it; a test holds them equal).
+RATE = 24000
+SAMPLE_BYTES = 2
 SAMPLES_PER_MS = RATE // 1000
 WINDOW_MS = 10
 WINDOW_SAMPLES = WINDOW_MS * SAMPLES_PER_MS

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relay.upstream.local.vad import EnergyVad, SpeechStarted, SpeechStopped, threshold_dbfs
+from relay.protocol.energy_vad import EnergyVad, SpeechStarted, SpeechStopped, threshold_dbfs
 
-from .signals import chunks, noise, silence, tone
+from ..upstream.local.signals import chunks, noise, silence, tone
 
 
 def feed(vad: EnergyVad, pcm: bytes, ms: int = 40) -> list[object]:
@@ -111,3 +111,10 @@ def test_vad_detects_espeak_speech_at_default_threshold(tmp_path: Path) -> None:
     assert isinstance(events[0], SpeechStarted) and isinstance(events[-1], SpeechStopped)
     assert 1500 - 300 <= events[0].audio_start_ms <= 1500
     assert events[-1].audio_end_ms <= 1500 + speech_ms + 500 + 10
+
+
+def test_vad_pcm_constants_are_the_audio_layers() -> None:
+    from relay import audio
+    from relay.protocol import energy_vad
+
+    assert (energy_vad.RATE, energy_vad.SAMPLE_BYTES) == (audio.RATE, audio.SAMPLE_BYTES)
