@@ -30,9 +30,15 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, NotSupported
-from ..protocol.live.live_config import apply_locks, check_config, check_servable
+from ..protocol.live.live_config import (
+    LIVE_SECRET_TYPE,
+    apply_locks,
+    check_config,
+    check_servable,
+    seal,
+    sealed_live_config,
+)
 from ..protocol.live.live_core import LiveCore
-from ..protocol.live.primary_core import LIVE
 from ..protocol.realtime.policy import UNSET
 from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, REGISTRY, SETTINGS, forward_to_owner
 from .auth import DEFAULT_TTL, credentials
@@ -45,10 +51,6 @@ from .resume_token import RESUME_TOKEN_HEADER, check_token, presented_token
 from .sideband import MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
-
-#: What a client secret minted for GPT-Live carries as its session's ``type``.
-LIVE_SECRET_TYPE = LIVE
-
 
 def add_live_routes(router: web.UrlDispatcher) -> None:
     """Route GPT-Live's endpoints to this module's handlers."""
@@ -74,7 +76,7 @@ async def create_session(request: web.Request) -> web.Response:
     body = await read_json(request)
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
     config = apply_locks(
-        check_config(_with_sealed(caller.sealed, body.get("session")), media=True),
+        check_config(_sealed(caller.sealed, body.get("session")), media=True),
         settings.policy, UNSET)
     check_servable(config, offline=settings.uses_local_upstream)
     call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
@@ -214,17 +216,15 @@ def _offer(transport: Any, max_bytes: int) -> str:
     return sdp
 
 
-def _with_sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:
-    """The request's configuration under a sealed key's: the key's fields win."""
-    if sealed is None:
+def _sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:
+    """The request's configuration under a sealed key's (its fields may be repeated, not
+    changed: ``locked_field``); a Realtime key is refused."""
+    config = sealed_live_config(sealed)
+    if config is None:
         return requested
-    if sealed.get("type") != LIVE_SECRET_TYPE:
-        raise InvalidRequest("This client secret was minted for a Realtime session; mint "
-                             "one at /v1/live/client_secrets for GPT-Live.",
-                             code="invalid_client_secret")
-    locked = {k: v for k, v in sealed.items() if k != "type"}
-    base = requested if isinstance(requested, dict) else {}
-    return {**base, **locked}
+    if requested is not None and not isinstance(requested, dict):
+        return requested  # check_config names the fault
+    return seal(requested, config)
 
 
 async def _route(request: web.Request, session_id: str, *,

@@ -18,7 +18,8 @@ from aiohttp import web
 
 from ..errors import InvalidRequest
 from ..protocol.events import random_id
-from ..protocol.live.primary_core import LiveWebSocketCore, sealed_live_config
+from ..protocol.live.live_config import sealed_live_config
+from ..protocol.live.primary_core import LiveWebSocketCore
 from ..protocol.realtime.policy import UNSET
 from .app_state import AUTH, LIVE_UPSTREAM, SETTINGS
 from .auth import credentials

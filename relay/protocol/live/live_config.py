@@ -24,6 +24,8 @@ DEFAULT_LIVE_MODEL = "gpt-live-1"
 DEFAULT_VOICE = "marin"
 #: The format the relay speaks on a Live WebSocket: its media path is 24 kHz PCM16.
 PCM24K: Mapping[str, Any] = {"type": "audio/pcm", "rate": 24000}
+#: What a client secret minted for GPT-Live carries as its session's ``type``.
+LIVE_SECRET_TYPE = "live"
 #: How long a hosted Live session lives (its ``expires_at``): 60 minutes.
 SESSION_SECONDS = 3600
 
@@ -260,3 +262,34 @@ def _check_client(client: Any, *, param: str) -> None:
         if value is not None and value != "all" and not isinstance(value, list):
             raise InvalidRequest(f"'{param}.data_channel.{key}' must be 'all' or an array.",
                                  code="invalid_type", param=f"{param}.data_channel.{key}")
+
+
+def sealed_live_config(sealed: Mapping[str, Any] | None) -> Config | None:
+    """The Live configuration a client secret was sealed to (None: no client secret), or
+    :class:`InvalidRequest` when the key was minted for a Realtime session."""
+    if sealed is None:
+        return None
+    if sealed.get("type") != LIVE_SECRET_TYPE:
+        raise InvalidRequest("This client secret was minted for a Realtime session; mint "
+                             "one at /v1/live/client_secrets for GPT-Live.",
+                             code="invalid_client_secret")
+    return {k: copy.deepcopy(v) for k, v in sealed.items() if k != "type"}
+
+
+def seal(requested: Mapping[str, Any] | None, sealed: Mapping[str, Any] | None,
+         path: str = "session") -> Config:
+    """``requested`` under the ``sealed`` configuration of a client secret: a field the key
+    set keeps the key's value (the client may repeat it, not change it:
+    :class:`InvalidRequest` ``locked_field``), a field it left out is the client's."""
+    merged: Config = copy.deepcopy(dict(requested or {}))
+    for key, value in (sealed or {}).items():
+        here = f"{path}.{key}"
+        if key not in merged:
+            merged[key] = copy.deepcopy(value)
+        elif isinstance(value, Mapping) and isinstance(merged[key], Mapping):
+            merged[key] = seal(merged[key], value, here)
+        elif merged[key] != value:
+            raise InvalidRequest(
+                f"'{here}' is set by this session's client secret and cannot be changed.",
+                code="locked_field", param=here)
+    return merged

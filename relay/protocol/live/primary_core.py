@@ -42,7 +42,14 @@ from ..events import Event, parse_event
 from ..flood import CLIENT, MessageLimits, PartyGuards
 from ..outboxes import PartyOutboxes, SessionOutputs
 from ..redact import Redactor
-from .live_config import Config, apply_locks, apply_update, check_config, check_servable
+from .live_config import (
+    Config,
+    apply_locks,
+    apply_update,
+    check_config,
+    check_servable,
+    seal,
+)
 from .live_core import MEDIA_ONLY, SNAPSHOTS
 from .live_events import (
     PRIMARY_CLIENT_EVENTS,
@@ -219,34 +226,3 @@ class LiveWebSocketCore(SessionOutputs):
         if isinstance(upstream_id, str) and upstream_id != self.session_id:
             self.upstream_session_id = upstream_id
         return dict(session, id=self.session_id)
-
-
-def sealed_live_config(sealed: Mapping[str, Any] | None) -> Config | None:
-    """The Live configuration a client secret was sealed to (None: no client secret), or
-    :class:`InvalidRequest` when the key was minted for a Realtime session."""
-    if sealed is None:
-        return None
-    if sealed.get("type") != LIVE:
-        raise InvalidRequest("This client secret was minted for a Realtime session; mint "
-                             "one at /v1/live/client_secrets for GPT-Live.",
-                             code="invalid_client_secret")
-    return {k: copy.deepcopy(v) for k, v in sealed.items() if k != "type"}
-
-
-def seal(requested: Mapping[str, Any] | None, sealed: Mapping[str, Any] | None,
-         path: str = "session") -> Config:
-    """``requested`` under the ``sealed`` configuration of a client secret: a field the key
-    set keeps the key's value (the client may repeat it, not change it:
-    :class:`InvalidRequest` ``locked_field``), a field it left out is the client's."""
-    merged: Config = copy.deepcopy(dict(requested or {}))
-    for key, value in (sealed or {}).items():
-        here = f"{path}.{key}"
-        if key not in merged:
-            merged[key] = copy.deepcopy(value)
-        elif isinstance(value, Mapping) and isinstance(merged[key], Mapping):
-            merged[key] = seal(merged[key], value, here)
-        elif merged[key] != value:
-            raise InvalidRequest(
-                f"'{here}' is set by this session's client secret and cannot be changed.",
-                code="locked_field", param=here)
-    return merged

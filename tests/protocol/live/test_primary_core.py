@@ -15,12 +15,8 @@ from openai.types.live import ClientEvent, ServerEvent
 
 from relay.errors import InvalidRequest, RelayError
 from relay.protocol.flood import MessageLimits
-from relay.protocol.live.primary_core import (
-    STARTED,
-    LiveWebSocketCore,
-    seal,
-    sealed_live_config,
-)
+from relay.protocol.live.live_config import seal, sealed_live_config
+from relay.protocol.live.primary_core import STARTED, LiveWebSocketCore
 from relay.protocol.redact import Redactor
 
 SERVER: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ServerEvent)
