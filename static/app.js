@@ -21,8 +21,8 @@
  * or its connection changed, the page
  * builds a new RTCPeerConnection (same microphone, new "oai-events" channel) and resumes
  * the call with the resume token the relay gave with it (POST .../{id}/resume with
- * X-Relay-Resume-Token); the relay's "relay.call.resumed" event then says how long it was
- * gone. The relay cannot restart ICE on an existing peer connection (aiortc cannot), so the
+ * X-Relay-Resume-Token); the relay's "relay.call.resumed" event (a GPT-Live session's:
+ * an "info" with code "call_resumed") then says how long it was gone. The relay cannot restart ICE on an existing peer connection (aiortc cannot), so the
  * page does not call pc.restartIce(). `relayDemo.resumes` counts the resumes, and
  * `relayDemo.resume()` forces one.
  *
@@ -168,7 +168,7 @@ async function start() {
     const { answer, callId, resumeToken } = session.protocol === "live"
       ? await postLiveOffer(pc.localDescription.sdp)
       : await postOffer(pc.localDescription.sdp, session.captionsOnly);
-    // Only a relay's Realtime calls give one; without it the page cannot resume the call.
+    // Only a relay gives one; without it the page cannot resume the call.
     session.resumeToken = resumeToken || null;
     if (session.closed) {
       // Hung up while the relay was answering: end the call it just made.
@@ -222,20 +222,17 @@ async function resume(session, why) {
       try {
         await pc.setLocalDescription(await pc.createOffer());
         await iceGatheringDone(pc, ICE_GATHERING_TIMEOUT_MS);
-        const response = await fetch(
-          `${CALLS_URL}/${encodeURIComponent(session.id)}/resume`, {
-            method: "POST",
-            headers: { "Content-Type": "application/sdp",
-              [RESUME_TOKEN_HEADER]: session.resumeToken },
-            body: pc.localDescription.sdp,
-          });
+        const response = await postResume(session, pc.localDescription.sdp);
         if (response.status === 404 || response.status === 403) {
           showError(await errorMessage(response));
           await teardown(session, "closed");
           return false;
         }
         if (!response.ok) throw new Error(await errorMessage(response));
-        await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+        const answer = session.protocol === "live"
+          ? (await response.json()).transport.sdp
+          : await response.text();
+        await pc.setRemoteDescription({ type: "answer", sdp: answer });
         if (old && old !== pc) old.close();
         demo.resumes += 1;
         logNote(`resumed in ${Math.round(performance.now() - began)} ms`);
@@ -401,7 +398,20 @@ async function postOffer(sdp, captionsOnly) {
   return { answer: await response.text(), callId, resumeToken };
 }
 
-/** POST a GPT-Live session (JSON in, JSON out); return the answer and the session id. */
+/** POST a resume of the call on a new peer connection: the offer in the call's API's
+ * shape (SDP for a Realtime call, the creation's JSON for a GPT-Live session). */
+function postResume(session, sdp) {
+  const live = session.protocol === "live";
+  return fetch(`${live ? LIVE_URL : CALLS_URL}/${encodeURIComponent(session.id)}/resume`, {
+    method: "POST",
+    headers: { "Content-Type": live ? "application/json" : "application/sdp",
+      [RESUME_TOKEN_HEADER]: session.resumeToken },
+    body: live ? JSON.stringify({ transport: { type: "webrtc", sdp } }) : sdp,
+  });
+}
+
+/** POST a GPT-Live session (JSON in, JSON out); return the answer, the session id and
+ * its resume token. */
 async function postLiveOffer(sdp) {
   const session = { model: LIVE_MODEL };
   const instructions = ui.instructions.value.trim();
@@ -418,7 +428,8 @@ async function postLiveOffer(sdp) {
   }
   if (!response.ok) throw new Error(await errorMessage(response));
   const created = await response.json();
-  return { answer: created.transport.sdp, callId: created.session.id };
+  return { answer: created.transport.sdp, callId: created.session.id,
+    resumeToken: created.resume_token || response.headers.get(RESUME_TOKEN_HEADER) };
 }
 
 /** The voice API chosen on the page: "realtime" or "live". */
@@ -656,14 +667,18 @@ function receive(event) {
       addItem(event.item || {});
       break;
     case "relay.call.resumed":
-      clearError();
-      setState("connected");
-      logNote(`call resumed: ${event.seconds_without_peer ?? "?"} s without a path, ` +
-        `${event.assistant_audio_ms_held ?? 0} ms of reply audio held for you`);
+      resumed(event);
       break;
     case "relay.upstream.restored":
       logNote(`the model's session was replaced (${event.reason}): ` +
         `${(event.items_restored || []).length} items restored`);
+      break;
+    case "info":  // GPT-Live's notices: the relay's own come as these on a Live session
+      if (event.code === "call_resumed") resumed(event);
+      if (event.code === "upstream_restored") {
+        logNote(`the model's session was replaced (${event.reason}): ` +
+          `${event.messages_restored ?? 0} messages of the conversation restored`);
+      }
       break;
     case "input_audio_buffer.speech_started":
       turns.speechStarted();
@@ -700,6 +715,14 @@ function receive(event) {
     default:
       break;
   }
+}
+
+/** The relay says the call resumed on the new peer connection. */
+function resumed(event) {
+  clearError();
+  setState("connected");
+  logNote(`call resumed: ${event.seconds_without_peer ?? "?"} s without a path, ` +
+    `${event.assistant_audio_ms_held ?? 0} ms of reply audio held for you`);
 }
 
 /** The transcript entry of the current GPT-Live turn of ``role`` (a new one when the

@@ -106,11 +106,17 @@ class PartyOutboxes:
         """The call resumed on a new peer connection: a ``relay.call.resumed`` with
         ``details`` goes first on the client's new channel, ahead of the events held
         meanwhile (it says how many), and to every sideband."""
-        event: Event = {"type": RESUMED_EVENT, "event_id": new_event_id(), **details,
-                        "events_held": len(self._to_client)}
-        self._measures.count("to_client", RESUMED_EVENT)
-        self._to_client.appendleft(event)
-        self.reflect(event)
+        self.resumed_with({"type": RESUMED_EVENT, "event_id": new_event_id(), **details,
+                           "events_held": len(self._to_client)})
+
+    def resumed_with(self, notice: Event) -> None:
+        """The call resumed on a new peer connection, and ``notice`` (in its family's
+        shape: a GPT-Live session says it with an ``info`` event) says so: it goes first on
+        the client's new channel, ahead of the events held meanwhile, and to every
+        sideband; counted once, as sent to the client."""
+        self._measures.count("to_client", notice["type"])
+        self._to_client.appendleft(notice)
+        self.reflect(notice)
 
     def drain_client(self) -> list[Event]:
         """The events for the client's channel; none until it has opened."""

@@ -52,8 +52,9 @@ from .live_api import add_live_routes
 from .loop_lag import LoopLagMonitor
 from .prometheus import RelayCollector
 from .readiness import UpstreamProbe
-from .realtime_api import RESUME_TOKEN_HEADER, add_realtime_routes
+from .realtime_api import add_realtime_routes
 from .registry import CallRegistry
+from .resume_token import RESUME_TOKEN_HEADER
 from .webhooks import WebhookSender
 from .websocket_session import WebSocketSessions
 

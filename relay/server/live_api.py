@@ -14,6 +14,12 @@ WebSocket opened with the operator's key.
 The hosted GPT-Live issues no client keys; the relay does: ``POST /v1/live/client_secrets``
 (server key) mints an ``ek_`` key sealed to a Live configuration, whose fields a browser
 creating its session with that key cannot change.
+
+A session outlives its network path as a Realtime call does: the creation's answer carries
+the session's resume token (``resume_token`` in the JSON, and the ``X-Relay-Resume-Token``
+header as on a call's), and ``POST /v1/live/sessions/{id}/resume`` with it in that header
+and a new offer, in the creation's ``transport`` shape, moves the session to the new peer
+connection (:meth:`~.call_driver.CallDriver.resume`).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from .call_driver import CallDriver
 from .live_websocket import open_live_session
 from .recording_api import record_requested, recording_content
 from .requests import expires_after_seconds, read_json
+from .resume_token import RESUME_TOKEN_HEADER, check_token, presented_token
 from .sideband import MAX_MESSAGE_BYTES
 
 logger = logging.getLogger(__name__)
@@ -52,6 +59,7 @@ def add_live_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/v1/live/client_secrets", create_client_secret)
     router.add_get("/v1/live/sessions/{session_id}", describe_session)
     router.add_post("/v1/live/sessions/{session_id}/hangup", hangup_session)
+    router.add_post("/v1/live/sessions/{session_id}/resume", resume_session)
     router.add_get("/v1/live/sessions/{session_id}/attach", attach_sideband)
     for control in ("accept", "reject", "refer"):
         router.add_post(f"/v1/live/sessions/{{session_id}}/{control}", sip_only)
@@ -76,6 +84,34 @@ async def create_session(request: web.Request) -> web.Response:
                                protocol="live")
     answer = await call.start(offer)
     logger.info("live %s: created", call.id)
+    return web.json_response({"session": {"id": call.id},
+                              "transport": {"type": "webrtc", "sdp": answer},
+                              "resume_token": call.resume_token},
+                             status=201, headers={RESUME_TOKEN_HEADER: call.resume_token})
+
+
+async def resume_session(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/live/sessions/{id}/resume``: the session's client, on a new peer
+    connection (its network changed), posts ``{"transport": {"type": "webrtc", "sdp":
+    offer}}`` with the session's resume token in ``X-Relay-Resume-Token``; 201 with the
+    creation's answer shape, and the session goes on there. The token is the credential,
+    as for a call's resume: without it, or with another, 403; an unknown session, 404."""
+    routed = await _route(request, request.match_info["session_id"])
+    if routed is not None:
+        return routed
+    token = presented_token(request)
+    call = _live_call(request)
+    check_token(call, token)
+    body = await read_json(request)
+    if body.get("session") is not None:
+        raise InvalidRequest("A resume carries no session: the session keeps its own.",
+                             code="invalid_request", param="session")
+    offer = _offer(body.get("transport"), request.app[SETTINGS].max_sdp_bytes)
+    try:
+        answer = await call.resume(offer)
+    except CallNotFound as exc:  # it ended meanwhile
+        raise LiveSessionNotFound() from exc
+    logger.info("live %s: resumed on a new peer connection", call.id)
     return web.json_response({"session": {"id": call.id},
                               "transport": {"type": "webrtc", "sdp": answer}}, status=201)
 
@@ -208,8 +244,13 @@ async def _owned_session(request: web.Request, *,
     routed = await _route(request, session_id, websocket=websocket)
     if routed is not None:
         return routed
+    return _live_call(request)
+
+
+def _live_call(request: web.Request) -> CallDriver:
+    """This relay's live Live session the path names; 404 when there is none."""
     try:
-        call = request.app[REGISTRY].get(session_id)
+        call = request.app[REGISTRY].get(request.match_info["session_id"])
     except CallNotFound as exc:
         raise LiveSessionNotFound() from exc
     if not isinstance(call.core, LiveCore):

@@ -14,7 +14,7 @@ import logging
 
 from aiohttp import web
 
-from ..errors import InvalidRequest, RelayError, ResumeRefused
+from ..errors import InvalidRequest, RelayError
 from ..protocol.events import random_id
 from ..protocol.realtime.session_config import conceal_tool_secrets, effective_session
 from ..protocol.realtime.websocket_core import WebSocketSessionCore
@@ -32,6 +32,7 @@ from .auth import DEFAULT_TTL, credentials
 from .call_admission import admit_caller, register_call
 from .recording_api import record_requested, recording_content
 from .requests import dcid_param, expires_after_seconds, read_json, read_offer, record_field
+from .resume_token import RESUME_TOKEN_HEADER, check_token, presented_token
 from .sideband import MAX_MESSAGE_BYTES as SIDEBAND_MAX_MESSAGE_BYTES
 from .websocket_serving import admit_websocket_session, serve_websocket_session
 from .websocket_session import MAX_MESSAGE_BYTES as WS_SESSION_MAX_MESSAGE_BYTES
@@ -43,10 +44,6 @@ from .websocket_session import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: The response header of a call's creation that carries its resume token, and the request
-#: header a resume presents it in.
-RESUME_TOKEN_HEADER = "X-Relay-Resume-Token"
 
 
 def add_realtime_routes(router: web.UrlDispatcher) -> None:
@@ -93,14 +90,9 @@ async def resume_call(request: web.Request) -> web.StreamResponse:
     call_id = request.match_info["call_id"]
     if (routed := await forward_to_owner(request, call_id)) is not None:
         return routed
-    token = request.headers.get(RESUME_TOKEN_HEADER)
-    if not token:
-        raise ResumeRefused(f"A resume needs the call's resume token in {RESUME_TOKEN_HEADER}.",
-                            code="resume_token_required")
+    token = presented_token(request)
     call = request.app[REGISTRY].get(call_id)
-    if not call.resume_token_matches(token):
-        logger.warning("call %s: a resume with a wrong token was refused", call_id)
-        raise ResumeRefused("The resume token is not this call's.")
+    check_token(call, token)
     offer, session = await read_offer(request, request.app[SETTINGS].max_sdp_bytes)
     if session is not None:
         raise InvalidRequest("A resume carries no session: the call keeps its own.",

@@ -100,6 +100,24 @@ def test_outboxes_resume_notice_goes_first_and_to_every_sideband() -> None:
     assert ("to_sideband", "other") not in stats.measures.events
 
 
+def test_outboxes_resume_notice_of_a_family_goes_first_and_to_every_sideband() -> None:
+    stats = CallStats()
+    out = PartyOutboxes(stats)
+    out.attach("guard")
+    out.to_client(event("a"))
+    notice = event("info", code="call_resumed", events_held=out.client_held)
+    out.resumed_with(notice)
+    out.to_client(event("b"))
+    out.channel_opened()
+    drained = out.drain_client()
+    assert drained == [notice, event("a"), event("b")]
+    assert drained[0]["events_held"] == 1
+    assert out.drain_sideband("guard") == [notice]
+    counted = stats.measures.events
+    assert sum(n for (party, _), n in counted.items() if party == "to_client") == 3
+    assert not any(party == "to_sideband" for party, _ in counted)
+
+
 def test_outboxes_broadcast_reaches_the_client_and_every_sideband_counted() -> None:
     stats = CallStats()
     out = PartyOutboxes(stats, channel_open=True)

@@ -19,6 +19,15 @@ the model's audio from it on the outbound track's clock. Its rules (docs/LIVE_PR
 - The frontend's ``client.data_channel`` permissions apply to the data channel (both
   ways); sidebands are trusted and see and may send everything a sideband may.
 - An ``error`` about a command a sideband sent goes back to that sideband alone.
+- The call outlives its transports, as a Realtime call does. On a new peer connection (a
+  resume) the client's first event is an ``info`` ``call_resumed``. When the upstream
+  session closes under the call (see :func:`~..upstream_loss.worth_reopening`, or its
+  ``session.closed`` says ``expired``), the driver opens a new one and the core starts it
+  with the call's configuration and its conversation as text
+  (:mod:`.live_restore`); the client and the sidebands get one ``info``
+  ``upstream_restored`` once it has started. Timed events of the new session are placed
+  on the call's timeline. The relay's notices are ``info`` events, so every event a Live
+  client gets is one of the protocol's.
 - A ``wake_policy`` (and ``idle_timeout_s``) is the relay's to keep (:mod:`.wake`): the
   microphone goes upstream only while the session is awake, and the relay says
   ``session.resumed`` / ``session.paused``.
@@ -40,6 +49,7 @@ from ..events import Event, parse_event
 from ..flood import CLIENT, MessageLimits, PartyGuards
 from ..outboxes import CallOutputs, HeldMessages, PartyOutboxes
 from ..redact import Redactor
+from ..upstream_loss import worth_reopening
 from .live_config import (
     PCM24K,
     allowed_client_events,
@@ -54,6 +64,7 @@ from .live_events import (
     live_error_event,
     live_event,
 )
+from .live_restore import CONTEXT_COMMANDS, LiveHistory, restore_start
 from .wake import check_update, resolved_policy, wake_gate
 
 logger = logging.getLogger(__name__)
@@ -63,6 +74,12 @@ MEDIA_ONLY = ("idle_timeout_s", "wake_policy")
 #: Server events that describe the session (their ``session.id`` is the relay's id).
 SNAPSHOTS = ("session.started", "session.updated", "session.closed")
 SAMPLES_PER_MS = RATE // 1000
+#: The ``info`` codes of the relay's notices: the call resumed on a new peer connection,
+#: its session was rebuilt on a new upstream session.
+RESUMED_CODE = "call_resumed"
+RESTORED_CODE = "upstream_restored"
+#: Fields of a server event that place it on the session timeline.
+TIMED_FIELDS = ("start_ms", "end_ms", "offset_ms")
 
 
 class LiveCore(CallOutputs):
@@ -115,9 +132,22 @@ class LiveCore(CallOutputs):
         self.upstream_intent: str | None = None
         #: The upstream said ``session.closed``: its socket closing next is no surprise.
         self._closed_cleanly = False
-        #: A GPT-Live session is never reopened on a new upstream session (see
-        #: :meth:`upstream_lost`), so the upstream is never "down" while the call lives.
+        #: What ``session.start`` carried (a restore starts a new session from it).
+        self._start_config: dict[str, Any] = {}
+        #: The conversation as text, for a new upstream session (:mod:`.live_restore`).
+        self.history = LiveHistory()
+        #: True from the upstream's loss until a new session is open.
         self.upstream_down = False
+        #: The upstream said the session reached its longest duration (it closes next).
+        self._expired = False
+        #: The session was updated (its ``delegation``/``triggers`` may differ from start).
+        self._updated = False
+        #: Restores done; the one under way (its ``session.start`` not answered yet); when
+        #: the lost session went; where the current session's timeline starts on the call's.
+        self.restores = 0
+        self._restore: dict[str, Any] | None = None
+        self._lost_at: float | None = None
+        self._timeline_offset_ms = 0
         #: The wake policy's gate (None: no policy, the microphone always goes upstream).
         self._wake = wake_gate(session, clock)
         #: ``session.resumed``/``.paused`` said before ``session.started`` had gone.
@@ -132,22 +162,69 @@ class LiveCore(CallOutputs):
         audio = dict(config.get("audio") or {})
         audio["format"] = dict(PCM24K)
         config["audio"] = audio
+        self._start_config = config
         self._outboxes.to_upstream({"type": "session.start", "session": config})
+
+    def peer_resumed(self, details: Mapping[str, Any]) -> None:
+        """The call moved to a new peer connection: an ``info`` ``call_resumed`` with
+        ``details`` first on the new channel (whatever the client's event permissions: it
+        is the relay's own), before the events held meanwhile; every sideband gets it."""
+        self._outboxes.resumed_with(live_event(
+            "info", code=RESUMED_CODE, message="The session resumed on a new peer connection.",
+            **details, events_held=self._outboxes.client_held))
 
     @property
     def idle(self) -> bool:
-        """No model audio waits to be played."""
-        return self.playout.queued == 0
+        """No model audio waits to be played, and no restore is under way."""
+        return self.playout.queued == 0 and self._restore is None
 
     def upstream_lost(self, close_code: int | None) -> str | None:
-        """A GPT-Live session is not rebuilt on a new upstream session (its state cannot be
-        created by a client as a Realtime conversation can): None, the call ends."""
-        del close_code
-        return None
+        """The upstream session closed under the call with ``close_code`` (None: none
+        received). When a new one is worth opening (a transient close, or the session
+        expired), return why the old one went and drop the microphone's audio until
+        :meth:`upstream_reopened` (it would be stale); None when the session closed
+        (hung up, or any other ``session.closed``) or the close would only happen again:
+        the call ends."""
+        if self.upstream_down:
+            return "upstream_closed"
+        if self._closed_cleanly or not worth_reopening(close_code, self._expired):
+            return None
+        self.upstream_down = True
+        self._lost_at = self._clock()
+        self._outboxes.drop_upstream("session.input_audio.append")
+        if self._expired:
+            return "session_expired"
+        return f"upstream_closed ({close_code})" if close_code else "upstream_closed"
 
     def upstream_reopened(self, reason: str) -> None:
-        """Never called: :meth:`upstream_lost` asks for no new session."""
-        raise RuntimeError(f"a GPT-Live session is not reopened ({reason})")
+        """A new upstream session is open in place of the lost one: queue, ahead of
+        anything else, the ``session.start`` that rebuilds the call's session with its
+        conversation (:func:`~.live_restore.restore_start`); the client hears of it once
+        the new session has started (``reason``: why the old one went)."""
+        self.upstream_down = False
+        self._expired = False
+        self.restores += 1
+        self.stats.upstream_restores = self.restores
+        history = self.history.messages()
+        plan = restore_start(self._start_config, self.session if self._updated else None,
+                             history, self.restores)
+        lost_for = None if self._lost_at is None else self._clock() - self._lost_at
+        self._restore = {
+            "event_id": plan.event["event_id"], "bare": None,
+            "report": {"reason": reason, "messages_restored": plan.restored,
+                       "messages_dropped": plan.dropped, "history_refused": False,
+                       "seconds_without_upstream":
+                           None if lost_for is None else round(lost_for, 3),
+                       "uplink_ms_dropped": self.stats.uplink_dropped_samples * 1000 // RATE},
+        }
+        if plan.restored:
+            # Should the new session refuse the history (its token limit), start it bare.
+            bare = restore_start(self._start_config, plan.event["session"], [], self.restores)
+            bare.event["event_id"] += "_bare"
+            self._restore["bare"] = bare.event
+        # The call's timeline goes on where the lost session's ended.
+        self._timeline_offset_ms = self.timeline_ms
+        self._outboxes.upstream_first([plan.event])
 
     @property
     def timeline_ms(self) -> int:
@@ -159,7 +236,11 @@ class LiveCore(CallOutputs):
 
     def uplink_audio(self, pcm: bytes) -> None:
         """Microphone audio (24 kHz mono PCM16): upstream (while awake, under a wake
-        policy), and reflected to sidebands."""
+        policy), and reflected to sidebands; dropped while there is no upstream session
+        (it would be stale by the restore)."""
+        if self.upstream_down:
+            self.stats.uplink_dropped_samples += len(pcm) // SAMPLE_BYTES
+            return
         chunks, said = ([pcm], None) if self._wake is None else self._wake.audio(pcm)
         audio = base64.b64encode(pcm).decode()
         for chunk in chunks:
@@ -230,10 +311,21 @@ class LiveCore(CallOutputs):
         if kind == "session.output_audio.delta":
             self._output_audio(event)
             return
+        if self._restore is not None and self._restore_answer(event):
+            return
+        self._place(event)
+        self.history.observe(event)
         if kind == "session.closed":
             if self._closed_cleanly:
                 return  # the relay said it already (a hangup)
+            if event.get("reason") == "expired" and not self._expired:
+                # The session's duration is up, not the call's: the relay opens a new
+                # session when the socket closes next, and the client hears of that.
+                self._expired = True
+                return
             self._closed_cleanly = True
+        elif kind == "session.updated":
+            self._updated = True
         if kind in SNAPSHOTS and isinstance(event.get("session"), dict):
             event["session"] = self._snapshot(event["session"])
             self.session = event["session"]
@@ -247,6 +339,62 @@ class LiveCore(CallOutputs):
             held, self._wake_held = self._wake_held, []
             for said in held:
                 self._broadcast(said)
+
+    def _restore_answer(self, event: Event) -> bool:
+        """Take the new session's answer to a restore's ``session.start`` (True: not to be
+        passed on): its ``session.started`` completes the restore, an ``error`` naming it
+        retries without the history (once), then goes to everyone."""
+        restore = self._restore
+        assert restore is not None
+        kind = event["type"]
+        if kind == "session.started":
+            self._restore = None
+            session = event.get("session")
+            if isinstance(session, dict):
+                upstream_id = session.get("id")
+                if isinstance(upstream_id, str):
+                    self.upstream_session_id = upstream_id
+                if "expires_at" in session and self.session:
+                    self.session["expires_at"] = session["expires_at"]
+            report = restore["report"]
+            logger.info("live %s: upstream session restored (%s): %d messages, %d left out%s",
+                        self.call_id, report["reason"], report["messages_restored"],
+                        report["messages_dropped"],
+                        ", history refused" if report["history_refused"] else "")
+            self._notice(live_event("info", code=RESTORED_CODE, message=(
+                "The upstream session was lost and a new one carries the session on "
+                f"({report['reason']})."), **report))
+            return True
+        if kind != "error":
+            return False
+        body = event.get("error")
+        cid = event.get("client_event_id")
+        if cid is None and isinstance(body, dict):
+            cid = body.get("client_event_id")
+        if cid != restore["event_id"]:
+            return False
+        bare = restore["bare"]
+        if bare is None:
+            self._restore = None
+            return False  # the new session refused the call's own configuration
+        logger.warning("live %s: the new upstream session refused the history (%s); "
+                       "starting it without", self.call_id,
+                       body.get("message") if isinstance(body, dict) else body)
+        restore.update(event_id=bare["event_id"], bare=None)
+        restore["report"].update(history_refused=True, messages_restored=0,
+                                 messages_dropped=len(self.history))
+        self._outboxes.upstream_first([bare])
+        return True
+
+    def _place(self, event: Event) -> None:
+        """Put a timed event of a restored session on the call's timeline (a new session's
+        timeline starts at zero; the call's went on)."""
+        offset = self._timeline_offset_ms
+        if offset:
+            for key in TIMED_FIELDS:
+                value = event.get(key)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    event[key] = value + offset
 
     def upstream_closed(self, code: int | None, reason: str) -> None:
         """The upstream WebSocket closed: say why, unless the session closed cleanly."""
@@ -268,6 +416,17 @@ class LiveCore(CallOutputs):
             if said is not None:
                 self._wake_said(said)
         return frame
+
+    # ----------------------------------------------------------------- outputs
+
+    def drain_upstream(self) -> list[Event]:
+        """Events for the upstream WebSocket (the context commands among them are the
+        upstream session's from here: :meth:`~.live_restore.LiveHistory.context_sent`)."""
+        events = self._outboxes.drain_upstream()
+        for event in events:
+            if event["type"] in CONTEXT_COMMANDS:
+                self.history.context_sent(event)  # the session takes it from here
+        return events
 
     # ---------------------------------------------------------------- internals
 
@@ -375,6 +534,11 @@ class LiveCore(CallOutputs):
         to every sideband."""
         self._outboxes.broadcast(event,
                                  to_client=server_event_allowed(self._server_allowed, event))
+
+    def _notice(self, event: Event) -> None:
+        """A notice of the relay's own: to the client (whatever its permissions: it is
+        about the call's transport) and to every sideband."""
+        self._outboxes.broadcast(event)
 
 
 def listed(names: frozenset[str] | None) -> str:

@@ -30,6 +30,10 @@ from typing import Any
 
 from ..events import Event
 
+# Which closes are worth a new session is every family's rule (re-exported for this one).
+from ..upstream_loss import REOPEN_CLOSE_CODES as REOPEN_CLOSE_CODES
+from ..upstream_loss import worth_reopening as worth_reopening
+
 #: The session fields a ``session.update`` may set (the rest are the server's: id, model…).
 WRITABLE_SESSION_FIELDS = ("type", "output_modalities", "instructions", "audio", "tools",
                            "tool_choice", "max_output_tokens", "truncation", "tracing",
@@ -39,21 +43,6 @@ WRITABLE_SESSION_FIELDS = ("type", "output_modalities", "instructions", "audio",
 MAX_ITEMS = 500
 #: Prefix of the ``event_id`` of every event the relay sends to restore a session.
 RESTORE_PREFIX = "relay_restore_"
-
-
-#: WebSocket close codes after which a new session is worth opening: no close frame (the
-#: network or the server process died: 1006), going away (1001: a restart, or the hosted
-#: service's 60-minute limit), and the server-side failures that invite a retry (1011
-#: internal error, 1012 restart, 1013 try again later, 1014 bad gateway). A normal close
-#: (1000), a policy or size violation, and the application's own 4xxx codes (an
-#: unusable key, a refused API shape) would only happen again.
-REOPEN_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 1013, 1014})
-
-
-def worth_reopening(close_code: int | None, expired: bool) -> bool:
-    """Whether a session that closed with ``close_code`` (None: none received) is worth
-    replacing; ``expired``: it said it reached its longest duration first."""
-    return expired or close_code is None or close_code in REOPEN_CLOSE_CODES
 
 
 class ConversationMirror:
