@@ -14,8 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from openai.types.live import ServerEvent
 
-from relay.protocol.live.live_events import PRIMARY_CLIENT_EVENTS
 from relay.protocol.live.live_config import sealed_live_config
+from relay.protocol.live.live_events import PRIMARY_CLIENT_EVENTS
 from relay.protocol.live.primary_core import LiveWebSocketCore
 
 from .test_fuzz_core import FUZZ, deep, json_values, messages
