@@ -675,6 +675,7 @@ function receive(event) {
       break;
     case "info":  // GPT-Live's notices: the relay's own come as these on a Live session
       if (event.code === "call_resumed") resumed(event);
+      if (event.code === "recording_started") ui.recording.hidden = false;
       if (event.code === "upstream_restored") {
         logNote(`the model's session was replaced (${event.reason}): ` +
           `${event.messages_restored ?? 0} messages of the conversation restored`);

@@ -63,6 +63,7 @@ from .live_events import (
     client_event_id,
     live_error_event,
     live_event,
+    live_notice,
 )
 from .live_restore import CONTEXT_COMMANDS, LiveHistory, restore_start
 from .wake import check_update, resolved_policy, wake_gate
@@ -534,6 +535,12 @@ class LiveCore(CallOutputs):
         to every sideband."""
         self._outboxes.broadcast(event,
                                  to_client=server_event_allowed(self._server_allowed, event))
+
+    def notify_client(self, event: Event) -> None:
+        """The relay's own notice for the client's channel (``relay.recording.started``),
+        as GPT-Live's ``info`` (:func:`~.live_events.live_notice`): right after
+        ``session.started``, or at once if that has gone."""
+        super().notify_client(live_notice(event))
 
     def _notice(self, event: Event) -> None:
         """A notice of the relay's own: to the client (whatever its permissions: it is

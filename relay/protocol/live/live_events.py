@@ -55,6 +55,28 @@ def live_event(kind: str, **fields: Any) -> Event:
     return event
 
 
+#: What a person reads in the ``info`` that carries each of the relay's own notices.
+NOTICE_MESSAGES = {
+    "recording_started": "This session is recorded (its audio and events); the operator "
+                         "downloads the recording once it ends.",
+}
+#: The prefix of the relay's own event types (a Realtime client gets them as they are).
+RELAY_PREFIX = "relay."
+
+
+def live_notice(event: Event) -> Event:
+    """The relay's own notice ``event`` (``relay.recording.started``) as GPT-Live carries
+    notices: an ``info`` whose ``code`` names it (``recording_started``), with a message
+    and the notice's own fields. Any other event is returned as it is."""
+    kind = event["type"]
+    if not kind.startswith(RELAY_PREFIX):
+        return event
+    code = kind[len(RELAY_PREFIX):].replace(".", "_")
+    fields = {k: v for k, v in event.items() if k not in ("type", "event_id", "code")}
+    message = NOTICE_MESSAGES.get(code, f"A notice of the relay: {code}.")
+    return live_event("info", **{**fields, "code": code, "message": message})
+
+
 def live_error_event(error: RelayError, client_event_id: str | None = None) -> Event:
     """The Live ``error`` server event for ``error``; ``client_event_id`` names the client
     command at fault (when it carried an ``event_id``)."""

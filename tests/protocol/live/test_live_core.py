@@ -220,3 +220,20 @@ def test_live_core_counts_each_error_sent_once() -> None:
     assert refused["error"]["code"] == "session_already_started"
     assert unknown["error"]["code"] == "invalid_value"
     assert live.measures.errors == {"session_already_started": 1, "invalid_value": 1}
+
+
+def test_live_core_relay_notice_goes_as_an_info_after_session_started() -> None:
+    """The relay's own notice (a recorded call's ``relay.recording.started``) reaches a
+    GPT-Live client as the ``info`` event its types know, after ``session.started``."""
+    live = core()
+    recording = {"audio": True, "events": True,
+                 "content_url": "/v1/live/sessions/rtc_u1_relayid/content"}
+    live.notify_client({"type": "relay.recording.started", "event_id": "event_relay1",
+                        "call_id": "rtc_u1_relayid", "recording": recording})
+    assert to_client(live) == []  # held for after the greeting
+    live.upstream_message(started())
+    greeting, info = to_client(live)
+    assert greeting["type"] == "session.started"
+    assert info["type"] == "info" and info["code"] == "recording_started"
+    assert "recorded" in info["message"]
+    assert info["recording"] == recording and info["call_id"] == "rtc_u1_relayid"
