@@ -296,3 +296,24 @@ async def test_live_talking_over_the_reply_cuts_it_and_its_transcript(
         assert len(quiet) > 25 and max(quiet) < 300, quiet
         await loud.close()
         await client.live.sessions.hangup(created.session.id)
+
+
+async def test_live_recorded_session_hears_so_in_an_info_event(
+        relay_factory: RelayFactory, tmp_path: Any) -> None:
+    """A recorded GPT-Live session is told so right after ``session.started``, in the
+    ``info`` event the official types know (code ``recording_started``), with where the
+    operator downloads it."""
+    server = await relay_factory(record="all", record_dir=str(tmp_path))
+    async with sdk(server) as client, OfferPeer() as peer:
+        created = await client.live.create(
+            session=SESSION, transport={"type": "webrtc", "sdp": await peer.offer()})
+        assert isinstance(created, LiveCreateResponse)
+        await peer.accept(created.transport.sdp)
+        first, second = await peer.next_event(), await peer.next_event()
+        for event in (first, second):
+            SERVER_EVENT.validate_python(event)
+        assert first["type"] == "session.started"
+        assert (second["type"], second["code"]) == ("info", "recording_started"), second
+        session_id = created.session.id
+        assert second["recording"]["content_url"] == f"/v1/live/sessions/{session_id}/content"
+        await client.live.sessions.hangup(session_id)
