@@ -25,6 +25,7 @@ connection (:meth:`~.call_driver.CallDriver.resume`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -42,7 +43,7 @@ from ..protocol.live.live_core import LiveCore
 from ..protocol.realtime.policy import UNSET
 from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, REGISTRY, SETTINGS, forward_to_owner
 from .auth import DEFAULT_TTL, credentials
-from .call_admission import admit_caller, register_call
+from .call_admission import Caller, admit_caller, register_call
 from .call_driver import CallDriver
 from .live_websocket import open_live_session
 from .recording_api import record_requested, recording_content
@@ -80,7 +81,8 @@ async def create_session(request: web.Request) -> web.Response:
         settings.policy, UNSET)
     check_servable(config, offline=settings.uses_local_upstream)
     call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
-                               record=record_requested(request), core=LiveCore,
+                               record=record_requested(request) or _stored(caller, config),
+                               core=LiveCore,
                                protocol="live")
     answer = await call.start(offer)
     logger.info("live %s: created", call.id)
@@ -214,6 +216,21 @@ def _offer(transport: Any, max_bytes: int) -> str:
         raise InvalidRequest("'transport.sdp' is not an SDP offer.", code="invalid_offer",
                              param="transport.sdp")
     return sdp
+
+
+def _stored(caller: Caller, config: Mapping[str, Any]) -> bool:
+    """Whether the session asks to be stored (GPT-Live's ``"store": true``), which the
+    relay does by recording it (``GET .../content`` then downloads it): a server key may
+    ask; a client secret's holder only if the key was minted with it (who is recorded is
+    the operator's call, as with ``"record": true``)."""
+    if config.get("store") is not True:
+        return False
+    if caller.sealed is not None and caller.sealed.get("store") is not True:
+        raise InvalidRequest(
+            "'session.store' is the operator's to set: mint the client secret with "
+            "\"store\": true for its sessions to be stored.", code="invalid_value",
+            param="session.store")
+    return True
 
 
 def _sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:

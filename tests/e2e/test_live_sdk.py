@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
+import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import numpy as np
 import openai
 import pydantic
@@ -317,3 +320,51 @@ async def test_live_recorded_session_hears_so_in_an_info_event(
         session_id = created.session.id
         assert second["recording"]["content_url"] == f"/v1/live/sessions/{session_id}/content"
         await client.live.sessions.hangup(session_id)
+
+
+async def test_live_stored_session_is_recorded_and_its_content_downloads(
+        relay_factory: RelayFactory, tmp_path: Any) -> None:
+    """``"store": true`` (a server key's) is kept as a recording: the official client's
+    ``live.sessions.content`` downloads it once the session has ended. A client secret's
+    holder may not ask for it unless the key was minted with it."""
+    server = await relay_factory(record_dir=str(tmp_path), relay_api_keys=("sk-server",))
+    client = AsyncOpenAI(base_url=f"{base_url(server)}/v1", api_key="sk-server")
+    try:
+        async with OfferPeer() as peer:
+            created = await client.live.create(
+                session={**SESSION, "store": True},
+                transport={"type": "webrtc", "sdp": await peer.offer()})
+            await peer.accept(created.transport.sdp)
+            await peer.next_event()  # session.started
+            notice = await peer.next_event()
+            assert (notice["type"], notice["code"]) == ("info", "recording_started")
+            session_id = created.session.id
+            await client.live.sessions.hangup(session_id)
+        content = None
+        for _ in range(100):
+            try:
+                content = await client.live.sessions.download_recording(session_id)
+                break
+            except openai.ConflictError:  # 409 recording_in_progress: still being written
+                await asyncio.sleep(0.1)
+        assert content is not None
+        with zipfile.ZipFile(io.BytesIO(content.content)) as archive:
+            assert {"audio.ogg", "events.jsonl", "metadata.json"} <= set(archive.namelist())
+        async with aiohttp.ClientSession() as http, http.post(
+                f"{base_url(server)}/v1/live/client_secrets", json={"session": SESSION},
+                headers={"Authorization": "Bearer sk-server"}) as response:
+            assert response.status == 200, await response.text()
+            minted = (await response.json())["value"]
+        async with OfferPeer() as peer:
+            browser = AsyncOpenAI(base_url=f"{base_url(server)}/v1", api_key=minted)
+            try:
+                with pytest.raises(openai.BadRequestError) as refused:
+                    await browser.live.create(
+                        session={**SESSION, "store": True},
+                        transport={"type": "webrtc", "sdp": await peer.offer()})
+            finally:
+                await browser.close()
+        assert refused.value.code == "invalid_value"
+        assert refused.value.param == "session.store"  # type: ignore[attr-defined]
+    finally:
+        await client.close()
