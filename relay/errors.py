@@ -14,6 +14,8 @@ any of them into ``{"error": {"message", "type", "code", "param"}}`` in one plac
     │   └── LiveSessionNotFound     404, code "session_not_found" (a GPT-Live session)
     ├── RecordingNotFound           404, code "recording_not_found" (no recording of that call)
     ├── RecordingInProgress         409, code "recording_in_progress" (the call is live)
+    ├── SessionInProgress           409, code "session_in_progress" (a fork of a stored
+    │                               Live session that has not ended, or is being written)
     ├── NotSupported                400, code "not_supported" (an endpoint the relay does not
     │                               serve: a 4xx, so clients do not retry it)
     ├── ResumeRefused               403, code "resume_token_invalid" (or "..._required"): a
@@ -153,6 +155,19 @@ class RecordingInProgress(RelayError):
     def __init__(self) -> None:
         super().__init__("The call is still being recorded; its recording is ready once "
                          "it has ended.", param="call_id")
+
+
+class SessionInProgress(RelayError):
+    """A stored GPT-Live session cannot be forked yet: it is live, or its recording is
+    still being finished."""
+
+    status = 409
+    type = "invalid_request_error"
+    default_code = "session_in_progress"
+
+    def __init__(self) -> None:
+        super().__init__("The Live session has not ended yet (or its recording is still "
+                         "being written): fork it once it has ended.", param="session_id")
 
 
 class NotSupported(RelayError):

@@ -18,7 +18,7 @@ import re
 import shutil
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from ..protocol.redact import Redactor
 from .call_recorder import CallRecorder
-from .recording_files import AUDIO_FILE, FILES, METADATA_FILE
+from .recording_files import AUDIO_FILE, EVENTS_FILE, FILES, METADATA_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,28 @@ def zip_recording(directory: Path) -> bytes:
                 archive.write(path, name, compress_type=zipfile.ZIP_STORED
                               if name == AUDIO_FILE else zipfile.ZIP_DEFLATED)
     return buffer.getvalue()
+
+
+def read_events(path: Path, directions: frozenset[str],
+                types: frozenset[str]) -> list[dict[str, Any]]:
+    """The event lines of ``path`` going one of ``directions`` whose event's ``type`` is
+    one of ``types`` (a missing file: none). Blocking: runs on the writer thread."""
+    kept: list[dict[str, Any]] = []
+    if not path.is_file():
+        return kept
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if not any(f'"dir":"{d}"' in line for d in directions):
+                continue  # most lines, without parsing them
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut by a kill
+            event = record.get("event") if isinstance(record, dict) else None
+            if isinstance(event, dict) and record.get("dir") in directions \
+                    and event.get("type") in types:
+                kept.append(record)
+    return kept
 
 
 class Recordings:
@@ -173,6 +195,16 @@ class Recordings:
         """A ready recording's metadata (blocking, but small: one file)."""
         value = json.loads((self.root / call_id / METADATA_FILE).read_text())
         return dict(value)
+
+    async def events(self, call_id: str, directions: Collection[str],
+                     types: Collection[str]) -> list[dict[str, Any]]:
+        """The lines of a ready recording's ``events.jsonl`` whose ``dir`` is one of
+        ``directions`` and whose event's ``type`` one of ``types``, in order (read on the
+        writer thread; lines that are not such JSON are skipped)."""
+        path = self.root / call_id / EVENTS_FILE
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, read_events, path,
+                                          frozenset(directions), frozenset(types))
 
     async def archive(self, call_id: str) -> bytes:
         """The ready recording ``call_id`` as a zip."""

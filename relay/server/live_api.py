@@ -20,17 +20,24 @@ the session's resume token (``resume_token`` in the JSON, and the ``X-Relay-Resu
 header as on a call's), and ``POST /v1/live/sessions/{id}/resume`` with it in that header
 and a new offer, in the creation's ``transport`` shape, moves the session to the new peer
 connection (:meth:`~.call_driver.CallDriver.resume`).
+
+A stored session (``"store": true``, kept as its recording) can be forked once it has
+ended: ``POST /v1/live/sessions/{id}/fork`` (server key) starts a new session with its
+configuration (and the request's overrides) and its conversation, as text, in
+``session.start``'s ``input``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, NotSupported
+from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, SessionInProgress
 from ..protocol.live.live_config import (
     LIVE_SECRET_TYPE,
     apply_locks,
@@ -40,8 +47,23 @@ from ..protocol.live.live_config import (
     sealed_live_config,
 )
 from ..protocol.live.live_core import LiveCore
+from ..protocol.live.live_fork import fork_config
+from ..protocol.live.live_restore import (
+    RECORDED_DIRECTIONS,
+    RECORDED_TYPES,
+    recorded_conversation,
+    with_history,
+)
 from ..protocol.realtime.policy import UNSET
-from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, REGISTRY, SETTINGS, forward_to_owner
+from .app_state import (
+    AUTH,
+    DRAIN,
+    LIVE_UPSTREAM,
+    RECORDS,
+    REGISTRY,
+    SETTINGS,
+    forward_to_owner,
+)
 from .auth import DEFAULT_TTL, credentials
 from .call_admission import Caller, admit_caller, register_call
 from .call_driver import CallDriver
@@ -187,10 +209,46 @@ async def sip_only(request: web.Request) -> web.Response:
         code="unsupported_for_transport")
 
 
-async def fork_session(request: web.Request) -> web.Response:
-    """``fork`` needs a stored session to branch from; the relay stores none."""
-    raise NotSupported("Forking a session needs a stored session to branch from, which the "
-                       "relay does not keep.")
+async def fork_session(request: web.Request) -> web.StreamResponse:
+    """``POST /v1/live/sessions/{id}/fork`` (server key): a new WebRTC session from a
+    stored one that has ended, in the creation's request shape with ``session`` =
+    overrides (:func:`~relay.protocol.live.live_fork.fork_config`). Its configuration is
+    the stored session's with those applied, checked as a create's is (the operator's
+    locks hold), and its ``session.start`` carries the stored conversation as ``input``
+    (read from the recording: :func:`~relay.protocol.live.live_restore.recorded_conversation`).
+    The answer is the creation's (``SessionForkResponse``, the new session's resume
+    token with it). 404 ``session_not_found``: no such Live session; 400
+    ``session_not_stored``: it was not stored; 409 ``session_in_progress``: it has not
+    ended (or its recording is being finished)."""
+    app = request.app
+    settings = app[SETTINGS]
+    # The fork reads the stored conversation: who may download a recording may fork it.
+    app[AUTH].require_server_key(credentials(request.headers))
+    caller = await admit_caller(request)
+    session_id = request.match_info["session_id"]
+    routed = await _route(request, session_id)
+    if routed is not None:
+        return routed
+    stored = await _stored_session(request, session_id)
+    body = await read_json(request)
+    offer = _offer(body.get("transport"), settings.max_sdp_bytes)
+    config = apply_locks(check_config(fork_config(stored, body.get("session")), media=True),
+                         settings.policy, UNSET)
+    check_servable(config, offline=settings.uses_local_upstream)
+    recorded = recorded_conversation(await app[RECORDS].recordings.events(
+        session_id, RECORDED_DIRECTIONS, RECORDED_TYPES))
+    config, carried, dropped = with_history(config, recorded.session, recorded.history)
+    call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
+                               record=record_requested(request) or _stored(caller, config),
+                               core=LiveCore,
+                               protocol="live")
+    answer = await call.start(offer)
+    logger.info("live %s: forked from %s (%d messages of its conversation, %d left out)",
+                call.id, session_id, carried, dropped)
+    return web.json_response({"session": {"id": call.id},
+                              "transport": {"type": "webrtc", "sdp": answer},
+                              "resume_token": call.resume_token},
+                             status=201, headers={RESUME_TOKEN_HEADER: call.resume_token})
 
 
 async def session_content(request: web.Request) -> web.StreamResponse:
@@ -231,6 +289,42 @@ def _stored(caller: Caller, config: Mapping[str, Any]) -> bool:
             "\"store\": true for its sessions to be stored.", code="invalid_value",
             param="session.store")
     return True
+
+
+async def _stored_session(request: web.Request, session_id: str) -> dict[str, Any]:
+    """The configuration the stored, ended Live session ``session_id`` was created with;
+    the API's error when it cannot be forked."""
+    recordings = request.app[RECORDS].recordings
+    status = recordings.status(session_id)
+    live: CallDriver | None = None
+    with contextlib.suppress(CallNotFound):
+        live = request.app[REGISTRY].get(session_id)
+    if live is not None:
+        if not isinstance(live.core, LiveCore):
+            raise LiveSessionNotFound()
+        if live.core.requested_session.get("store") is not True:
+            raise _not_stored()
+        raise SessionInProgress()
+    if status is None:
+        raise LiveSessionNotFound()
+    if status == "recording":
+        raise SessionInProgress()
+    try:
+        metadata = await asyncio.to_thread(recordings.metadata, session_id)
+    except (OSError, ValueError) as exc:
+        raise LiveSessionNotFound() from exc
+    config = metadata.get("requested_session")
+    if metadata.get("protocol") != "live" or not isinstance(config, dict):
+        raise LiveSessionNotFound()
+    if config.get("store") is not True:
+        raise _not_stored()
+    return config
+
+
+def _not_stored() -> InvalidRequest:
+    return InvalidRequest("The Live session was not stored: only a session created with "
+                          "\"store\": true can be forked.", code="session_not_stored",
+                          param="session_id")
 
 
 def _sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:

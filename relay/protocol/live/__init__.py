@@ -14,6 +14,9 @@
 - :mod:`.wake`: the wake policy and idle timeout the relay keeps itself: which microphone
   audio goes upstream, when the session pauses and wakes, its usage's active and paused
   seconds.
+- :mod:`.live_restore`: the conversation as text for a new upstream session (a restore,
+  or a fork: from a recording's event lines).
+- :mod:`.live_fork`: a fork's configuration, the stored one with the request's overrides.
 
 :class:`LiveCore` is imported from :mod:`.live_core` itself: this face stays free of it
 because the shared per-call measures (:mod:`relay.protocol.call_measures`) read the Live

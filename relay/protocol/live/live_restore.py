@@ -24,7 +24,7 @@ restored). Audio is not restored: the new session reads the words.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,12 +116,14 @@ class RestoreStart:
     dropped: int
 
 
-def restore_start(config: Mapping[str, Any], session: Mapping[str, Any] | None,
-                  history: list[dict[str, Any]], number: int) -> RestoreStart:
-    """The ``session.start`` for a new upstream session of a call that started with
-    ``config`` (the WebSocket form the relay sent), whose session the upstream last
-    described as ``session`` after an update (None: never updated), with ``history``
-    (:meth:`LiveHistory.messages`); ``number`` makes its ``event_id`` unique."""
+def with_history(config: Mapping[str, Any], session: Mapping[str, Any] | None,
+                 history: list[dict[str, Any]]) -> tuple[dict[str, Any], int, int]:
+    """``config`` (a start configuration) carrying on a conversation: the ``delegation``
+    and ``triggers`` of ``session`` (the session as last updated; None: never updated),
+    and ``input`` = the configuration's own ``input`` first, then the newest messages of
+    ``history`` (:meth:`LiveHistory.messages`) that fit (:data:`MAX_HISTORY_MESSAGES` in
+    all, :data:`MAX_HISTORY_CHARS` of history). Returns it, the messages of ``history`` it
+    carries and those left out (no room)."""
     restored = copy.deepcopy(dict(config))
     if session is not None:
         for key in ("delegation", "triggers"):
@@ -140,6 +142,52 @@ def restore_start(config: Mapping[str, Any], session: Mapping[str, Any] | None,
     kept.reverse()
     if own or kept:
         restored["input"] = own + kept
+    return restored, len(kept), len(history) - len(kept)
+
+
+def restore_start(config: Mapping[str, Any], session: Mapping[str, Any] | None,
+                  history: list[dict[str, Any]], number: int) -> RestoreStart:
+    """The ``session.start`` for a new upstream session of a call that started with
+    ``config`` (the WebSocket form the relay sent), whose session the upstream last
+    described as ``session`` after an update (None: never updated), with ``history``
+    (:meth:`LiveHistory.messages`); ``number`` makes its ``event_id`` unique."""
+    restored, kept, dropped = with_history(config, session, history)
     event: Event = {"type": "session.start", "event_id": f"{RESTORE_PREFIX}{number}",
                     "session": restored}
-    return RestoreStart(event, len(kept), len(history) - len(kept))
+    return RestoreStart(event, kept, dropped)
+
+
+@dataclass
+class RecordedConversation:
+    """What a recorded GPT-Live session leaves to a new one (a fork): its conversation as
+    text, and its session as last updated (None: never updated)."""
+
+    history: list[dict[str, Any]]
+    session: dict[str, Any] | None
+
+
+#: The recorded directions :func:`recorded_conversation` reads, and the event types.
+RECORDED_DIRECTIONS = ("upstream_to_relay", "relay_to_upstream")
+RECORDED_TYPES = frozenset({*_TRANSCRIPTS, "error", "session.updated", *CONTEXT_COMMANDS})
+
+
+def recorded_conversation(records: Iterable[Mapping[str, Any]]) -> RecordedConversation:
+    """The conversation of a recorded session, from its recording's event lines (each
+    ``{"t", "dir", "event"}``, in order): built as the call built it
+    (:class:`LiveHistory`): what the upstream said (transcripts, refusals of context), and
+    the context the relay sent it. Lines of other directions or kinds are skipped."""
+    history = LiveHistory()
+    session: dict[str, Any] | None = None
+    for record in records:
+        event = record.get("event")
+        if not isinstance(event, Mapping):
+            continue
+        direction = record.get("dir")
+        if direction == "upstream_to_relay":
+            history.observe(event)
+            if event.get("type") == "session.updated" and isinstance(event.get("session"),
+                                                                       Mapping):
+                session = dict(event["session"])
+        elif direction == "relay_to_upstream":
+            history.context_sent(event)
+    return RecordedConversation(history.messages(), session)
