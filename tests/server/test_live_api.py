@@ -69,10 +69,10 @@ async def test_live_api_sip_controls_and_storage_answer_clear_errors(relay: Test
         assert refused.value.code == "unsupported_for_transport"
         with pytest.raises(openai.BadRequestError):
             await client.live.sessions.reject("rtc_x", status_code=486)
-        with pytest.raises(openai.BadRequestError) as fork:
+        with pytest.raises(openai.NotFoundError) as fork:  # nothing stored by that id
             await client.live.sessions.fork(
                 "rtc_x", transport={"type": "webrtc", "sdp": "v=0"})
-        assert fork.value.code == "not_supported"
+        assert fork.value.code == "session_not_found"
         with pytest.raises(openai.NotFoundError) as missing:
             await client.live.sessions.hangup("rtc_u1_nobody")
         assert missing.value.code == "session_not_found"
