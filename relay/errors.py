@@ -171,7 +171,7 @@ class SessionInProgress(RelayError):
 
 
 class NotSupported(RelayError):
-    """An endpoint of the API that the relay does not serve (GPT-Live's ``fork``)."""
+    """An endpoint of the API that the relay does not serve."""
 
     status = 400
     type = "invalid_request_error"
