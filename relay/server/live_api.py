@@ -24,20 +24,19 @@ connection (:meth:`~.call_driver.CallDriver.resume`).
 A stored session (``"store": true``, kept as its recording) can be forked once it has
 ended: ``POST /v1/live/sessions/{id}/fork`` (server key) starts a new session with its
 configuration (and the request's overrides) and its conversation, as text, in
-``session.start``'s ``input``.
+``session.start``'s ``input``; ``GET`` there upgraded to a WebSocket is the WebSocket fork
+(``client.live.forks.connect``, :mod:`.live_websocket`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
-from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound, SessionInProgress
+from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound
 from ..protocol.live.live_config import (
     LIVE_SECRET_TYPE,
     apply_locks,
@@ -48,18 +47,11 @@ from ..protocol.live.live_config import (
 )
 from ..protocol.live.live_core import LiveCore
 from ..protocol.live.live_fork import fork_config
-from ..protocol.live.live_restore import (
-    RECORDED_DIRECTIONS,
-    RECORDED_TYPES,
-    recorded_conversation,
-    with_history,
-)
 from ..protocol.realtime.policy import UNSET
 from .app_state import (
     AUTH,
     DRAIN,
     LIVE_UPSTREAM,
-    RECORDS,
     REGISTRY,
     SETTINGS,
     forward_to_owner,
@@ -67,7 +59,8 @@ from .app_state import (
 from .auth import DEFAULT_TTL, credentials
 from .call_admission import Caller, admit_caller, register_call
 from .call_driver import CallDriver
-from .live_websocket import open_live_session
+from .live_stored import fork_base
+from .live_websocket import open_live_fork, open_live_session
 from .recording_api import record_requested, recording_content
 from .requests import expires_after_seconds, read_json
 from .resume_token import RESUME_TOKEN_HEADER, check_token, presented_token
@@ -87,6 +80,7 @@ def add_live_routes(router: web.UrlDispatcher) -> None:
     for control in ("accept", "reject", "refer"):
         router.add_post(f"/v1/live/sessions/{{session_id}}/{control}", sip_only)
     router.add_post("/v1/live/sessions/{session_id}/fork", fork_session)
+    router.add_get("/v1/live/sessions/{session_id}/fork", open_live_fork)
     router.add_get("/v1/live/sessions/{session_id}/content", session_content)
 
 
@@ -224,20 +218,17 @@ async def fork_session(request: web.Request) -> web.StreamResponse:
     settings = app[SETTINGS]
     # The fork reads the stored conversation: who may download a recording may fork it.
     app[AUTH].require_server_key(credentials(request.headers))
-    caller = await admit_caller(request)
     session_id = request.match_info["session_id"]
     routed = await _route(request, session_id)
     if routed is not None:
         return routed
-    stored = await _stored_session(request, session_id)
+    caller = await admit_caller(request)
+    stored, carried, dropped = await fork_base(request, session_id)
     body = await read_json(request)
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
     config = apply_locks(check_config(fork_config(stored, body.get("session")), media=True),
                          settings.policy, UNSET)
     check_servable(config, offline=settings.uses_local_upstream)
-    recorded = recorded_conversation(await app[RECORDS].recordings.events(
-        session_id, RECORDED_DIRECTIONS, RECORDED_TYPES))
-    config, carried, dropped = with_history(config, recorded.session, recorded.history)
     call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
                                record=record_requested(request) or _stored(caller, config),
                                core=LiveCore,
@@ -289,42 +280,6 @@ def _stored(caller: Caller, config: Mapping[str, Any]) -> bool:
             "\"store\": true for its sessions to be stored.", code="invalid_value",
             param="session.store")
     return True
-
-
-async def _stored_session(request: web.Request, session_id: str) -> dict[str, Any]:
-    """The configuration the stored, ended Live session ``session_id`` was created with;
-    the API's error when it cannot be forked."""
-    recordings = request.app[RECORDS].recordings
-    status = recordings.status(session_id)
-    live: CallDriver | None = None
-    with contextlib.suppress(CallNotFound):
-        live = request.app[REGISTRY].get(session_id)
-    if live is not None:
-        if not isinstance(live.core, LiveCore):
-            raise LiveSessionNotFound()
-        if live.core.requested_session.get("store") is not True:
-            raise _not_stored()
-        raise SessionInProgress()
-    if status is None:
-        raise LiveSessionNotFound()
-    if status == "recording":
-        raise SessionInProgress()
-    try:
-        metadata = await asyncio.to_thread(recordings.metadata, session_id)
-    except (OSError, ValueError) as exc:
-        raise LiveSessionNotFound() from exc
-    config = metadata.get("requested_session")
-    if metadata.get("protocol") != "live" or not isinstance(config, dict):
-        raise LiveSessionNotFound()
-    if config.get("store") is not True:
-        raise _not_stored()
-    return config
-
-
-def _not_stored() -> InvalidRequest:
-    return InvalidRequest("The Live session was not stored: only a session created with "
-                          "\"store\": true can be forked.", code="session_not_stored",
-                          param="session_id")
 
 
 def _sealed(sealed: dict[str, Any] | None, requested: Any) -> Any:

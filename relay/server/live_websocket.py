@@ -8,6 +8,13 @@ cannot change); the session counts toward ``RELAY_MAX_CALLS``, is metered (``typ
 and logged by its id, and the drain ends it as it ends a Realtime WebSocket session. What
 the client may send and how its ``session.start`` is checked is
 :class:`~relay.protocol.live.primary_core.LiveWebSocketCore`'s to decide.
+
+``GET /v1/live/sessions/{id}/fork`` upgraded (``client.live.forks.connect``) is the
+WebSocket fork of a stored session: a primary session whose ``session.start`` carries
+overrides of the stored configuration (``ForkSessionConfig``), which the relay turns into
+the stored configuration and conversation (:mod:`.live_stored`). It takes a server key,
+as the WebRTC fork does; the errors of a session that cannot be forked come before the
+upgrade, as JSON.
 """
 
 from __future__ import annotations
@@ -16,13 +23,14 @@ import asyncio
 
 from aiohttp import web
 
-from ..errors import InvalidRequest
+from ..errors import CallNotFound, InvalidRequest, LiveSessionNotFound
 from ..protocol.events import random_id
 from ..protocol.live.live_config import sealed_live_config
 from ..protocol.live.primary_core import LiveWebSocketCore
 from ..protocol.realtime.policy import UNSET
-from .app_state import AUTH, LIVE_UPSTREAM, SETTINGS
+from .app_state import AUTH, LIVE_UPSTREAM, SETTINGS, forward_to_owner
 from .auth import credentials
+from .live_stored import fork_base
 from .websocket_serving import admit_websocket_session, serve_websocket_session
 from .websocket_session import MAX_MESSAGE_BYTES, message_limits, upstream_redactor
 
@@ -47,3 +55,34 @@ async def open_live_session(request: web.Request) -> web.StreamResponse:
         policy=settings.policy, unset=UNSET, offline=settings.uses_local_upstream,
         limits=message_limits(settings), redact=upstream_redactor(settings))
     return await serve_websocket_session(request, ws, core, app[LIVE_UPSTREAM], key=key)
+
+
+async def open_live_fork(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/live/sessions/{id}/fork`` upgraded to a WebSocket (server key): a primary
+    Live session forked from the stored, ended session ``id``; its ``session.start``
+    names overrides only (``ForkSessionConfig``)."""
+    app = request.app
+    settings = app[SETTINGS]
+    app[AUTH].require_server_key(credentials(request.headers))
+    session_id = request.match_info["session_id"]
+    try:
+        routed = await forward_to_owner(request, session_id,
+                                        websocket_max_msg_size=MAX_MESSAGE_BYTES)
+    except CallNotFound as exc:
+        raise LiveSessionNotFound() from exc
+    if routed is not None:
+        return routed
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+    if not ws.can_prepare(request).ok:
+        raise InvalidRequest("Upgrade to a WebSocket to fork a Live session over WebSocket "
+                             "(then send session.start), or POST a WebRTC offer here.",
+                             code="websocket_required")
+    base, carried, dropped = await fork_base(request, session_id)
+    await admit_websocket_session(request, None)
+    core = LiveWebSocketCore(
+        random_id("live_"), None, clock=asyncio.get_running_loop().time,
+        policy=settings.policy, unset=UNSET, offline=settings.uses_local_upstream,
+        limits=message_limits(settings), redact=upstream_redactor(settings), fork=base)
+    core.log.info("forked from %s (%d messages of its conversation, %d left out)",
+                  session_id, carried, dropped)
+    return await serve_websocket_session(request, ws, core, app[LIVE_UPSTREAM], key=None)

@@ -16,10 +16,12 @@ from typing import Any
 
 import aiohttp
 import openai
+import pydantic
 import pytest
 from aiohttp.test_utils import TestServer
 from openai import AsyncOpenAI
-from openai.types.live import SessionForkResponse
+from openai.types.live import ForkServerEvent, SessionForkResponse
+from websockets.exceptions import InvalidStatus
 
 from ..conftest import RelayFactory, base_url
 from ..support.offer import OfferPeer
@@ -28,6 +30,7 @@ from .test_live_resume import TOKEN_HEADER, a_turn
 from .test_live_sdk import SERVER_EVENT, SESSION
 
 SERVER_KEY = "sk-server-fork"
+FORK_SERVER_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ForkServerEvent)
 
 
 def server_client(server: TestServer, key: str = SERVER_KEY) -> AsyncOpenAI:
@@ -231,5 +234,62 @@ async def test_live_fork_refuses_what_cannot_be_forked(
                 body = await response.json()
         assert set(body["error"]) == {"message", "type", "code", "param"}
         assert secret not in json.dumps(body)
+    finally:
+        await client.close()
+
+
+async def test_live_websocket_fork_starts_from_the_stored_conversation(
+        relay_factory: RelayFactory, tmp_path: Any) -> None:
+    """``client.live.forks.connect`` (``GET …/fork`` upgraded): ``session.start`` with
+    overrides only; one a fork cannot have is an ``error`` naming it (the socket stays
+    open), then ``{}`` starts the fork with the stored configuration and conversation
+    (the embedded upstream's ``session.started`` shows its ``input``). Every server event
+    validates as a ``ForkServerEvent``; a session that cannot be forked is refused before
+    the upgrade."""
+    server = await relay_factory(record_dir=str(tmp_path), relay_api_keys=(SERVER_KEY,))
+    client = server_client(server)
+    try:
+        async with OfferPeer() as peer:
+            stored_id = await stored_session(client, peer, {
+                **SESSION, "store": True, "wake_policy": {"type": "speech"}})
+            peer.channel.send(json.dumps({"type": "session.thinking.append",
+                                          "content": "The user likes tea."}))
+            while (await peer.next_event())["type"] != "session.thinking.appended":
+                pass
+            await client.live.sessions.hangup(stored_id)
+        await until_recorded(client, stored_id)
+        async with client.live.forks.connect(session_id=stored_id) as connection:
+            async def next_event() -> dict[str, Any]:
+                raw: dict[str, Any] = json.loads(
+                    await asyncio.wait_for(connection.recv_bytes(), 10))
+                FORK_SERVER_EVENT.validate_python(raw)
+                return raw
+
+            await connection.send({"type": "session.start", "event_id": "s1",
+                                   "session": {"instructions": "Be a pirate."}})
+            refused = await next_event()
+            assert (refused["type"], refused["error"]["code"], refused["error"]["param"],
+                    refused["client_event_id"]) == (
+                "error", "unknown_parameter", "session.instructions", "s1")
+            await connection.session.start(session={}, event_id="s2")
+            started = await next_event()
+            assert (started["type"], started["client_event_id"]) == ("session.started", "s2")
+            session = started["session"]
+            assert session["instructions"] == SESSION["instructions"]
+            assert "wake_policy" not in session  # a WebRTC-only field
+            assert session["input"] == [{"type": "message", "role": "developer", "content": [
+                {"type": "input_text", "text": "The user likes tea."}]}]
+            await connection.session.close()
+            closed = await next_event()
+            assert closed["type"] == "session.closed"
+        with pytest.raises(InvalidStatus) as handshake:
+            async with client.live.forks.connect(session_id="live_nobody") as connection:
+                await connection.recv_bytes()
+        assert handshake.value.response.status_code == 404
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base_url(server)}/v1/live/sessions/live_nobody/fork",
+                                headers={"Authorization": f"Bearer {SERVER_KEY}"}) as response:
+                assert response.status == 404
+                assert (await response.json())["error"]["code"] == "session_not_found"
     finally:
         await client.close()

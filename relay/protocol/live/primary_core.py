@@ -20,6 +20,10 @@ the relay adds is the session's guard rails (docs/LIVE_PROTOCOL.md §4 and §9):
 - Only the primary connection's client events pass (``openai.types.live.ClientEvent``).
 - The session snapshots (``session.started``, ``.updated``, ``.closed``) carry the relay's
   id for the session, the one its logs name.
+- A fork (``GET …/fork`` upgraded): ``session.start`` names overrides of the stored
+  session's configuration (``ForkSessionConfig``: ``audio.format``, ``delegation``,
+  ``store``), which the relay applies to the stored configuration and conversation it was
+  given, then checks as any start.
 - Message size and rate limits (a flood ends the session), and whatever secret the relay
   sent upstream is masked in what the upstream says.
 
@@ -57,6 +61,7 @@ from .live_events import (
     client_event_id,
     live_error_event,
 )
+from .live_fork import fork_config
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +81,12 @@ class LiveWebSocketCore(SessionOutputs):
                  clock: Callable[[], float], policy: Mapping[str, Any] | None = None,
                  unset: Any = None, offline: bool = False,
                  limits: MessageLimits | None = None,
-                 redact: Redactor | None = None) -> None:
+                 redact: Redactor | None = None,
+                 fork: Mapping[str, Any] | None = None) -> None:
         self.session_id = session_id
+        #: A fork's: the stored configuration carrying the stored conversation, which the
+        #: client's ``session.start`` overrides (:func:`~.live_fork.fork_config`).
+        self.fork: Config | None = None if fork is None else copy.deepcopy(dict(fork))
         self.log = CallLog(logger, session_id)
         #: The sealed key's configuration (None: a server key), media-only fields left
         #: out: a WebSocket session has none.
@@ -203,9 +212,13 @@ class LiveWebSocketCore(SessionOutputs):
             raise InvalidRequest("The session has already started.",
                                  code="session_already_started", param="type")
         requested = event.get("session")
-        if not isinstance(requested, Mapping):
-            check_config(requested, media=False)  # raises, naming the field
-        config = check_config(seal(requested, self.sealed), media=False)
+        if self.fork is not None:
+            config = check_config(fork_config(self.fork, requested, media=False),
+                                  media=False)
+        else:
+            if not isinstance(requested, Mapping):
+                check_config(requested, media=False)  # raises, naming the field
+            config = check_config(seal(requested, self.sealed), media=False)
         config = apply_locks(config, self.policy, self._unset)
         check_servable(config, offline=self._offline)
         self.config = config

@@ -5,20 +5,22 @@ the ``session.start`` carrying it is a valid ``openai.types.live`` client event.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pydantic
 import pytest
-from openai.types.live import ClientEvent, MediaSessionForkConfigParam
+from openai.types.live import ClientEvent, ForkSessionConfigParam, MediaSessionForkConfigParam
 
 from relay.errors import InvalidRequest
-from relay.protocol.live.live_fork import FORK_FIELDS, fork_config
+from relay.protocol.live.live_fork import FORK_FIELDS, WEBSOCKET_FORK_FIELDS, fork_config
 from relay.protocol.live.live_restore import (
     MAX_HISTORY_MESSAGES,
     RECORDED_TYPES,
     recorded_conversation,
     with_history,
 )
+from relay.protocol.live.primary_core import LiveWebSocketCore
 
 STORED = {"model": "gpt-live-1", "instructions": "Be brief.", "store": True,
           "client": {"data_channel": {"allowed_client_events": ["session.close"],
@@ -123,4 +125,43 @@ def test_forked_start_is_a_valid_client_event_and_bounded() -> None:
     assert (carried, dropped) == (MAX_HISTORY_MESSAGES - 1, 300 - carried)
     start = {"type": "session.start",
              "session": {k: v for k, v in config.items() if k != "client"}}
+    pydantic.TypeAdapter(ClientEvent).validate_python(start)
+
+
+def test_websocket_fork_fields_are_the_official_ones() -> None:
+    assert set(WEBSOCKET_FORK_FIELDS) == set(ForkSessionConfigParam.__annotations__) - {"client"}
+
+
+def test_websocket_fork_config_sets_its_audio_format_and_drops_webrtc_fields() -> None:
+    stored = {**STORED, "audio": {"output": {"voice": "cedar"}},
+              "wake_policy": {"type": "speech"}, "idle_timeout_s": 30}
+    pcm16 = {"type": "audio/pcm", "rate": 16000}
+    forked = fork_config(stored, {"audio": {"format": pcm16}}, media=False)
+    assert forked["audio"] == {"output": {"voice": "cedar"}, "format": pcm16}
+    assert not {"client", "wake_policy", "idle_timeout_s"} & set(forked)
+    for overrides, param in (({"client": {}}, "session.client"),
+                             ({"audio": {"output": {"voice": "marin"}}}, "session.audio.output"),
+                             ({"model": "gpt-live-1"}, "session.model")):
+        with pytest.raises(InvalidRequest) as refused:
+            fork_config(stored, overrides, media=False)
+        assert refused.value.param == param
+
+
+def test_primary_core_fork_starts_with_the_stored_configuration_under_overrides() -> None:
+    base, _, _ = with_history({"model": "gpt-live-1", "instructions": "Be brief.",
+                               "store": True}, None, [
+        {"type": "message", "role": "user", "content": [{"type": "input_text",
+                                                         "text": "hello"}]}])
+    core = LiveWebSocketCore("live_fork", None, clock=lambda: 0.0, fork=base)
+    core.client_message(json.dumps({"type": "session.start", "event_id": "s1",
+                                    "session": {"instructions": "No."}}))
+    refused, = core.drain_client()
+    assert (refused["error"]["param"], refused["client_event_id"]) == (
+        "session.instructions", "s1")
+    assert core.drain_upstream() == []
+    core.client_message(json.dumps({"type": "session.start", "event_id": "s2",
+                                    "session": {"store": False}}))
+    start, = core.drain_upstream()
+    assert start == {"type": "session.start", "event_id": "s2",
+                     "session": {**base, "store": False}}
     pydantic.TypeAdapter(ClientEvent).validate_python(start)
