@@ -48,14 +48,7 @@ from ..protocol.live.live_config import (
 from ..protocol.live.live_core import LiveCore
 from ..protocol.live.live_fork import fork_config
 from ..protocol.realtime.policy import UNSET
-from .app_state import (
-    AUTH,
-    DRAIN,
-    LIVE_UPSTREAM,
-    REGISTRY,
-    SETTINGS,
-    forward_to_owner,
-)
+from .app_state import AUTH, DRAIN, LIVE_UPSTREAM, REGISTRY, SETTINGS, forward_to_owner
 from .auth import DEFAULT_TTL, credentials
 from .call_admission import Caller, admit_caller, register_call
 from .call_driver import CallDriver
