@@ -183,8 +183,9 @@ async def test_live_fork_of_a_fork_is_stored_and_sends_the_conversation_upstream
 
 async def test_live_fork_refuses_what_cannot_be_forked(
         relay_factory: RelayFactory, tmp_path: Any) -> None:
-    """Unknown: 404 ``session_not_found``; live: 409 ``session_in_progress``; recorded but
-    not stored: 400 ``session_not_stored``; an override a fork cannot have (new
+    """Unknown (or a Realtime call): 404 ``session_not_found``; live: 409
+    ``session_in_progress``; recorded but not stored: 400 ``session_not_stored``; an
+    override a fork cannot have (new
     instructions): 400 ``unknown_parameter``; a client secret: 401 (the fork reads the
     stored conversation, which only a server key may download)."""
     server = await relay_factory(record="all", record_dir=str(tmp_path),
@@ -221,6 +222,32 @@ async def test_live_fork_refuses_what_cannot_be_forked(
                     session={"instructions": "Be a pirate."})
         assert override.value.code == "unknown_parameter"
         assert override.value.param == "session.instructions"
+
+        # A Realtime call, live or recorded, is no Live session to fork.
+        auth = {"Authorization": f"Bearer {SERVER_KEY}"}
+        async with OfferPeer() as peer, aiohttp.ClientSession() as http:
+            async with http.post(f"{base_url(server)}/v1/realtime/calls",
+                                 data=await peer.offer(),
+                                 headers={**auth, "Content-Type": "application/sdp"}) as made:
+                assert made.status == 201
+                call_id = made.headers["Location"].rsplit("/", 1)[-1]
+                await peer.accept(await made.text())
+            with pytest.raises(openai.NotFoundError) as realtime_live:
+                await client.live.sessions.fork(call_id, transport=offer)
+            assert realtime_live.value.code == "session_not_found"
+            async with http.post(f"{base_url(server)}/v1/realtime/calls/{call_id}/hangup",
+                                 headers=auth) as hung:
+                assert hung.status == 200
+            for _ in range(100):
+                async with http.get(f"{base_url(server)}/v1/realtime/calls/{call_id}/content",
+                                    headers=auth) as content:
+                    if content.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert content.status == 200
+        with pytest.raises(openai.NotFoundError) as realtime:
+            await client.live.sessions.fork(call_id, transport=offer)
+        assert realtime.value.code == "session_not_found"
 
         async with aiohttp.ClientSession() as http:
             async with http.post(f"{base_url(server)}/v1/live/client_secrets",
