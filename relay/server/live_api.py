@@ -85,20 +85,11 @@ async def create_session(request: web.Request) -> web.Response:
     caller = await admit_caller(request)
     body = await read_json(request)
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
-    config = apply_locks(
-        check_config(_sealed(caller.sealed, body.get("session")), media=True),
-        settings.policy, UNSET)
-    check_servable(config, offline=settings.uses_local_upstream)
-    call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
-                               record=record_requested(request) or _stored(caller, config),
-                               core=LiveCore,
-                               protocol="live")
-    answer = await call.start(offer)
+    call, answer = await _start_session(
+        request, caller, check_config(_sealed(caller.sealed, body.get("session")), media=True),
+        offer)
     logger.info("live %s: created", call.id)
-    return web.json_response({"session": {"id": call.id},
-                              "transport": {"type": "webrtc", "sdp": answer},
-                              "resume_token": call.resume_token},
-                             status=201, headers={RESUME_TOKEN_HEADER: call.resume_token})
+    return _created(call, answer)
 
 
 async def resume_session(request: web.Request) -> web.StreamResponse:
@@ -219,20 +210,12 @@ async def fork_session(request: web.Request) -> web.StreamResponse:
     stored, carried, dropped = await fork_base(request, session_id)
     body = await read_json(request)
     offer = _offer(body.get("transport"), settings.max_sdp_bytes)
-    config = apply_locks(check_config(fork_config(stored, body.get("session")), media=True),
-                         settings.policy, UNSET)
-    check_servable(config, offline=settings.uses_local_upstream)
-    call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
-                               record=record_requested(request) or _stored(caller, config),
-                               core=LiveCore,
-                               protocol="live")
-    answer = await call.start(offer)
+    call, answer = await _start_session(
+        request, caller, check_config(fork_config(stored, body.get("session")), media=True),
+        offer)
     logger.info("live %s: forked from %s (%d messages of its conversation, %d left out)",
                 call.id, session_id, carried, dropped)
-    return web.json_response({"session": {"id": call.id},
-                              "transport": {"type": "webrtc", "sdp": answer},
-                              "resume_token": call.resume_token},
-                             status=201, headers={RESUME_TOKEN_HEADER: call.resume_token})
+    return _created(call, answer)
 
 
 async def session_content(request: web.Request) -> web.StreamResponse:
@@ -242,6 +225,28 @@ async def session_content(request: web.Request) -> web.StreamResponse:
 
 
 # ------------------------------------------------------------------- helpers
+
+async def _start_session(request: web.Request, caller: Caller, checked: dict[str, Any],
+                         offer: str) -> tuple[CallDriver, str]:
+    """A new Live WebRTC session on the ``checked`` configuration (the operator's locks
+    applied, what the relay cannot serve refused), and its SDP answer to ``offer``."""
+    app = request.app
+    settings = app[SETTINGS]
+    config = apply_locks(checked, settings.policy, UNSET)
+    check_servable(config, offline=settings.uses_local_upstream)
+    call = await register_call(request, caller, config, app[LIVE_UPSTREAM], config["model"],
+                               record=record_requested(request) or _stored(caller, config),
+                               core=LiveCore, protocol="live")
+    return call, await call.start(offer)
+
+
+def _created(call: CallDriver, answer: str) -> web.Response:
+    """A creation's (or fork's) answer: the session id, the SDP answer, the resume token."""
+    return web.json_response({"session": {"id": call.id},
+                              "transport": {"type": "webrtc", "sdp": answer},
+                              "resume_token": call.resume_token},
+                             status=201, headers={RESUME_TOKEN_HEADER: call.resume_token})
+
 
 def _offer(transport: Any, max_bytes: int) -> str:
     if not isinstance(transport, dict) or transport.get("type") != "webrtc":
