@@ -34,7 +34,6 @@ from typing import Any
 from aiohttp import WSCloseCode, web
 from aiortc import RTCPeerConnection
 from aiortc.rtcdatachannel import RTCDataChannel
-from websockets.exceptions import ConnectionClosed
 
 from ..audio import FRAME_BYTES, RATE
 from ..config import FAREWELL_SECONDS, Settings
@@ -48,7 +47,7 @@ from ..protocol.realtime.call_core import CallCore
 from ..protocol.realtime.session_config import Session
 from ..protocol.redact import Redactor
 from ..recording.call_recorder import CallRecorder
-from ..upstream.client import UpstreamConnector, UpstreamSocket
+from ..upstream.client import UpstreamClosed, UpstreamConnector, UpstreamSocket
 from ..webrtc.call_media import CallMedia, MediaOptions
 from ..webrtc.internals import bound_inbound_messages, watch_peer_datagrams
 from ..webrtc.peer import EVENTS_LABEL, answer, create_peer, remote_max_message_size
@@ -561,14 +560,11 @@ class CallDriver:
         while True:
             socket = self._socket
             assert socket is not None
-            try:
-                async for message in socket:
-                    if self.recorder is not None:
-                        self.recorder.event("upstream_to_relay", message)
-                    self.core.upstream_message(message)
-                    self._kick()
-            except ConnectionClosed:
-                pass
+            async for message in socket:  # ends when the session closes, however
+                if self.recorder is not None:
+                    self.recorder.event("upstream_to_relay", message)
+                self.core.upstream_message(message)
+                self._kick()
             if self._closing:
                 return
             if self._socket is not socket:
@@ -671,7 +667,7 @@ class CallDriver:
                     if self.recorder is not None:
                         self.recorder.event("relay_to_upstream", event)
                     await socket.send(dumps(event))
-            except ConnectionClosed:
+            except UpstreamClosed:
                 # The upstream hung up: the reader reopens it or ends the call. (The
                 # exception would carry the upstream's close reason into the log.)
                 pass

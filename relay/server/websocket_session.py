@@ -23,7 +23,6 @@ from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
-from websockets.exceptions import ConnectionClosed
 
 from ..config import Settings
 from ..errors import RelayError
@@ -32,7 +31,7 @@ from ..protocol.events import dumps
 from ..protocol.flood import MessageLimits
 from ..protocol.redact import Redactor
 from ..protocol.websocket_protocol import WebSocketProtocol
-from ..upstream.client import UpstreamConnector, UpstreamSocket
+from ..upstream.client import UpstreamClosed, UpstreamConnector, UpstreamSocket
 
 logger = logging.getLogger(__name__)
 
@@ -211,12 +210,9 @@ class WebSocketSession:
 
     async def _read_upstream(self) -> None:
         assert self._socket is not None
-        try:
-            async for message in self._socket:
-                self.core.upstream_message(message)
-                self._kick()
-        except ConnectionClosed:
-            pass
+        async for message in self._socket:  # ends when the session closes, however
+            self.core.upstream_message(message)
+            self._kick()
         if self._closing:
             return
         self.core.upstream_closed(self._socket.close_code, self._socket.close_reason or "")
@@ -233,7 +229,7 @@ class WebSocketSession:
                 self._upstream_ready.clear()
                 for event in self.core.drain_upstream():
                     await self._socket.send(dumps(event))
-        except ConnectionClosed:
+        except UpstreamClosed:
             pass  # the reader tells the client and ends the session
 
     async def _write_client(self) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from websockets.protocol import State
 
 from relay.server.app import REGISTRY, create_app
 
@@ -79,7 +78,7 @@ async def test_dead_peer_killed_client_ends_its_call_and_upstream(aiohttp_server
     assert len(relay.app[REGISTRY]) == 0
     assert upstream.closed_at is not None
     assert upstream.closed_at - killed <= PEER_TIMEOUT + GRACE + SLACK
-    assert upstream.state is State.CLOSED
+    assert upstream.close_code is not None  # the real socket's, once closed
 
 
 async def test_dead_peer_live_quiet_call_is_not_ended(relay_factory, make_client) -> None:

@@ -7,12 +7,13 @@ import gc
 import json
 import resource
 
+from aiohttp import ClientWebSocketResponse
 from aiortc import RTCPeerConnection
-from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.server import ServerConnection, serve
 
 from relay.client import CallClient, PcmSource
 from relay.server.call_driver import CallDriver
+from relay.upstream.client import UpstreamWebSocket
 
 from ..conftest import LOOPBACK, base_url, live_calls
 
@@ -101,7 +102,8 @@ async def test_lifecycle_fifty_calls_leave_nothing_behind(relay) -> None:
         assert len(asyncio.all_tasks()) <= tasks_before
         assert count(CallDriver) == 0
         assert count(RTCPeerConnection) == 0
-        assert count(ClientConnection) == 0
+        assert count(UpstreamWebSocket) == 0
+        assert count(ClientWebSocketResponse) == 0
         assert count(ServerConnection) == 0
         growth_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before
         assert growth_kib < 40_000, f"peak RSS grew {growth_kib} KiB over 50 calls"

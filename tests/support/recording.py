@@ -6,7 +6,6 @@ import base64
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 
@@ -24,8 +23,6 @@ class RecordingSocket:
         #: ``time.monotonic()`` when the relay closed the socket.
         self.closed_at: float | None = None
 
-        #: The real connection's state (websockets' ``State``) once closed.
-        self.state: Any = None
         self._close_code: int | None = None
         self._close_reason: str | None = None
 
@@ -44,7 +41,6 @@ class RecordingSocket:
             return
         self.closed_at = time.monotonic()
         await self.inner.close()
-        self.state = getattr(self.inner, "state", None)
         self._close_code, self._close_reason = self.inner.close_code, self.inner.close_reason
         # Let the connection go: a test's app may outlive it (the lifecycle tests count).
         self.inner = None
