@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import json
 import secrets
 import string
@@ -57,6 +58,27 @@ def error_event(error: RelayError, event_id: str | None = None) -> Event:
     return {"type": "error", "event_id": new_event_id(), "error": body}
 
 
+class AudioAppend(dict[str, Any]):
+    """An audio append of the relay's own, ``{"type": ..., "audio": <base64>}``: a plain
+    event to everything that reads it (outboxes, measures, recordings), which
+    :func:`dumps` writes without the JSON encoder. One goes upstream every 20 ms of every
+    call, and its base64 and its type need no escaping."""
+
+
+def audio_append(kind: str, audio: str) -> Event:
+    """The append event ``kind`` (a constant of the protocol) carrying ``audio`` (base64
+    from :func:`b64`)."""
+    return AudioAppend(type=kind, audio=audio)
+
+
+def b64(data: bytes) -> str:
+    """``data`` in base64 (standard alphabet, padded): what appends carry."""
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
 def dumps(event: Event) -> str:
     """Compact JSON for the wire."""
+    if type(event) is AudioAppend and len(event) == 2:
+        # What json.dumps would write, in a fifth of the time.
+        return f'{{"type":"{event["type"]}","audio":"{event["audio"]}"}}'
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False)

@@ -121,3 +121,22 @@ def test_dumps_keeps_non_ascii_and_round_trips() -> None:
     text = dumps(event)
     assert "Grüße, 世界 🎧" in text and "\\u" not in text
     assert json.loads(text) == event
+
+
+def test_events_audio_append_dumps_as_json_would() -> None:
+    import base64
+    import json
+
+    from relay.protocol.events import AudioAppend, audio_append, b64, dumps
+
+    for pcm in (b"", b"\x00", b"\xff\xfe\xfd", bytes(range(256)) * 4):
+        audio = b64(pcm)
+        assert audio == base64.b64encode(pcm).decode()
+        event = audio_append("input_audio_buffer.append", audio)
+        assert event == {"type": "input_audio_buffer.append", "audio": audio}
+        assert dumps(event) == json.dumps(dict(event), separators=(",", ":"))
+    # Changed into something else, it is encoded as any event is.
+    event = AudioAppend(type="session.input_audio.append", audio="AAAA")
+    event["event_id"] = 'e"1'
+    assert json.loads(dumps(event)) == {"type": "session.input_audio.append",
+                                        "audio": "AAAA", "event_id": 'e"1'}

@@ -45,7 +45,7 @@ from ...audio import RATE, SAMPLE_BYTES
 from ...audio.playout import ItemPlayback, Playout
 from ...errors import InvalidRequest, RelayError
 from ..call_measures import CallStats
-from ..events import Event, parse_event
+from ..events import Event, audio_append, b64, parse_event
 from ..flood import CLIENT, MessageLimits, PartyGuards
 from ..outboxes import CallOutputs, HeldMessages, PartyOutboxes
 from ..redact import Redactor
@@ -243,11 +243,11 @@ class LiveCore(CallOutputs):
             self.stats.uplink_dropped_samples += len(pcm) // SAMPLE_BYTES
             return
         chunks, said = ([pcm], None) if self._wake is None else self._wake.audio(pcm)
-        audio = base64.b64encode(pcm).decode()
+        audio = b64(pcm)
         for chunk in chunks:
             self.stats.uplink_samples += len(chunk) // SAMPLE_BYTES
-            sent = audio if chunk is pcm else base64.b64encode(chunk).decode()
-            self._outboxes.to_upstream({"type": "session.input_audio.append", "audio": sent})
+            sent = audio if chunk is pcm else b64(chunk)
+            self._outboxes.to_upstream(audio_append("session.input_audio.append", sent))
         self._outboxes.reflect({"type": "session.input_audio.append", "audio": audio})
         if said is not None:
             self._wake_said(said)

@@ -23,7 +23,6 @@ client says first reaches a model the agent has already configured (its tools ab
 
 from __future__ import annotations
 
-import base64
 import logging
 from collections.abc import Callable
 
@@ -31,7 +30,7 @@ from ...audio import RATE, SAMPLE_BYTES
 from ...errors import InvalidRequest, RelayError
 from ...logs import CallLog
 from ..call_measures import CallStats, UplinkArrivals
-from ..events import Event, error_event, new_event_id, parse_event
+from ..events import Event, audio_append, b64, error_event, new_event_id, parse_event
 from ..flood import MessageLimits, PartyGuards
 from ..outboxes import CallOutputs, HeldMessages, PartyOutboxes
 from ..redact import Redactor
@@ -153,9 +152,7 @@ class CallCore(CallOutputs):
             return
         self.stats.uplink_samples += len(pcm) // SAMPLE_BYTES
         self.uplink_arrivals.arrived(self.stats.uplink_samples, self._clock())
-        self._outboxes.to_upstream(
-            {"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm).decode()}
-        )
+        self._outboxes.to_upstream(audio_append("input_audio_buffer.append", b64(pcm)))
 
     def client_message(self, text: str | bytes, source: str = CLIENT) -> None:
         """One message from the data channel, or from the sideband ``source`` names."""
