@@ -23,7 +23,13 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from ..audio.encode import OpusEncoder
 from ..audio.inbound_audio import InboundAudio
-from .internals import InlineRtp, negotiated_audio_codecs, receive_rtp_inline
+from .internals import (
+    InlineRtp,
+    InlineSend,
+    negotiated_audio_codecs,
+    receive_rtp_inline,
+    send_rtp_inline,
+)
 from .packet_tap import tap_audio
 from .tracks import PlayoutTrack, pump_inbound
 
@@ -66,6 +72,8 @@ class CallMedia:
         self.tapped = False
         #: The inline receive path's counters (None: the packets go through aiortc's queue).
         self.inline: InlineRtp | None = None
+        #: The inline send path's counters (None: packets go through aiortc's coroutines).
+        self.inline_send: InlineSend | None = None
         self._on_uplink = on_uplink
         self._remote_track: MediaStreamTrack | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -85,6 +93,7 @@ class CallMedia:
             self.track.encode_opus(OpusEncoder(options.opus_bitrate, options.opus_complexity,
                                                options.opus_application))
         self.inbound.set_codecs(codecs)
+        self.inline_send = send_rtp_inline(pc)
         self.tapped = tap_audio(pc, self._on_packet)
         if self.tapped:
             # Only with the tap: then the receiver's path never waits (see internals).

@@ -25,6 +25,12 @@ datagram callback (no    ``RTCDtlsTransport._rx_srtp``,             aiortc's que
 queue, no task wake-up)  ``._handle_rtp_data``, ``.__rx_bytes``,
                          ``.__rx_packets``, ``._state`` (and what its
                          ``_recv_next`` does with SRTP)
+send RTP and RTCP        ``RTCDtlsTransport._send_rtp``,            the packets go through
+without coroutines       ``._tx_srtp``, ``.__tx_bytes``,            aiortc's coroutines
+                         ``.__tx_packets``, ``._state``,
+                         ``aioice.Connection._nominated`` (and
+                         what ``_send_rtp``, ``Connection.sendto``
+                         and ``StunProtocol.send_data`` do)
 bound SCTP reassembly    ``RTCSctpTransport._get_inbound_stream``,  :class:`AiortcInternalsMoved`
                          ``._inbound_streams``,
                          ``InboundStream.reassembly``,
@@ -135,6 +141,15 @@ _INSTANCE_ATTRIBUTES = (
     ("RTCDtlsTransport", DTLS_HANDLE_RTP),
     ("RTCDtlsTransport", DTLS_RX_BYTES),
     ("RTCDtlsTransport", DTLS_RX_PACKETS),
+)
+
+#: (owner, attribute) pairs the inline send needs, checked on the same instances.
+_SEND_ATTRIBUTES = (
+    ("aioice.Connection", "_nominated"),
+    ("RTCDtlsTransport", "_send_rtp"),
+    ("RTCDtlsTransport", "_tx_srtp"),
+    ("RTCDtlsTransport", "_RTCDtlsTransport__tx_bytes"),
+    ("RTCDtlsTransport", "_RTCDtlsTransport__tx_packets"),
 )
 
 
@@ -681,6 +696,122 @@ def wrap_rtp_send(sender: RTCRtpSender, before: Callable[[bytes], None]) -> None
     setattr(transport, SEND_RTP, record)
 
 
+# ------------------------------------------------------------ RTP sending
+
+#: The ICE connection's selected (nominated) candidate pair, by component.
+ICE_NOMINATED = "_nominated"
+#: RTCDtlsTransport's SRTP session for what it sends, and its sent-traffic counters.
+DTLS_TX_SRTP = "_tx_srtp"
+DTLS_TX_BYTES = "_RTCDtlsTransport__tx_bytes"
+DTLS_TX_PACKETS = "_RTCDtlsTransport__tx_packets"
+#: What RTCDtlsTransport._send_rtp does, all of which the inline send does in its place
+#: (checked in its source), and how aioice's protocol sends a datagram.
+_DTLS_SEND_STEPS = ("if self._state != State.CONNECTED:",
+                    "data = self._tx_srtp.protect_rtcp(data)",
+                    "data = self._tx_srtp.protect(data)",
+                    "await self.transport._send(data)",
+                    "self.__tx_bytes += len(data)", "self.__tx_packets += 1")
+_ICE_SEND_STEPS = ("active_pair = self._nominated.get(component)",
+                   "await active_pair.protocol.send_data(data, active_pair.remote_addr)")
+_PROTOCOL_SEND_STEP = "self.transport.sendto(data, addr)"
+
+
+@dataclass
+class InlineSend:
+    """What the inline send path of one peer connection did."""
+
+    #: RTP and RTCP packets sent without aiortc's coroutine layers.
+    packets: int = 0
+
+
+class _Done:
+    """An awaitable that is already done: awaiting it neither yields nor allocates."""
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return iter(())  # type: ignore[return-value]
+
+
+_DONE = _Done()
+
+
+def send_rtp_inline(pc: RTCPeerConnection) -> InlineSend | None:
+    """Send the peer connection's RTP and RTCP without three coroutine layers per packet.
+
+    aiortc's sender awaits ``RTCDtlsTransport._send_rtp`` (SRTP protect, counters), which
+    awaits aioice's ``Connection.send`` → ``sendto`` → ``StunProtocol.send_data``, which
+    at last calls the UDP transport's ``sendto``: none of them ever waits. This replaces
+    the DTLS transport's ``_send_rtp`` with a plain function doing the same steps at once
+    (same state check and ``ConnectionError``, same SRTP session, same counters, the
+    selected pair's own transport) and returning an already-done awaitable, so the
+    packets and everything the sender counts for its RTCP reports stay as they were.
+
+    Call it once the answer is made. Returns None, changing nothing, when this
+    aiortc/aioice lacks what it needs.
+    """
+    transports: dict[int, tuple[RTCDtlsTransport, Any]] = {}
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        if dtls is None:
+            continue
+        connection = getattr(dtls.transport.iceGatherer, ICE_CONNECTION, None)
+        transports.setdefault(id(dtls), (dtls, connection))
+    if (not transports or _inline_send_missing()
+            or not all(_send_capable(dtls, conn) for dtls, conn in transports.values())):
+        logger.warning("this aiortc/aioice cannot send RTP inline; using its coroutines")
+        return None
+    counters = InlineSend()
+    for dtls, connection in transports.values():
+        setattr(dtls, SEND_RTP, _inline_sender(dtls, connection, counters))
+    return counters
+
+
+def _send_capable(dtls: RTCDtlsTransport, connection: Any) -> bool:
+    return (connection is not None and hasattr(connection, ICE_NOMINATED)
+            and _dtls_connected_state() is not None
+            and all(hasattr(dtls, name) for name in (SEND_RTP, DTLS_TX_SRTP, DTLS_STATE,
+                                                     DTLS_TX_BYTES, DTLS_TX_PACKETS)))
+
+
+def _inline_sender(dtls: RTCDtlsTransport, connection: Any,
+                   counters: InlineSend) -> Callable[[bytes], Awaitable[None]]:
+    connected = _dtls_connected_state()
+    nominated: dict[int, Any] = getattr(connection, ICE_NOMINATED)
+
+    def send_rtp(data: bytes) -> Awaitable[None]:
+        if getattr(dtls, DTLS_STATE) != connected:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        srtp = getattr(dtls, DTLS_TX_SRTP)
+        data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
+        pair = nominated.get(1)
+        if pair is None:
+            raise ConnectionError("Cannot send data, not connected")
+        pair.protocol.transport.sendto(data, pair.remote_addr)
+        setattr(dtls, DTLS_TX_BYTES, getattr(dtls, DTLS_TX_BYTES) + len(data))
+        setattr(dtls, DTLS_TX_PACKETS, getattr(dtls, DTLS_TX_PACKETS) + 1)
+        counters.packets += 1
+        return _DONE
+
+    return send_rtp
+
+
+def _inline_send_missing() -> list[str]:
+    """The steps of aiortc's/aioice's send path, as the inline send repeats them, that
+    their installed source no longer has."""
+    sources = (("RTCDtlsTransport._send_rtp", "_send_rtp", _DTLS_SEND_STEPS),
+               ("aioice.Connection.sendto", "sendto", _ICE_SEND_STEPS),
+               ("aioice.ice.StunProtocol.send_data", "send_data", (_PROTOCOL_SEND_STEP,)))
+    owners = {"_send_rtp": RTCDtlsTransport, "sendto": aioice.ice.Connection,
+              "send_data": getattr(aioice.ice, "StunProtocol", None)}
+    missing = []
+    for owner, name, steps in sources:
+        try:
+            source = inspect.getsource(getattr(owners[name], name))
+        except (OSError, TypeError, AttributeError):
+            source = ""
+        missing += [f"{owner}: {step}" for step in steps if step not in source]
+    return missing
+
+
 # ------------------------------------------------------------ SCTP messages
 
 #: RTCSctpTransport's factory of its per-stream reassembly (called for each DATA chunk).
@@ -850,6 +981,9 @@ async def check() -> list[str]:
         if _dtls_connected_state() is None:
             missing.append("aiortc.rtcdtlstransport.State.CONNECTED")
         missing += _sctp_reassembly_missing()
+        missing += [f"{owner}.{attribute}" for owner, attribute in _SEND_ATTRIBUTES
+                    if not hasattr(owners.get(owner), attribute)]
+        missing += _inline_send_missing()
     finally:
         await pc.close()
     return missing

@@ -234,3 +234,90 @@ async def test_internals_inline_rtp_is_not_taken_without_aiortc_state(
     finally:
         await pc.close()
     assert "aiortc.rtcdtlstransport.State.CONNECTED" in await internals.check()
+
+
+async def test_internals_inline_send_delivers_aiortcs_packets_unchanged_and_counted() -> None:
+    # A real aiortc client peer receives from an answering peer whose transport sends
+    # inline: what the client unprotects is, byte for byte, the RTP (and RTCP) aiortc's
+    # sender built, in order, and aiortc's counters (for its RTCP sender reports and
+    # getStats) count every packet.
+    from aiortc.mediastreams import AudioStreamTrack
+    from aiortc.rtp import RtpPacket, is_rtcp
+
+    from relay.webrtc.peer import create_peer, restrict_host_addresses
+
+    client, relay = create_peer(()), create_peer(())
+    built: list[bytes] = []
+    arrived: list[bytes] = []
+    try:
+        client.addTransceiver("audio", direction="recvonly")
+        restrict_host_addresses(client, ["127.0.0.1"])
+        await client.setLocalDescription(await client.createOffer())
+        await relay.setRemoteDescription(client.localDescription)
+        relay.addTrack(AudioStreamTrack())
+        restrict_host_addresses(relay, ["127.0.0.1"])
+        await relay.setLocalDescription(await relay.createAnswer())
+        sent = internals.send_rtp_inline(relay)
+        assert sent is not None
+        [sender] = relay.getSenders()
+        internals.wrap_rtp_send(sender, built.append)  # sees what goes into the fast path
+        client_dtls = client.getTransceivers()[0].receiver.transport
+        handle = client_dtls._handle_rtp_data
+
+        async def record(data: bytes, arrival_time_ms: int) -> None:
+            arrived.append(data)
+            await handle(data, arrival_time_ms)
+
+        client_dtls._handle_rtp_data = record  # type: ignore[method-assign]
+        await client.setRemoteDescription(relay.localDescription)
+        for _ in range(100):
+            if len(arrived) >= 25:
+                break
+            await asyncio.sleep(0.05)
+        assert len(arrived) >= 25
+        rtp_built = [data for data in built if not is_rtcp(data)]
+        rtp_arrived = [data for data in arrived if not is_rtcp(data)]
+        assert rtp_arrived == rtp_built[:len(rtp_arrived)]  # loopback: nothing lost
+        packets = [RtpPacket.parse(data) for data in rtp_arrived]
+        assert len({p.ssrc for p in packets}) == 1
+        assert all((b.sequence_number - a.sequence_number) % 65536 == 1
+                   for a, b in zip(packets, packets[1:], strict=False))
+        assert all((b.timestamp - a.timestamp) % 2**32 == 960
+                   for a, b in zip(packets, packets[1:], strict=False))
+        assert all(p.marker == 1 for p in packets)
+        assert all(data[0] & 0x10 for data in rtp_arrived)  # header extensions kept
+        assert sent.packets >= len(rtp_built)
+        stats = list((await relay.getStats()).values())
+        [outbound] = [s for s in stats if s.type == "outbound-rtp"]
+        assert outbound.packetsSent == len(rtp_built)
+        [transport] = [s for s in stats if s.type == "transport"]
+        # The transport counts the DTLS handshake's flights too.
+        assert transport.packetsSent >= sent.packets
+    finally:
+        await client.close()
+        await relay.close()
+
+
+async def test_internals_inline_send_refuses_not_connected_like_aiortc() -> None:
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio")
+        await pc.setLocalDescription(await pc.createOffer())
+        assert internals.send_rtp_inline(pc) is not None
+        with pytest.raises(ConnectionError):
+            await pc.getSenders()[0].transport._send_rtp(b"\x80" + bytes(11))
+    finally:
+        await pc.close()
+
+
+async def test_internals_check_names_a_send_step_the_inline_send_repeats(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(internals, "_DTLS_SEND_STEPS",
+                        (*internals._DTLS_SEND_STEPS, "self.__no_such_step()"))
+    assert await internals.check() == ["RTCDtlsTransport._send_rtp: self.__no_such_step()"]
+    pc = RTCPeerConnection()
+    try:
+        pc.addTransceiver("audio")
+        assert internals.send_rtp_inline(pc) is None  # and it changes nothing
+    finally:
+        await pc.close()
