@@ -26,7 +26,9 @@ from ..audio.inbound_audio import InboundAudio
 from .internals import (
     InlineRtp,
     InlineSend,
+    PacedRtp,
     negotiated_audio_codecs,
+    pace_rtp,
     receive_rtp_inline,
     send_rtp_inline,
 )
@@ -74,6 +76,8 @@ class CallMedia:
         self.inline: InlineRtp | None = None
         #: The inline send path's counters (None: packets go through aiortc's coroutines).
         self.inline_send: InlineSend | None = None
+        #: The paced sender's counters (None: aiortc's sender loop sends the track).
+        self.paced: PacedRtp | None = None
         self._on_uplink = on_uplink
         self._remote_track: MediaStreamTrack | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -94,6 +98,10 @@ class CallMedia:
                                                options.opus_application))
         self.inbound.set_codecs(codecs)
         self.inline_send = send_rtp_inline(pc)
+        if self.inline_send is not None and self.track.encodes_opus:
+            # One timer callback per frame instead of aiortc's loop (see internals).
+            sender = next(s for s in pc.getSenders() if s.track is self.track)
+            self.paced = pace_rtp(sender, self.track)
         self.tapped = tap_audio(pc, self._on_packet)
         if self.tapped:
             # Only with the tap: then the receiver's path never waits (see internals).
@@ -133,6 +141,8 @@ class CallMedia:
             "uplink_undecodable": inbound.undecodable,
             "track_reanchors": self.track.reanchors,
             "frames_encoded": encoder.encoded if encoder is not None else None,
+            "downlink_paced": (self.paced.packets if self.paced is not None
+                               and self.paced.running else None),
         }
 
     def _on_track(self, track: MediaStreamTrack) -> None:

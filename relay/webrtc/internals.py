@@ -31,6 +31,14 @@ without coroutines       ``._tx_srtp``, ``.__tx_bytes``,            aiortc's cor
                          ``aioice.Connection._nominated`` (and
                          what ``_send_rtp``, ``Connection.sendto``
                          and ``StunProtocol.send_data`` do)
+send Opus from a timer   ``RTCRtpSender._run_rtp`` (replaced on     aiortc's sender loop
+(no task, no packet      the instance), ``.__rtp_started``,         sends the track
+objects per frame)       ``.__rtp_exited``, ``.__track``,
+                         ``.__mid``, ``.__rtp_header_extensions_
+                         map``, ``.__ntp_timestamp``,
+                         ``.__rtp_timestamp``, ``.__octet_count``,
+                         ``.__packet_count`` (and what its loop
+                         does with a pre-encoded packet)
 bound SCTP reassembly    ``RTCSctpTransport._get_inbound_stream``,  :class:`AiortcInternalsMoved`
                          ``._inbound_streams``,
                          ``InboundStream.reassembly``,
@@ -48,11 +56,14 @@ import asyncio
 import inspect
 import ipaddress
 import logging
+import random
 import socket
+import time
 import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from struct import pack_into
+from typing import Any, Protocol, cast
 
 import aioice.ice
 import pylibsrtp
@@ -65,9 +76,12 @@ from aiortc import (
     RTCRtpTransceiver,
     clock,
     rtcdtlstransport,
+    rtcrtpsender,
 )
+from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtcicetransport import RTCIceGatherer
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcsctptransport import SCTP_DATA_LAST_FRAG, SCTP_DATA_UNORDERED, InboundStream
 from aiortc.rtp import RtpPacket, is_rtcp
 
@@ -812,6 +826,226 @@ def _inline_send_missing() -> list[str]:
     return missing
 
 
+# ------------------------------------------------------------ paced RTP sending
+
+#: RTCRtpSender's coroutine that sends its track (started by its ``send()``), and the
+#: fields that loop keeps (name-mangled): started/exited events, its track, the MID and
+#: header extension ids it stamps, and what its RTCP sender reports are made of.
+SENDER_RUN_RTP = "_run_rtp"
+SENDER_RTP_STARTED = "_RTCRtpSender__rtp_started"
+SENDER_RTP_EXITED = "_RTCRtpSender__rtp_exited"
+SENDER_TRACK = "_RTCRtpSender__track"
+SENDER_MID = "_RTCRtpSender__mid"
+SENDER_EXTENSIONS = "_RTCRtpSender__rtp_header_extensions_map"
+SENDER_NTP_TIMESTAMP = "_RTCRtpSender__ntp_timestamp"
+SENDER_RTP_TIMESTAMP = "_RTCRtpSender__rtp_timestamp"
+SENDER_OCTETS = "_RTCRtpSender__octet_count"
+SENDER_PACKETS = "_RTCRtpSender__packet_count"
+_SENDER_FIELDS = (SENDER_RTP_STARTED, SENDER_RTP_EXITED, SENDER_TRACK, SENDER_MID,
+                  SENDER_EXTENSIONS, SENDER_NTP_TIMESTAMP, SENDER_RTP_TIMESTAMP,
+                  SENDER_OCTETS, SENDER_PACKETS, "_ssrc", "_enabled")
+#: What RTCRtpSender._run_rtp does for a pre-encoded audio packet, all of which the paced
+#: sender does in its place (checked in its source).
+_SENDER_RTP_STEPS = (
+    "self.__rtp_started.set()", "sequence_number = random_sequence_number()",
+    "timestamp_origin = random32()", "enc_frame = await self._next_encoded_frame(codec)",
+    "timestamp = uint32_add(timestamp_origin, enc_frame.timestamp)",
+    "packet.ssrc = self._ssrc",
+    "packet.marker = (i == len(enc_frame.payloads) - 1) and 1 or 0",
+    "clock.current_ntp_time() >> 14", "packet.extensions.mid = self.__mid",
+    "packet_bytes = packet.serialize(self.__rtp_header_extensions_map)",
+    "await self.transport._send_rtp(packet_bytes)",
+    "self.__ntp_timestamp = clock.current_ntp_time()",
+    "self.__rtp_timestamp = packet.timestamp", "self.__octet_count += len(payload)",
+    "self.__packet_count += 1", "sequence_number = uint16_add(sequence_number, 1)",
+    "self.__track.stop()", "self.__rtp_exited.set()")
+#: What RTCRtpSender._next_encoded_frame does with a pre-encoded packet.
+_SENDER_FRAME_STEPS = ("data = await self.__track.recv()", "if not self._enabled:",
+                       "payloads, timestamp = self.__encoder.pack(data)")
+#: Seconds between the NTP epoch (1900) and the Unix epoch (1970).
+_NTP_UNIX_OFFSET = 2208988800
+
+
+class PacedSource(Protocol):
+    """A track the paced sender can drive (:class:`~relay.webrtc.tracks.PlayoutTrack`)."""
+
+    readyState: str  # noqa: N815 (aiortc's name)
+
+    @property
+    def encodes_opus(self) -> bool: ...
+    def due(self, now: float) -> float: ...
+    def take_opus(self, now: float) -> tuple[bytes, int]: ...
+    def frame_sent(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class PacedRtp:
+    """What the paced sender of one track did."""
+
+    #: True once the sender runs paced (False: aiortc's loop sends, e.g. not Opus).
+    running: bool = False
+    #: RTP packets sent.
+    packets: int = 0
+
+
+def pace_rtp(sender: RTCRtpSender, source: PacedSource) -> PacedRtp | None:
+    """Send ``source``'s Opus packets from a timer instead of aiortc's RTP loop.
+
+    aiortc's sender runs a task per track: await ``track.recv()`` (which sleeps until the
+    frame is due), wrap the bytes in an ``av.Packet``, unwrap them again (``pack``), build
+    an ``RtpPacket`` with header extensions, serialize it, read the NTP clock twice through
+    ``datetime``, then await the transport. Once the sender starts, this runs the same
+    steps from one timer callback per 20 ms: the packet is the header aiortc would
+    serialize (built once by aiortc, then only the sequence number, timestamp and
+    abs-send-time change) plus the payload, handed to the DTLS transport's ``_send_rtp``;
+    the sender's counters (its RTCP sender reports and stats) and its started/exited
+    events are kept as its loop keeps them, and when it stops so does the track. The
+    packets kept for retransmission are not: aiortc offers no NACK for audio.
+
+    Call it before the sender starts (when the answer is made). If, when it starts, the
+    codec is not Opus or the track does not encode it, aiortc's own loop runs. Returns
+    None, changing nothing, when this aiortc lacks what it needs.
+    """
+    if _paced_send_missing() or not all(hasattr(sender, name) for name in _SENDER_FIELDS):
+        logger.warning("this aiortc cannot pace RTP from a timer; using its sender loop")
+        return None
+    counters = PacedRtp()
+    own_loop = getattr(type(sender), SENDER_RUN_RTP)
+
+    async def run_rtp(codec: RTCRtpCodecParameters) -> None:
+        if (codec.mimeType.lower() != "audio/opus" or codec.payloadType is None
+                or not source.encodes_opus):
+            await own_loop(sender, codec)
+            return
+        counters.running = True
+        await _run_paced(sender, codec, source, counters)
+
+    setattr(sender, SENDER_RUN_RTP, run_rtp)
+    return counters
+
+
+async def _run_paced(sender: RTCRtpSender, codec: RTCRtpCodecParameters,
+                     source: PacedSource, counters: PacedRtp) -> None:
+    getattr(sender, SENDER_RTP_STARTED).set()
+    pacer: _Pacer | None = None
+    try:
+        pacer = _Pacer(sender, codec, source, counters, asyncio.get_running_loop())
+        await pacer.ended
+    except (asyncio.CancelledError, ConnectionError, MediaStreamError):
+        pass
+    except Exception:
+        # Like aiortc's loop: the exited event below must be set, or stop() would hang.
+        logger.exception("the paced RTP sender failed")
+    finally:
+        if pacer is not None:
+            pacer.cancel()
+        source.stop()
+        setattr(sender, SENDER_TRACK, None)
+        getattr(sender, SENDER_RTP_EXITED).set()
+
+
+class _Pacer:
+    """One sender's timer: each callback sends the frame that is due and sets the next."""
+
+    def __init__(self, sender: RTCRtpSender, codec: RTCRtpCodecParameters,
+                 source: PacedSource, counters: PacedRtp,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self._sender = sender
+        self._source = source
+        self._counters = counters
+        self._loop = loop
+        self._header, self._abs_at = _rtp_header(sender, codec.payloadType or 0)
+        self._sequence = rtcrtpsender.random_sequence_number()
+        self._origin = random.getrandbits(32)
+        #: Resolves with the exception that ends sending (the track ended, the transport
+        #: closed, a failure).
+        self.ended: asyncio.Future[None] = loop.create_future()
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = loop.call_soon(self._tick)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _tick(self) -> None:
+        self._timer = None
+        try:
+            self._send_due()
+            self._timer = self._loop.call_at(self._source.due(self._loop.time()), self._tick)
+        except Exception as exc:
+            if not self.ended.done():
+                self.ended.set_exception(exc)
+
+    def _send_due(self) -> None:
+        source, sender = self._source, self._sender
+        if source.readyState != "live":
+            raise MediaStreamError
+        payload, offset = source.take_opus(self._loop.time())
+        if sender._enabled:
+            header = self._header
+            timestamp = (self._origin + offset) & 0xFFFFFFFF
+            ntp = _ntp_now()
+            pack_into("!HL", header, 2, self._sequence, timestamp)
+            if self._abs_at is not None:
+                at = self._abs_at
+                header[at:at + 3] = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
+            sent = getattr(sender.transport, SEND_RTP)(bytes(header) + payload)
+            if sent is not _DONE:  # aiortc's own coroutine, or something wrapping it
+                _run_inline(cast(Coroutine[Any, Any, None], sent))
+            self._sequence = (self._sequence + 1) & 0xFFFF
+            setattr(sender, SENDER_NTP_TIMESTAMP, ntp)
+            setattr(sender, SENDER_RTP_TIMESTAMP, timestamp)
+            setattr(sender, SENDER_OCTETS, getattr(sender, SENDER_OCTETS) + len(payload))
+            setattr(sender, SENDER_PACKETS, getattr(sender, SENDER_PACKETS) + 1)
+            self._counters.packets += 1
+        source.frame_sent()
+
+
+def _rtp_header(sender: RTCRtpSender, payload_type: int) -> tuple[bytearray, int | None]:
+    """The RTP header aiortc's sender would serialize for this sender's audio packets
+    (marker set, its SSRC, MID and abs-send-time extensions), and where the 3 bytes of
+    abs-send-time sit in it (None: not negotiated)."""
+
+    def serialized(abs_send_time: int) -> bytes:
+        packet = RtpPacket(payload_type=payload_type, marker=1, ssrc=sender._ssrc)
+        packet.extensions.abs_send_time = abs_send_time
+        packet.extensions.mid = getattr(sender, SENDER_MID)
+        return packet.serialize(getattr(sender, SENDER_EXTENSIONS))
+
+    zero, ones = serialized(0), serialized(0xFFFFFF)
+    differ = [index for index, (a, b) in enumerate(zip(zero, ones, strict=True)) if a != b]
+    if not differ:
+        return bytearray(zero), None
+    if differ != list(range(differ[0], differ[0] + 3)):
+        raise AiortcInternalsMoved("RtpPacket.serialize", "abs_send_time (3 bytes)")
+    return bytearray(zero), differ[0]
+
+
+def _ntp_now() -> int:
+    """The wall clock as a 64-bit NTP timestamp (what ``aiortc.clock.current_ntp_time``
+    gives, from ``time.time()`` instead of a ``datetime``)."""
+    now = time.time()
+    seconds = int(now)
+    return ((seconds + _NTP_UNIX_OFFSET) << 32) | int((now - seconds) * 4294967296.0)
+
+
+def _paced_send_missing() -> list[str]:
+    """The steps of aiortc's RTP sender loop, as the paced sender repeats them, that its
+    installed source no longer has."""
+    missing = []
+    for name, steps in ((SENDER_RUN_RTP, _SENDER_RTP_STEPS),
+                        ("_next_encoded_frame", _SENDER_FRAME_STEPS)):
+        try:
+            source = inspect.getsource(getattr(RTCRtpSender, name))
+        except (OSError, TypeError, AttributeError):
+            source = ""
+        missing += [f"RTCRtpSender.{name}: {step}" for step in steps if step not in source]
+    if not callable(getattr(rtcrtpsender, "random_sequence_number", None)):
+        missing.append("aiortc.rtcrtpsender.random_sequence_number")
+    return missing
+
+
 # ------------------------------------------------------------ SCTP messages
 
 #: RTCSctpTransport's factory of its per-stream reassembly (called for each DATA chunk).
@@ -984,6 +1218,10 @@ async def check() -> list[str]:
         missing += [f"{owner}.{attribute}" for owner, attribute in _SEND_ATTRIBUTES
                     if not hasattr(owners.get(owner), attribute)]
         missing += _inline_send_missing()
+        missing += _paced_send_missing()
+        sender = transceiver.sender
+        missing += [f"RTCRtpSender.{name}" for name in _SENDER_FIELDS
+                    if not hasattr(sender, name)]
     finally:
         await pc.close()
     return missing

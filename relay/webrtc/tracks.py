@@ -68,36 +68,63 @@ class PlayoutTrack(MediaStreamTrack):
         """Frames the Opus encoder was given and actually ran for (None: not encoding)."""
         return self._opus.stats if self._opus is not None else None
 
+    @property
+    def encodes_opus(self) -> bool:
+        """True once the track hands out Opus packets (see :meth:`encode_opus`)."""
+        return self._opus is not None
+
+    def due(self, now: float) -> float:
+        """When the next frame is due on the track's clock; the first call starts it."""
+        if self._start is None:
+            self._start = now
+        return self._start + self._index * FRAME_SECONDS
+
+    def take_opus(self, now: float) -> tuple[bytes, int]:
+        """The next frame as an Opus packet, and its RTP timestamp (48 kHz, from 0).
+
+        For a sender that keeps the pacing itself: call it at :meth:`due`, then
+        :meth:`frame_sent` once the packet is on its way. Needs :meth:`encode_opus`.
+        """
+        assert self._opus is not None
+        index = self._advance(now)
+        return self._opus.encode(self._source()), index * FRAME_SAMPLES * (OPUS_RATE // RATE)
+
+    def frame_sent(self) -> None:
+        """A frame has left: events about it may go out now."""
+        if self._after is not None:
+            self._after()
+
     async def recv(self) -> av.AudioFrame | av.Packet[Any]:
         """Wait until the next frame is due, then return it."""
         if self.readyState != "live":
             raise MediaStreamError
         now = self._clock()
-        if self._start is None:
-            self._start = now
-        due = self._start + self._index * FRAME_SECONDS
+        due = self.due(now)
         if now < due:
             await asyncio.sleep(due - now)
-        elif now - due > MAX_LATE:
+        out: av.AudioFrame | av.Packet[Any]
+        if self._opus is not None:
+            payload, timestamp = self.take_opus(now)
+            # Stamped with our own clock, so RTP timestamps follow the pacing exactly.
+            out = av.Packet(payload)
+            out.pts = timestamp
+            out.time_base = _RTP_TIME_BASE
+        else:
+            out = pcm_frame(self._source(), self._advance(now))
+        self.frame_sent()
+        return out
+
+    def _advance(self, now: float) -> int:
+        """The index of the frame due now, skipping those missed in a stall."""
+        due = self.due(now)
+        if now - due > MAX_LATE:
             # Skip the missed frames' timestamps (the peer conceals the gap) but not their
             # audio: nothing is lost, and nothing arrives in a burst.
-            skipped = int((now - due) / FRAME_SECONDS)
-            self._index += skipped
+            self._index += int((now - due) / FRAME_SECONDS)
             self.reanchors += 1
         index = self._index
         self._index += 1
-        pcm = self._source()
-        out: av.AudioFrame | av.Packet[Any]
-        if self._opus is not None:
-            # Stamped with our own clock, so RTP timestamps follow the pacing exactly.
-            out = av.Packet(self._opus.encode(pcm))
-            out.pts = index * FRAME_SAMPLES * (OPUS_RATE // RATE)
-            out.time_base = _RTP_TIME_BASE
-        else:
-            out = pcm_frame(pcm, index)
-        if self._after is not None:
-            self._after()
-        return out
+        return index
 
 
 async def pump_inbound(track: MediaStreamTrack, on_frame: Callable[[av.AudioFrame], None]) -> None:

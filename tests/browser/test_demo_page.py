@@ -162,6 +162,8 @@ async def test_demo_page_call_is_parroted_back_and_heard(relay_factory, speech_m
             "({mic: window.relayDemo.maxMicLevel, remote: window.relayDemo.maxRemoteLevel})")
         assert levels["mic"] > AUDIBLE, levels
         assert levels["remote"] > AUDIBLE, levels  # the reply really played in the page
+        [call] = list(relay.app[REGISTRY])
+        assert call.stats()["downlink_paced"] > 50  # sent by the paced sender
         # The parrot's transcript reached the transcript panel.
         await page.locator("#transcript li.assistant",
                            has_text="You said something").first.wait_for()
@@ -188,6 +190,8 @@ async def test_demo_page_call_through_one_shared_udp_port(relay_factory, speech_
         levels = await page.evaluate("({remote: window.relayDemo.maxRemoteLevel})")
         assert levels["remote"] > AUDIBLE, levels
         assert call.stats()["uplink_seconds_in"] > 1.0
+        # What Chromium played came from the paced sender (see webrtc/internals).
+        assert call.stats()["downlink_paced"] > 50
         assert await page.evaluate("window.relayDemo.hangup()") == 200
         assert errors == []
 

@@ -1,11 +1,15 @@
 """The one module that reaches into aiortc/aioice internals: fails loudly when they move."""
 
 import asyncio
+from typing import TYPE_CHECKING
 
 import pytest
 from aiortc import RTCPeerConnection
 
 from relay.webrtc import internals
+
+if TYPE_CHECKING:
+    from relay.webrtc.tracks import PlayoutTrack
 
 
 async def test_internals_all_present_in_installed_aiortc() -> None:
@@ -319,5 +323,175 @@ async def test_internals_check_names_a_send_step_the_inline_send_repeats(
     try:
         pc.addTransceiver("audio")
         assert internals.send_rtp_inline(pc) is None  # and it changes nothing
+    finally:
+        await pc.close()
+
+
+async def _paced_pair(track: "PlayoutTrack") -> tuple[RTCPeerConnection, RTCPeerConnection,
+                                                      "internals.PacedRtp | None", list[bytes]]:
+    """A client peer receiving ``track`` from a peer whose sender is paced; the list
+    fills with the unprotected RTP and RTCP the client receives."""
+    from relay.webrtc.peer import create_peer, restrict_host_addresses
+
+    client, relay = create_peer(()), create_peer(())
+    arrived: list[bytes] = []
+    client.addTransceiver("audio", direction="recvonly")
+    restrict_host_addresses(client, ["127.0.0.1"])
+    await client.setLocalDescription(await client.createOffer())
+    await relay.setRemoteDescription(client.localDescription)
+    relay.addTrack(track)
+    restrict_host_addresses(relay, ["127.0.0.1"])
+    await relay.setLocalDescription(await relay.createAnswer())
+    assert internals.send_rtp_inline(relay) is not None
+    paced = internals.pace_rtp(relay.getSenders()[0], track)
+    client_dtls = client.getTransceivers()[0].receiver.transport
+    handle = client_dtls._handle_rtp_data
+
+    async def record(data: bytes, arrival_time_ms: int) -> None:
+        arrived.append(data)
+        await handle(data, arrival_time_ms)
+
+    client_dtls._handle_rtp_data = record  # type: ignore[method-assign]
+    await client.setRemoteDescription(relay.localDescription)
+    return client, relay, paced, arrived
+
+
+def _speech_like(index: int) -> bytes:
+    """A deterministic 20 ms frame (24 kHz mono PCM16) that changes from frame to frame."""
+    import math
+    import struct
+
+    from relay.audio import FRAME_SAMPLES
+
+    hz = 200 + 40 * (index % 7)
+    return struct.pack(f"<{FRAME_SAMPLES}h", *(
+        int(8000 * math.sin(2 * math.pi * hz * (index * FRAME_SAMPLES + n) / 24000))
+        for n in range(FRAME_SAMPLES)))
+
+
+async def test_internals_paced_sender_sends_what_aiortcs_loop_would() -> None:
+    # The track's Opus packets, sent from a timer: each arrives with the header aiortc's
+    # RtpPacket.serialize makes for the sender (SSRC, payload type, marker, MID and
+    # abs-send-time extensions), consecutive sequence numbers, timestamps 960 apart,
+    # the encoder's bytes as payload; the sender's counters (RTCP reports, getStats)
+    # count every packet, each frame's after-hook runs once, and closing the peer
+    # stops the loop and the track as aiortc's loop would.
+    from aiortc.rtp import RtpPacket, is_rtcp
+
+    from relay.audio.encode import OpusEncoder
+    from relay.webrtc.tracks import PlayoutTrack
+
+    frames = iter(range(10**6))
+    after: list[int] = []
+    track = PlayoutTrack(lambda: _speech_like(next(frames)), after=lambda: after.append(1))
+    track.encode_opus(OpusEncoder())
+    client, relay, paced, arrived = await _paced_pair(track)
+    try:
+        assert paced is not None
+        for _ in range(100):
+            if len(arrived) >= 25:
+                break
+            await asyncio.sleep(0.05)
+        [sender] = relay.getSenders()
+        rtp = [data for data in arrived if not is_rtcp(data)]
+        assert len(rtp) >= 25 and paced.running
+        packets = [RtpPacket.parse(data, sender._RTCRtpSender__rtp_header_extensions_map)
+                   for data in rtp]
+        reference = OpusEncoder()
+        for index, (data, packet) in enumerate(zip(rtp, packets, strict=True)):
+            assert packet.payload == reference.encode(_speech_like(index))
+            again = RtpPacket(payload_type=packet.payload_type, marker=1,
+                              sequence_number=packet.sequence_number,
+                              timestamp=packet.timestamp, ssrc=sender._ssrc,
+                              payload=packet.payload)
+            again.extensions.mid = packet.extensions.mid
+            again.extensions.abs_send_time = packet.extensions.abs_send_time
+            assert again.serialize(sender._RTCRtpSender__rtp_header_extensions_map) == data
+            assert packet.extensions.mid == relay.getTransceivers()[0].mid
+            assert packet.extensions.abs_send_time is None  # aiortc offers it for video
+        assert all((b.sequence_number - a.sequence_number) % 65536 == 1
+                   for a, b in zip(packets, packets[1:], strict=False))
+        assert all((b.timestamp - a.timestamp) % 2**32 == 960
+                   for a, b in zip(packets, packets[1:], strict=False))
+        stats = list((await relay.getStats()).values())
+        [outbound] = [s for s in stats if s.type == "outbound-rtp"]
+        assert outbound.packetsSent == paced.packets == len(after) >= len(rtp)
+        assert outbound.bytesSent >= sum(len(p.payload) for p in packets)
+    finally:
+        await client.close()
+        await asyncio.wait_for(relay.close(), 5)  # the sender's stop() does not hang
+    assert track.readyState == "ended"
+    assert sender.track is None
+
+
+async def test_internals_paced_sender_leaves_a_frame_track_to_aiortc() -> None:
+    # A track that does not encode Opus itself: aiortc's own loop sends it (it encodes).
+    from aiortc.rtp import is_rtcp
+
+    from relay.audio import FRAME_BYTES
+    from relay.webrtc.tracks import PlayoutTrack
+
+    track = PlayoutTrack(lambda: bytes(FRAME_BYTES))
+    client, relay, paced, arrived = await _paced_pair(track)
+    try:
+        assert paced is not None
+        for _ in range(100):
+            if len([data for data in arrived if not is_rtcp(data)]) >= 5:
+                break
+            await asyncio.sleep(0.05)
+        assert len([data for data in arrived if not is_rtcp(data)]) >= 5
+        assert not paced.running and paced.packets == 0
+    finally:
+        await client.close()
+        await asyncio.wait_for(relay.close(), 5)
+
+
+async def test_internals_paced_header_stamps_abs_send_time_where_negotiated() -> None:
+    # aiortc negotiates abs-send-time for video only, but a sender configured with it
+    # gets the header aiortc would serialize, with the time patched in.
+    from aiortc import clock
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters, RTCRtpParameters
+    from aiortc.rtp import RtpPacket
+
+    pc = RTCPeerConnection()
+    try:
+        sender = pc.addTransceiver("audio").sender
+        extensions = sender._RTCRtpSender__rtp_header_extensions_map
+        extensions.configure(RTCRtpParameters(headerExtensions=[
+            RTCRtpHeaderExtensionParameters(id=3, uri="urn:ietf:params:rtp-hdrext:sdes:mid"),
+            RTCRtpHeaderExtensionParameters(
+                id=5, uri="http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time")]))
+        sender._RTCRtpSender__mid = "0"
+        header, at = internals._rtp_header(sender, 111)
+        assert at is not None
+        ntp = clock.current_ntp_time()
+        header[2:8] = bytes.fromhex("1234deadbeef")
+        header[at:at + 3] = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
+        packet = RtpPacket(payload_type=111, marker=1, sequence_number=0x1234,
+                           timestamp=0xDEADBEEF, ssrc=sender._ssrc, payload=b"opus")
+        packet.extensions.mid = "0"
+        packet.extensions.abs_send_time = (ntp >> 14) & 0xFFFFFF
+        assert bytes(header) + b"opus" == packet.serialize(extensions)
+    finally:
+        await pc.close()
+
+
+def test_internals_ntp_clock_matches_aiortcs() -> None:
+    from aiortc import clock
+
+    # Within 10 ms (the two reads are not simultaneous), in 32.32 fixed point.
+    assert abs(internals._ntp_now() - clock.current_ntp_time()) < 2**32 // 100
+
+
+async def test_internals_check_names_a_step_the_paced_sender_repeats(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(internals, "_SENDER_RTP_STEPS",
+                        (*internals._SENDER_RTP_STEPS, "self.__no_such_step()"))
+    assert await internals.check() == ["RTCRtpSender._run_rtp: self.__no_such_step()"]
+    pc = RTCPeerConnection()
+    try:
+        sender = pc.addTransceiver("audio").sender
+        assert internals.pace_rtp(sender, object()) is None  # type: ignore[arg-type]
+        assert "_run_rtp" not in vars(sender)  # and it changes nothing
     finally:
         await pc.close()
