@@ -869,8 +869,8 @@ _NTP_UNIX_OFFSET = 2208988800
 class PacedSource(Protocol):
     """A track the paced sender can drive (:class:`~relay.webrtc.tracks.PlayoutTrack`)."""
 
-    readyState: str  # noqa: N815 (aiortc's name)
-
+    @property
+    def readyState(self) -> str: ...  # noqa: N802 (aiortc's name)
     @property
     def encodes_opus(self) -> bool: ...
     def due(self, now: float) -> float: ...
