@@ -59,7 +59,6 @@ import logging
 import random
 import socket
 import time
-import types
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from struct import pack_into
@@ -85,6 +84,7 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtcsctptransport import SCTP_DATA_LAST_FRAG, SCTP_DATA_UNORDERED, InboundStream
 from aiortc.rtp import RtpPacket, is_rtcp
 
+from ..base.inline import resume
 from ..errors import RelayError
 
 logger = logging.getLogger(__name__)
@@ -670,26 +670,7 @@ def _run_inline(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
 
 
 async def _finish(coro: Coroutine[Any, Any, None], waiting: Any) -> None:
-    await _resume(coro, waiting)
-
-
-@types.coroutine
-def _resume(coro: Coroutine[Any, Any, None], waiting: Any) -> Generator[Any, Any, None]:
-    # Hand the task what ``coro`` waits for (as if ``coro`` had yielded it to the task),
-    # then relay what the task sends or throws, until ``coro`` returns.
-    while True:
-        try:
-            value = yield waiting
-        except BaseException as exc:
-            try:
-                waiting = coro.throw(exc)
-            except StopIteration:
-                return
-        else:
-            try:
-                waiting = coro.send(value)
-            except StopIteration:
-                return
+    await resume(coro, waiting)
 
 
 SEND_RTP = "_send_rtp"
