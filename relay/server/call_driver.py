@@ -36,6 +36,7 @@ from aiortc import RTCPeerConnection
 from aiortc.rtcdatachannel import RTCDataChannel
 
 from ..audio import FRAME_BYTES, RATE
+from ..base.inline import InlineWriter
 from ..config import FAREWELL_SECONDS, Settings
 from ..errors import CallNotFound, RateLimited, RelayError
 from ..logs import CallLog
@@ -158,7 +159,10 @@ class CallDriver:
         self._upstream_lost_since: float | None = None
         self._channel: RTCDataChannel | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._upstream_ready = asyncio.Event()
+        #: Writes what the core queues for the upstream, inline in the callback that
+        #: queued it (the uplink audio's, every 20 ms): no task wakes per message.
+        self._upstream_writer = InlineWriter(self._write_upstream, self._upstream_write_failed,
+                                             name=f"{call_id}:upstream-writer")
         self._closing = False
         #: An :meth:`end` is under way (its farewell leaving; close follows).
         self._ending = False
@@ -243,8 +247,7 @@ class CallDriver:
             self.upstream_connect_seconds = self._upstream_opened_at - self.created_at
             self.core.start()
             self._spawn(self._read_upstream(), "upstream-reader")
-            self._spawn(self._write_upstream(), "upstream-writer")
-            self._upstream_ready.set()
+            self._upstream_writer.kick()
             self.media.attach(self.pc)
             sdp, channel = await answer(
                 self.pc, offer_sdp, addresses=self.settings.ice_addresses,
@@ -359,7 +362,7 @@ class CallDriver:
         tasks = [t for t in self._tasks if t is not current]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, self._upstream_writer.close(), return_exceptions=True)
         await asyncio.gather(*self._releases, return_exceptions=True)
         await self.media.close()
         if self._socket is not None:
@@ -498,11 +501,16 @@ class CallDriver:
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("task %s failed", task.get_name(),
-                           exc_info=task.exception())
-            self._end_soon(RelayError("The relay had an internal error; the call is ended.",
-                                      code="internal_error"), "internal error")
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None:
+            self._failed(f"task {task.get_name()}", exc)
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        """A task or the upstream writer failed: the relay's bug; the call ends with
+        ``internal_error``."""
+        self.log.error("%s failed", what, exc_info=exc)
+        self._end_soon(RelayError("The relay had an internal error; the call is ended.",
+                                  code="internal_error"), "internal error")
 
     def _client_message(self, message: str | bytes, source: str) -> None:
         """A data-channel (``source`` CLIENT) or sideband message, into the core. Whatever
@@ -655,22 +663,27 @@ class CallDriver:
                     await old.close()
 
     async def _write_upstream(self) -> None:
-        while True:
-            await self._upstream_ready.wait()
-            self._upstream_ready.clear()
-            if self.core.upstream_down:
-                continue  # the reader opens a new session, and sets the flag again
-            socket = self._socket
-            assert socket is not None
-            try:
-                for event in self.core.drain_upstream():
-                    if self.recorder is not None:
-                        self.recorder.event("relay_to_upstream", event)
-                    await socket.send(dumps(event))
-            except UpstreamClosed:
-                # The upstream hung up: the reader reopens it or ends the call. (The
-                # exception would carry the upstream's close reason into the log.)
-                pass
+        """Send the core's events for the upstream to the current session (the call's
+        :class:`InlineWriter` runs this, one at a time)."""
+        socket = self._socket
+        if socket is None or self.core.upstream_down:
+            # Not open yet, or the reader is opening a new session: the events stay in
+            # the core until it is (then the writer is kicked again).
+            return
+        try:
+            for event in self.core.drain_upstream():
+                if self.recorder is not None:
+                    self.recorder.event("relay_to_upstream", event)
+                await socket.send(dumps(event))
+        except UpstreamClosed:
+            # The upstream hung up: the reader reopens it or ends the call. (The
+            # exception would carry the upstream's close reason into the log.)
+            pass
+
+    def _upstream_write_failed(self, exc: Exception) -> None:
+        # Never raised into the callback that kicked the writer (the RTP datagram's);
+        # the writer writes no more, as its task did once it failed.
+        self._failed(f"task {self.id}:upstream-writer", exc)
 
     async def _connect_deadline(self, pc: RTCPeerConnection) -> None:
         await asyncio.sleep(self.settings.connect_timeout)
@@ -775,7 +788,7 @@ class CallDriver:
         self._audio_at = self._clock()
         for chunk in chunks:
             self.core.uplink_audio(chunk)
-        self._upstream_ready.set()
+        self._upstream_writer.kick()
 
     # A recorded call's audio paths (an unrecorded call's media never calls these).
 
@@ -860,7 +873,7 @@ class CallDriver:
     def _kick(self) -> None:
         self._flush_client()
         if self.core.upstream_pending:
-            self._upstream_ready.set()
+            self._upstream_writer.kick()
 
     def _flush_client(self) -> None:
         for name, sideband in self._sidebands.items():

@@ -11,7 +11,8 @@ I/O around a protocol core
 (:class:`~relay.protocol.websocket_protocol.WebSocketProtocol`: the Realtime API's
 :class:`~relay.protocol.realtime.websocket_core.WebSocketSessionCore` or GPT-Live's
 :class:`~relay.protocol.live.primary_core.LiveWebSocketCore`): one reader per side, one
-writer per side, all owned and ended by :meth:`WebSocketSession.close`.
+writer per side (the upstream's writes inline, in whatever fed the core), all owned and
+ended by :meth:`WebSocketSession.close`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from ..base.inline import InlineWriter
 from ..config import Settings
 from ..errors import RelayError
 from ..logs import CallLog
@@ -83,7 +85,10 @@ class WebSocketSession:
         self._socket: UpstreamSocket | None = None
         self._on_closed = on_closed
         self._outbox: asyncio.Queue[str] = asyncio.Queue(MAX_OUTBOX)
-        self._upstream_ready = asyncio.Event()
+        self._upstream_writer = InlineWriter(self._write_upstream, self._upstream_write_failed,
+                                             name=f"{self.id}:upstream-writer")
+        #: The upstream refused a message (it closed): nothing more is written to it.
+        self._upstream_gone = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._closed = asyncio.Event()
@@ -112,7 +117,6 @@ class WebSocketSession:
                       f", model {self.model}" if self.model else "")
         self.core.start()
         self._spawn(self._read_upstream(), "upstream-reader")
-        self._spawn(self._write_upstream(), "upstream-writer")
         self._spawn(self._write_client(), "client-writer")
         self._kick()
         try:
@@ -144,7 +148,8 @@ class WebSocketSession:
             tasks = [t for t in self._tasks if t is not current]
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*tasks, self._upstream_writer.close(),
+                                 return_exceptions=True)
             if self._socket is not None:
                 with contextlib.suppress(Exception):
                     await self._socket.close()
@@ -206,7 +211,7 @@ class WebSocketSession:
                 self._close_soon("client too slow")
                 return
         if self.core.upstream_pending:
-            self._upstream_ready.set()
+            self._upstream_writer.kick()
 
     async def _read_upstream(self) -> None:
         assert self._socket is not None
@@ -222,15 +227,24 @@ class WebSocketSession:
         await self._end("upstream closed", WSCloseCode.GOING_AWAY)
 
     async def _write_upstream(self) -> None:
-        assert self._socket is not None
+        """Send the core's events for the upstream (the session's :class:`InlineWriter`
+        runs this, one at a time)."""
+        socket = self._socket
+        if socket is None or self._upstream_gone:
+            return
         try:
-            while True:
-                await self._upstream_ready.wait()
-                self._upstream_ready.clear()
-                for event in self.core.drain_upstream():
-                    await self._socket.send(dumps(event))
+            for event in self.core.drain_upstream():
+                await socket.send(dumps(event))
         except UpstreamClosed:
-            pass  # the reader tells the client and ends the session
+            # The reader tells the client and ends the session; what the core queues
+            # from now on stays there.
+            self._upstream_gone = True
+
+    def _upstream_write_failed(self, exc: Exception) -> None:
+        # As the writer task's failure was: the relay's bug; never raised into the
+        # reader that kicked the writer.
+        self.log.error("task %s:upstream-writer failed", self.id, exc_info=exc)
+        self._close_soon("internal error")
 
     async def _write_client(self) -> None:
         while True:
