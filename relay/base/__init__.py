@@ -3,14 +3,14 @@ token buckets, and the signature of webhooks.
 
 - :mod:`.owned_task`: :class:`OwnedTask`, a background task started once, cancelled and
   awaited on close.
-- :mod:`.inline`: :func:`run_inline` and :class:`InlineWriter`, coroutines run in the
-  callback that wants them, a task taking over only when they must wait.
+- :mod:`.inline`: :class:`InlineWriter`, writes run in the callback that wants them, a
+  task taking over only when they must wait (and :func:`~.inline.resume`, how it does).
 - :mod:`.token_bucket`: :class:`RateLimiter`, token buckets by key, in process.
 - :mod:`.webhook_signature`: Standard Webhooks signatures (``whsec_`` secrets).
 """
 
-from .inline import InlineWriter, run_inline
+from .inline import InlineWriter
 from .owned_task import OwnedTask
 from .token_bucket import RateLimiter
 
-__all__ = ["InlineWriter", "OwnedTask", "RateLimiter", "run_inline"]
+__all__ = ["InlineWriter", "OwnedTask", "RateLimiter"]

@@ -7,8 +7,7 @@ here with ``coro.send(None)``, it runs to its end in the caller, and only when i
 have to wait does a task take it over from that point, as if it had been a task from the
 start.
 
-- :func:`run_inline`: run one coroutine now; a task (the caller's to own) finishes it if
-  it waits.
+- :func:`resume`: go on, in a task, with a coroutine started inline that now waits.
 - :class:`InlineWriter`: write whatever is pending, one write at a time and in order:
   inline when none is in flight, else right after the one in flight, in its task.
 """
@@ -21,38 +20,8 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-#: Where an inline coroutine's exception goes (it never reaches the caller).
+#: Where an inline write's exception goes (it never reaches the caller).
 OnError = Callable[[Exception], None]
-
-
-def run_inline(coro: Coroutine[Any, Any, None], on_error: OnError, *,
-               name: str | None = None) -> asyncio.Task[None] | None:
-    """Run ``coro`` now, in the caller; None once it has finished. If it has to wait, a
-    task named ``name`` (returned: the caller owns it) finishes it from there.
-
-    An exception ``coro`` raises, now or in the task, is handed to ``on_error`` and never
-    raised into the caller (a callback of the loop's, a datagram's, must not fail for
-    it); only the task's cancellation ends it otherwise.
-
-    Until it first waits, ``coro`` runs in whatever task the caller runs in (or none): it
-    must not rely on its task there (``asyncio.timeout``, ``current_task``).
-    """
-    try:
-        waiting = coro.send(None)
-    except StopIteration:
-        return None
-    except Exception as exc:
-        on_error(exc)
-        return None
-    return asyncio.get_running_loop().create_task(_finish(coro, waiting, on_error),
-                                                  name=name)
-
-
-async def _finish(coro: Coroutine[Any, Any, None], waiting: Any, on_error: OnError) -> None:
-    try:
-        await resume(coro, waiting)
-    except Exception as exc:
-        on_error(exc)
 
 
 @types.coroutine

@@ -1,4 +1,4 @@
-"""Running coroutines inline: :func:`run_inline` and :class:`InlineWriter`."""
+"""Running writes inline: :class:`InlineWriter`."""
 
 from __future__ import annotations
 
@@ -6,66 +6,7 @@ import asyncio
 
 import pytest
 
-from relay.base.inline import InlineWriter, run_inline
-
-
-async def test_run_inline_completes_in_the_caller() -> None:
-    done: list[str] = []
-
-    async def quick() -> None:
-        done.append("quick")
-
-    assert run_inline(quick(), pytest.fail) is None and done == ["quick"]
-
-
-async def test_run_inline_hands_a_waiting_coroutine_to_a_task() -> None:
-    done: list[str] = []
-
-    async def handler() -> None:
-        done.append("started")
-        await asyncio.sleep(0.01)
-        done.append("finished")
-
-    task = run_inline(handler(), pytest.fail)
-    assert task is not None and done == ["started"]
-    await task
-    assert done == ["started", "finished"]
-
-
-async def test_run_inline_reports_an_exception_instead_of_raising_it() -> None:
-    errors: list[Exception] = []
-
-    async def broken() -> None:
-        raise ValueError("now")
-
-    async def broken_later() -> None:
-        await asyncio.sleep(0)
-        raise KeyError("later")
-
-    assert run_inline(broken(), errors.append) is None
-    task = run_inline(broken_later(), errors.append)
-    assert task is not None
-    await task  # the task does not fail either
-    assert [type(e) for e in errors] == [ValueError, KeyError]
-
-
-async def test_run_inline_task_passes_cancellation_to_the_coroutine() -> None:
-    cancelled: list[bool] = []
-
-    async def handler() -> None:
-        try:
-            await asyncio.sleep(10)
-        except asyncio.CancelledError:
-            cancelled.append(True)
-            raise
-
-    task = run_inline(handler(), pytest.fail)
-    assert task is not None
-    await asyncio.sleep(0)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert cancelled == [True]
+from relay.base.inline import InlineWriter
 
 
 class Sink:
