@@ -584,20 +584,26 @@ def receive_rtp_inline(pc: RTCPeerConnection) -> InlineRtp | None:
     :func:`watch_peer_datagrams` (which must hear the packets taken here too). Returns
     None, changing nothing, when this aiortc/aioice lacks what it needs.
     """
-    pairs: dict[int, tuple[RTCDtlsTransport, Any]] = {}
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.receiver.transport
-        if dtls is None:
-            continue
-        connection = getattr(dtls.transport.iceGatherer, ICE_CONNECTION, None)
-        pairs.setdefault(id(dtls), (dtls, connection))
-    if not pairs or not all(_inline_capable(dtls, conn) for dtls, conn in pairs.values()):
+    pairs = _with_connections(t.receiver.transport for t in pc.getTransceivers())
+    if not pairs or not all(_inline_capable(dtls, conn) for dtls, conn in pairs):
         logger.warning("this aiortc/aioice cannot take SRTP inline; using its queue")
         return None
     counters = InlineRtp()
-    for dtls, connection in pairs.values():
+    for dtls, connection in pairs:
         _take_rtp_inline(dtls, connection, counters)
     return counters
+
+
+def _with_connections(transports: Iterable[RTCDtlsTransport | None],
+                      ) -> list[tuple[RTCDtlsTransport, Any]]:
+    """Each distinct DTLS transport of ``transports`` with its aioice Connection (None
+    where the gatherer has none)."""
+    pairs: dict[int, tuple[RTCDtlsTransport, Any]] = {}
+    for dtls in transports:
+        if dtls is not None:
+            connection = getattr(dtls.transport.iceGatherer, ICE_CONNECTION, None)
+            pairs.setdefault(id(dtls), (dtls, connection))
+    return list(pairs.values())
 
 
 def _inline_capable(dtls: RTCDtlsTransport, connection: Any) -> bool:
@@ -743,19 +749,13 @@ def send_rtp_inline(pc: RTCPeerConnection) -> InlineSend | None:
     Call it once the answer is made. Returns None, changing nothing, when this
     aiortc/aioice lacks what it needs.
     """
-    transports: dict[int, tuple[RTCDtlsTransport, Any]] = {}
-    for transceiver in pc.getTransceivers():
-        dtls = transceiver.sender.transport
-        if dtls is None:
-            continue
-        connection = getattr(dtls.transport.iceGatherer, ICE_CONNECTION, None)
-        transports.setdefault(id(dtls), (dtls, connection))
+    transports = _with_connections(t.sender.transport for t in pc.getTransceivers())
     if (not transports or _inline_send_missing()
-            or not all(_send_capable(dtls, conn) for dtls, conn in transports.values())):
+            or not all(_send_capable(dtls, conn) for dtls, conn in transports)):
         logger.warning("this aiortc/aioice cannot send RTP inline; using its coroutines")
         return None
     counters = InlineSend()
-    for dtls, connection in transports.values():
+    for dtls, connection in transports:
         setattr(dtls, SEND_RTP, _inline_sender(dtls, connection, counters))
     return counters
 

@@ -9,7 +9,7 @@ from aiortc import RTCPeerConnection
 from relay.webrtc import internals
 
 if TYPE_CHECKING:
-    from relay.webrtc.tracks import PlayoutTrack
+    from aiortc.mediastreams import MediaStreamTrack
 
 
 async def test_internals_all_present_in_installed_aiortc() -> None:
@@ -248,32 +248,10 @@ async def test_internals_inline_send_delivers_aiortcs_packets_unchanged_and_coun
     from aiortc.mediastreams import AudioStreamTrack
     from aiortc.rtp import RtpPacket, is_rtcp
 
-    from relay.webrtc.peer import create_peer, restrict_host_addresses
-
-    client, relay = create_peer(()), create_peer(())
-    built: list[bytes] = []
-    arrived: list[bytes] = []
+    built: list[bytes] = []  # what goes into the fast path
+    client, relay, sent, _, arrived = await _sending_pair(AudioStreamTrack(), pace=False,
+                                                          built=built)
     try:
-        client.addTransceiver("audio", direction="recvonly")
-        restrict_host_addresses(client, ["127.0.0.1"])
-        await client.setLocalDescription(await client.createOffer())
-        await relay.setRemoteDescription(client.localDescription)
-        relay.addTrack(AudioStreamTrack())
-        restrict_host_addresses(relay, ["127.0.0.1"])
-        await relay.setLocalDescription(await relay.createAnswer())
-        sent = internals.send_rtp_inline(relay)
-        assert sent is not None
-        [sender] = relay.getSenders()
-        internals.wrap_rtp_send(sender, built.append)  # sees what goes into the fast path
-        client_dtls = client.getTransceivers()[0].receiver.transport
-        handle = client_dtls._handle_rtp_data
-
-        async def record(data: bytes, arrival_time_ms: int) -> None:
-            arrived.append(data)
-            await handle(data, arrival_time_ms)
-
-        client_dtls._handle_rtp_data = record  # type: ignore[method-assign]
-        await client.setRemoteDescription(relay.localDescription)
         for _ in range(100):
             if len(arrived) >= 25:
                 break
@@ -327,10 +305,13 @@ async def test_internals_check_names_a_send_step_the_inline_send_repeats(
         await pc.close()
 
 
-async def _paced_pair(track: "PlayoutTrack") -> tuple[RTCPeerConnection, RTCPeerConnection,
-                                                      "internals.PacedRtp | None", list[bytes]]:
-    """A client peer receiving ``track`` from a peer whose sender is paced; the list
-    fills with the unprotected RTP and RTCP the client receives."""
+async def _sending_pair(track: "MediaStreamTrack", *, pace: bool = True,
+                        built: list[bytes] | None = None,
+                        ) -> tuple[RTCPeerConnection, RTCPeerConnection, "internals.InlineSend",
+                                   "internals.PacedRtp | None", list[bytes]]:
+    """A client peer receiving ``track`` from a peer whose transport sends inline (and
+    whose sender is paced, with ``pace``); the list fills with the unprotected RTP and
+    RTCP the client receives, ``built`` (if given) with what goes into the inline send."""
     from relay.webrtc.peer import create_peer, restrict_host_addresses
 
     client, relay = create_peer(()), create_peer(())
@@ -342,8 +323,12 @@ async def _paced_pair(track: "PlayoutTrack") -> tuple[RTCPeerConnection, RTCPeer
     relay.addTrack(track)
     restrict_host_addresses(relay, ["127.0.0.1"])
     await relay.setLocalDescription(await relay.createAnswer())
-    assert internals.send_rtp_inline(relay) is not None
-    paced = internals.pace_rtp(relay.getSenders()[0], track)
+    sent = internals.send_rtp_inline(relay)
+    assert sent is not None
+    [sender] = relay.getSenders()
+    if built is not None:
+        internals.wrap_rtp_send(sender, built.append)
+    paced = internals.pace_rtp(sender, track) if pace else None  # type: ignore[arg-type]
     client_dtls = client.getTransceivers()[0].receiver.transport
     handle = client_dtls._handle_rtp_data
 
@@ -353,7 +338,7 @@ async def _paced_pair(track: "PlayoutTrack") -> tuple[RTCPeerConnection, RTCPeer
 
     client_dtls._handle_rtp_data = record  # type: ignore[method-assign]
     await client.setRemoteDescription(relay.localDescription)
-    return client, relay, paced, arrived
+    return client, relay, sent, paced, arrived
 
 
 def _speech_like(index: int) -> bytes:
@@ -385,7 +370,7 @@ async def test_internals_paced_sender_sends_what_aiortcs_loop_would() -> None:
     after: list[int] = []
     track = PlayoutTrack(lambda: _speech_like(next(frames)), after=lambda: after.append(1))
     track.encode_opus(OpusEncoder())
-    client, relay, paced, arrived = await _paced_pair(track)
+    client, relay, _, paced, arrived = await _sending_pair(track)
     try:
         assert paced is not None
         for _ in range(100):
@@ -432,7 +417,7 @@ async def test_internals_paced_sender_leaves_a_frame_track_to_aiortc() -> None:
     from relay.webrtc.tracks import PlayoutTrack
 
     track = PlayoutTrack(lambda: bytes(FRAME_BYTES))
-    client, relay, paced, arrived = await _paced_pair(track)
+    client, relay, _, paced, arrived = await _sending_pair(track)
     try:
         assert paced is not None
         for _ in range(100):
