@@ -193,16 +193,14 @@ class GatedConnector(FakeConnector):
     ``reopen`` is set."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(socket_type=DrainingSocket)
         self.reopen = asyncio.Event()
 
     async def connect(self, model: str | None = None, *,
                       intent: str | None = None) -> UpstreamSocket:
         if self.sockets:
             await self.reopen.wait()
-        socket = DrainingSocket()
-        self.sockets.append(socket)
-        return socket
+        return await super().connect(model, intent=intent)
 
 
 async def started(connector: FakeConnector) -> tuple[CallDriver, RTCPeerConnection]:
@@ -298,16 +296,8 @@ class BrokenSocket(FakeSocket):
         await super().send(message)
 
 
-class BrokenConnector(FakeConnector):
-    async def connect(self, model: str | None = None, *,
-                      intent: str | None = None) -> UpstreamSocket:
-        socket = BrokenSocket()
-        self.sockets.append(socket)
-        return socket
-
-
 async def test_driver_a_failed_upstream_write_ends_the_call_not_the_callback() -> None:
-    connector = BrokenConnector()
+    connector = FakeConnector(socket_type=BrokenSocket)
     closed: list[CallDriver] = []
     call = driver(connector, closed)
     client, offer = await client_offer()

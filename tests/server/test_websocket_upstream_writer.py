@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession, ClientWebSocketResponse, web
 from aiohttp.test_utils import TestServer
 
 from relay.protocol.realtime.websocket_core import WebSocketSessionCore
 from relay.server.websocket_session import WebSocketSession
-from relay.upstream.client import UpstreamClosed, UpstreamSocket
+from relay.upstream.client import UpstreamClosed
 
 from ..support.upstream import FakeConnector, FakeSocket
 
@@ -35,14 +36,6 @@ class DrainingSocket(FakeSocket):
             raise UpstreamClosed("the upstream session has closed")
         await self.gate.wait()
         await super().send(message)
-
-
-class DrainingConnector(FakeConnector):
-    async def connect(self, model: str | None = None, *,
-                      intent: str | None = None) -> UpstreamSocket:
-        socket = DrainingSocket()
-        self.sockets.append(socket)
-        return socket
 
 
 async def bridge(connector: FakeConnector) -> TestServer:
@@ -78,8 +71,10 @@ async def until(condition: Callable[[], object], seconds: float = 5.0) -> None:
     raise AssertionError("timed out")
 
 
-async def test_websocket_session_upstream_writes_that_wait_keep_their_order() -> None:
-    connector = DrainingConnector()
+@contextlib.asynccontextmanager
+async def draining_session() -> AsyncIterator[tuple[ClientWebSocketResponse, DrainingSocket]]:
+    """A client's WebSocket session through the relay, and its upstream session."""
+    connector = FakeConnector(socket_type=DrainingSocket)
     server = await bridge(connector)
     try:
         async with ClientSession() as http, http.ws_connect(
@@ -87,39 +82,35 @@ async def test_websocket_session_upstream_writes_that_wait_keep_their_order() ->
             await until(lambda: connector.sockets)
             socket = connector.sockets[0]
             assert isinstance(socket, DrainingSocket)
-            for n in range(20):
-                await ws.send_str(append(n))
-            await asyncio.sleep(0.2)
-            # One write waits (the session's first update); the rest wait behind it.
-            assert socket.attempts == 1 and appended(socket) == []
-            socket.gate.set()
-            expected = [base64.b64encode(bytes([n]) * 960).decode() for n in range(20)]
-            await until(lambda: len(appended(socket)) >= 20)
-            assert appended(socket) == expected
+            yield ws, socket
     finally:
         await server.close()
+
+
+async def test_websocket_session_upstream_writes_that_wait_keep_their_order() -> None:
+    async with draining_session() as (ws, socket):
+        for n in range(20):
+            await ws.send_str(append(n))
+        await asyncio.sleep(0.2)
+        # One write waits (the session's first update); the rest wait behind it.
+        assert socket.attempts == 1 and appended(socket) == []
+        socket.gate.set()
+        expected = [base64.b64encode(bytes([n]) * 960).decode() for n in range(20)]
+        await until(lambda: len(appended(socket)) >= 20)
+        assert appended(socket) == expected
 
 
 async def test_websocket_session_writes_nothing_more_once_the_upstream_refused() -> None:
-    connector = DrainingConnector()
-    server = await bridge(connector)
-    try:
-        async with ClientSession() as http, http.ws_connect(
-                f"ws://127.0.0.1:{server.port}/v1/realtime") as ws:
-            await until(lambda: connector.sockets)
-            socket = connector.sockets[0]
-            assert isinstance(socket, DrainingSocket)
-            await until(lambda: socket.attempts >= 1)  # the session's first update waits
-            socket.gone = True
-            socket.gate.set()
-            await ws.send_str(append(1))
-            await until(lambda: socket.attempts >= 2)
-            before = socket.attempts
-            for n in range(2, 5):
-                await ws.send_str(append(n))
-            await asyncio.sleep(0.1)
-            # The reader ends the session when the upstream's close arrives; until then
-            # the writer tries no more.
-            assert socket.attempts == before and appended(socket) == []
-    finally:
-        await server.close()
+    async with draining_session() as (ws, socket):
+        await until(lambda: socket.attempts >= 1)  # the session's first update waits
+        socket.gone = True
+        socket.gate.set()
+        await ws.send_str(append(1))
+        await until(lambda: socket.attempts >= 2)
+        before = socket.attempts
+        for n in range(2, 5):
+            await ws.send_str(append(n))
+        await asyncio.sleep(0.1)
+        # The reader ends the session when the upstream's close arrives; until then
+        # the writer tries no more.
+        assert socket.attempts == before and appended(socket) == []

@@ -49,18 +49,21 @@ class FakeSocket:
 
 
 class FakeConnector:
-    """Hands out :class:`FakeSocket` sessions, or raises what it is told to."""
+    """Hands out sessions of ``socket_type`` (:class:`FakeSocket` or a subclass whose
+    sends behave otherwise), or raises what it is told to."""
 
-    def __init__(self, error: Exception | None = None) -> None:
+    def __init__(self, error: Exception | None = None, *,
+                 socket_type: type[FakeSocket] | None = None) -> None:
         self.sockets: list[FakeSocket] = []
         self.models: list[str | None] = []
         self.error = error
+        self.socket_type = socket_type or FakeSocket
 
     async def connect(self, model: str | None = None, *,
                       intent: str | None = None) -> UpstreamSocket:
         self.models.append(model)
         if self.error is not None:
             raise self.error
-        socket = FakeSocket()
+        socket = self.socket_type()
         self.sockets.append(socket)
         return socket
